@@ -1,0 +1,27 @@
+# Set-up commands for a fresh clone. Each target creates what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+
+.PHONY: test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+## Run the whole test suite.
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+## Run the benchmarks (peers side by side, ratios reported).
+bench: $(VENV)/.bench-installed
+	$(PY) bench/trim.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
