@@ -37,9 +37,9 @@ __version__ = "0.1.0"
 __all__ = [
     "CachedCounter",
     "ContextOverflowError",
+    "Conversation",
     "ConversationFileError",
     "ConvoError",
-    "Conversation",
     "DocumentBlock",
     "ExactCounter",
     "ImageBlock",

@@ -256,8 +256,9 @@ def to_message(value: Any, *, role: str | None = None) -> Message:
         if role is not None and value.role != role:
             raise InvalidMessageError(f"expected a {role} message, got a {value.role} message")
         return value
-    if role is not None and not isinstance(value, Mapping) and not hasattr(value, "role"):
-        if isinstance(value, BaseModel) or (isinstance(value, Mapping) and "type" in value):
+    is_block = isinstance(value, Mapping) and "type" in value and "role" not in value
+    if role is not None and (is_block or (not isinstance(value, Mapping) and not hasattr(value, "role"))):
+        if isinstance(value, BaseModel) or is_block:
             value = [value]
         if isinstance(value, (list, tuple)):
             value = [b.model_dump(mode="json", exclude_none=True) if isinstance(b, BaseModel) else b for b in value]
