@@ -48,7 +48,8 @@ class Conversation:
 
     ``budget`` is the context window to fit in (input + ``max_tokens``), in tokens. ``strategy``
     decides what to drop when the history outgrows it (default :class:`SlidingWindow`);
-    ``counter`` estimates tokens (default: the offline, cached counter).
+    ``counter`` estimates tokens (default: the offline, cached counter). ``max_tokens`` is the
+    default reply length for :meth:`request` (default 1024, or half the budget if that is less).
     """
 
     def __init__(
@@ -59,11 +60,13 @@ class Conversation:
         budget: int,
         strategy: StrategyLike | None = None,
         counter: TokenCounter | None = None,
-        max_tokens: int = 1024,
+        max_tokens: int | None = None,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise InvalidConfigError(f"model must be a model name such as 'claude-sonnet-4-5', got {model!r}")
         _positive_int(budget, "budget", "give the context window to fit in, in tokens, e.g. budget=8000")
+        if max_tokens is None:
+            max_tokens = min(1024, max(1, budget // 2))
         _positive_int(max_tokens, "max_tokens", "give the default reply length, e.g. max_tokens=1024")
         if strategy is not None and not callable(strategy):
             raise InvalidConfigError(f"strategy must be callable (e.g. SlidingWindow()), got {type(strategy).__name__}")
@@ -365,7 +368,7 @@ class Conversation:
                 data.get("system"),
                 model=data["model"],
                 budget=data["budget"],
-                max_tokens=data.get("max_tokens", 1024),
+                max_tokens=data.get("max_tokens"),
                 strategy=strategy if strategy is not None else strategy_from_config(data.get("strategy")),
                 counter=counter,
             )
