@@ -22,6 +22,7 @@ test: $(VENV)/.installed
 ## Run the benchmarks (peers side by side, ratios reported).
 bench: $(VENV)/.bench-installed
 	$(PY) bench/trim.py
+	$(PY) bench/token_accuracy.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
