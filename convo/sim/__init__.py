@@ -1,0 +1,21 @@
+"""An embedded Anthropic-compatible server: the Messages API, streaming, count_tokens and
+Message Batches, with an offline model, rate limits and fault injection.
+
+>>> import anthropic
+>>> from convo.sim import Simulator
+>>> with Simulator(seed=0, rpm=50, faults=["529", "ok"]) as sim:
+...     client = anthropic.Anthropic(base_url=sim.base_url, api_key="test")
+...     reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=200,
+...                                    messages=[{"role": "user", "content": "Hello"}])
+
+Point the official SDK (or convo's client) at ``sim.base_url``; ``sim.requests`` shows what
+was sent. ``convo.sim.run(port=8080)`` serves in the foreground.
+"""
+
+from .app import Recorded
+from .faults import Fault, Faults
+from .limits import ManualClock, RateLimits
+from .model import OfflineModel, Reply
+from .server import Simulator, run
+
+__all__ = ["Fault", "Faults", "ManualClock", "OfflineModel", "RateLimits", "Recorded", "Reply", "Simulator", "run"]
