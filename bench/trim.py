@@ -43,7 +43,7 @@ from convo import Conversation, OfflineCounter
 from convo.tokens import MESSAGE_OVERHEAD, REQUEST_OVERHEAD
 
 SEED = 20261123
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 MAX_TOKENS = 1024
 SIZES = (1_000, 10_000)
 BUDGETS = (8_000, 100_000)

@@ -1,21 +1,36 @@
 """convo: multi-turn conversations for the Claude API that fit their token budget.
 
 >>> import convo
->>> conv = convo.Conversation("You are terse.", model="claude-sonnet-4-5", budget=8000)
+>>> conv = convo.Conversation("You are terse.", model="claude-sonnet-4-6", budget=8000)
 >>> conv.add_user("Hello")
 >>> conv.request()["messages"]
 [{'role': 'user', 'content': 'Hello'}]
 """
 
+from ._calls import Restart
 from ._exceptions import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    BadRequestError,
     ContextOverflowError,
     ConversationFileError,
     ConvoError,
     InvalidConfigError,
     InvalidInputError,
     InvalidMessageError,
+    NotFoundError,
+    OverloadedError,
+    PermissionDeniedError,
+    RateLimitError,
+    RequestTooLargeError,
+    ServerError,
+    SpendLimitError,
+    StreamError,
+    StreamRestartedError,
     TokenCountError,
 )
+from .client import AsyncClient, AsyncStream, Client, Stream
 from .conversation import Conversation
 from .messages import (
     DocumentBlock,
@@ -29,13 +44,22 @@ from .messages import (
     check_history,
     to_message,
 )
+from .retry import RetryBudget, RetryPolicy
 from .strategies import Selection, SlidingWindow, Strategy, TrimState
 from .tokens import CachedCounter, ExactCounter, OfflineCounter, TokenCounter, count_tokens
+from .usage import Stats
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AsyncClient",
+    "AsyncStream",
+    "AuthenticationError",
+    "BadRequestError",
     "CachedCounter",
+    "Client",
     "ContextOverflowError",
     "Conversation",
     "ConversationFileError",
@@ -47,11 +71,25 @@ __all__ = [
     "InvalidInputError",
     "InvalidMessageError",
     "Message",
+    "NotFoundError",
     "OfflineCounter",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "RateLimitError",
     "RedactedThinkingBlock",
+    "RequestTooLargeError",
+    "Restart",
+    "RetryBudget",
+    "RetryPolicy",
     "Selection",
+    "ServerError",
     "SlidingWindow",
+    "SpendLimitError",
+    "Stats",
     "Strategy",
+    "Stream",
+    "StreamError",
+    "StreamRestartedError",
     "TextBlock",
     "ThinkingBlock",
     "TokenCountError",

@@ -8,7 +8,20 @@
     │   └── InvalidConfigError                 a bad budget, model, system prompt, strategy...
     ├── ContextOverflowError                   what must be kept cannot fit in the budget
     ├── ConversationFileError                  a saved conversation cannot be read or written
-    └── TokenCountError                        counting tokens failed (e.g. the API was unreachable)
+    ├── TokenCountError                        counting tokens failed (e.g. the API was unreachable)
+    ├── APIError                               the API answered with an error (after any retries)
+    │   ├── BadRequestError          400, 422  the request is malformed: fix it, do not retry
+    │   ├── AuthenticationError      401       the API key is missing, wrong or revoked
+    │   ├── PermissionDeniedError    403       the key may not use this model or feature
+    │   ├── NotFoundError            404       unknown model, path or id
+    │   ├── RequestTooLargeError     413       the body is over the API's size limit
+    │   ├── RateLimitError           429       still rate limited after the retries
+    │   │   └── SpendLimitError      429       the account's spend limit is reached: never retried
+    │   ├── OverloadedError          529       still overloaded after the retries and fallbacks
+    │   └── ServerError              5xx       the API failed; retries did not help
+    ├── APIConnectionError                     the API could not be reached, or timed out
+    └── StreamError                            a stream failed after output reached the caller
+        └── StreamRestartedError               the stream could not resume and starts over
 
 Every message says what was wrong, the numbers involved, and what to do about it. An error
 raised by a method leaves the object it was called on unchanged.
@@ -16,13 +29,28 @@ raised by a method leaves the object it was called on unchanged.
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = [
+    "APIConnectionError",
+    "APIError",
+    "AuthenticationError",
+    "BadRequestError",
     "ContextOverflowError",
     "ConversationFileError",
     "ConvoError",
     "InvalidConfigError",
     "InvalidInputError",
     "InvalidMessageError",
+    "NotFoundError",
+    "OverloadedError",
+    "PermissionDeniedError",
+    "RateLimitError",
+    "RequestTooLargeError",
+    "ServerError",
+    "SpendLimitError",
+    "StreamError",
+    "StreamRestartedError",
     "TokenCountError",
 ]
 
@@ -62,3 +90,122 @@ class ConversationFileError(ConvoError):
 
 class TokenCountError(ConvoError):
     """Counting tokens failed, for example because the count_tokens endpoint was unreachable."""
+
+
+class APIError(ConvoError):
+    """The API answered with an error. ``status_code``, ``error_type`` (the API's
+    ``error.type``), ``request_id`` and ``attempts`` say what happened; the SDK's exception is
+    the ``__cause__``.
+    """
+
+    hint = "see the message from the API"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error_type: str | None = None,
+        request_id: str | None = None,
+        attempts: int = 1,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.error_type = error_type
+        self.request_id = request_id
+        self.attempts = attempts
+
+
+class BadRequestError(APIError):
+    hint = "the request is invalid; fix what the API names (it is not retried)"
+
+
+class AuthenticationError(APIError):
+    hint = "check the API key (ANTHROPIC_API_KEY or Client(api_key=...))"
+
+
+class PermissionDeniedError(APIError):
+    hint = "this key may not use this model or feature; check the key's workspace and permissions"
+
+
+class NotFoundError(APIError):
+    hint = "check the model name and the base_url"
+
+
+class RequestTooLargeError(APIError):
+    hint = "the request is over the API's size limit (32 MB); send less, e.g. chunk the document"
+
+
+class RateLimitError(APIError):
+    hint = "still rate limited after retrying; slow down, or set Client(limits=...) to pace requests"
+
+
+class SpendLimitError(RateLimitError):
+    hint = "the account's spend limit is reached; raise it in the console (retrying will not help)"
+
+
+class OverloadedError(APIError):
+    hint = "the API is overloaded; retry later or name fallback_models"
+
+
+class ServerError(APIError):
+    hint = "the API failed; retry later"
+
+
+class APIConnectionError(ConvoError):
+    """The API could not be reached, the connection dropped, or the request timed out."""
+
+    def __init__(self, message: str, *, attempts: int = 1) -> None:
+        super().__init__(message)
+        self.attempts = attempts
+
+
+class StreamError(ConvoError):
+    """A stream failed for good. ``partial`` is the text the caller had already received."""
+
+    def __init__(self, message: str, *, partial: str = "", attempts: int = 1) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.attempts = attempts
+
+
+class StreamRestartedError(StreamError):
+    """A stream failed after text reached the caller and could not be continued (it held a
+    tool call or thinking); it is being sent again from the start. Raised from ``text_stream``
+    unless the caller passed ``on_restart=``; ``partial`` is what the caller had seen.
+    """
+
+
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    413: RequestTooLargeError,
+    422: BadRequestError,
+    429: RateLimitError,
+    529: OverloadedError,
+}
+
+
+def api_error(exc: Any, *, attempts: int = 1, spend_limit: bool = False) -> ConvoError:
+    """Translate an SDK exception into convo's tree, with a message that says what to do."""
+    status = getattr(exc, "status_code", None)
+    if status is None:
+        what = type(exc).__name__
+        return APIConnectionError(
+            f"could not complete the request after {attempts} attempt(s): {what}: {exc}. "
+            "Check the network and base_url; a timeout can be raised with Client(timeout=...)",
+            attempts=attempts,
+        )
+    cls = SpendLimitError if spend_limit else _BY_STATUS.get(status, ServerError if status >= 500 else APIError)
+    error_type = getattr(exc, "type", None)
+    api_message = getattr(exc, "api_message", None) or str(exc)
+    tries = f" after {attempts} attempts" if attempts > 1 else ""
+    return cls(
+        f"{status} {error_type or 'error'}{tries}: {api_message} — {cls.hint}",
+        status_code=status,
+        error_type=error_type,
+        request_id=getattr(exc, "request_id", None),
+        attempts=attempts,
+    )

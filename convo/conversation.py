@@ -1,7 +1,7 @@
 """Conversation: a multi-turn history with a system prompt, fitted into a token budget.
 
 >>> from convo import Conversation
->>> conv = Conversation("You are terse.", model="claude-sonnet-4-5", budget=8000)
+>>> conv = Conversation("You are terse.", model="claude-sonnet-4-6", budget=8000)
 >>> conv.add_user("What is the capital of France?")
 >>> request = conv.request(max_tokens=256)   # kwargs for anthropic.Anthropic().messages.create
 >>> sorted(request)
@@ -19,7 +19,7 @@ import copy
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,8 @@ class Conversation:
     decides what to drop when the history outgrows it (default :class:`SlidingWindow`);
     ``counter`` estimates tokens (default: the offline, cached counter). ``max_tokens`` is the
     default reply length for :meth:`request` (default 1024, or half the budget if that is less).
+    ``client`` (a :class:`convo.Client` or :class:`convo.AsyncClient`) lets :meth:`send`,
+    :meth:`stream`, :meth:`asend` and :meth:`astream` talk to the model.
     """
 
     def __init__(
@@ -61,9 +63,10 @@ class Conversation:
         strategy: StrategyLike | None = None,
         counter: TokenCounter | None = None,
         max_tokens: int | None = None,
+        client: Any = None,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
-            raise InvalidConfigError(f"model must be a model name such as 'claude-sonnet-4-5', got {model!r}")
+            raise InvalidConfigError(f"model must be a model name such as 'claude-sonnet-4-6', got {model!r}")
         _positive_int(budget, "budget", "give the context window to fit in, in tokens, e.g. budget=8000")
         if max_tokens is None:
             max_tokens = min(1024, max(1, budget // 2))
@@ -75,6 +78,7 @@ class Conversation:
         self.max_tokens = max_tokens
         self.strategy: StrategyLike = strategy if strategy is not None else SlidingWindow()
         self.counter: TokenCounter = counter if counter is not None else default_counter()
+        self.client = client
         self._system = to_system(system)
         self._fixed = fixed_tokens(self.counter, self._system)
         if self._fixed >= budget:
@@ -188,14 +192,21 @@ class Conversation:
         """Drop the last exchange (the last user turn and its replies) and return it."""
         if not self._starts:
             raise InvalidInputError("nothing to undo: the conversation is empty")
-        start = self._starts.pop()
-        self._prefix.pop()
-        removed = self._messages[start:]
-        del self._messages[start:]
-        del self._counts[start:]
-        for m in removed:
-            self._tool_ids.difference_update(m.tool_use_ids())
-        self._pinned.discard(len(self._starts))
+        return self._truncate(self._starts[-1])
+
+    def _truncate(self, length: int) -> list[Message]:
+        """Drop the messages from index ``length`` on, keeping every running total right."""
+        removed = self._messages[length:]
+        for i in range(len(self._messages) - 1, length - 1, -1):
+            if self._starts and self._starts[-1] == i:
+                self._starts.pop()
+                self._prefix.pop()
+                self._pinned.discard(len(self._starts))
+            else:
+                self._prefix[-1] -= self._counts[i]
+            self._tool_ids.difference_update(self._messages[i].tool_use_ids())
+        del self._messages[length:]
+        del self._counts[length:]
         self._refresh_pins()
         return removed
 
@@ -217,6 +228,83 @@ class Conversation:
         twin._tool_ids = set(self._tool_ids)
         twin.strategy = copy.copy(self.strategy)
         return twin
+
+    # -- talking to the model -----------------------------------------------------------------
+
+    def send(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> str:
+        """Add a user turn, get the reply, add it, return its text.
+
+        If the call fails the user turn is taken back, so the conversation is as before.
+        """
+        request, mark = self._begin_turn(content, max_tokens, params)
+        try:
+            reply = self._need_client().create(**request)
+        except BaseException:
+            self._rollback(mark)
+            raise
+        return self._end_turn(reply)
+
+    def stream(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> Iterator[str]:
+        """Like :meth:`send`, but yields the reply's text as it arrives; the assistant turn is
+        added when the stream ends (or the user turn taken back if it fails)."""
+        request, mark = self._begin_turn(content, max_tokens, params)
+        try:
+            with self._need_client().stream(**request) as s:
+                yield from s.text_stream
+                reply = s.get_final_message()
+        except BaseException:
+            self._rollback(mark)
+            raise
+        self._end_turn(reply)
+
+    async def asend(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> str:
+        """The async twin of :meth:`send` (needs an AsyncClient)."""
+        request, mark = self._begin_turn(content, max_tokens, params)
+        try:
+            reply = await self._need_client().create(**request)
+        except BaseException:
+            self._rollback(mark)
+            raise
+        return self._end_turn(reply)
+
+    async def astream(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> AsyncIterator[str]:
+        """The async twin of :meth:`stream` (needs an AsyncClient)."""
+        request, mark = self._begin_turn(content, max_tokens, params)
+        try:
+            async with self._need_client().stream(**request) as s:
+                async for text in s.text_stream:
+                    yield text
+                reply = await s.get_final_message()
+        except BaseException:
+            self._rollback(mark)
+            raise
+        self._end_turn(reply)
+
+    def _need_client(self) -> Any:
+        if self.client is None:
+            raise InvalidConfigError("this conversation has no client: pass Conversation(..., client=convo.Client(...))")
+        return self.client
+
+    def _begin_turn(self, content: Any, max_tokens: int | None, params: dict[str, Any]) -> tuple[dict[str, Any], int]:
+        self._need_client()
+        mark = len(self._messages)
+        self.add_user(content)
+        try:
+            return self.request(max_tokens, **params), mark
+        except BaseException:
+            self._rollback(mark)
+            raise
+
+    def _end_turn(self, reply: Any) -> str:
+        content = getattr(reply, "content", None) or []
+        if not any(b.type != "text" or b.text.strip() for b in content):
+            return ""  # an empty reply (e.g. stopped at once): nothing to add
+        message = to_message(reply)
+        self.add(message)
+        return message.text
+
+    def _rollback(self, mark: int) -> None:
+        self._truncate(mark)
 
     # -- the request -----------------------------------------------------------------------
 

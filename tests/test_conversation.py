@@ -16,7 +16,7 @@ from convo import (
     count_tokens,
 )
 
-MODEL = "claude-sonnet-4-5"
+MODEL = "claude-sonnet-4-6"
 
 
 def chat(n=20, budget=100_000, system="You are terse.", **kw):

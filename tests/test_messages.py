@@ -48,7 +48,7 @@ def test_sdk_response_object_becomes_assistant_message():
             "id": "msg_1",
             "type": "message",
             "role": "assistant",
-            "model": "claude-sonnet-4-5",
+            "model": "claude-sonnet-4-6",
             "content": [{"type": "text", "text": "Hello!", "citations": None}],
             "stop_reason": "end_turn",
             "stop_sequence": None,

@@ -52,7 +52,7 @@ def histories(draw):
 )
 def test_request_is_valid_and_within_budget_or_overflows(history, system, budget, max_tokens):
     try:
-        conv = Conversation(system, model="claude-sonnet-4-5", budget=budget)
+        conv = Conversation(system, model="claude-sonnet-4-6", budget=budget)
     except Exception:
         return  # budgets smaller than the system prompt are refused at construction
     for message, pinned in history:

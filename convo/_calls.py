@@ -1,0 +1,302 @@
+"""The two flows every request takes: a retried call, and a stream that survives failures.
+
+Both are generators of effects (see ``_flow``), so the sync and async clients run the very same
+code. Streams follow one rule: before any text reached the caller a failure is retried
+transparently; after, the stream *continues* — it re-sends with the text so far as an
+assistant prefill and stitches the continuation on, so the caller sees each character once.
+A partial tool call or thinking block cannot be continued; then the stream starts over and says
+so (``StreamRestartedError``, or the caller's ``on_restart`` callback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import anthropic
+import httpx2
+import tenacity
+from anthropic.types import TextBlock as SDKTextBlock
+
+from ._exceptions import ConvoError, StreamError, StreamRestartedError, api_error
+from ._flow import Call, Close, Emit, Final, Flow, Next, Now, Open, Sleep
+from .retry import RetryBudget, RetryPolicy, StreamInterrupted, is_spend_limit
+from .tokens import TokenCounter, default_counter
+from .usage import Stats
+
+__all__ = ["CallContext", "Restart", "call_flow", "stream_flow"]
+
+
+@dataclass
+class CallContext:
+    """Everything a flow needs from its client."""
+
+    policy: RetryPolicy
+    budget: RetryBudget | None
+    stats: Stats
+    fallback_models: tuple[str, ...] = ()
+    counter: TokenCounter = field(default_factory=default_counter)
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Emitted by a stream that starts over; ``partial`` is the text the caller had seen."""
+
+    reason: str
+    partial: str
+
+
+def _overloaded(exc: BaseException) -> bool:
+    status = getattr(exc, "status_code", None)
+    return status == 529 or (status == 200 and getattr(exc, "type", None) == "overloaded_error")
+
+
+class _Attempts:
+    """Tenacity's decisions for one call, plus model fallback and retry-budget bookkeeping."""
+
+    def __init__(self, ctx: CallContext, model: str) -> None:
+        self.ctx = ctx
+        self.spent = [0]
+        self.retrying = ctx.policy.retrying(ctx.budget, self.spent)
+        self.retrying.begin()
+        self.state = tenacity.RetryCallState(self.retrying, fn=None, args=(), kwargs={})
+        self.count = 0
+        self.models = [model, *(m for m in ctx.fallback_models if m != model)]
+        self.model_index = 0
+        self.overloaded_in_row = 0
+
+    @property
+    def model(self) -> str:
+        return self.models[self.model_index]
+
+    def next(self) -> float | None:
+        """None: attempt now. A number: sleep that long first. Raises the last error when done."""
+        action = self.retrying.iter(self.state)
+        if isinstance(action, tenacity.DoAttempt):
+            self.count += 1
+            return None
+        self.state.prepare_for_next_attempt()
+        self.ctx.stats.retried()
+        return float(action)
+
+    def failed(self, exc: BaseException) -> None:
+        self.ctx.stats.attempt_failed(exc)
+        if _overloaded(exc):
+            self.overloaded_in_row += 1
+            if self.overloaded_in_row >= self.ctx.policy.fallback_after and self.model_index + 1 < len(self.models):
+                self.model_index += 1
+                self.overloaded_in_row = 0
+                self.ctx.stats.count("fallbacks")
+        else:
+            self.overloaded_in_row = 0
+        self.state.set_exception((type(exc), exc, exc.__traceback__))
+
+    def succeeded(self) -> None:
+        if self.ctx.budget is not None:
+            self.ctx.budget.succeeded(self.spent[0])
+
+    def error(self, exc: BaseException) -> BaseException:
+        """convo's typed error for an API failure; anything else (a bug) passes unchanged."""
+        if not isinstance(exc, (anthropic.APIError, httpx2.TransportError)):
+            return exc
+        return api_error(exc, attempts=self.count, spend_limit=is_spend_limit(exc))
+
+
+def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create") -> Flow:
+    """An SDK call (``messages.create`` by default) with retries and model fallback."""
+    start = yield Now()
+    attempts = _Attempts(ctx, request["model"])
+    while True:
+        try:
+            wait = attempts.next()
+        except Exception as exc:
+            error = attempts.error(exc)
+            ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
+            raise error from exc
+        if wait is not None:
+            yield Sleep(wait)
+            continue
+        try:
+            message = yield Call(method, {**request, "model": attempts.model})
+        except Exception as exc:
+            attempts.failed(exc)
+            continue
+        attempts.succeeded()
+        ctx.stats.finished(latency=(yield Now()) - start, usage=getattr(message, "usage", None))
+        return message
+
+
+@dataclass
+class _Progress:
+    """What one stream has handed to the caller so far, across attempts."""
+
+    request: dict[str, Any]
+    chunks: list[str] = field(default_factory=list)
+    skip: str = ""  # whitespace trimmed off a prefill that the caller has already seen
+    input_tokens: int = 0
+    output_tokens: int = 0
+    resumed: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+    def take(self, text: str) -> str:
+        """The part of ``text`` the caller has not seen yet."""
+        if self.skip:
+            n = 0
+            while n < min(len(self.skip), len(text)) and self.skip[n] == text[n]:
+                n += 1
+            text, self.skip = text[n:], (self.skip[n:] if n else "")
+        if text:
+            self.chunks.append(text)
+        return text
+
+    def kwargs(self, model: str) -> dict[str, Any]:
+        """The next attempt's request: the original, or a continuation after the text so far."""
+        request = {**self.request, "model": model}
+        seen = self.text
+        if not seen:
+            return request
+        prefill = seen.rstrip()  # the API rejects a prefill that ends in whitespace
+        self.skip = seen[len(prefill) :]
+        if not prefill:
+            return request
+        messages = list(request["messages"])
+        last = messages[-1] if messages else None
+        if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str):
+            messages[-1] = {"role": "assistant", "content": last["content"] + prefill}
+        else:
+            messages.append({"role": "assistant", "content": prefill})
+        remaining = request["max_tokens"] - self.output_tokens
+        return {**request, "model": model, "messages": messages, "max_tokens": max(1, remaining)}
+
+    def stitch(self, final: Any) -> Any:
+        """The final message with the whole text and the usage of every attempt."""
+        usage = final.usage.model_copy(
+            update={
+                "input_tokens": final.usage.input_tokens + self.input_tokens,
+                "output_tokens": final.usage.output_tokens + self.output_tokens,
+            }
+        )
+        if not self.resumed:
+            return final.model_copy(update={"usage": usage})
+        content = list(final.content)
+        index = next((i for i, b in enumerate(content) if b.type == "text"), None)
+        whole = SDKTextBlock(type="text", text=self.text, citations=None)
+        if index is None:
+            content.insert(0, whole)
+        else:
+            tail = "".join(b.text for b in content[index + 1 :] if b.type == "text")
+            content[index] = SDKTextBlock(type="text", text=self.text[: len(self.text) - len(tail)], citations=None)
+        return final.model_copy(update={"content": content, "usage": usage})
+
+
+def _snapshot(handle: Any) -> Any:
+    try:
+        return handle.stream.current_message_snapshot
+    except (AssertionError, AttributeError):
+        return None
+
+
+def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool) -> Flow:
+    """A resumable stream: emits text chunks (and Restart notices); returns the final Message.
+
+    ``can_restart``: the caller accepts a restart (it passed ``on_restart``); otherwise a
+    stream that cannot be continued raises StreamRestartedError.
+    """
+    start = yield Now()
+    attempts = _Attempts(ctx, request["model"])
+    progress = _Progress(request)
+    ttft: float | None = None
+    while True:
+        try:
+            wait = attempts.next()
+        except Exception as exc:
+            error = _stream_error(attempts, exc, progress)
+            ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
+            raise error from exc
+        if wait is not None:
+            yield Sleep(wait)
+            continue
+        if progress.chunks:
+            progress.resumed += 1
+            ctx.stats.count("stream_resumes")
+        handle = None
+        try:
+            handle = yield Open(progress.kwargs(attempts.model))
+            stopped = False
+            while (event := (yield from _next(handle))) is not None:
+                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    fresh = progress.take(event.delta.text)
+                    if fresh:
+                        if ttft is None:
+                            ttft = (yield Now()) - start
+                        yield Emit(fresh)
+                elif event.type == "message_stop":
+                    stopped = True
+            if not stopped:
+                raise StreamInterrupted("the stream ended without message_stop")
+            final = yield Final(handle)
+        except Exception as exc:
+            partial = _snapshot(handle) if handle is not None else None
+            if handle is not None:
+                yield Close(handle)
+            _count_partial(progress, partial, ctx)
+            if progress.chunks and not _continuable(partial, ctx.policy):
+                if not can_restart:
+                    error = StreamRestartedError(
+                        f"the stream failed after text reached you and holds a tool call or thinking, so it "
+                        f"cannot be continued ({type(exc).__name__}: {exc}); send the request again, or pass "
+                        "on_restart= to let convo start over",
+                        partial=progress.text,
+                        attempts=attempts.count,
+                    )
+                    ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
+                    raise error from exc
+                yield Emit(Restart(reason=f"{type(exc).__name__}: {exc}", partial=progress.text))
+                progress.chunks.clear()
+            attempts.failed(exc)
+            continue
+        yield Close(handle)
+        attempts.succeeded()
+        message = progress.stitch(final)
+        ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=ttft)
+        return message
+
+
+def _next(handle: Any) -> Flow:
+    """The next event; an undecodable one counts as an interrupted stream."""
+    try:
+        return (yield Next(handle))
+    except ValueError as exc:  # json.JSONDecodeError from a malformed data: line
+        raise StreamInterrupted(f"the stream sent a malformed event ({exc})") from exc
+
+
+def _continuable(partial: Any, policy: RetryPolicy) -> bool:
+    if policy.stream_resume != "prefill":
+        return False
+    blocks = getattr(partial, "content", None) or []
+    return all(getattr(b, "type", None) == "text" for b in blocks)
+
+
+def _count_partial(progress: _Progress, partial: Any, ctx: CallContext) -> None:
+    """Add a failed attempt's usage: its reported output, or our estimate of the text it sent."""
+    usage = getattr(partial, "usage", None)
+    if usage is None:
+        return
+    progress.input_tokens += usage.input_tokens or 0
+    text = "".join(getattr(b, "text", "") for b in partial.content if getattr(b, "type", None) == "text")
+    progress.output_tokens += max(usage.output_tokens or 0, ctx.counter.count_text(text))
+
+
+def _stream_error(attempts: _Attempts, exc: BaseException, progress: _Progress) -> ConvoError:
+    if not progress.chunks and not isinstance(exc, (StreamInterrupted, anthropic.APIStatusError)):
+        return attempts.error(exc)
+    if isinstance(exc, anthropic.APIStatusError) and exc.status_code != 200:
+        return attempts.error(exc)
+    return StreamError(
+        f"the stream failed after {attempts.count} attempt(s): {type(exc).__name__}: {exc}",
+        partial=progress.text,
+        attempts=attempts.count,
+    )

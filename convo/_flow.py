@@ -1,0 +1,306 @@
+"""Effects and their two drivers: each multi-step operation is written once, as a generator.
+
+An operation (a retried call, a resumable stream, later a batch or a map-reduce) is a generator
+that *yields effects* — "call the API", "open a stream", "sleep" — and receives their results.
+:func:`drive_sync` and :func:`drive_async` carry the effects out with the sync or async SDK,
+so the sync and async clients share every decision and differ only in how they wait.
+
+Drivers also own the concurrency slots: a request holds one slot while it is in flight (a call
+until it returns, a stream until it is closed), never while sleeping between retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "Call",
+    "Close",
+    "Done",
+    "Emit",
+    "Final",
+    "Flow",
+    "Next",
+    "Now",
+    "Open",
+    "Sleep",
+    "drive_async",
+    "drive_sync",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call an SDK method (``"create"``, ``"count_tokens"``) with ``kwargs``; returns its result."""
+
+    method: str
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Open:
+    """Open a stream (``messages.stream(**kwargs)``); returns a handle for Next and Close."""
+
+    kwargs: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    """The next event of an open stream, or None when it has ended."""
+
+    handle: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Final:
+    """The accumulated final message of a stream that has been read to its end."""
+
+    handle: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    handle: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Now:
+    """The driver's clock (monotonic seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Hand ``value`` to whoever iterates the operation (stream text, events)."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """Yielded by a driver last, holding the operation's return value."""
+
+    value: Any
+
+
+Flow = Generator[Any, Any, Any]
+
+_METHODS = {"create": ("messages", "create"), "count_tokens": ("messages", "count_tokens")}
+
+
+def _method(sdk: Any, name: str) -> Callable[..., Any]:
+    obj = sdk
+    for part in _METHODS.get(name, tuple(name.split("."))):
+        obj = getattr(obj, part)
+    return obj
+
+
+@functools.lru_cache(maxsize=64)
+def _known(fn: Callable[..., Any]) -> frozenset[str]:
+    return frozenset(inspect.signature(fn).parameters)
+
+
+def sdk_call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+    """Call an SDK method; parameters it does not declare (``temperature`` on SDKs that dropped
+    it, newer API fields) travel in ``extra_body``, exactly as the API expects them."""
+    known = _known(getattr(fn, "__func__", fn))
+    extra = {k: v for k, v in kwargs.items() if k not in known}
+    if not extra:
+        return fn(**kwargs)
+    args = {k: v for k, v in kwargs.items() if k in known}
+    args["extra_body"] = {**(args.get("extra_body") or {}), **extra}
+    return fn(**args)
+
+
+@dataclass
+class SyncEnv:
+    """What the sync driver needs: the SDK client, a slot semaphore, a sleep and a clock."""
+
+    sdk: Any
+    slots: threading.BoundedSemaphore
+    sleep: Callable[[float], None] = time.sleep
+    clock: Callable[[], float] = time.monotonic
+
+
+@dataclass
+class AsyncEnv:
+    """The async twin of SyncEnv; one semaphore per event loop, created on first use."""
+
+    sdk: Any
+    limit: int
+    sleep: Callable[[float], Any] = asyncio.sleep
+    clock: Callable[[], float] = time.monotonic
+    _slots: dict[int, tuple[Any, asyncio.Semaphore]] = field(default_factory=dict)
+
+    def slots(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        entry = self._slots.get(id(loop))
+        if entry is None or entry[0] is not loop:
+            entry = (loop, asyncio.Semaphore(self.limit))
+            self._slots[id(loop)] = entry
+        return entry[1]
+
+
+class _SyncStream:
+    """A stream opened by the sync driver, holding its slot until closed."""
+
+    def __init__(self, manager: Any, slots: threading.BoundedSemaphore) -> None:
+        self.manager = manager
+        self.slots = slots
+        self.stream: Any = None
+        self.iterator: Iterator[Any] | None = None
+
+    def close(self) -> None:
+        if self.manager is not None:
+            manager, self.manager = self.manager, None
+            try:
+                manager.__exit__(None, None, None)
+            finally:
+                self.slots.release()
+
+
+def drive_sync(flow: Flow, env: SyncEnv) -> Iterator[Any]:
+    """Run ``flow`` with the sync SDK; yields emitted values, then ``Done(result)``."""
+    handles: set[_SyncStream] = set()
+    send: Any = None
+    error: BaseException | None = None
+    try:
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(send)
+            except StopIteration as stop:
+                yield Done(stop.value)
+                return
+            send, error = None, None
+            try:
+                if isinstance(effect, Emit):
+                    yield effect.value
+                elif isinstance(effect, Next):
+                    send = next(effect.handle.iterator, None)
+                elif isinstance(effect, Final):
+                    send = effect.handle.stream.get_final_message()
+                elif isinstance(effect, Call):
+                    with env.slots:
+                        send = sdk_call(_method(env.sdk, effect.method), effect.kwargs)
+                elif isinstance(effect, Open):
+                    env.slots.acquire()
+                    handle = _SyncStream(sdk_call(env.sdk.messages.stream, effect.kwargs), env.slots)
+                    try:
+                        handle.stream = handle.manager.__enter__()
+                    except BaseException:
+                        handle.close()
+                        raise
+                    handle.iterator = iter(handle.stream)
+                    handles.add(handle)
+                    send = handle
+                elif isinstance(effect, Close):
+                    handles.discard(effect.handle)
+                    effect.handle.close()
+                elif isinstance(effect, Sleep):
+                    if effect.seconds > 0:
+                        env.sleep(effect.seconds)
+                elif isinstance(effect, Now):
+                    send = env.clock()
+                else:
+                    raise TypeError(f"unknown effect {effect!r}")
+            except Exception as exc:  # handed back to the flow, which decides
+                error = exc
+    finally:
+        flow.close()
+        for handle in handles:
+            handle.close()
+
+
+class _AsyncStream:
+    def __init__(self, manager: Any, slots: asyncio.Semaphore) -> None:
+        self.manager = manager
+        self.slots = slots
+        self.stream: Any = None
+        self.iterator: AsyncIterator[Any] | None = None
+
+    async def close(self) -> None:
+        if self.manager is not None:
+            manager, self.manager = self.manager, None
+            try:
+                await manager.__aexit__(None, None, None)
+            finally:
+                self.slots.release()
+
+
+async def drive_async(flow: Flow, env: AsyncEnv) -> AsyncIterator[Any]:
+    """The async twin of :func:`drive_sync`."""
+    handles: set[_AsyncStream] = set()
+    send: Any = None
+    error: BaseException | None = None
+    try:
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(send)
+            except StopIteration as stop:
+                yield Done(stop.value)
+                return
+            send, error = None, None
+            try:
+                if isinstance(effect, Emit):
+                    yield effect.value
+                elif isinstance(effect, Next):
+                    send = await anext(effect.handle.iterator, None)
+                elif isinstance(effect, Final):
+                    send = await effect.handle.stream.get_final_message()
+                elif isinstance(effect, Call):
+                    async with env.slots():
+                        send = await sdk_call(_method(env.sdk, effect.method), effect.kwargs)
+                elif isinstance(effect, Open):
+                    slots = env.slots()
+                    await slots.acquire()
+                    handle = _AsyncStream(sdk_call(env.sdk.messages.stream, effect.kwargs), slots)
+                    try:
+                        handle.stream = await handle.manager.__aenter__()
+                    except BaseException:
+                        await handle.close()
+                        raise
+                    handle.iterator = aiter(handle.stream)
+                    handles.add(handle)
+                    send = handle
+                elif isinstance(effect, Close):
+                    handles.discard(effect.handle)
+                    await effect.handle.close()
+                elif isinstance(effect, Sleep):
+                    if effect.seconds > 0:
+                        await env.sleep(effect.seconds)
+                elif isinstance(effect, Now):
+                    send = env.clock()
+                else:
+                    raise TypeError(f"unknown effect {effect!r}")
+            except Exception as exc:
+                error = exc
+    finally:
+        flow.close()
+        for handle in handles:
+            await handle.close()
+
+
+def run_sync(flow: Flow, env: SyncEnv) -> Any:
+    """Run a flow that emits nothing to completion and return its result."""
+    for item in drive_sync(flow, env):
+        if isinstance(item, Done):
+            return item.value
+    raise RuntimeError("flow ended without a result")  # pragma: no cover
+
+
+async def run_async(flow: Flow, env: AsyncEnv) -> Any:
+    async for item in drive_async(flow, env):
+        if isinstance(item, Done):
+            return item.value
+    raise RuntimeError("flow ended without a result")  # pragma: no cover

@@ -1,0 +1,346 @@
+"""Client and AsyncClient: the official SDK underneath, convo's retries and streams on top.
+
+>>> from convo import Client
+>>> client = Client(base_url="http://127.0.0.1:8080", api_key="test", model="claude-sonnet-4-6")
+>>> client
+Client(model='claude-sonnet-4-6', base_url='http://127.0.0.1:8080', max_concurrency=5)
+
+Both are thin shells: every decision lives in the flows of ``_calls`` and runs the same way
+under the sync and the async driver. The API key is read from ``ANTHROPIC_API_KEY`` when not
+given and never appears in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from typing import Any
+
+import anthropic
+
+from ._calls import CallContext, Restart, call_flow, stream_flow
+from ._exceptions import InvalidConfigError
+from ._flow import AsyncEnv, Done, SyncEnv, drive_async, drive_sync, run_async, run_sync
+from .messages import Message, to_message, to_system
+from .retry import RetryPolicy
+from .tokens import TokenCounter, default_counter
+from .usage import Stats
+
+__all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
+
+log = logging.getLogger("convo")
+
+
+class _Base:
+    """Settings and request building shared by the sync and async clients."""
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        *,
+        max_concurrency: int = 5,
+        retry: RetryPolicy | None = None,
+        fallback_models: Sequence[str] = (),
+        user: str | None = None,
+        timeout: float = 600.0,
+        counter: TokenCounter | None = None,
+        sleep: Callable[[float], Any] | None = None,
+    ) -> None:
+        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise InvalidConfigError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
+        if model is not None and (not isinstance(model, str) or not model.strip()):
+            raise InvalidConfigError(f"model must be a model name such as 'claude-sonnet-4-6', got {model!r}")
+        if isinstance(fallback_models, str):
+            fallback_models = (fallback_models,)
+        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
+        if not key:
+            raise InvalidConfigError(
+                "no API key: pass Client(api_key=...) or set ANTHROPIC_API_KEY "
+                "(for the embedded simulator any non-empty key works)"
+            )
+        self.model = model
+        self.base_url = base_url
+        self.max_concurrency = max_concurrency
+        self.retry = retry if retry is not None else RetryPolicy()
+        self.fallback_models = tuple(fallback_models)
+        self.user = user
+        self.timeout = timeout
+        self.stats = Stats()
+        self._ctx = CallContext(
+            policy=self.retry,
+            budget=self.retry.new_budget(),
+            stats=self.stats,
+            fallback_models=self.fallback_models,
+            counter=counter if counter is not None else default_counter(),
+        )
+        self._sleep = sleep
+        self._sdk_options: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0, "timeout": timeout}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, max_concurrency={self.max_concurrency})"
+
+    @property
+    def retry_budget(self) -> Any:
+        return self._ctx.budget
+
+    def _request(
+        self,
+        messages: Iterable[Any],
+        system: Any,
+        max_tokens: int,
+        model: str | None,
+        params: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Normalize a request once, at the boundary."""
+        model = model or self.model
+        if not model:
+            raise InvalidConfigError("no model: pass model=... to the call or to Client(model=...)")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+            raise InvalidConfigError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        if isinstance(messages, (str, Message)) or not isinstance(messages, Iterable):
+            raise InvalidConfigError("messages must be a list of messages, e.g. [{'role': 'user', 'content': 'Hi'}]")
+        params.pop("stream", None)
+        request: dict[str, Any] = {
+            "model": model,
+            "max_tokens": max_tokens,
+            "messages": [m.to_api() if isinstance(m, Message) else to_message(m).to_api() for m in messages],
+        }
+        system = to_system(system)
+        if system:
+            request["system"] = system if isinstance(system, str) else [b.model_dump(mode="json") for b in system]
+        if self.user and "metadata" not in params:
+            request["metadata"] = {"user_id": self.user}
+        request.update(params)
+        return request
+
+
+class Stream:
+    """A running stream (sync). Iterate ``text_stream`` (or the stream itself) for text; every
+    character arrives once, even across retries. ``get_final_message()`` waits for the end.
+
+    ``restarts`` counts restarts the caller accepted through ``on_restart``.
+    """
+
+    def __init__(self, run: Iterator[Any], on_restart: Callable[[Restart], Any] | None) -> None:
+        self._run = run
+        self._on_restart = on_restart
+        self._final: Any = None
+        self.restarts = 0
+        self.text_stream = self._texts()
+
+    def _texts(self) -> Iterator[str]:
+        for item in self._run:
+            if isinstance(item, Done):
+                self._final = item.value
+                return
+            if isinstance(item, Restart):
+                self.restarts += 1
+                if self._on_restart is not None:
+                    self._on_restart(item)
+                continue
+            yield item
+
+    def __iter__(self) -> Iterator[str]:
+        return self.text_stream
+
+    def until_done(self) -> None:
+        for _ in self.text_stream:
+            pass
+
+    def get_final_message(self) -> Any:
+        """The whole message (an ``anthropic.types.Message``), stitched across any resumes."""
+        self.until_done()
+        return self._final
+
+    def get_final_text(self) -> str:
+        return "".join(b.text for b in self.get_final_message().content if b.type == "text")
+
+    def close(self) -> None:
+        self.text_stream.close()
+        close = getattr(self._run, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class Client(_Base):
+    """Sends requests through the official SDK with convo's retries, fallbacks and streams.
+
+    ``api_key`` defaults to ``ANTHROPIC_API_KEY``; ``max_concurrency`` bounds requests in
+    flight (thread-safe); ``retry`` is a :class:`RetryPolicy`; ``fallback_models`` are tried in
+    order after repeated overloaded answers; ``user`` is sent as ``metadata.user_id``.
+    """
+
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, model: str | None = None, **kw: Any) -> None:
+        super().__init__(api_key, base_url, model, **kw)
+        self.sdk = anthropic.Anthropic(**self._sdk_options)
+        self._env = SyncEnv(
+            sdk=self.sdk,
+            slots=threading.BoundedSemaphore(self.max_concurrency),
+            sleep=self._sleep if self._sleep is not None else time.sleep,
+        )
+
+    def create(
+        self,
+        messages: Iterable[Any],
+        *,
+        system: Any = None,
+        max_tokens: int = 1024,
+        model: str | None = None,
+        **params: Any,
+    ) -> Any:
+        """``messages.create`` with retries; returns an ``anthropic.types.Message``."""
+        request = self._request(messages, system, max_tokens, model, params)
+        return run_sync(call_flow(request, self._ctx), self._env)
+
+    def stream(
+        self,
+        messages: Iterable[Any],
+        *,
+        system: Any = None,
+        max_tokens: int = 1024,
+        model: str | None = None,
+        on_restart: Callable[[Restart], Any] | None = None,
+        **params: Any,
+    ) -> Stream:
+        """Stream a reply: ``with client.stream(...) as s: for text in s.text_stream: ...``.
+
+        A failure before any text is retried; after, the stream continues where it stopped.
+        If it cannot (a partial tool call or thinking block) it raises StreamRestartedError, or,
+        with ``on_restart=callback``, calls ``callback(Restart)`` and starts over.
+        """
+        request = self._request(messages, system, max_tokens, model, params)
+        flow = stream_flow(request, self._ctx, can_restart=on_restart is not None)
+        return Stream(drive_sync(flow, self._env), on_restart)
+
+    def count_tokens(self, messages: Iterable[Any], *, system: Any = None, model: str | None = None, **params: Any) -> int:
+        """Exact input tokens from the API's count_tokens endpoint (retried like any call)."""
+        request = self._request(messages, system, 1, model, params)
+        del request["max_tokens"]
+        request.pop("metadata", None)
+        return run_sync(call_flow(request, self._ctx, "count_tokens"), self._env).input_tokens
+
+    def close(self) -> None:
+        self.sdk.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncStream:
+    """The async twin of :class:`Stream`: ``async with client.stream(...) as s``."""
+
+    def __init__(self, run: AsyncIterator[Any], on_restart: Callable[[Restart], Any] | None) -> None:
+        self._run = run
+        self._on_restart = on_restart
+        self._final: Any = None
+        self.restarts = 0
+        self.text_stream = self._texts()
+
+    async def _texts(self) -> AsyncIterator[str]:
+        async for item in self._run:
+            if isinstance(item, Done):
+                self._final = item.value
+                return
+            if isinstance(item, Restart):
+                self.restarts += 1
+                if self._on_restart is not None:
+                    result = self._on_restart(item)
+                    if hasattr(result, "__await__"):
+                        await result
+                continue
+            yield item
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.text_stream
+
+    async def until_done(self) -> None:
+        async for _ in self.text_stream:
+            pass
+
+    async def get_final_message(self) -> Any:
+        await self.until_done()
+        return self._final
+
+    async def get_final_text(self) -> str:
+        message = await self.get_final_message()
+        return "".join(b.text for b in message.content if b.type == "text")
+
+    async def close(self) -> None:
+        await self.text_stream.aclose()
+        aclose = getattr(self._run, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+
+class AsyncClient(_Base):
+    """The async twin of :class:`Client` (same arguments; ``max_concurrency`` per event loop)."""
+
+    def __init__(self, api_key: str | None = None, base_url: str | None = None, model: str | None = None, **kw: Any) -> None:
+        super().__init__(api_key, base_url, model, **kw)
+        self.sdk = anthropic.AsyncAnthropic(**self._sdk_options)
+        self._env = AsyncEnv(sdk=self.sdk, limit=self.max_concurrency)
+        if self._sleep is not None:
+            self._env.sleep = self._sleep
+
+    async def create(
+        self,
+        messages: Iterable[Any],
+        *,
+        system: Any = None,
+        max_tokens: int = 1024,
+        model: str | None = None,
+        **params: Any,
+    ) -> Any:
+        request = self._request(messages, system, max_tokens, model, params)
+        return await run_async(call_flow(request, self._ctx), self._env)
+
+    def stream(
+        self,
+        messages: Iterable[Any],
+        *,
+        system: Any = None,
+        max_tokens: int = 1024,
+        model: str | None = None,
+        on_restart: Callable[[Restart], Any] | None = None,
+        **params: Any,
+    ) -> AsyncStream:
+        request = self._request(messages, system, max_tokens, model, params)
+        flow = stream_flow(request, self._ctx, can_restart=on_restart is not None)
+        return AsyncStream(drive_async(flow, self._env), on_restart)
+
+    async def count_tokens(
+        self, messages: Iterable[Any], *, system: Any = None, model: str | None = None, **params: Any
+    ) -> int:
+        request = self._request(messages, system, 1, model, params)
+        del request["max_tokens"]
+        request.pop("metadata", None)
+        return (await run_async(call_flow(request, self._ctx, "count_tokens"), self._env)).input_tokens
+
+    async def close(self) -> None:
+        await self.sdk.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()

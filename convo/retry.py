@@ -1,0 +1,232 @@
+"""When to retry, how long to wait, and when to stop: one policy for every request convo sends.
+
+The SDK's own retries are turned off (``max_retries=0``) and tenacity decides instead, so plain
+calls and streams follow one rule set:
+
+- Retried: 408, 409, 429, 5xx, 529, connection errors and timeouts, and — for streams — an SSE
+  ``error`` event of a transient type, a dropped connection and a stream that ends without
+  ``message_stop``. A server's ``x-should-retry`` header overrides the status.
+- Not retried: 400, 401, 403, 404, 413 and a 429 without ``retry-after`` that reports the spend
+  limit; they raise at once as typed errors saying what to fix.
+- Wait: ``retry-after-ms`` or ``retry-after`` when the server sends one (capped at
+  ``max_retry_after``), otherwise exponential backoff with full jitter, capped at ``max_backoff``.
+- Retry budget (the AWS SDKs' retry quota): each client holds ``budget`` tokens; a retry costs
+  5 (10 after a timeout), a first-try success gives 1 back, and a success after retries gives its
+  cost back. When most calls fail the tokens run out and retries are refused at once, so an
+  outage fails fast instead of multiplying load.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import anthropic
+import httpx2
+import tenacity
+
+from ._exceptions import InvalidConfigError
+
+__all__ = ["RetryBudget", "RetryPolicy", "StreamInterrupted", "is_retryable", "server_wait"]
+
+RETRYABLE_STATUS = frozenset({408, 409, 429})
+#: Error types that an SSE ``error`` event may carry and that are worth another attempt.
+TRANSIENT_TYPES = frozenset({"overloaded_error", "api_error", "rate_limit_error", "timeout_error"})
+RETRY_COST = 5
+TIMEOUT_RETRY_COST = 10
+SUCCESS_REFUND = 1
+
+
+class StreamInterrupted(Exception):
+    """A stream ended without ``message_stop`` or sent an event that is not valid JSON.
+
+    Raised and handled inside convo's stream flow; callers see StreamError if retries fail.
+    """
+
+
+def _status(exc: BaseException) -> int | None:
+    return getattr(exc, "status_code", None) if isinstance(exc, anthropic.APIStatusError) else None
+
+
+def is_spend_limit(exc: BaseException) -> bool:
+    """A 429 that no amount of waiting fixes: the account's spend limit is reached."""
+    if _status(exc) != 429:
+        return False
+    headers = exc.response.headers  # type: ignore[attr-defined]
+    if "retry-after" in headers or "retry-after-ms" in headers:
+        return False
+    code = getattr(exc, "error_code", None)
+    text = str(getattr(exc, "api_message", "") or exc).lower()
+    return code == "enforced_spend_limit_reached" or "usage limit" in text or "spend limit" in text
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether another attempt may succeed (see the module doc for the rules)."""
+    if isinstance(exc, anthropic.APIStatusError):
+        override = exc.response.headers.get("x-should-retry")
+        if override in ("true", "false"):
+            return override == "true"
+        status = exc.status_code
+        if status == 200:  # an SSE error event after the stream opened
+            return getattr(exc, "type", None) in TRANSIENT_TYPES or _body_type(exc) in TRANSIENT_TYPES
+        if is_spend_limit(exc):
+            return False
+        return status in RETRYABLE_STATUS or status >= 500
+    return isinstance(exc, (anthropic.APIConnectionError, httpx2.TransportError, StreamInterrupted))
+
+
+def _body_type(exc: anthropic.APIStatusError) -> str | None:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            return err.get("type")
+    return None
+
+
+def server_wait(exc: BaseException) -> float | None:
+    """Seconds the server asked us to wait (``retry-after-ms``, ``retry-after``), if any."""
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None)
+    if headers is None:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    after = headers.get("retry-after")
+    if after is None:
+        return None
+    try:
+        return max(0.0, float(after))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(after) if after else None
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+
+
+def is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, (anthropic.APITimeoutError, httpx2.TimeoutException))
+
+
+class RetryBudget:
+    """The retry quota shared by all requests of one client (thread-safe). See module doc."""
+
+    def __init__(self, tokens: int = 500) -> None:
+        self.capacity = tokens
+        self._tokens = tokens
+        self._lock = threading.Lock()
+        self.refused = 0
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
+
+    def acquire(self, exc: BaseException) -> int | None:
+        """Take the cost of retrying after ``exc``; None (and nothing taken) if too little is left."""
+        cost = TIMEOUT_RETRY_COST if is_timeout(exc) else RETRY_COST
+        with self._lock:
+            if self._tokens < cost:
+                self.refused += 1
+                return None
+            self._tokens -= cost
+            return cost
+
+    def succeeded(self, spent: int) -> None:
+        """A call succeeded having spent ``spent`` tokens on retries."""
+        with self._lock:
+            self._tokens = min(self.capacity, self._tokens + (spent or SUCCESS_REFUND))
+
+    def __repr__(self) -> str:
+        return f"RetryBudget({self._tokens}/{self.capacity})"
+
+
+class _wait_server_or_backoff(tenacity.wait.wait_base):
+    """Wait what the server asked for (capped), else exponential backoff with full jitter."""
+
+    def __init__(self, policy: RetryPolicy) -> None:
+        self.cap = policy.max_retry_after
+        self.backoff = tenacity.wait_random_exponential(multiplier=policy.initial_backoff, max=policy.max_backoff)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None and outcome.failed else None
+        hinted = server_wait(exc) if exc is not None else None
+        if hinted is not None:
+            return min(hinted, self.cap)
+        return float(self.backoff(retry_state))
+
+
+class _stop_without_budget(tenacity.stop.stop_base):
+    """Stop when the client's retry budget cannot pay for another attempt."""
+
+    def __init__(self, budget: RetryBudget | None, spent: list[int]) -> None:
+        self.budget = budget
+        self.spent = spent
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if self.budget is None:
+            return False
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        cost = self.budget.acquire(exc) if exc is not None else None
+        if cost is None:
+            return True
+        self.spent[0] += cost
+        return False
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How convo retries. All times in seconds.
+
+    ``max_attempts`` counts the first try. ``max_elapsed`` caps the total time spent on one
+    call (None: no cap). ``budget`` is the size of the client's retry quota (0 disables it).
+    ``fallback_after`` consecutive overloaded (529) answers move to the next fallback model.
+    ``stream_resume`` is how a stream that fails after text reached the caller goes on:
+    ``"prefill"`` re-sends with the text so far as an assistant prefill and stitches;
+    ``"restart"`` starts over (the caller is told, see ``Client.stream``).
+    """
+
+    max_attempts: int = 4
+    initial_backoff: float = 0.5
+    max_backoff: float = 20.0
+    max_retry_after: float = 60.0
+    max_elapsed: float | None = None
+    budget: int = 500
+    fallback_after: int = 2
+    stream_resume: str = "prefill"
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise InvalidConfigError(f"max_attempts must be at least 1 (the first try), got {self.max_attempts}")
+        for name in ("initial_backoff", "max_backoff", "max_retry_after"):
+            if getattr(self, name) < 0:
+                raise InvalidConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.stream_resume not in ("prefill", "restart"):
+            raise InvalidConfigError(f"stream_resume must be 'prefill' or 'restart', got {self.stream_resume!r}")
+        if self.budget < 0 or self.fallback_after < 1:
+            raise InvalidConfigError("budget must be >= 0 and fallback_after >= 1")
+
+    def new_budget(self) -> RetryBudget | None:
+        return RetryBudget(self.budget) if self.budget else None
+
+    def retrying(self, budget: RetryBudget | None, spent: list[int]) -> tenacity.Retrying:
+        """A tenacity controller for one call; ``spent[0]`` accumulates the budget it used.
+
+        convo drives it with ``iter()`` (as tenacity's own loop does), so the same decisions
+        serve the sync and the async client.
+        """
+        stop: Any = tenacity.stop_after_attempt(self.max_attempts)
+        if self.max_elapsed is not None:
+            stop = stop | tenacity.stop_after_delay(self.max_elapsed)
+        stop = stop | _stop_without_budget(budget, spent)  # evaluated last: pays only for real retries
+        return tenacity.Retrying(
+            stop=stop,
+            wait=_wait_server_or_backoff(self),
+            retry=tenacity.retry_if_exception(is_retryable),
+            reraise=True,
+        )

@@ -1,0 +1,405 @@
+"""Client and AsyncClient against the simulator, over real HTTP, through the official SDK."""
+
+import asyncio
+import inspect
+import logging
+
+import pytest
+
+import convo
+from convo import AsyncClient, Client, Conversation, RetryPolicy
+from convo.sim import Simulator
+
+MODEL = "claude-sonnet-4-6"
+KEY = "sk-ant-test-SECRET-0123456789"
+ASK = [{"role": "user", "content": "Tell me about the weather today in the city of Oslo."}]
+
+
+class Sleeps(list):
+    """An injected sleep that records instead of waiting."""
+
+    def __call__(self, seconds):
+        self.append(seconds)
+
+
+class AsyncSleeps(list):
+    async def __call__(self, seconds):
+        self.append(seconds)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with Simulator(seed=0) as s:
+        yield s
+
+
+@pytest.fixture
+def fresh(sim):
+    sim.faults = None
+    sim.clear_requests()
+    return sim
+
+
+def client(sim, **kw):
+    kw.setdefault("sleep", Sleeps())
+    return Client(api_key=KEY, base_url=sim.base_url, model=MODEL, **kw)
+
+
+def message_posts(sim):
+    return [r for r in sim.requests if r.path == "/v1/messages"]
+
+
+def test_create_returns_the_sdk_message(fresh):
+    c = client(fresh)
+    msg = c.create(ASK, max_tokens=100, system="Be brief.", temperature=0)
+    assert msg.type == "message" and msg.role == "assistant" and msg.content[0].text
+    assert msg.usage.input_tokens > 0 and msg.usage.output_tokens > 0
+    (sent,) = message_posts(fresh)
+    assert sent.body["system"] == "Be brief." and sent.body["temperature"] == 0 and sent.body["max_tokens"] == 100
+    assert sent.header("x-stainless-retry-count") == "0"
+    assert c.stats.successes == 1 and c.stats.input_tokens == msg.usage.input_tokens
+
+
+@pytest.mark.parametrize("fault", ["500", "529", "503", "408", "409", "429", "drop"])
+def test_transient_failures_are_retried(fresh, fault):
+    fresh.faults = [fault, fault, "ok"]
+    c = client(fresh)
+    assert c.create(ASK, max_tokens=50).content[0].text
+    assert len(message_posts(fresh)) == 3
+    assert c.stats.retries == 2 and c.stats.successes == 1
+
+
+def test_retry_after_is_honoured_and_capped(fresh):
+    fresh.faults = ["429@2", "429@500", "ok"]
+    sleeps = Sleeps()
+    c = client(fresh, sleep=sleeps, retry=RetryPolicy(max_retry_after=30))
+    c.create(ASK, max_tokens=50)
+    assert sleeps == [2.0, 30.0]
+    assert c.stats.rate_limited == 2
+
+
+def test_backoff_is_full_jitter_and_capped(fresh):
+    fresh.faults = ["500"] * 5 + ["ok"]
+    sleeps = Sleeps()
+    c = client(fresh, sleep=sleeps, retry=RetryPolicy(max_attempts=6, initial_backoff=1, max_backoff=3))
+    c.create(ASK, max_tokens=50)
+    assert len(sleeps) == 5 and all(0 <= s <= 3 for s in sleeps)
+
+
+@pytest.mark.parametrize(
+    "fault, error, fragment",
+    [
+        ("400", convo.BadRequestError, "it is not retried"),
+        ("403", convo.PermissionDeniedError, "permissions"),
+        ("404", convo.NotFoundError, "model name"),
+        ("413", convo.RequestTooLargeError, "size limit"),
+        ("spend_limit", convo.SpendLimitError, "spend limit"),
+    ],
+)
+def test_permanent_errors_raise_at_once(fresh, fault, error, fragment):
+    fresh.faults = [fault, "ok"]
+    c = client(fresh)
+    with pytest.raises(error) as info:
+        c.create(ASK, max_tokens=50)
+    assert fragment in str(info.value)
+    assert info.value.request_id and info.value.attempts == 1
+    assert len(message_posts(fresh)) == 1
+
+
+def test_a_real_invalid_request_says_what_was_wrong(fresh):
+    c = client(fresh)
+    with pytest.raises(convo.BadRequestError) as info:
+        c.create([{"role": "user", "content": "hi"}], max_tokens=50, temperature="hot")
+    assert "temperature" in str(info.value)
+    assert len(message_posts(fresh)) == 1
+
+
+def test_wrong_key_is_an_authentication_error_without_the_key():
+    with Simulator(api_key="the-right-key") as sim:
+        c = Client(api_key=KEY, base_url=sim.base_url, model=MODEL)
+        with pytest.raises(convo.AuthenticationError) as info:
+            c.create(ASK, max_tokens=10)
+        assert "ANTHROPIC_API_KEY" in str(info.value)
+        assert KEY not in str(info.value) and KEY not in repr(info.value)
+
+
+def test_exhausted_retries_raise_a_typed_error(fresh):
+    fresh.faults = ["529"] * 10
+    c = client(fresh, retry=RetryPolicy(max_attempts=3))
+    with pytest.raises(convo.OverloadedError) as info:
+        c.create(ASK, max_tokens=50)
+    assert info.value.attempts == 3 and "after 3 attempts" in str(info.value)
+    assert c.stats.failures == {"OverloadedError": 1}
+
+
+def test_retry_budget_fails_fast_when_most_calls_fail(fresh):
+    fresh.faults = ["500"] * 100
+    c = client(fresh, retry=RetryPolicy(max_attempts=4, budget=12))
+    for _ in range(3):
+        with pytest.raises(convo.ServerError):
+            c.create(ASK, max_tokens=20)
+    # 12 tokens pay for two retries of 5; every later failure is returned at once.
+    assert len(message_posts(fresh)) == 3 + 2
+    assert c.retry_budget.refused >= 2
+
+
+def test_retry_budget_refills_on_success(fresh):
+    budget = convo.RetryBudget(10)
+    budget.acquire(RuntimeError())
+    budget.succeeded(0)
+    assert budget.tokens == 6
+    budget.succeeded(5)
+    assert budget.tokens == 10
+
+
+def test_fallback_model_after_repeated_overload(fresh):
+    fresh.faults = ["529", "529", "ok"]
+    c = client(fresh, fallback_models=["claude-haiku-4-5"])
+    msg = c.create(ASK, max_tokens=50)
+    models = [r.body["model"] for r in message_posts(fresh)]
+    assert models == [MODEL, MODEL, "claude-haiku-4-5"]
+    assert msg.model == "claude-haiku-4-5" and c.stats.fallbacks == 1
+
+
+def test_count_tokens_is_exact_from_the_api(fresh):
+    c = client(fresh)
+    n = c.count_tokens([{"role": "user", "content": "Hello, Claude"}], system="Be brief.")
+    assert n == convo.count_tokens([{"role": "user", "content": "Hello, Claude"}], system="Be brief.")
+
+
+def test_exact_counter_through_the_sdk(fresh):
+    import anthropic
+
+    sdk = anthropic.Anthropic(api_key=KEY, base_url=fresh.base_url)
+    exact = convo.ExactCounter(sdk, model=MODEL)
+    msgs = [convo.to_message({"role": "user", "content": "How many tokens is this?"})]
+    assert exact.count_request(msgs, system="sys") == convo.count_tokens(msgs, system="sys")
+    assert exact.count_message(msgs[0]) == convo.OfflineCounter().count_message(msgs[0])
+
+
+def test_exact_counter_reports_an_unreachable_api():
+    import anthropic
+
+    sdk = anthropic.Anthropic(api_key=KEY, base_url="http://127.0.0.1:9", max_retries=0)
+    with pytest.raises(convo.TokenCountError, match="reachable"):
+        convo.ExactCounter(sdk, model=MODEL).count_text("hi")
+
+
+def test_unreachable_api_is_a_connection_error():
+    c = Client(api_key=KEY, base_url="http://127.0.0.1:9", model=MODEL, sleep=Sleeps(), retry=RetryPolicy(max_attempts=2))
+    with pytest.raises(convo.APIConnectionError, match="base_url"):
+        c.create(ASK, max_tokens=10)
+
+
+# -- streaming -------------------------------------------------------------------------------
+
+
+def clean_stream_text(sim):
+    sim.faults = None
+    return "".join(client(sim).stream(ASK, max_tokens=300).text_stream)
+
+
+def test_stream_text_and_final_message(fresh):
+    c = client(fresh)
+    with c.stream(ASK, max_tokens=300) as s:
+        chunks = list(s.text_stream)
+        final = s.get_final_message()
+    assert len(chunks) > 3
+    assert "".join(chunks) == final.content[0].text
+    assert final.stop_reason == "end_turn"
+    assert c.stats.as_dict()["ttft_p50"] is not None
+
+
+@pytest.mark.parametrize(
+    "fault", ["sse_error@0", "sse_error@3", "drop@2", "truncate@4", "malformed@3", "drop@0", "500", "529", "429"]
+)
+def test_stream_faults_deliver_each_character_once(fresh, fault):
+    expected = clean_stream_text(fresh)
+    fresh.faults = [fault]
+    c = client(fresh)
+    s = c.stream(ASK, max_tokens=300)
+    got = "".join(s.text_stream)
+    assert got == expected
+    assert s.get_final_message().content[0].text == expected
+    assert c.stats.retries == 1
+
+
+def test_a_stalled_stream_times_out_and_resumes(fresh):
+    expected = clean_stream_text(fresh)
+    fresh.faults = ["hang@3"]
+    c = client(fresh, timeout=0.5)
+    assert "".join(c.stream(ASK, max_tokens=300).text_stream) == expected
+
+
+def test_stream_that_keeps_failing_raises_with_the_partial_text(fresh):
+    fresh.faults = ["sse_error@2"] * 10
+    c = client(fresh, retry=RetryPolicy(max_attempts=2))
+    seen = []
+    with pytest.raises(convo.StreamError) as info:
+        for text in c.stream(ASK, max_tokens=300).text_stream:
+            seen.append(text)
+    assert info.value.partial == "".join(seen) and seen
+
+
+def test_stream_with_resume_by_restart_policy(fresh):
+    expected = clean_stream_text(fresh)
+    fresh.faults = ["sse_error@3"]
+    restarts = []
+    c = client(fresh, retry=RetryPolicy(stream_resume="restart"))
+    with pytest.raises(convo.StreamRestartedError):
+        "".join(c.stream(ASK, max_tokens=300).text_stream)
+    fresh.faults = ["sse_error@3"]
+    s = c.stream(ASK, max_tokens=300, on_restart=restarts.append)
+    text = "".join(s.text_stream)
+    assert restarts and restarts[0].partial and text.endswith(expected)
+    assert s.get_final_message().content[0].text == expected
+
+
+# -- async twins --------------------------------------------------------------------------------
+
+
+def aclient(sim, **kw):
+    kw.setdefault("sleep", AsyncSleeps())
+    return AsyncClient(api_key=KEY, base_url=sim.base_url, model=MODEL, **kw)
+
+
+def test_async_create_and_stream_match_sync(fresh):
+    expected = clean_stream_text(fresh)
+
+    async def main():
+        c = aclient(fresh)
+        msg = await c.create(ASK, max_tokens=300)
+        fresh.faults = ["sse_error@3"]
+        async with c.stream(ASK, max_tokens=300) as s:
+            got = "".join([t async for t in s.text_stream])
+            final = await s.get_final_message()
+        await c.close()
+        return msg, got, final
+
+    msg, got, final = asyncio.run(main())
+    assert msg.content[0].text == expected == got == final.content[0].text
+
+
+def test_async_concurrency_is_bounded_and_nothing_is_lost(fresh):
+    fresh.faults = {"500": 0.2, "529": 0.1}
+
+    async def main():
+        c = aclient(fresh, max_concurrency=3, retry=RetryPolicy(max_attempts=10))
+        replies = await asyncio.gather(*(c.create([{"role": "user", "content": f"item {i}"}], max_tokens=30) for i in range(40)))
+        return c, replies
+
+    c, replies = asyncio.run(main())
+    assert len(replies) == 40 and all(r.content[0].text for r in replies)
+    assert c.stats.successes == 40
+
+
+def test_sync_and_async_signatures_match():
+    for name in ("create", "stream", "count_tokens", "close"):
+        sync, asyn = inspect.signature(getattr(Client, name)), inspect.signature(getattr(AsyncClient, name))
+        assert list(sync.parameters) == list(asyn.parameters), name
+    assert list(inspect.signature(Client).parameters) == list(inspect.signature(AsyncClient).parameters)
+    for name in ("send", "stream"):
+        a, b = getattr(Conversation, name), getattr(Conversation, "a" + name)
+        assert list(inspect.signature(a).parameters) == list(inspect.signature(b).parameters)
+
+
+# -- the conversation talks --------------------------------------------------------------------
+
+
+def test_conversation_send_and_stream(fresh):
+    conv = Conversation("Be brief.", model=MODEL, budget=4000, client=client(fresh))
+    reply = conv.send("Hello there, I am Ada.")
+    assert reply and [m.role for m in conv.messages] == ["user", "assistant"]
+    streamed = "".join(conv.stream("What is my name?"))
+    assert streamed == conv.messages[-1].text
+    assert len(conv) == 4
+    sent = message_posts(fresh)[-1].body
+    assert sent["messages"][0]["content"] == "Hello there, I am Ada." and sent["system"] == "Be brief."
+
+
+def test_conversation_failure_takes_the_turn_back(fresh):
+    conv = Conversation(model=MODEL, budget=4000, client=client(fresh))
+    conv.send("first")
+    fresh.faults = ["400"]
+    with pytest.raises(convo.BadRequestError):
+        conv.send("second")
+    assert len(conv) == 2
+    fresh.faults = ["sse_error@2"] * 10
+    conv.client = client(fresh, retry=RetryPolicy(max_attempts=1))
+    with pytest.raises(convo.StreamError):
+        list(conv.stream("third"))
+    assert len(conv) == 2
+
+
+def test_conversation_async_twins(fresh):
+    async def main():
+        conv = Conversation(model=MODEL, budget=4000, client=aclient(fresh))
+        a = await conv.asend("Hello")
+        b = "".join([t async for t in conv.astream("Again")])
+        return conv, a, b
+
+    conv, a, b = asyncio.run(main())
+    assert [m.text for m in conv.messages[1::2]] == [a, b]
+
+
+def test_conversation_without_client():
+    conv = Conversation(model=MODEL, budget=1000)
+    with pytest.raises(convo.InvalidConfigError, match="no client"):
+        conv.send("hi")
+    assert len(conv) == 0
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+
+def test_key_never_leaks(fresh, caplog, tmp_path):
+    caplog.set_level(logging.DEBUG)
+    c = client(fresh)
+    fresh.faults = ["500", "ok"]
+    c.create(ASK, max_tokens=20)
+    fresh.faults = ["400"]
+    with pytest.raises(convo.BadRequestError) as info:
+        c.create(ASK, max_tokens=20)
+    conv = Conversation(model=MODEL, budget=4000, client=c)
+    conv.add_user("hi")
+    conv.save(tmp_path / "c.json")
+    import traceback
+
+    texts = [repr(c), str(c.stats), repr(c.stats), str(info.value), repr(info.value),
+             "".join(traceback.format_exception(info.value)), caplog.text, (tmp_path / "c.json").read_text()]
+    texts += [str(r.headers) for r in fresh.requests]
+    for text in texts:
+        assert KEY not in text
+
+
+def test_missing_key_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(convo.InvalidConfigError, match="ANTHROPIC_API_KEY"):
+        Client(model=MODEL)
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"max_concurrency": 0}, {"max_concurrency": 2.5}, {"model": ""}, {"retry": None, "max_concurrency": -1}]
+)
+def test_bad_client_settings(kwargs):
+    with pytest.raises(convo.InvalidConfigError):
+        Client(api_key=KEY, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_attempts": 0}, {"max_backoff": -1}, {"stream_resume": "maybe"}])
+def test_bad_retry_policy(kwargs):
+    with pytest.raises(convo.InvalidConfigError):
+        RetryPolicy(**kwargs)
+
+
+def test_bad_requests_are_refused_before_sending(fresh):
+    c = client(fresh)
+    for call in (
+        lambda: c.create("hello", max_tokens=10),
+        lambda: c.create(ASK, max_tokens=0),
+        lambda: c.create([{"role": "robot", "content": "x"}], max_tokens=10),
+        lambda: Client(api_key=KEY, base_url=fresh.base_url).create(ASK, max_tokens=10),
+    ):
+        with pytest.raises(convo.InvalidInputError):
+            call()
+    assert message_posts(fresh) == []
