@@ -12,11 +12,12 @@ until it returns, a stream until it is closed), never while sleeping between ret
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import functools
 import inspect
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +28,11 @@ __all__ = [
     "Emit",
     "Final",
     "Flow",
+    "Gather",
     "Next",
     "Now",
     "Open",
+    "Outcome",
     "Sleep",
     "drive_async",
     "drive_sync",
@@ -78,6 +81,29 @@ class Sleep:
 @dataclass(frozen=True, slots=True)
 class Now:
     """The driver's clock (monotonic seconds)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Gather:
+    """Run sub-flows concurrently, at most ``concurrency`` at a time, pulling ``flows`` lazily
+    (a generator of a million flows is fine). Returns an :class:`Outcome` per flow, in order.
+    ``on_done(index, outcome)``, if given, is called as each finishes (serialized)."""
+
+    flows: Iterable[Flow]
+    concurrency: int
+    on_done: Callable[[int, Outcome], Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The result of one gathered flow: ``value``, or ``error`` if it raised."""
+
+    value: Any = None
+    error: BaseException | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,6 +238,8 @@ def drive_sync(flow: Flow, env: SyncEnv) -> Iterator[Any]:
                         env.sleep(effect.seconds)
                 elif isinstance(effect, Now):
                     send = env.clock()
+                elif isinstance(effect, Gather):
+                    send = _gather_sync(effect, env)
                 else:
                     raise TypeError(f"unknown effect {effect!r}")
             except Exception as exc:  # handed back to the flow, which decides
@@ -281,6 +309,8 @@ async def drive_async(flow: Flow, env: AsyncEnv) -> AsyncIterator[Any]:
                         await env.sleep(effect.seconds)
                 elif isinstance(effect, Now):
                     send = env.clock()
+                elif isinstance(effect, Gather):
+                    send = await _gather_async(effect, env)
                 else:
                     raise TypeError(f"unknown effect {effect!r}")
             except Exception as exc:
@@ -289,6 +319,52 @@ async def drive_async(flow: Flow, env: AsyncEnv) -> AsyncIterator[Any]:
         flow.close()
         for handle in handles:
             await handle.close()
+
+
+def _gather_sync(effect: Gather, env: SyncEnv) -> list[Outcome]:
+    results: dict[int, Outcome] = {}
+    lock = threading.Lock()
+
+    def one(index: int, flow: Flow) -> None:
+        try:
+            outcome = Outcome(value=run_sync(flow, env))
+        except Exception as exc:
+            outcome = Outcome(error=exc)
+        with lock:
+            results[index] = outcome
+            if effect.on_done is not None:
+                effect.on_done(index, outcome)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, effect.concurrency)) as pool:
+        pending: set[concurrent.futures.Future[None]] = set()
+        for index, flow in enumerate(effect.flows):
+            if len(pending) >= effect.concurrency:
+                _, pending = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
+            pending.add(pool.submit(one, index, flow))
+        concurrent.futures.wait(pending)
+    return [results[i] for i in range(len(results))]
+
+
+async def _gather_async(effect: Gather, env: AsyncEnv) -> list[Outcome]:
+    results: dict[int, Outcome] = {}
+
+    async def one(index: int, flow: Flow) -> None:
+        try:
+            outcome = Outcome(value=await run_async(flow, env))
+        except Exception as exc:
+            outcome = Outcome(error=exc)
+        results[index] = outcome
+        if effect.on_done is not None:
+            effect.on_done(index, outcome)
+
+    pending: set[asyncio.Task[None]] = set()
+    for index, flow in enumerate(effect.flows):
+        if len(pending) >= effect.concurrency:
+            _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        pending.add(asyncio.create_task(one(index, flow)))
+    if pending:
+        await asyncio.wait(pending)
+    return [results[i] for i in range(len(results))]
 
 
 def run_sync(flow: Flow, env: SyncEnv) -> Any:
