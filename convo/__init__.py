@@ -30,6 +30,7 @@ from ._exceptions import (
     StreamRestartedError,
     TokenCountError,
 )
+from .budget import Budget, BudgetExceededError
 from .client import AsyncClient, AsyncStream, Client, Stream
 from .conversation import Conversation
 from .messages import (
@@ -44,6 +45,8 @@ from .messages import (
     check_history,
     to_message,
 )
+from .prices import PriceTable, UnknownModelError
+from .ratelimit import MemoryStore, RateLimits, RedisStore
 from .retry import RetryBudget, RetryPolicy
 from .strategies import Selection, SlidingWindow, Strategy, TrimState
 from .tokens import CachedCounter, ExactCounter, OfflineCounter, TokenCounter, count_tokens
@@ -58,6 +61,8 @@ __all__ = [
     "AsyncStream",
     "AuthenticationError",
     "BadRequestError",
+    "Budget",
+    "BudgetExceededError",
     "CachedCounter",
     "Client",
     "ContextOverflowError",
@@ -70,13 +75,17 @@ __all__ = [
     "InvalidConfigError",
     "InvalidInputError",
     "InvalidMessageError",
+    "MemoryStore",
     "Message",
     "NotFoundError",
     "OfflineCounter",
     "OverloadedError",
     "PermissionDeniedError",
+    "PriceTable",
     "RateLimitError",
+    "RateLimits",
     "RedactedThinkingBlock",
+    "RedisStore",
     "RequestTooLargeError",
     "Restart",
     "RetryBudget",
@@ -97,6 +106,7 @@ __all__ = [
     "ToolResultBlock",
     "ToolUseBlock",
     "TrimState",
+    "UnknownModelError",
     "__version__",
     "check_history",
     "count_tokens",

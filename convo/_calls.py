@@ -10,6 +10,8 @@ so (``StreamRestartedError``, or the caller's ``on_restart`` callback).
 
 from __future__ import annotations
 
+import json
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +21,13 @@ import tenacity
 from anthropic.types import TextBlock as SDKTextBlock
 
 from ._exceptions import ConvoError, StreamError, StreamRestartedError, api_error
-from ._flow import Call, Close, Emit, Final, Flow, Next, Now, Open, Sleep
+from ._flow import Call, Close, Do, Emit, Final, Flow, Next, Now, Open, Sleep
+from .budget import Budget, Hold
+from .messages import to_message, to_system
+from .prices import PriceTable, UnknownModelError
+from .ratelimit import RateLimiter, Reservation
 from .retry import RetryBudget, RetryPolicy, StreamInterrupted, is_spend_limit
-from .tokens import TokenCounter, default_counter
+from .tokens import TokenCounter, default_counter, fixed_tokens
 from .usage import Stats
 
 __all__ = ["CallContext", "Restart", "call_flow", "stream_flow"]
@@ -36,6 +42,82 @@ class CallContext:
     stats: Stats
     fallback_models: tuple[str, ...] = ()
     counter: TokenCounter = field(default_factory=default_counter)
+    limiter: RateLimiter | None = None
+    spend: Budget | None = None
+    prices: PriceTable | None = None
+    user: str | None = None
+    _estimates: OrderedDict[str, int] = field(default_factory=OrderedDict)
+
+    def estimate_input(self, request: dict[str, Any]) -> int:
+        """convo's estimate of a request's input tokens, remembering each message's count."""
+        total = fixed_tokens(self.counter, to_system(request.get("system")), request.get("tools"))
+        for m in request["messages"]:
+            key = json.dumps(m, sort_keys=True, ensure_ascii=False)
+            n = self._estimates.get(key)
+            if n is None:
+                n = self._estimates[key] = self.counter.count_message(to_message(m))
+                if len(self._estimates) > 50_000:
+                    self._estimates.popitem(last=False)
+            total += n
+        return total
+
+    def cost(self, usage: Any, model: str) -> float | None:
+        if usage is None or self.prices is None:
+            return None
+        try:
+            return self.prices.cost(usage, model)
+        except UnknownModelError:
+            return None
+
+
+@dataclass
+class _Ticket:
+    """What one attempt reserved from the rate limiter and the spending budget."""
+
+    model: str
+    reservation: Reservation | None = None
+    hold: Hold | None = None
+
+
+#: Worst-case budgeting adds this margin to the input estimate (the estimate's error is < 10%).
+ESTIMATE_MARGIN = 1.25
+
+
+def _admit(ctx: CallContext, request: dict[str, Any], model: str) -> Flow:
+    """Before an attempt: hold its worst-case cost, then wait for the rate limiter."""
+    ticket = _Ticket(model)
+    if ctx.limiter is None and ctx.spend is None:
+        return ticket
+    estimate = ctx.estimate_input(request)
+    max_tokens = request.get("max_tokens", 0)
+    if ctx.spend is not None:
+        prices = ctx.prices or PriceTable.default()
+        worst = prices.worst_case(model, estimate * ESTIMATE_MARGIN, max_tokens)
+        ticket.hold = ctx.spend.reserve(worst, ctx.user)
+    if ctx.limiter is not None:
+        try:
+            ticket.reservation = yield Do(ctx.limiter.reserve, (estimate, max_tokens), io=ctx.limiter.io)
+        except BaseException:
+            if ticket.hold is not None:
+                ctx.spend.settle(ticket.hold, 0.0)
+            raise
+        if ticket.reservation.wait > 0:
+            yield Sleep(ticket.reservation.wait)
+    return ticket
+
+
+def _settle(ctx: CallContext, ticket: _Ticket, usage: Any, headers: Any, exc: BaseException | None = None) -> Flow:
+    """After an attempt: correct the limiter from usage and headers, charge the real cost."""
+    if ctx.limiter is not None:
+        if ticket.reservation is not None:
+            yield Do(ctx.limiter.settle, (ticket.reservation, usage, headers), io=ctx.limiter.io)
+        if exc is not None and getattr(exc, "status_code", None) in (429, 529):
+            ctx.limiter.throttled()
+    cost = ctx.cost(usage, ticket.model)
+    if ticket.hold is not None:
+        ctx.spend.settle(ticket.hold, cost or 0.0)
+    if cost:
+        ctx.stats.charge(cost, ctx.user)
 
 
 @dataclass(frozen=True)
@@ -103,9 +185,11 @@ class _Attempts:
 
 
 def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create") -> Flow:
-    """An SDK call (``messages.create`` by default) with retries and model fallback."""
+    """An SDK call (``messages.create`` by default) with retries, model fallback, rate limits
+    and the spending budget (the last two for ``create`` only)."""
     start = yield Now()
     attempts = _Attempts(ctx, request["model"])
+    guarded = method == "create"
     while True:
         try:
             wait = attempts.next()
@@ -116,14 +200,26 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
         if wait is not None:
             yield Sleep(wait)
             continue
+        kwargs = {**request, "model": attempts.model}
+        ticket = (yield from _admit(ctx, kwargs, attempts.model)) if guarded else None
         try:
-            message = yield Call(method, {**request, "model": attempts.model})
+            raw = yield Call(method, kwargs, raw=guarded)
         except Exception as exc:
+            if ticket is not None:
+                yield from _settle(ctx, ticket, None, _headers(exc), exc)
             attempts.failed(exc)
             continue
+        message = raw.value if guarded else raw
+        if ticket is not None:
+            yield from _settle(ctx, ticket, message.usage, raw.headers)
         attempts.succeeded()
-        ctx.stats.finished(latency=(yield Now()) - start, usage=getattr(message, "usage", None))
+        ctx.stats.finished(latency=(yield Now()) - start, usage=getattr(message, "usage", None), user=ctx.user)
         return message
+
+
+def _headers(exc: BaseException) -> Any:
+    response = getattr(exc, "response", None)
+    return getattr(response, "headers", None)
 
 
 @dataclass
@@ -223,8 +319,10 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
             progress.resumed += 1
             ctx.stats.count("stream_resumes")
         handle = None
+        kwargs = progress.kwargs(attempts.model)
+        ticket = yield from _admit(ctx, kwargs, attempts.model)
         try:
-            handle = yield Open(progress.kwargs(attempts.model))
+            handle = yield Open(kwargs)
             stopped = False
             while (event := (yield from _next(handle))) is not None:
                 if event.type == "content_block_delta" and event.delta.type == "text_delta":
@@ -240,9 +338,11 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
             final = yield Final(handle)
         except Exception as exc:
             partial = _snapshot(handle) if handle is not None else None
+            headers = _headers(exc) if handle is None else handle.stream.response.headers
             if handle is not None:
                 yield Close(handle)
             _count_partial(progress, partial, ctx)
+            yield from _settle(ctx, ticket, getattr(partial, "usage", None), headers, exc)
             if progress.chunks and not _continuable(partial, ctx.policy):
                 if not can_restart:
                     error = StreamRestartedError(
@@ -258,10 +358,11 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
                 progress.chunks.clear()
             attempts.failed(exc)
             continue
+        yield from _settle(ctx, ticket, final.usage, handle.stream.response.headers)
         yield Close(handle)
         attempts.succeeded()
         message = progress.stitch(final)
-        ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=ttft)
+        ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=ttft, user=ctx.user)
         return message
 
 

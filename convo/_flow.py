@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import functools
 import inspect
 import threading
 import time
@@ -24,6 +23,7 @@ from typing import Any
 __all__ = [
     "Call",
     "Close",
+    "Do",
     "Done",
     "Emit",
     "Final",
@@ -33,6 +33,7 @@ __all__ = [
     "Now",
     "Open",
     "Outcome",
+    "Raw",
     "Sleep",
     "drive_async",
     "drive_sync",
@@ -41,10 +42,29 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Call:
-    """Call an SDK method (``"create"``, ``"count_tokens"``) with ``kwargs``; returns its result."""
+    """Call an SDK method (``"create"``, ``"count_tokens"``) with ``kwargs``; returns its result.
+
+    With ``raw=True`` it returns ``Raw(value, headers)``, so the response headers can be read.
+    """
 
     method: str
     kwargs: dict[str, Any]
+    raw: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    value: Any
+    headers: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Do:
+    """Run ``fn(*args)``; ``io=True`` means it may block (the async driver uses a thread)."""
+
+    fn: Callable[..., Any]
+    args: tuple[Any, ...] = ()
+    io: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,16 +145,27 @@ Flow = Generator[Any, Any, Any]
 _METHODS = {"create": ("messages", "create"), "count_tokens": ("messages", "count_tokens")}
 
 
-def _method(sdk: Any, name: str) -> Callable[..., Any]:
+def _method(sdk: Any, name: str, raw: bool = False) -> Callable[..., Any]:
     obj = sdk
-    for part in _METHODS.get(name, tuple(name.split("."))):
+    parts = _METHODS.get(name, tuple(name.split(".")))
+    if raw:
+        parts = (*parts[:-1], "with_raw_response", parts[-1])
+    for part in parts:
         obj = getattr(obj, part)
     return obj
 
 
-@functools.lru_cache(maxsize=64)
+_KNOWN: dict[tuple[Any, Any], frozenset[str]] = {}
+
+
 def _known(fn: Callable[..., Any]) -> frozenset[str]:
-    return frozenset(inspect.signature(fn).parameters)
+    """The parameters an SDK method declares (cached by name: raw-response wrappers are new
+    objects on every access)."""
+    key = (getattr(fn, "__module__", None), getattr(fn, "__qualname__", None))
+    known = _KNOWN.get(key)
+    if known is None:
+        known = _KNOWN[key] = frozenset(inspect.signature(fn).parameters)
+    return known
 
 
 def sdk_call(fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
@@ -218,7 +249,11 @@ def drive_sync(flow: Flow, env: SyncEnv) -> Iterator[Any]:
                     send = effect.handle.stream.get_final_message()
                 elif isinstance(effect, Call):
                     with env.slots:
-                        send = sdk_call(_method(env.sdk, effect.method), effect.kwargs)
+                        send = sdk_call(_method(env.sdk, effect.method, effect.raw), effect.kwargs)
+                    if effect.raw:
+                        send = Raw(send.parse(), send.headers)
+                elif isinstance(effect, Do):
+                    send = effect.fn(*effect.args)
                 elif isinstance(effect, Open):
                     env.slots.acquire()
                     handle = _SyncStream(sdk_call(env.sdk.messages.stream, effect.kwargs), env.slots)
@@ -288,7 +323,14 @@ async def drive_async(flow: Flow, env: AsyncEnv) -> AsyncIterator[Any]:
                     send = await effect.handle.stream.get_final_message()
                 elif isinstance(effect, Call):
                     async with env.slots():
-                        send = await sdk_call(_method(env.sdk, effect.method), effect.kwargs)
+                        send = await sdk_call(_method(env.sdk, effect.method, effect.raw), effect.kwargs)
+                    if effect.raw:
+                        send = Raw(await send.parse(), send.headers)
+                elif isinstance(effect, Do):
+                    if effect.io:
+                        send = await asyncio.to_thread(effect.fn, *effect.args)
+                    else:
+                        send = effect.fn(*effect.args)
                 elif isinstance(effect, Open):
                     slots = env.slots()
                     await slots.acquire()

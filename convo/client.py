@@ -24,7 +24,10 @@ import anthropic
 from ._calls import CallContext, Restart, call_flow, stream_flow
 from ._exceptions import InvalidConfigError
 from ._flow import AsyncEnv, Done, SyncEnv, drive_async, drive_sync, run_async, run_sync
+from .budget import Budget
 from .messages import Message, to_message, to_system
+from .prices import PriceTable
+from .ratelimit import RateLimiter, RateLimits
 from .retry import RetryPolicy
 from .tokens import TokenCounter, default_counter
 from .usage import Stats
@@ -48,13 +51,21 @@ class _Base:
         fallback_models: Sequence[str] = (),
         user: str | None = None,
         timeout: float = 600.0,
+        limits: RateLimits | None = None,
+        budget: Budget | None = None,
+        prices: PriceTable | None = None,
         counter: TokenCounter | None = None,
         sleep: Callable[[float], Any] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise InvalidConfigError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
         if model is not None and (not isinstance(model, str) or not model.strip()):
             raise InvalidConfigError(f"model must be a model name such as 'claude-sonnet-4-6', got {model!r}")
+        if limits is not None and not isinstance(limits, RateLimits):
+            raise InvalidConfigError(f"limits must be a RateLimits(...), got {type(limits).__name__}")
+        if budget is not None and not isinstance(budget, Budget):
+            raise InvalidConfigError(f"budget must be a Budget(usd=...), got {type(budget).__name__}")
         if isinstance(fallback_models, str):
             fallback_models = (fallback_models,)
         key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
@@ -70,13 +81,24 @@ class _Base:
         self.fallback_models = tuple(fallback_models)
         self.user = user
         self.timeout = timeout
-        self.stats = Stats()
+        clock = clock if clock is not None else time.monotonic
+        self.limits = limits
+        self.budget = budget
+        self.prices = prices if prices is not None else PriceTable.default()
+        if budget is not None and model is not None:
+            self.prices.price(model)  # an unknown model cannot be budgeted: say so now
+        self.stats = Stats(clock)
+        self.limiter = RateLimiter(limits, clock) if limits is not None else None
         self._ctx = CallContext(
             policy=self.retry,
             budget=self.retry.new_budget(),
             stats=self.stats,
             fallback_models=self.fallback_models,
             counter=counter if counter is not None else default_counter(),
+            limiter=self.limiter,
+            spend=budget,
+            prices=self.prices,
+            user=user,
         )
         self._sleep = sleep
         self._sdk_options: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0, "timeout": timeout}
@@ -239,6 +261,28 @@ class Client(_Base):
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
+    def batch(
+        self,
+        requests: Iterable[Any],
+        *,
+        concurrency: int | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        via: str = "messages",
+    ) -> list[Any]:
+        """Send many requests (dicts of ``create``'s arguments); a ``list[Result]`` in input order.
+
+        ``requests`` may be a generator of any length: it is read as slots free up.
+        ``concurrency``: items in flight (default ``max_concurrency``, which still caps calls on
+        the wire). ``checkpoint=path``: successes are saved as they arrive and a re-run sends only
+        the rest (failed items are sent again). ``via="batches_api"``: use the Message Batches API.
+        See :mod:`convo.batch`.
+        """
+        from .batch import batch_flow
+
+        flow = batch_flow(self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via)
+        return run_sync(flow, self._env)
+
 
 class AsyncStream:
     """The async twin of :class:`Stream`: ``async with client.stream(...) as s``."""
@@ -344,3 +388,18 @@ class AsyncClient(_Base):
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+    async def batch(
+        self,
+        requests: Iterable[Any],
+        *,
+        concurrency: int | None = None,
+        checkpoint: str | os.PathLike[str] | None = None,
+        progress: bool = True,
+        via: str = "messages",
+    ) -> list[Any]:
+        """The async twin of :meth:`Client.batch` (``concurrency`` tasks on this event loop)."""
+        from .batch import batch_flow
+
+        flow = batch_flow(self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via)
+        return await run_async(flow, self._env)

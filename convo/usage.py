@@ -46,6 +46,8 @@ class Stats:
         self.output_tokens = 0
         self.cache_read_tokens = 0
         self.cache_write_tokens = 0
+        self.cost_usd = 0.0
+        self.users: dict[str | None, dict[str, float]] = {}
         self._latency: deque[float] = deque(maxlen=SAMPLES)
         self._ttft: deque[float] = deque(maxlen=SAMPLES)
 
@@ -64,9 +66,35 @@ class Stats:
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
 
-    def finished(self, *, latency: float, usage: Any = None, ttft: float | None = None, error: str | None = None) -> None:
+    def charge(self, usd: float, user: str | None = None) -> None:
+        """Add the cost of one attempt, to the total and to the user's ledger."""
+        with self._lock:
+            self.cost_usd += usd
+            self._ledger(user)["usd"] += usd
+
+    def _ledger(self, user: str | None) -> dict[str, float]:
+        entry = self.users.get(user)
+        if entry is None:
+            entry = self.users[user] = {"requests": 0, "input_tokens": 0, "output_tokens": 0, "usd": 0.0}
+        return entry
+
+    def finished(
+        self,
+        *,
+        latency: float,
+        usage: Any = None,
+        ttft: float | None = None,
+        error: str | None = None,
+        user: str | None = None,
+    ) -> None:
         """One call is over: it succeeded (``error`` None) or failed with ``error``'s type."""
         with self._lock:
+            if user is not None or usage is not None:
+                ledger = self._ledger(user)
+                ledger["requests"] += 1
+                if usage is not None:
+                    ledger["input_tokens"] += getattr(usage, "input_tokens", 0) or 0
+                    ledger["output_tokens"] += getattr(usage, "output_tokens", 0) or 0
             self.requests += 1
             if error is None:
                 self.successes += 1
@@ -105,13 +133,21 @@ class Stats:
                 "output_tokens": self.output_tokens,
                 "cache_read_tokens": self.cache_read_tokens,
                 "cache_write_tokens": self.cache_write_tokens,
+                "cost_usd": self.cost_usd,
+                "users": {("-" if u is None else u): dict(v) for u, v in self.users.items()},
             }
 
     def __str__(self) -> str:
         rows = []
         for key, value in self.as_dict().items():
             if isinstance(value, float):
-                value = f"{value:.1%}" if key == "success_rate" else f"{value:.3f}"
+                value = f"{value:.1%}" if key == "success_rate" else f"{value:.6f}" if key == "cost_usd" else f"{value:.3f}"
+            elif key == "users":
+                value = "; ".join(
+                    f"{u}: {int(v['requests'])} req, {int(v['input_tokens'])} in, {int(v['output_tokens'])} out, "
+                    f"${v['usd']:.6f}"
+                    for u, v in value.items()
+                ) or "-"
             elif isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
             elif value is None:

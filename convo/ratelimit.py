@@ -1,0 +1,344 @@
+"""Client-side rate limits: token buckets for requests, input and output tokens, and days.
+
+The API enforces its limits with token buckets that refill continuously (capacity L, refilled
+at L/60 per second). convo keeps the same buckets on the client and *waits before sending*, so
+a correctly configured client never sees a 429::
+
+    client = Client(..., limits=RateLimits(rpm=50, input_tpm=30_000, output_tpm=8_000))
+
+- A request reserves 1 request, its estimated input tokens (convo's counter) and ``max_tokens``
+  output tokens. Reservations may drive a bucket below zero; the caller then sleeps until the
+  bucket is back at zero, which keeps callers in order (no thundering herd).
+- The response corrects the reservation: input by what the API counted (``input_tokens`` +
+  cache writes; cache reads do not count against the limit), output by refunding the unused
+  part of ``max_tokens``.
+- Limits not configured are learned from the ``anthropic-ratelimit-*-limit`` headers, and a
+  bucket is pulled down to the ``-remaining`` the server reports (other clients share the
+  account). On 429 and 529 an adaptive request rate backs off (x0.7) and recovers slowly, as
+  in the AWS SDKs' adaptive retry mode.
+- ``tokens_per_day`` adds a day-long bucket of input + output tokens.
+- ``store=RedisStore(url)`` shares the buckets between processes and machines (one Lua script,
+  atomic, on the Redis server's clock); in-memory is the default.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._exceptions import InvalidConfigError
+
+__all__ = ["MemoryStore", "RateLimiter", "RateLimits", "RedisStore", "Reservation"]
+
+MINUTE = 60.0
+DAY = 86_400.0
+#: Adaptive mode: multiply the request rate by BETA on a 429/529; grow by RECOVERY of the
+#: current rate per success; never below MIN_RATE requests per second.
+BETA = 0.7
+RECOVERY = 0.02
+MIN_RATE = 0.5
+
+_HEADER_BUCKETS = {"requests": "rpm", "input-tokens": "input_tpm", "output-tokens": "output_tpm"}
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """One limit: ``capacity`` units, refilled at ``rate`` units per second."""
+
+    name: str
+    capacity: float
+    rate: float
+
+
+class BucketStore(Protocol):
+    """Where bucket levels live. ``reserve`` is atomic over all the buckets it is given."""
+
+    def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> float:
+        """Take each amount (levels may go negative); return seconds until all are >= 0."""
+        ...
+
+    def adjust(self, scope: str, bucket: Bucket, delta: float, cap_at: float | None = None) -> None:
+        """Give back ``delta`` units (negative takes more); ``cap_at`` lowers the level to at most that."""
+        ...
+
+
+class MemoryStore:
+    """Buckets in this process (thread-safe), on an injectable clock."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._levels: dict[tuple[str, str], tuple[float, float]] = {}
+
+    def _level(self, key: tuple[str, str], bucket: Bucket, now: float) -> float:
+        level, at = self._levels.get(key, (bucket.capacity, now))
+        return min(bucket.capacity, level + (now - at) * bucket.rate)
+
+    def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> float:
+        with self._lock:
+            now = self.clock()
+            wait = 0.0
+            for bucket, amount in demands:
+                key = (scope, bucket.name)
+                level = self._level(key, bucket, now) - amount
+                self._levels[key] = (level, now)
+                if level < 0:
+                    wait = max(wait, -level / bucket.rate)
+            return wait
+
+    def adjust(self, scope: str, bucket: Bucket, delta: float, cap_at: float | None = None) -> None:
+        with self._lock:
+            now = self.clock()
+            key = (scope, bucket.name)
+            level = min(bucket.capacity, self._level(key, bucket, now) + delta)
+            if cap_at is not None:
+                level = min(level, cap_at)
+            self._levels[key] = (level, now)
+
+    def level(self, scope: str, bucket: Bucket) -> float:
+        with self._lock:
+            return self._level((scope, bucket.name), bucket, self.clock())
+
+
+_RESERVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local wait = 0
+for i, key in ipairs(KEYS) do
+  local amount = tonumber(ARGV[4 * i - 3])
+  local cap = tonumber(ARGV[4 * i - 2])
+  local rate = tonumber(ARGV[4 * i - 1])
+  local floor = tonumber(ARGV[4 * i])
+  local s = redis.call('HMGET', key, 'level', 'ts')
+  local level = tonumber(s[1]) or cap
+  local ts = tonumber(s[2]) or now
+  level = math.min(cap, level + math.max(0, now - ts) * rate) - amount
+  if floor >= 0 then level = math.min(level, floor) end
+  if level < 0 and amount > 0 then wait = math.max(wait, -level / rate) end
+  redis.call('HSET', key, 'level', tostring(level), 'ts', tostring(now))
+  redis.call('PEXPIRE', key, math.ceil(cap / rate * 1000) + 60000)
+end
+return tostring(wait)
+"""
+
+
+class RedisStore:
+    """Buckets in Redis, shared by every process that uses the same ``url`` and ``prefix``.
+
+    One Lua script updates all buckets of a request atomically, on the Redis server's clock,
+    so machines with skewed clocks still agree.
+    """
+
+    def __init__(self, url: str, *, prefix: str = "convo:ratelimit:") -> None:
+        try:
+            import redis
+        except ImportError:  # pragma: no cover - redis is a declared extra
+            raise InvalidConfigError("RedisStore needs the redis package: pip install 'convo[redis]'") from None
+        try:
+            self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+        except ValueError as exc:
+            raise InvalidConfigError(f"invalid Redis URL ({exc}); use redis://host:port/db") from None
+        self._url_for_async = url
+        self.prefix = prefix
+        self._script = self._redis.register_script(_RESERVE)
+
+    def __repr__(self) -> str:
+        return f"RedisStore(prefix={self.prefix!r})"  # the URL may hold a password
+
+    def _run(self, scope: str, rows: list[tuple[Bucket, float, float]]) -> float:
+        keys = [f"{self.prefix}{scope}:{b.name}" for b, _, _ in rows]
+        args: list[Any] = []
+        for bucket, amount, floor in rows:
+            args += [amount, bucket.capacity, bucket.rate, floor]
+        try:
+            return float(self._script(keys=keys, args=args))
+        except Exception as exc:
+            from ._exceptions import ConvoError
+
+            raise ConvoError(
+                f"the Redis rate-limit store failed ({type(exc).__name__}); check the server is reachable"
+            ) from None
+
+    def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> float:
+        return self._run(scope, [(b, amount, -1.0) for b, amount in demands])
+
+    def adjust(self, scope: str, bucket: Bucket, delta: float, cap_at: float | None = None) -> None:
+        self._run(scope, [(bucket, -delta, -1.0 if cap_at is None else max(cap_at, 0.0))])
+
+
+@dataclass(frozen=True)
+class RateLimits:
+    """Per-minute (and per-day) limits to stay under; None means "learn it from the API".
+
+    ``scope`` names the shared account in the store (clients with the same store and scope
+    share buckets). ``learn`` reads limits from response headers; ``adaptive`` slows down on
+    429/529.
+    """
+
+    rpm: float | None = None
+    input_tpm: float | None = None
+    output_tpm: float | None = None
+    tokens_per_day: float | None = None
+    store: Any = None
+    scope: str = "default"
+    learn: bool = True
+    adaptive: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("rpm", "input_tpm", "output_tpm", "tokens_per_day"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
+                raise InvalidConfigError(f"{name} must be a positive number or None, got {value!r}")
+
+
+@dataclass
+class Reservation:
+    """What one attempt took from the buckets, so the response can correct it."""
+
+    input: float
+    output: float
+    wait: float
+
+
+@dataclass
+class _Adaptive:
+    rate: float | None = None  # requests per second, None = no cap
+    sent: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+
+
+class RateLimiter:
+    """The limiter behind ``Client(limits=...)``; thread-safe; store calls are its only I/O."""
+
+    def __init__(self, limits: RateLimits, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limits = limits
+        self.clock = clock
+        self.store = limits.store if limits.store is not None else MemoryStore(clock)
+        self._lock = threading.Lock()
+        self._configured = {
+            "rpm": limits.rpm,
+            "input_tpm": limits.input_tpm,
+            "output_tpm": limits.output_tpm,
+        }
+        self._learned: dict[str, float] = {}
+        self._adaptive = _Adaptive()
+
+    @property
+    def io(self) -> bool:
+        """Whether store calls may block (a network store): the async driver then uses a thread."""
+        return not isinstance(self.store, MemoryStore)
+
+    def __repr__(self) -> str:
+        return f"RateLimiter({self.limits.rpm=}, {self.limits.input_tpm=}, {self.limits.output_tpm=})"
+
+    def _bucket(self, name: str) -> Bucket | None:
+        per_minute = self._configured.get(name) or self._learned.get(name)
+        if per_minute:
+            return Bucket(name, per_minute, per_minute / MINUTE)
+        return None
+
+    def limit(self, name: str) -> float | None:
+        """The limit in force for ``rpm``, ``input_tpm`` or ``output_tpm`` (configured or learned)."""
+        return self._configured.get(name) or self._learned.get(name)
+
+    def demands(self, input_tokens: float, output_tokens: float) -> list[tuple[Bucket, float]]:
+        out: list[tuple[Bucket, float]] = []
+        for name, amount in (("rpm", 1.0), ("input_tpm", input_tokens), ("output_tpm", output_tokens)):
+            bucket = self._bucket(name)
+            if bucket is not None:
+                if amount > bucket.capacity:
+                    raise InvalidConfigError(
+                        f"this request needs {amount:.0f} {name.split('_')[0]} units but {name} is "
+                        f"{bucket.capacity:.0f}: it can never be sent; lower max_tokens or send less"
+                    )
+                out.append((bucket, amount))
+        if self.limits.tokens_per_day:
+            day = self.limits.tokens_per_day
+            out.append((Bucket("tokens_per_day", day, day / DAY), input_tokens + output_tokens))
+        with self._lock:
+            rate = self._adaptive.rate
+        if rate is not None:
+            out.append((Bucket("adaptive", max(1.0, rate), rate), 1.0))
+        return out
+
+    def reserve(self, input_tokens: float, output_tokens: float) -> Reservation:
+        """Take a request's worth from every bucket; returns how long to wait before sending."""
+        demands = self.demands(input_tokens, output_tokens)
+        wait = self.store.reserve(self.limits.scope, demands) if demands else 0.0
+        with self._lock:
+            self._adaptive.sent.append(self.clock() + wait)
+        return Reservation(input=input_tokens, output=output_tokens, wait=wait)
+
+    def settle(self, reservation: Reservation, usage: Any | None, headers: Mapping[str, str] | None) -> None:
+        """Correct a reservation from the response (usage and rate-limit headers)."""
+        if headers is not None:
+            self.learn(headers)
+        if usage is None:  # the attempt failed: give the unused output reservation back
+            self._give("output_tpm", reservation.output)
+            self._give("tokens_per_day", reservation.output)
+            return
+        counted_input = (usage.input_tokens or 0) + (getattr(usage, "cache_creation_input_tokens", 0) or 0)
+        used_output = usage.output_tokens or 0
+        self._give("input_tpm", reservation.input - counted_input)
+        self._give("output_tpm", reservation.output - used_output)
+        self._give("tokens_per_day", reservation.input + reservation.output - counted_input - used_output)
+        self._recover()
+
+    def _give(self, name: str, delta: float) -> None:
+        if not delta:
+            return
+        if name == "tokens_per_day":
+            day = self.limits.tokens_per_day
+            bucket = Bucket(name, day, day / DAY) if day else None
+        else:
+            bucket = self._bucket(name)
+        if bucket is not None:
+            self.store.adjust(self.limits.scope, bucket, delta)
+
+    def learn(self, headers: Mapping[str, str]) -> None:
+        """Adopt limits the API reports for what was not configured; sync to its remaining."""
+        if not self.limits.learn:
+            return
+        for part, name in _HEADER_BUCKETS.items():
+            raw_limit = headers.get(f"anthropic-ratelimit-{part}-limit")
+            if raw_limit is None:
+                continue
+            try:
+                limit = float(raw_limit)
+                remaining = float(headers.get(f"anthropic-ratelimit-{part}-remaining", limit))
+            except ValueError:
+                continue
+            if not self._configured.get(name) and limit > 0:
+                self._learned[name] = limit
+            bucket = self._bucket(name)
+            if bucket is not None and remaining < bucket.capacity:
+                self.store.adjust(self.limits.scope, bucket, 0.0, cap_at=remaining)
+
+    def throttled(self) -> None:
+        """A 429 or 529 arrived: cut the adaptive request rate."""
+        if not self.limits.adaptive:
+            return
+        with self._lock:
+            now = self.clock()
+            recent = [t for t in self._adaptive.sent if now - t <= 10.0]
+            measured = len(recent) / 10.0 if recent else MIN_RATE
+            base = self._adaptive.rate if self._adaptive.rate is not None else max(measured, MIN_RATE)
+            self._adaptive.rate = max(MIN_RATE, base * BETA)
+
+    def _recover(self) -> None:
+        with self._lock:
+            rate = self._adaptive.rate
+            if rate is None:
+                return
+            rate *= 1 + RECOVERY
+            known = self._configured.get("rpm") or self._learned.get("rpm") or 10_000.0
+            # Once back above what the known limit allows, the adaptive cap is not needed.
+            self._adaptive.rate = None if rate * MINUTE >= known else rate
+
+    @property
+    def adaptive_rate(self) -> float | None:
+        return self._adaptive.rate
+

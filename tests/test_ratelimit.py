@@ -1,0 +1,169 @@
+"""Client-side rate limits: against the simulator's own limits, in virtual time, and via Redis."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import convo
+from convo import Client, RateLimits
+from convo.ratelimit import Bucket, MemoryStore, RateLimiter, RedisStore
+from convo.sim import ManualClock, Simulator
+
+MODEL = "claude-sonnet-4-6"
+KEY = "test-key"
+
+
+def virtual_client(sim, clock, **kw):
+    """A client whose sleeps move the shared manual clock instead of waiting."""
+    return Client(api_key=KEY, base_url=sim.base_url, model=MODEL, clock=clock, sleep=clock.advance, **kw)
+
+
+def statuses(sim):
+    return [r.status for r in sim.requests if r.path == "/v1/messages"]
+
+
+def ask(i, words=5):
+    return [{"role": "user", "content": f"request {i}: " + "lorem ipsum dolor " * words}]
+
+
+def test_configured_limits_mean_zero_429s_and_no_idle_time():
+    clock = ManualClock()
+    with Simulator(rpm=30, input_tpm=20_000, output_tpm=4_000, clock=clock, round_remaining=False) as sim:
+        client = virtual_client(sim, clock, limits=RateLimits(rpm=30, input_tpm=20_000, output_tpm=4_000),
+                                retry=convo.RetryPolicy(max_attempts=1))
+        start = clock()
+        for i in range(90):
+            client.create(ask(i), max_tokens=100)
+        elapsed = clock() - start
+    assert statuses(sim).count(429) == 0 and len(statuses(sim)) == 90
+    # 90 requests at 30 rpm with a 30-request burst need at least 120 s; no more than 5% over.
+    assert 120 <= elapsed <= 126
+
+
+def test_output_reserves_max_tokens_and_refunds_the_rest():
+    clock = ManualClock()
+    store = MemoryStore(clock)
+    limiter = RateLimiter(RateLimits(output_tpm=6000, store=store), clock)
+    res = limiter.reserve(100, 1000)
+    bucket = Bucket("output_tpm", 6000, 100)
+    assert store.level("default", bucket) == 5000
+    usage = type("U", (), {"input_tokens": 100, "output_tokens": 250, "cache_creation_input_tokens": 0})()
+    limiter.settle(res, usage, None)
+    assert store.level("default", bucket) == 5750
+
+
+def test_cache_reads_do_not_count_but_cache_writes_do():
+    clock = ManualClock()
+    store = MemoryStore(clock)
+    limiter = RateLimiter(RateLimits(input_tpm=10_000, store=store), clock)
+    bucket = Bucket("input_tpm", 10_000, 10_000 / 60)
+    res = limiter.reserve(2000, 10)
+    usage = type("U", (), {"input_tokens": 100, "output_tokens": 5, "cache_creation_input_tokens": 400,
+                           "cache_read_input_tokens": 1500})()
+    limiter.settle(res, usage, None)
+    assert store.level("default", bucket) == 10_000 - 500
+
+
+def test_a_request_larger_than_a_limit_is_refused():
+    limiter = RateLimiter(RateLimits(input_tpm=1000))
+    with pytest.raises(convo.InvalidConfigError, match="can never be sent"):
+        limiter.reserve(5000, 10)
+
+
+def test_limits_are_learned_from_headers():
+    clock = ManualClock()
+    with Simulator(rpm=20, clock=clock) as sim:
+        client = virtual_client(sim, clock, limits=RateLimits(), retry=convo.RetryPolicy(max_attempts=1))
+        for i in range(100):
+            client.create(ask(i, 1), max_tokens=20)
+        assert client.limiter.limit("rpm") == 20
+    assert statuses(sim).count(429) <= 1  # at most 1%
+
+
+def test_adaptive_slows_down_on_429_and_529():
+    clock = ManualClock()
+    limiter = RateLimiter(RateLimits(), clock)
+    for _ in range(20):
+        limiter.reserve(0, 0)
+        clock.advance(0.1)
+    limiter.throttled()
+    first = limiter.adaptive_rate
+    limiter.throttled()
+    assert first is not None and limiter.adaptive_rate == pytest.approx(first * 0.7)
+    waits = [limiter.reserve(0, 0).wait for _ in range(5)]
+    assert waits[-1] > 0  # requests are now spaced out
+
+
+def test_client_backs_off_after_server_429s():
+    clock = ManualClock()
+    with Simulator(faults=["429@1", "529"], clock=clock) as sim:
+        client = virtual_client(sim, clock, limits=RateLimits())
+        client.create(ask(0), max_tokens=20)
+        assert client.limiter.adaptive_rate is not None
+
+
+def test_tokens_per_day_limit():
+    clock = ManualClock()
+    limiter = RateLimiter(RateLimits(tokens_per_day=10_000), clock)
+    assert limiter.reserve(4000, 1000).wait == 0
+    assert limiter.reserve(4000, 1000).wait == 0
+    wait = limiter.reserve(4000, 1000).wait
+    assert wait == pytest.approx(5000 / (10_000 / 86_400))
+
+
+@pytest.mark.parametrize("kwargs", [{"rpm": 0}, {"input_tpm": -1}, {"output_tpm": "fast"}, {"rpm": True}])
+def test_bad_limits(kwargs):
+    with pytest.raises(convo.InvalidConfigError):
+        RateLimits(**kwargs)
+
+
+def test_redis_store_buckets_are_atomic_and_shared(redis_url):
+    a, b = RedisStore(redis_url, prefix="t1:"), RedisStore(redis_url, prefix="t1:")
+    bucket = Bucket("rpm", 10, 10 / 60)
+    waits = [s.reserve("acct", [(bucket, 1)]) for s in [a, b] * 6]
+    assert waits[:10] == [0.0] * 10 and waits[10] > 0 and waits[11] > waits[10]
+    assert "redis://" not in repr(a)
+
+
+def test_invalid_redis_url():
+    with pytest.raises(convo.InvalidConfigError, match="Redis URL"):
+        RedisStore("http://not-redis")
+
+
+def test_unreachable_redis_is_a_clear_error():
+    store = RedisStore("redis://127.0.0.1:9/0")
+    with pytest.raises(convo.ConvoError, match="reachable"):
+        store.reserve("x", [(Bucket("rpm", 10, 1), 1)])
+
+
+WORKER = textwrap.dedent(
+    """
+    import sys
+    from convo import Client, RateLimits, RetryPolicy
+    from convo.ratelimit import RedisStore
+    base_url, redis_url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    limits = RateLimits(rpm=600, store=RedisStore(redis_url, prefix="shared-test:"), scope="acct")
+    client = Client(api_key="k", base_url=base_url, model="claude-sonnet-4-6", limits=limits,
+                    retry=RetryPolicy(max_attempts=1))
+    for i in range(n):
+        client.create([{"role": "user", "content": f"hello {i}"}], max_tokens=5)
+    """
+)
+
+
+def test_two_processes_share_one_accounts_limit_through_redis(redis_url, tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(WORKER)
+    with Simulator(rpm=600) as sim:
+        procs = [
+            subprocess.Popen([sys.executable, str(script), sim.base_url, redis_url, "320"], stderr=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        for p in procs:
+            _, err = p.communicate(timeout=120)
+            assert p.returncode == 0, err.decode()[-2000:]
+    codes = statuses(sim)
+    # 640 requests against a 600-request burst: together they must wait, and never get a 429.
+    assert len(codes) == 640 and codes.count(429) == 0
