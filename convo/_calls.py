@@ -45,7 +45,6 @@ class CallContext:
     limiter: RateLimiter | None = None
     spend: Budget | None = None
     prices: PriceTable | None = None
-    user: str | None = None
     _estimates: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     def estimate_input(self, request: dict[str, Any]) -> int:
@@ -75,8 +74,15 @@ class _Ticket:
     """What one attempt reserved from the rate limiter and the spending budget."""
 
     model: str
+    user: str | None = None
     reservation: Reservation | None = None
     hold: Hold | None = None
+
+
+def _user_of(request: dict[str, Any]) -> str | None:
+    """The end user a request is for (``metadata.user_id``), for budgets and the ledger."""
+    metadata = request.get("metadata")
+    return metadata.get("user_id") if isinstance(metadata, dict) else None
 
 
 #: Worst-case budgeting adds this margin to the input estimate (the estimate's error is < 10%).
@@ -85,7 +91,7 @@ ESTIMATE_MARGIN = 1.25
 
 def _admit(ctx: CallContext, request: dict[str, Any], model: str) -> Flow:
     """Before an attempt: hold its worst-case cost, then wait for the rate limiter."""
-    ticket = _Ticket(model)
+    ticket = _Ticket(model, _user_of(request))
     if ctx.limiter is None and ctx.spend is None:
         return ticket
     estimate = ctx.estimate_input(request)
@@ -93,7 +99,7 @@ def _admit(ctx: CallContext, request: dict[str, Any], model: str) -> Flow:
     if ctx.spend is not None:
         prices = ctx.prices or PriceTable.default()
         worst = prices.worst_case(model, estimate * ESTIMATE_MARGIN, max_tokens)
-        ticket.hold = ctx.spend.reserve(worst, ctx.user)
+        ticket.hold = ctx.spend.reserve(worst, ticket.user)
     if ctx.limiter is not None:
         try:
             ticket.reservation = yield Do(ctx.limiter.reserve, (estimate, max_tokens), io=ctx.limiter.io)
@@ -117,7 +123,7 @@ def _settle(ctx: CallContext, ticket: _Ticket, usage: Any, headers: Any, exc: Ba
     if ticket.hold is not None:
         ctx.spend.settle(ticket.hold, cost or 0.0)
     if cost:
-        ctx.stats.charge(cost, ctx.user)
+        ctx.stats.charge(cost, ticket.user)
 
 
 @dataclass(frozen=True)
@@ -213,7 +219,7 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
         if ticket is not None:
             yield from _settle(ctx, ticket, message.usage, raw.headers)
         attempts.succeeded()
-        ctx.stats.finished(latency=(yield Now()) - start, usage=getattr(message, "usage", None), user=ctx.user)
+        ctx.stats.finished(latency=(yield Now()) - start, usage=getattr(message, "usage", None), user=_user_of(request))
         return message
 
 
@@ -362,7 +368,7 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
         yield Close(handle)
         attempts.succeeded()
         message = progress.stitch(final)
-        ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=ttft, user=ctx.user)
+        ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=ttft, user=_user_of(request))
         return message
 
 

@@ -98,7 +98,6 @@ class _Base:
             limiter=self.limiter,
             spend=budget,
             prices=self.prices,
-            user=user,
         )
         self._sleep = sleep
         self._sdk_options: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0, "timeout": timeout}
@@ -135,8 +134,9 @@ class _Base:
         system = to_system(system)
         if system:
             request["system"] = system if isinstance(system, str) else [b.model_dump(mode="json") for b in system]
-        if self.user and "metadata" not in params:
-            request["metadata"] = {"user_id": self.user}
+        user = params.pop("user", None) or self.user
+        if user and "metadata" not in params:
+            request["metadata"] = {"user_id": user}
         request.update(params)
         return request
 
@@ -200,7 +200,9 @@ class Client(_Base):
 
     ``api_key`` defaults to ``ANTHROPIC_API_KEY``; ``max_concurrency`` bounds requests in
     flight (thread-safe); ``retry`` is a :class:`RetryPolicy`; ``fallback_models`` are tried in
-    order after repeated overloaded answers; ``user`` is sent as ``metadata.user_id``.
+    order after repeated overloaded answers; ``user`` is sent as ``metadata.user_id`` and keys
+    the per-user ledger and caps (a call may pass its own ``user=``); ``limits`` are
+    :class:`RateLimits`; ``budget`` a :class:`Budget`; ``prices`` a :class:`PriceTable`.
     """
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, model: str | None = None, **kw: Any) -> None:

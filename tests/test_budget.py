@@ -109,3 +109,13 @@ def test_spend_never_exceeds_the_cap_under_concurrency():
     assert budget.spent <= budget.usd
     assert budget.spent == pytest.approx(sum(costs))
     assert 0 < len(costs) < 64
+
+
+def test_per_call_user_has_its_own_ledger():
+    with Simulator() as sim:
+        client = Client(api_key="k", base_url=sim.base_url, model=MODEL, user="alice")
+        client.create([{"role": "user", "content": "Hi"}], max_tokens=20)
+        client.create([{"role": "user", "content": "Hi"}], max_tokens=20, user="bob")
+        assert sim.requests[-1].body["metadata"] == {"user_id": "bob"}
+    users = client.stats.as_dict()["users"]
+    assert set(users) == {"alice", "bob"} and users["bob"]["requests"] == 1
