@@ -91,21 +91,19 @@ class SimState:
 
     # -- shared pieces -------------------------------------------------------------------
 
-    def respond(self, req: p.MessageRequest) -> tuple[int, Reply]:
-        input_tokens = self.counter.count_request(req.messages, system=req.system, tools=req.tools)
-        reply = self.model.reply(req.messages, max_tokens=req.max_tokens, stop_sequences=req.stop_sequences)
-        return input_tokens, reply
+    def answer(self, req: p.MessageRequest) -> Reply:
+        return self.model.reply(
+            req.messages, max_tokens=req.max_tokens, stop_sequences=req.stop_sequences,
+            tools=req.tools, tool_choice=req.tool_choice, thinking=req.thinking,
+        )  # fmt: skip
 
     def _run_batch_request(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         try:
             req = p.parse_message_request(params)
         except ErrorReply as err:
             return "errored", p.error_body(err, self.ids.request())
-        input_tokens, reply = self.respond(req)
-        msg = p.message_json(
-            self.ids.message(), req.model, reply.text, reply.stop_reason, reply.stop_sequence,
-            input_tokens, reply.output_tokens, service_tier="batch",
-        )  # fmt: skip
+        input_tokens = self.counter.count_request(req.messages, system=req.system, tools=req.tools)
+        msg = p.message_json(self.ids.message(), req.model, self.answer(req), input_tokens, service_tier="batch")
         return "succeeded", msg
 
 
@@ -265,23 +263,19 @@ class _Handlers:
         exceeded = s.limits.admit(req.model, input_tokens)
         if exceeded is not None:
             raise ErrorReply(429, exceeded.message, headers={"retry-after": str(exceeded.retry_after)})
-        reply = s.model.reply(req.messages, max_tokens=req.max_tokens, stop_sequences=req.stop_sequences)
+        reply = s.answer(req)
         s.limits.charge_output(req.model, reply.output_tokens)
         msg_id = s.ids.message()
         if req.stream:
             return await self._stream(request, req, reply, msg_id, input_tokens, fault)
         if fault.kind == "drop":
             _drop(request)
-        wait = s.latency + s.token_latency * len(reply.deltas)
+        wait = s.latency + s.token_latency * reply.events
         if fault.kind in ("stall", "hang"):
             wait += s.faults.stall_seconds
         if wait > 0:
             await asyncio.sleep(wait)
-        return _json(
-            p.message_json(
-                msg_id, req.model, reply.text, reply.stop_reason, reply.stop_sequence, input_tokens, reply.output_tokens
-            )
-        )
+        return _json(p.message_json(msg_id, req.model, reply, input_tokens))
 
     async def _stream(
         self, request: web.Request, req: p.MessageRequest, reply: Reply, msg_id: str, input_tokens: int, fault: Fault
@@ -292,16 +286,13 @@ class _Handlers:
         resp = web.StreamResponse(status=200, headers=_SSE_HEADERS)
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        head = p.start_event(msg_id, req.model, input_tokens)
-        deltas = reply.deltas
-        tail = p.message_delta_event(reply.stop_reason, reply.stop_sequence, reply.output_tokens) + p.MESSAGE_STOP
-        if deltas:
-            head += p.BLOCK_START + p.PING
-            tail = p.BLOCK_STOP + tail
+        opening, deltas, closing = p.content_events(reply.blocks)
+        head = p.start_event(msg_id, req.model, input_tokens) + opening
+        tail = closing + p.message_delta_event(reply.stop_reason, reply.stop_sequence, reply.output_tokens) + p.MESSAGE_STOP
         at = min(fault.after, len(deltas)) if fault.kind in STREAM_KINDS else -1
         if s.token_latency <= 0 and at < 0:
             # The fast path: the whole stream in one write.
-            await resp.write(head + b"".join(p.delta_event(d) for d in deltas) + tail)
+            await resp.write(head + b"".join(deltas) + tail)
             await resp.write_eof()
             return resp
         await resp.write(head)
@@ -313,7 +304,7 @@ class _Handlers:
                 break
             if s.token_latency > 0:
                 await asyncio.sleep(s.token_latency)
-            await resp.write(p.delta_event(deltas[i]))
+            await resp.write(deltas[i])
         await resp.write(tail)
         await resp.write_eof()
         return resp

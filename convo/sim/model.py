@@ -6,29 +6,38 @@
   (English or Chinese; CJK is detected). The text is the rest of the last user message, or the
   earlier conversation when the message is only the instruction.
 * Asked to ``say "…"`` (or ``reply with "…"`` / ``repeat "…"``), it says exactly that.
+* Given ``tools``, it calls one when ``tool_choice`` forces it or the last user message names
+  it ("use get_weather for Paris"): a short text block, then ``tool_use`` blocks (see
+  :mod:`convo.sim.blocks`). Given tool results, it reports them ("The result is: …").
+* With ``thinking`` on, the reply starts with a thinking block: a few sentences of reasoning
+  and a signature.
 * After a prefilled assistant turn it continues: when the prefill is the start of the answer
-  it would have given, it sends exactly the rest (so a resumed stream can be stitched).
+  it would have given, it sends exactly the rest, then the same tool calls (so a resumed
+  stream can be stitched).
 * Otherwise it acknowledges the last message: its key words and a short paraphrase, with the
   wording picked by a generator seeded from ``seed`` and the conversation.
 
 The reply is cut at the first stop sequence and at ``max_tokens`` (counted with convo's own
-counter), and split into deltas: a word at a time, or a few characters at a time for CJK.
+counter, over thinking, text and tool input alike), and split into deltas: a word at a time,
+or a few characters at a time for CJK.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import re
 import zlib
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..messages import DocumentBlock, Message, TextBlock, ToolResultBlock
 from ..tokens import TokenCounter, default_counter
+from .blocks import Block, Reply, ToolCall, json_chunks, pick_tools, thinking_signature, tool_id
 
-__all__ = ["OfflineModel", "Reply", "split_deltas"]
+__all__ = ["Block", "OfflineModel", "Reply", "split_deltas"]
 
 _CJK_CHARS = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
 _CJK = re.compile(f"[{_CJK_CHARS}]")
@@ -52,17 +61,6 @@ _STOPWORDS = frozenset(
     two like get got make made may might must shall want s t don isn it's i'm that's there's""".split()
 )
 _ZH_STOP = frozenset("的了和是在我有你他她它这那也就都而及与着或一个上下不人们之为以于中".replace(" ", ""))
-
-
-@dataclass(frozen=True)
-class Reply:
-    """What the model produces for one request."""
-
-    text: str
-    deltas: tuple[str, ...]  # the stream's text deltas; they concatenate to ``text``
-    stop_reason: str  # end_turn | max_tokens | stop_sequence
-    stop_sequence: str | None
-    output_tokens: int
 
 
 def is_cjk(text: str) -> bool:
@@ -136,6 +134,9 @@ class OfflineModel:
     def compose(self, messages: Sequence[Message], max_tokens: int = 1024) -> str:
         """The unbounded answer to a conversation (before stop sequences and max_tokens)."""
         users = [m for m in messages if m.role == "user"]
+        results = _results(users[-1]) if users else []
+        if results:
+            return _report(results)
         last = _message_text(users[-1]) if users else ""
         said = _SAY.search(last)
         if said:
@@ -228,6 +229,33 @@ class OfflineModel:
         )
         return " ".join(parts)
 
+    # -- thinking ------------------------------------------------------------------------
+
+    def think(self, messages: Sequence[Message], text: str, calls: Sequence[ToolCall]) -> str:
+        """A few sentences of reasoning that lead to the answer ``text`` (and the ``calls``)."""
+        users = [m for m in messages if m.role == "user"]
+        last = _message_text(users[-1]) if users else ""
+        zh = is_cjk(last)
+        if calls:
+            shown = [(name, json.dumps(args, ensure_ascii=not zh)) for name, args in calls]
+            if zh:
+                steps = [f"用户需要{name}，参数是{args}。" for name, args in shown]
+            else:
+                steps = [f"The user needs {name}; I'll call it with {args}." for name, args in shown]
+        elif users and _results(users[-1]):
+            steps = ["工具已经返回了结果，我把它告诉用户。" if zh else "The tool returned its result, so I can report it."]
+        else:
+            counts = Counter(_terms(last))
+            words = [w for w, _ in counts.most_common(3)]
+            about = ("、".join(words) if zh else ", ".join(words)) or ("这条消息" if zh else "their message")
+            steps = [f"用户提到了{about}。" if zh else f"The user wrote about {about}."]
+        opening = " ".join(text.split()[:8]).rstrip(".,;:!?")
+        if zh:
+            tail = f"我会这样开头：{opening[:20]}。" if opening else ""
+            return "".join([*steps, "简短直接的回答最合适。", tail])
+        tail = f'I will open with "{opening}".' if opening else "I have nothing more to add."
+        return " ".join([*steps, "A short, direct answer fits best here.", tail])
+
     # -- one request ---------------------------------------------------------------------
 
     def reply(
@@ -236,46 +264,123 @@ class OfflineModel:
         *,
         max_tokens: int,
         stop_sequences: Sequence[str] = (),
+        tools: Sequence[Mapping[str, Any]] | None = None,
+        tool_choice: Mapping[str, Any] | None = None,
+        thinking: Mapping[str, Any] | None = None,
     ) -> Reply:
-        """The answer to one request, cut at the first stop sequence and at ``max_tokens``."""
+        """The answer to one request, cut at the first stop sequence and at ``max_tokens``.
+
+        ``tools``, ``tool_choice`` and ``thinking`` are the request's (already checked);
+        ``thinking`` is None when it is off.
+        """
+        prefill = None
         if messages and messages[-1].role == "assistant":
-            text = self._continue(messages[:-1], messages[-1].text, max_tokens)
+            messages, prefill = messages[:-1], messages[-1].text
+        users = [m for m in messages if m.role == "user"]
+        calls = pick_tools(tools, tool_choice, users[-1].text if users else "")
+        if calls:
+            names = list(dict.fromkeys(name for name, _ in calls))
+            listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+            text = f"I'll use {listed}."
         else:
             text = self.compose(messages, max_tokens)
-        return self.finish(text, max_tokens=max_tokens, stop_sequences=stop_sequences)
+        reasoning = None
+        if thinking is not None and prefill is None:
+            if thinking.get("type") != "between_tools" or (users and _results(users[-1])):
+                reasoning = self.think(messages, text, calls)
+        if prefill is not None and text.startswith(prefill):
+            # The rest of what it would have said, so partial text + continuation == the answer.
+            text = text[len(prefill) :]
+        key = _conversation_key(self.seed, messages) if calls else ""
+        omit = thinking is not None and thinking.get("display") == "omitted"
+        return self.finish(
+            text, max_tokens=max_tokens, stop_sequences=stop_sequences, thinking=reasoning, calls=calls, key=key,
+            omit_thinking=omit,
+        )  # fmt: skip
 
-    def _continue(self, messages: Sequence[Message], prefill: str, max_tokens: int) -> str:
-        """The rest of the answer after a prefilled assistant turn (how a stream is resumed).
+    def _fit(self, deltas: list[str], budget: int) -> tuple[tuple[str, ...], int, bool]:
+        """The longest prefix of ``deltas`` within ``budget`` tokens: (deltas, tokens, was cut)."""
+        count = self.counter.count_text
+        n = count("".join(deltas))
+        if n <= budget:
+            return tuple(deltas), n, False
+        lo, hi = 0, len(deltas)
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count("".join(deltas[:mid])) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        return tuple(deltas[:lo]), count("".join(deltas[:lo])), True
 
-        When the prefill is the start of what the model would have said, the reply is exactly
-        the remainder, so partial text + continuation == the uninterrupted answer.
-        """
-        full = self.compose(messages, max_tokens)
-        if full.startswith(prefill):
-            return full[len(prefill) :]
-        return full
-
-    def finish(self, text: str, *, max_tokens: int, stop_sequences: Sequence[str] = ()) -> Reply:
-        """Apply stop sequences and ``max_tokens`` to ``text`` and split it into deltas."""
+    def finish(
+        self,
+        text: str,
+        *,
+        max_tokens: int,
+        stop_sequences: Sequence[str] = (),
+        thinking: str | None = None,
+        calls: Sequence[ToolCall] = (),
+        key: str = "",
+        omit_thinking: bool = False,
+    ) -> Reply:
+        """Lay out the blocks (thinking, text, tool calls) within ``max_tokens`` and the stop
+        sequences, and split them into deltas. Output tokens count every block; the API
+        reports at least one, even for an empty reply."""
+        blocks: list[Block] = []
+        used = 0
+        if thinking is not None:
+            deltas, used, cut = self._fit(split_deltas(thinking), max_tokens)
+            sig = thinking_signature(self.seed, "".join(deltas))
+            blocks.append(Block("thinking", () if omit_thinking else deltas, signature=sig))
+            if cut:
+                return Reply(tuple(blocks), "max_tokens", None, max(1, used))
         stop_reason, stop_sequence = "end_turn", None
         hits = [(text.find(s), s) for s in stop_sequences if s and s in text]
         if hits:
             at, stop_sequence = min(hits)
-            text, stop_reason = text[:at], "stop_sequence"
-        count = self.counter.count_text
-        deltas = split_deltas(text)
-        n = count(text)
-        if n > max_tokens:
-            lo, hi = 0, len(deltas)  # the longest prefix of deltas that fits
-            while lo < hi:
-                mid = (lo + hi + 1) // 2
-                if count("".join(deltas[:mid])) <= max_tokens:
-                    lo = mid
-                else:
-                    hi = mid - 1
-            deltas = deltas[:lo]
-            text = "".join(deltas)
-            n = count(text)
-            stop_reason, stop_sequence = "max_tokens", None
-        # The API reports at least one output token, even for an empty reply.
-        return Reply(text, tuple(deltas), stop_reason, stop_sequence, max(1, n))
+            text, stop_reason, calls = text[:at], "stop_sequence", ()
+        deltas, n, cut = self._fit(split_deltas(text), max_tokens - used)
+        used += n
+        if deltas:
+            blocks.append(Block("text", deltas))
+        if cut:
+            return Reply(tuple(blocks), "max_tokens", None, max(1, used))
+        for i, (name, args) in enumerate(calls):
+            payload = json.dumps(args, ensure_ascii=False)
+            n = self.counter.count_text(payload)
+            if used + n > max_tokens:
+                return Reply(tuple(blocks), "max_tokens", None, max(1, used))
+            blocks.append(Block("tool_use", json_chunks(payload), id=tool_id(key, i), name=name, input=args))
+            used += n
+            stop_reason = "tool_use"
+        return Reply(tuple(blocks), stop_reason, stop_sequence, max(1, used))
+
+
+def _conversation_key(seed: int, messages: Sequence[Message]) -> str:
+    return "\x00".join([str(seed), *(json.dumps(m.to_api(), sort_keys=True, ensure_ascii=False) for m in messages)])
+
+
+def _results(message: Message) -> list[tuple[str, bool]]:
+    """The tool results a user message carries: (text, is_error) each."""
+    if isinstance(message.content, str):
+        return []
+    out = []
+    for block in message.content:
+        if isinstance(block, ToolResultBlock):
+            c = block.content
+            text = c if isinstance(c, str) else " ".join(b.text for b in c or () if isinstance(b, TextBlock))
+            out.append((text.strip() or "(empty)", bool(block.is_error)))
+    return out
+
+
+def _report(results: Sequence[tuple[str, bool]]) -> str:
+    """The answer to tool results: what they said, in their language."""
+    zh = is_cjk(" ".join(t for t, _ in results))
+    parts = []
+    for text, failed in results:
+        if zh:
+            parts.append(f"工具出错了：{text}" if failed else f"结果是：{text}")
+        else:
+            parts.append(f"The tool failed: {text}" if failed else f"The result is: {text}")
+    return ("" if zh else " ").join(p if p[-1] in ".。!?！？" else p + ("。" if zh else ".") for p in parts)

@@ -15,12 +15,14 @@ from typing import Any
 
 from .._exceptions import InvalidInputError
 from ..messages import Message, TextBlock, check_history, to_system
+from .blocks import Block, Reply, check_final_assistant, check_thinking, check_tool_choice, check_tools, forces_tool
 
 __all__ = [
     "ERROR_TYPES",
     "ErrorReply",
     "Ids",
     "MessageRequest",
+    "content_events",
     "dumps",
     "error_body",
     "message_json",
@@ -159,6 +161,8 @@ class MessageRequest:
     max_tokens: int = 0
     system: str | tuple[TextBlock, ...] | None = None
     tools: list[dict[str, Any]] | None = None
+    tool_choice: dict[str, Any] | None = None
+    thinking: dict[str, Any] | None = None  # None when thinking is off
     stop_sequences: list[str] = field(default_factory=list)
     stream: bool = False
 
@@ -201,17 +205,22 @@ def _check_common(body: Any, allowed: frozenset[str]) -> MessageRequest:
         system = to_system(system)
     except InvalidInputError as exc:
         raise invalid(f"system: {str(exc).split(';')[0]}") from None
-    tools = body.get("tools")
-    if tools is not None:
-        if not isinstance(tools, list) or not all(isinstance(t, Mapping) and t.get("name") for t in tools):
-            raise invalid("tools: Input should be a list of tool definitions, each with a 'name'")
-        names = [t["name"] for t in tools]
-        if len(set(names)) != len(names):
-            raise invalid(f"tools: Tool names must be unique, got {names}")
-        for t in tools:
-            if "type" not in t and not isinstance(t.get("input_schema"), Mapping):
-                raise invalid(f"tools.{t['name']}.input_schema: Field required")
-    return MessageRequest(model=model, messages=messages, system=system, tools=tools)
+    try:
+        tools = check_tools(body.get("tools"))
+        tool_choice = check_tool_choice(body.get("tool_choice"), tools)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
+    return MessageRequest(model=model, messages=messages, system=system, tools=tools, tool_choice=tool_choice)
+
+
+def _check_thinking(req: MessageRequest, body: Mapping[str, Any]) -> None:
+    try:
+        req.thinking = check_thinking(body.get("thinking"), req.max_tokens or None)
+        if req.thinking is not None and forces_tool(req.tool_choice):
+            raise ValueError("Thinking may not be enabled when tool_choice forces tool use.")
+        check_final_assistant(req.messages, req.thinking)
+    except ValueError as exc:
+        raise invalid(str(exc)) from None
 
 
 def parse_message_request(body: Any) -> MessageRequest:
@@ -242,12 +251,15 @@ def parse_message_request(body: Any) -> MessageRequest:
         isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 <= temperature <= 1
     ):
         raise invalid(f"temperature: Input should be a number between 0 and 1, got {temperature!r}")
+    _check_thinking(req, body)
     return req
 
 
 def parse_count_request(body: Any) -> MessageRequest:
     """Validate a count_tokens body (the Messages body without ``max_tokens`` and ``stream``)."""
-    return _check_common(body, _COUNT_FIELDS)
+    req = _check_common(body, _COUNT_FIELDS)
+    _check_thinking(req, body)
+    return req
 
 
 _CUSTOM_ID = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -293,16 +305,16 @@ def usage_json(input_tokens: int, output_tokens: int, *, service_tier: str = "st
     }
 
 
+def block_json(block: Block) -> dict[str, Any]:
+    if block.type == "text":
+        return {"type": "text", "text": block.value}
+    if block.type == "thinking":
+        return {"type": "thinking", "thinking": block.value, "signature": block.signature}
+    return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+
+
 def message_json(
-    msg_id: str,
-    model: str,
-    text: str,
-    stop_reason: str,
-    stop_sequence: str | None,
-    input_tokens: int,
-    output_tokens: int,
-    *,
-    service_tier: str = "standard",
+    msg_id: str, model: str, reply: Reply, input_tokens: int, *, service_tier: str = "standard"
 ) -> dict[str, Any]:
     """A complete Message object, shaped like the API's."""
     return {
@@ -310,10 +322,10 @@ def message_json(
         "type": "message",
         "role": "assistant",
         "model": model,
-        "content": [{"type": "text", "text": text}] if text else [],
-        "stop_reason": stop_reason,
-        "stop_sequence": stop_sequence,
-        "usage": usage_json(input_tokens, output_tokens, service_tier=service_tier),
+        "content": [block_json(b) for b in reply.blocks],
+        "stop_reason": reply.stop_reason,
+        "stop_sequence": reply.stop_sequence,
+        "usage": usage_json(input_tokens, reply.output_tokens, service_tier=service_tier),
     }
 
 
@@ -344,13 +356,53 @@ def start_event(msg_id: str, model: str, input_tokens: int) -> bytes:
 BLOCK_START = sse("content_block_start", {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
 BLOCK_STOP = sse("content_block_stop", {"type": "content_block_stop", "index": 0})
 MESSAGE_STOP = sse("message_stop", {"type": "message_stop"})
+#: Block type -> its delta's type and the field that carries the payload.
+_DELTAS = {
+    "text": ("text_delta", "text"),
+    "thinking": ("thinking_delta", "thinking"),
+    "tool_use": ("input_json_delta", "partial_json"),
+}
 
 
-def delta_event(text: str) -> bytes:
-    return sse(
-        "content_block_delta",
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-    )
+def delta_event(text: str, index: int = 0, kind: str = "text") -> bytes:
+    name, key = _DELTAS[kind]
+    delta = {"type": name, key: text}
+    return sse("content_block_delta", {"type": "content_block_delta", "index": index, "delta": delta})
+
+
+def _block_start(index: int, block: Block) -> bytes:
+    if block.type == "text":
+        if index == 0:
+            return BLOCK_START
+        opened: dict[str, Any] = {"type": "text", "text": ""}
+    elif block.type == "thinking":
+        opened = {"type": "thinking", "thinking": "", "signature": ""}
+    else:
+        opened = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
+    return sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": opened})
+
+
+def _block_stop(index: int) -> bytes:
+    return BLOCK_STOP if index == 0 else sse("content_block_stop", {"type": "content_block_stop", "index": index})
+
+
+def content_events(blocks: Sequence[Block]) -> tuple[bytes, list[bytes], bytes]:
+    """A stream's content as (opening, pieces, closing): the opening is the first block's start
+    and a ping; each piece is one content_block_delta event, followed, at the end of a block, by
+    its stop and the next block's start; the closing stops the last block. Stream faults land
+    between pieces, so they count deltas across all blocks."""
+    if not blocks:
+        return b"", [], b""
+    pieces: list[bytes] = []
+    for i, block in enumerate(blocks):
+        events = [delta_event(d, i, block.type) for d in block.deltas]
+        if block.type == "thinking":
+            delta = {"type": "signature_delta", "signature": block.signature}
+            events.append(sse("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}))
+        if i + 1 < len(blocks):
+            events[-1] += _block_stop(i) + _block_start(i + 1, blocks[i + 1])
+        pieces.extend(events)
+    return _block_start(0, blocks[0]) + PING, pieces, _block_stop(len(blocks) - 1)
 
 
 def message_delta_event(stop_reason: str, stop_sequence: str | None, output_tokens: int) -> bytes:
