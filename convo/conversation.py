@@ -15,6 +15,7 @@ one count of that message, and fitting costs O(log n) plus the size of what is s
 from __future__ import annotations
 
 import bisect
+import contextlib
 import copy
 import json
 import os
@@ -25,7 +26,8 @@ from typing import Any
 
 from ._exceptions import ConversationFileError, InvalidConfigError, InvalidInputError, InvalidMessageError
 from .messages import Message, TextBlock, check_next, is_turn_start, to_message, to_system
-from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection, strategy_from_config
+from .strategies import OrElse, Selection, SlidingWindow, StrategyLike, TrimState, as_selection, strategy_from_config
+from .summarize import Fold, Summarize, Summary
 from .tokens import TokenCounter, default_counter, fixed_tokens
 
 __all__ = ["Conversation"]
@@ -94,7 +96,10 @@ class Conversation:
         self._pinned_sorted: list[int] = []
         self._pinned_prefix: list[int] = [0]
         self._tool_ids: set[str] = set()
+        self._summary: Summary | None = None
         self.last_selection: Selection | None = None
+        #: Why the last summarizing step failed (None once one succeeds); see :class:`Summarize`.
+        self.summary_error: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -120,6 +125,11 @@ class Conversation:
     def pinned(self) -> list[int]:
         """Indices of the messages in pinned turns."""
         return [i for t in self._pinned_sorted for i in range(self._starts[t], self._turn_end(t))]
+
+    @property
+    def summary(self) -> Summary | None:
+        """The rolling summary of the first turns kept by :class:`Summarize`, if any."""
+        return self._summary
 
     @property
     def total_tokens(self) -> int:
@@ -208,6 +218,8 @@ class Conversation:
         del self._messages[length:]
         del self._counts[length:]
         self._refresh_pins()
+        if self._summary is not None and self._summary.turns > len(self._starts):
+            self._summary = None  # it tells of removed turns; the history still has the others
         return removed
 
     def reset(self) -> None:
@@ -218,6 +230,8 @@ class Conversation:
         self._pinned.clear()
         self._pinned_prefix[:] = [0]
         self._tool_ids.clear()
+        self._summary = None
+        self.summary_error = None
 
     def fork(self) -> Conversation:
         """An independent copy: changes to either never show in the other."""
@@ -236,8 +250,11 @@ class Conversation:
 
         If the call fails the user turn is taken back, so the conversation is as before.
         """
-        request, mark = self._begin_turn(content, max_tokens, params)
+        mark = self._add_turn(content)
         try:
+            with contextlib.suppress(Exception):  # kept in summary_error; the window takes over
+                self.compact(max_tokens, tools=params.get("tools"))
+            request = self.request(max_tokens, **params)
             reply = self._need_client().create(**request)
         except BaseException:
             self._rollback(mark)
@@ -247,8 +264,11 @@ class Conversation:
     def stream(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> Iterator[str]:
         """Like :meth:`send`, but yields the reply's text as it arrives; the assistant turn is
         added when the stream ends (or the user turn taken back if it fails)."""
-        request, mark = self._begin_turn(content, max_tokens, params)
+        mark = self._add_turn(content)
         try:
+            with contextlib.suppress(Exception):  # kept in summary_error; the window takes over
+                self.compact(max_tokens, tools=params.get("tools"))
+            request = self.request(max_tokens, **params)
             with self._need_client().stream(**request) as s:
                 yield from s.text_stream
                 reply = s.get_final_message()
@@ -259,8 +279,11 @@ class Conversation:
 
     async def asend(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> str:
         """The async twin of :meth:`send` (needs an AsyncClient)."""
-        request, mark = self._begin_turn(content, max_tokens, params)
+        mark = self._add_turn(content)
         try:
+            with contextlib.suppress(Exception):
+                await self.acompact(max_tokens, tools=params.get("tools"))
+            request = self.request(max_tokens, **params)
             reply = await self._need_client().create(**request)
         except BaseException:
             self._rollback(mark)
@@ -269,8 +292,11 @@ class Conversation:
 
     async def astream(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> AsyncIterator[str]:
         """The async twin of :meth:`stream` (needs an AsyncClient)."""
-        request, mark = self._begin_turn(content, max_tokens, params)
+        mark = self._add_turn(content)
         try:
+            with contextlib.suppress(Exception):
+                await self.acompact(max_tokens, tools=params.get("tools"))
+            request = self.request(max_tokens, **params)
             async with self._need_client().stream(**request) as s:
                 async for text in s.text_stream:
                     yield text
@@ -285,15 +311,11 @@ class Conversation:
             raise InvalidConfigError("this conversation has no client: pass Conversation(..., client=convo.Client(...))")
         return self.client
 
-    def _begin_turn(self, content: Any, max_tokens: int | None, params: dict[str, Any]) -> tuple[dict[str, Any], int]:
+    def _add_turn(self, content: Any) -> int:
         self._need_client()
         mark = len(self._messages)
         self.add_user(content)
-        try:
-            return self.request(max_tokens, **params), mark
-        except BaseException:
-            self._rollback(mark)
-            raise
+        return mark
 
     def _end_turn(self, reply: Any) -> str:
         content = getattr(reply, "content", None) or []
@@ -305,6 +327,49 @@ class Conversation:
 
     def _rollback(self, mark: int) -> None:
         self._truncate(mark)
+
+    # -- summarizing ---------------------------------------------------------------------------
+
+    def compact(self, max_tokens: int | None = None, *, force: bool = False, tools: Any = None) -> bool:
+        """Run the summarizing step of a :class:`Summarize` strategy now; True if turns were folded.
+
+        :meth:`send` and :meth:`stream` do this before each request. It folds only past the
+        strategy's trigger, unless ``force``; ``tools`` you will send count toward the budget.
+        Raises the summarizer's error (also kept in ``summary_error``), changing nothing else.
+        """
+        strategy, fold = self._plan_fold(max_tokens, tools, force)
+        if fold is None:
+            return False
+        try:
+            text = strategy.summarize(fold, self.client, self.model)
+        except Exception as exc:
+            self.summary_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self._summary, self.summary_error = Summary(text, fold.end), None
+        return True
+
+    async def acompact(self, max_tokens: int | None = None, *, force: bool = False, tools: Any = None) -> bool:
+        """The async twin of :meth:`compact`."""
+        strategy, fold = self._plan_fold(max_tokens, tools, force)
+        if fold is None:
+            return False
+        try:
+            text = await strategy.asummarize(fold, self.client, self.model)
+        except Exception as exc:
+            self.summary_error = f"{type(exc).__name__}: {exc}"
+            raise
+        self._summary, self.summary_error = Summary(text, fold.end), None
+        return True
+
+    def _plan_fold(self, max_tokens: int | None, tools: Any, force: bool) -> tuple[Any, Fold | None]:
+        strategy = self.strategy
+        if isinstance(strategy, OrElse):
+            strategy = next((s for s in strategy.strategies if isinstance(s, Summarize)), None)
+        if not isinstance(strategy, Summarize) or not self._starts:
+            return strategy, None
+        max_tokens = self.max_tokens if max_tokens is None else max_tokens
+        fixed = self._fixed if not tools else fixed_tokens(self.counter, self._system, tools)
+        return strategy, strategy.plan(self._state(max_tokens, fixed), force=force)
 
     # -- the request -----------------------------------------------------------------------
 
@@ -330,6 +395,9 @@ class Conversation:
         state = self._state(max_tokens, fixed)
         selection = as_selection(self.strategy(state))
         self._check_selection(state, selection)
+        if self.summary_error is not None:
+            failed = f"summarizing failed ({self.summary_error}); fell back to the sliding window"
+            selection = Selection(selection.start, selection.context, "; ".join(filter(None, (selection.note, failed))))
         self.last_selection = selection
         request: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens}
         if self._system:
@@ -376,6 +444,7 @@ class Conversation:
             max_tokens=max_tokens,
             budget=self.budget,
             counter=self.counter,
+            summary=self._summary,
         )
 
     # -- turns and pins --------------------------------------------------------------------
@@ -414,6 +483,7 @@ class Conversation:
             "strategy": config,
             "messages": [m.to_api() for m in self._messages],
             "pinned": self.pinned,
+            **({"summary": {"text": self._summary.text, "turns": self._summary.turns}} if self._summary else {}),
         }
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -471,6 +541,7 @@ class Conversation:
                     raise InvalidMessageError(f"message {i}: {exc}") from None
             for i in pinned:
                 conv.pin(i)
+            conv._summary = _load_summary(data.get("summary"), len(conv._starts))
         except KeyError as exc:
             raise ConversationFileError(f"conversation file is missing the {exc.args[0]!r} field") from None
         except (InvalidConfigError, InvalidMessageError, InvalidInputError, TypeError) as exc:
@@ -501,3 +572,15 @@ class Conversation:
             return cls.from_dict(data, strategy=strategy, counter=counter)
         except ConversationFileError as exc:
             raise ConversationFileError(f"{path}: {exc}") from None
+
+
+def _load_summary(data: Any, turns: int) -> Summary | None:
+    """The saved summary (a field added in version 1 files; older files have none)."""
+    if data is None:
+        return None
+    if not isinstance(data, Mapping) or not isinstance(data.get("text"), str) or not data["text"].strip():
+        raise InvalidMessageError("'summary' must be an object with a non-empty 'text'")
+    covered = data.get("turns")
+    if isinstance(covered, bool) or not isinstance(covered, int) or not 0 <= covered <= turns:
+        raise InvalidMessageError(f"'summary.turns' must be an int from 0 to {turns}, got {covered!r}")
+    return Summary(data["text"], covered)

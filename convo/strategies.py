@@ -15,11 +15,14 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from ._exceptions import ContextOverflowError, ConvoError, InvalidConfigError
 from .messages import Message
 from .tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from .summarize import Summary
 
 __all__ = ["Selection", "SlidingWindow", "Strategy", "StrategyLike", "TrimState", "strategy_from_config"]
 
@@ -31,7 +34,8 @@ class TrimState:
     ``prefix[i]`` is the token total of turns ``0..i-1`` (so ``len(prefix) == turns + 1``);
     ``pinned`` lists the turns that must be kept, ascending, and ``pinned_prefix[k]`` is the
     token total of the first ``k`` of them. ``fixed`` is the request's framing, system prompt
-    and tools.
+    and tools. ``summary`` is the conversation's stored summary of its first turns, if any
+    (see :class:`~convo.Summarize`); strategies that do not summarize ignore it.
     """
 
     messages: Sequence[Message]
@@ -43,6 +47,7 @@ class TrimState:
     max_tokens: int
     budget: int
     counter: TokenCounter | None = None
+    summary: Summary | None = None
 
     @property
     def turns(self) -> int:
