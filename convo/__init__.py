@@ -30,9 +30,13 @@ from ._exceptions import (
     StreamRestartedError,
     TokenCountError,
 )
+from .batch import Result
 from .budget import Budget, BudgetExceededError
+from .checkpoint import Checkpoint
+from .chunking import Chunk, TextFileError, chunk_file, chunk_text
 from .client import AsyncClient, AsyncStream, Client, Stream
 from .conversation import Conversation
+from .mapreduce import MapReduceResult, amap_reduce, map_reduce
 from .messages import (
     DocumentBlock,
     ImageBlock,
@@ -49,6 +53,7 @@ from .prices import PriceTable, UnknownModelError
 from .ratelimit import MemoryStore, RateLimits, RedisStore
 from .retry import RetryBudget, RetryPolicy
 from .strategies import Selection, SlidingWindow, Strategy, TrimState
+from .summarize import Summarize, Summary
 from .tokens import CachedCounter, ExactCounter, OfflineCounter, TokenCounter, count_tokens
 from .usage import Stats
 
@@ -64,6 +69,8 @@ __all__ = [
     "Budget",
     "BudgetExceededError",
     "CachedCounter",
+    "Checkpoint",
+    "Chunk",
     "Client",
     "ContextOverflowError",
     "Conversation",
@@ -75,6 +82,7 @@ __all__ = [
     "InvalidConfigError",
     "InvalidInputError",
     "InvalidMessageError",
+    "MapReduceResult",
     "MemoryStore",
     "Message",
     "NotFoundError",
@@ -88,6 +96,7 @@ __all__ = [
     "RedisStore",
     "RequestTooLargeError",
     "Restart",
+    "Result",
     "RetryBudget",
     "RetryPolicy",
     "Selection",
@@ -99,7 +108,10 @@ __all__ = [
     "Stream",
     "StreamError",
     "StreamRestartedError",
+    "Summarize",
+    "Summary",
     "TextBlock",
+    "TextFileError",
     "ThinkingBlock",
     "TokenCountError",
     "TokenCounter",
@@ -108,7 +120,11 @@ __all__ = [
     "TrimState",
     "UnknownModelError",
     "__version__",
+    "amap_reduce",
     "check_history",
+    "chunk_file",
+    "chunk_text",
     "count_tokens",
+    "map_reduce",
     "to_message",
 ]

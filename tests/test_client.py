@@ -294,7 +294,7 @@ def test_async_concurrency_is_bounded_and_nothing_is_lost(fresh):
 
 
 def test_sync_and_async_signatures_match():
-    for name in ("create", "stream", "count_tokens", "close"):
+    for name in ("create", "stream", "count_tokens", "close", "batch"):
         sync, asyn = inspect.signature(getattr(Client, name)), inspect.signature(getattr(AsyncClient, name))
         assert list(sync.parameters) == list(asyn.parameters), name
     assert list(inspect.signature(Client).parameters) == list(inspect.signature(AsyncClient).parameters)
