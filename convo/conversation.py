@@ -15,25 +15,21 @@ one count of that message, and fitting costs O(log n) plus the size of what is s
 from __future__ import annotations
 
 import bisect
-import contextlib
 import copy
-import json
 import os
-import tempfile
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ._exceptions import ConversationFileError, InvalidConfigError, InvalidInputError, InvalidMessageError
+from . import _persist
+from ._exceptions import InvalidConfigError, InvalidInputError, InvalidMessageError
+from ._talk import Talking
 from .messages import Message, TextBlock, check_next, is_turn_start, to_message, to_system
-from .strategies import OrElse, Selection, SlidingWindow, StrategyLike, TrimState, as_selection, strategy_from_config
-from .summarize import Fold, Summarize, Summary
+from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection
+from .summarize import Summary
 from .tokens import TokenCounter, default_counter, fixed_tokens
 
 __all__ = ["Conversation"]
 
-FILE_FORMAT = "convo.conversation"
-FILE_VERSION = 1
 _RESERVED = frozenset({"messages", "system", "max_tokens"})
 
 
@@ -45,7 +41,7 @@ def _positive_int(value: Any, what: str, hint: str) -> int:
     return value
 
 
-class Conversation:
+class Conversation(Talking):
     """A chat history with a system prompt that always fits its token ``budget``.
 
     ``budget`` is the context window to fit in (input + ``max_tokens``), in tokens. ``strategy``
@@ -243,134 +239,6 @@ class Conversation:
         twin.strategy = copy.copy(self.strategy)
         return twin
 
-    # -- talking to the model -----------------------------------------------------------------
-
-    def send(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> str:
-        """Add a user turn, get the reply, add it, return its text.
-
-        If the call fails the user turn is taken back, so the conversation is as before.
-        """
-        mark = self._add_turn(content)
-        try:
-            with contextlib.suppress(Exception):  # kept in summary_error; the window takes over
-                self.compact(max_tokens, tools=params.get("tools"))
-            request = self.request(max_tokens, **params)
-            reply = self._need_client().create(**request)
-        except BaseException:
-            self._rollback(mark)
-            raise
-        return self._end_turn(reply)
-
-    def stream(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> Iterator[str]:
-        """Like :meth:`send`, but yields the reply's text as it arrives; the assistant turn is
-        added when the stream ends (or the user turn taken back if it fails)."""
-        mark = self._add_turn(content)
-        try:
-            with contextlib.suppress(Exception):  # kept in summary_error; the window takes over
-                self.compact(max_tokens, tools=params.get("tools"))
-            request = self.request(max_tokens, **params)
-            with self._need_client().stream(**request) as s:
-                yield from s.text_stream
-                reply = s.get_final_message()
-        except BaseException:
-            self._rollback(mark)
-            raise
-        self._end_turn(reply)
-
-    async def asend(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> str:
-        """The async twin of :meth:`send` (needs an AsyncClient)."""
-        mark = self._add_turn(content)
-        try:
-            with contextlib.suppress(Exception):
-                await self.acompact(max_tokens, tools=params.get("tools"))
-            request = self.request(max_tokens, **params)
-            reply = await self._need_client().create(**request)
-        except BaseException:
-            self._rollback(mark)
-            raise
-        return self._end_turn(reply)
-
-    async def astream(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> AsyncIterator[str]:
-        """The async twin of :meth:`stream` (needs an AsyncClient)."""
-        mark = self._add_turn(content)
-        try:
-            with contextlib.suppress(Exception):
-                await self.acompact(max_tokens, tools=params.get("tools"))
-            request = self.request(max_tokens, **params)
-            async with self._need_client().stream(**request) as s:
-                async for text in s.text_stream:
-                    yield text
-                reply = await s.get_final_message()
-        except BaseException:
-            self._rollback(mark)
-            raise
-        self._end_turn(reply)
-
-    def _need_client(self) -> Any:
-        if self.client is None:
-            raise InvalidConfigError("this conversation has no client: pass Conversation(..., client=convo.Client(...))")
-        return self.client
-
-    def _add_turn(self, content: Any) -> int:
-        self._need_client()
-        mark = len(self._messages)
-        self.add_user(content)
-        return mark
-
-    def _end_turn(self, reply: Any) -> str:
-        content = getattr(reply, "content", None) or []
-        if not any(b.type != "text" or b.text.strip() for b in content):
-            return ""  # an empty reply (e.g. stopped at once): nothing to add
-        message = to_message(reply)
-        self.add(message)
-        return message.text
-
-    def _rollback(self, mark: int) -> None:
-        self._truncate(mark)
-
-    # -- summarizing ---------------------------------------------------------------------------
-
-    def compact(self, max_tokens: int | None = None, *, force: bool = False, tools: Any = None) -> bool:
-        """Run the summarizing step of a :class:`Summarize` strategy now; True if turns were folded.
-
-        :meth:`send` and :meth:`stream` do this before each request. It folds only past the
-        strategy's trigger, unless ``force``; ``tools`` you will send count toward the budget.
-        Raises the summarizer's error (also kept in ``summary_error``), changing nothing else.
-        """
-        strategy, fold = self._plan_fold(max_tokens, tools, force)
-        if fold is None:
-            return False
-        try:
-            text = strategy.summarize(fold, self.client, self.model)
-        except Exception as exc:
-            self.summary_error = f"{type(exc).__name__}: {exc}"
-            raise
-        self._summary, self.summary_error = Summary(text, fold.end), None
-        return True
-
-    async def acompact(self, max_tokens: int | None = None, *, force: bool = False, tools: Any = None) -> bool:
-        """The async twin of :meth:`compact`."""
-        strategy, fold = self._plan_fold(max_tokens, tools, force)
-        if fold is None:
-            return False
-        try:
-            text = await strategy.asummarize(fold, self.client, self.model)
-        except Exception as exc:
-            self.summary_error = f"{type(exc).__name__}: {exc}"
-            raise
-        self._summary, self.summary_error = Summary(text, fold.end), None
-        return True
-
-    def _plan_fold(self, max_tokens: int | None, tools: Any, force: bool) -> tuple[Any, Fold | None]:
-        strategy = self.strategy
-        if isinstance(strategy, OrElse):
-            strategy = next((s for s in strategy.strategies if isinstance(s, Summarize)), None)
-        if not isinstance(strategy, Summarize) or not self._starts:
-            return strategy, None
-        max_tokens = self.max_tokens if max_tokens is None else max_tokens
-        fixed = self._fixed if not tools else fixed_tokens(self.counter, self._system, tools)
-        return strategy, strategy.plan(self._state(max_tokens, fixed), force=force)
-
     # -- the request -----------------------------------------------------------------------
 
     def request(self, max_tokens: int | None = None, **params: Any) -> dict[str, Any]:
@@ -467,120 +335,26 @@ class Conversation:
             running.append(running[-1] + self._prefix[t + 1] - self._prefix[t])
         self._pinned_prefix[:] = running
 
-    # -- files -----------------------------------------------------------------------------
+    # -- files (see convo._persist) ------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """The saved form: versioned, JSON-able, no secrets."""
-        system = self._system
-        config = self.strategy.config() if hasattr(self.strategy, "config") else {"type": "custom"}
-        return {
-            "format": FILE_FORMAT,
-            "version": FILE_VERSION,
-            "model": self.model,
-            "budget": self.budget,
-            "max_tokens": self.max_tokens,
-            "system": system if system is None or isinstance(system, str) else [b.model_dump(mode="json") for b in system],
-            "strategy": config,
-            "messages": [m.to_api() for m in self._messages],
-            "pinned": self.pinned,
-            **({"summary": {"text": self._summary.text, "turns": self._summary.turns}} if self._summary else {}),
-        }
+        return _persist.to_dict(self)
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the conversation as JSON, atomically: a crash leaves the old file or the new one."""
-        path = Path(path)
-        data = json.dumps(self.to_dict(), ensure_ascii=False, indent=1)
-        directory = path.parent if str(path.parent) else Path(".")
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        except OSError as exc:
-            raise ConversationFileError(f"cannot write {path}: {exc.strerror}; check the folder exists") from None
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        _persist.save(self, path)
 
     @classmethod
     def from_dict(
         cls, data: Mapping[str, Any], *, strategy: StrategyLike | None = None, counter: TokenCounter | None = None
     ) -> Conversation:
         """Rebuild a conversation from :meth:`to_dict`'s output."""
-        if not isinstance(data, Mapping) or data.get("format") != FILE_FORMAT:
-            raise ConversationFileError(
-                "not a convo conversation (no \"format\": \"convo.conversation\" key); "
-                "load files written by Conversation.save"
-            )
-        version = data.get("version")
-        if not isinstance(version, int) or version > FILE_VERSION:
-            raise ConversationFileError(
-                f"conversation file version {version!r} is not supported (this convo reads up to "
-                f"{FILE_VERSION}); upgrade convo"
-            )
-        try:
-            conv = cls(
-                data.get("system"),
-                model=data["model"],
-                budget=data["budget"],
-                max_tokens=data.get("max_tokens"),
-                strategy=strategy if strategy is not None else strategy_from_config(data.get("strategy")),
-                counter=counter,
-            )
-            messages = data["messages"]
-            if not isinstance(messages, list):
-                raise InvalidMessageError("'messages' must be a list")
-            pinned = set(data.get("pinned", []))
-            for i, m in enumerate(messages):
-                try:
-                    conv.add(m)
-                except InvalidMessageError as exc:
-                    raise InvalidMessageError(f"message {i}: {exc}") from None
-            for i in pinned:
-                conv.pin(i)
-            conv._summary = _load_summary(data.get("summary"), len(conv._starts))
-        except KeyError as exc:
-            raise ConversationFileError(f"conversation file is missing the {exc.args[0]!r} field") from None
-        except (InvalidConfigError, InvalidMessageError, InvalidInputError, TypeError) as exc:
-            raise ConversationFileError(f"conversation file is invalid: {exc}") from None
-        return conv
+        return _persist.from_dict(cls, data, strategy=strategy, counter=counter)
 
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], *, strategy: StrategyLike | None = None, counter: TokenCounter | None = None
     ) -> Conversation:
         """Read a conversation written by :meth:`save`. Raises ConversationFileError if it cannot."""
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise ConversationFileError(f"{path} does not exist") from None
-        except UnicodeDecodeError:
-            raise ConversationFileError(f"{path} is not UTF-8 text; is it a conversation saved by convo?") from None
-        except OSError as exc:
-            raise ConversationFileError(f"cannot read {path}: {exc.strerror}") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConversationFileError(
-                f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file may be truncated"
-            ) from None
-        try:
-            return cls.from_dict(data, strategy=strategy, counter=counter)
-        except ConversationFileError as exc:
-            raise ConversationFileError(f"{path}: {exc}") from None
-
-
-def _load_summary(data: Any, turns: int) -> Summary | None:
-    """The saved summary (a field added in version 1 files; older files have none)."""
-    if data is None:
-        return None
-    if not isinstance(data, Mapping) or not isinstance(data.get("text"), str) or not data["text"].strip():
-        raise InvalidMessageError("'summary' must be an object with a non-empty 'text'")
-    covered = data.get("turns")
-    if isinstance(covered, bool) or not isinstance(covered, int) or not 0 <= covered <= turns:
-        raise InvalidMessageError(f"'summary.turns' must be an int from 0 to {turns}, got {covered!r}")
-    return Summary(data["text"], covered)
+        return _persist.load(cls, path, strategy=strategy, counter=counter)

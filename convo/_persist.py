@@ -1,0 +1,157 @@
+"""Saving and loading conversations: versioned JSON, written atomically.
+
+The file is ``{"format": "convo.conversation", "version": 1, ...}``; a write goes to a temp
+file in the same folder (mode 0600), is fsynced, then renamed over the old file, so a crash
+leaves the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ._exceptions import ConversationFileError, InvalidConfigError, InvalidInputError, InvalidMessageError
+from .strategies import StrategyLike, strategy_from_config
+from .summarize import Summary
+from .tokens import TokenCounter
+
+if TYPE_CHECKING:
+    from .conversation import Conversation
+
+__all__ = ["FILE_FORMAT", "FILE_VERSION", "from_dict", "load", "save", "to_dict", "write_atomic"]
+
+FILE_FORMAT = "convo.conversation"
+FILE_VERSION = 1
+
+
+def to_dict(conv: Conversation) -> dict[str, Any]:
+    """The saved form: versioned, JSON-able, no secrets."""
+    system = conv.system
+    strategy = conv.strategy
+    summary = conv.summary
+    return {
+        "format": FILE_FORMAT,
+        "version": FILE_VERSION,
+        "model": conv.model,
+        "budget": conv.budget,
+        "max_tokens": conv.max_tokens,
+        "system": system if system is None or isinstance(system, str) else [b.model_dump(mode="json") for b in system],
+        "strategy": strategy.config() if hasattr(strategy, "config") else {"type": "custom"},
+        "messages": [m.to_api() for m in conv.messages],
+        "pinned": conv.pinned,
+        **({"summary": {"text": summary.text, "turns": summary.turns}} if summary else {}),
+    }
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` via a 0600 temp file, fsync and rename."""
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:
+        raise ConversationFileError(f"cannot write {path}: {exc.strerror}; check the folder exists") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save(conv: Conversation, path: str | os.PathLike[str]) -> None:
+    write_atomic(path, json.dumps(to_dict(conv), ensure_ascii=False, indent=1))
+
+
+def from_dict(
+    cls: type[Conversation],
+    data: Mapping[str, Any],
+    *,
+    strategy: StrategyLike | None = None,
+    counter: TokenCounter | None = None,
+) -> Conversation:
+    """Rebuild a conversation from :func:`to_dict`'s output; ConversationFileError if it is bad."""
+    if not isinstance(data, Mapping) or data.get("format") != FILE_FORMAT:
+        raise ConversationFileError(
+            "not a convo conversation (no \"format\": \"convo.conversation\" key); "
+            "load files written by Conversation.save"
+        )
+    version = data.get("version")
+    if not isinstance(version, int) or version > FILE_VERSION:
+        raise ConversationFileError(
+            f"conversation file version {version!r} is not supported (this convo reads up to "
+            f"{FILE_VERSION}); upgrade convo"
+        )
+    try:
+        conv = cls(
+            data.get("system"),
+            model=data["model"],
+            budget=data["budget"],
+            max_tokens=data.get("max_tokens"),
+            strategy=strategy if strategy is not None else strategy_from_config(data.get("strategy")),
+            counter=counter,
+        )
+        messages = data["messages"]
+        if not isinstance(messages, list):
+            raise InvalidMessageError("'messages' must be a list")
+        for i, m in enumerate(messages):
+            try:
+                conv.add(m)
+            except InvalidMessageError as exc:
+                raise InvalidMessageError(f"message {i}: {exc}") from None
+        for i in set(data.get("pinned", [])):
+            conv.pin(i)
+        conv._summary = _load_summary(data.get("summary"), len(conv._starts))
+    except KeyError as exc:
+        raise ConversationFileError(f"conversation file is missing the {exc.args[0]!r} field") from None
+    except (InvalidConfigError, InvalidMessageError, InvalidInputError, TypeError) as exc:
+        raise ConversationFileError(f"conversation file is invalid: {exc}") from None
+    return conv
+
+
+def load(
+    cls: type[Conversation],
+    path: str | os.PathLike[str],
+    *,
+    strategy: StrategyLike | None = None,
+    counter: TokenCounter | None = None,
+) -> Conversation:
+    """Read a file written by :func:`save`; ConversationFileError (naming the file) if it cannot."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConversationFileError(f"{path} does not exist") from None
+    except UnicodeDecodeError:
+        raise ConversationFileError(f"{path} is not UTF-8 text; is it a conversation saved by convo?") from None
+    except OSError as exc:
+        raise ConversationFileError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConversationFileError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file may be truncated"
+        ) from None
+    try:
+        return from_dict(cls, data, strategy=strategy, counter=counter)
+    except ConversationFileError as exc:
+        raise ConversationFileError(f"{path}: {exc}") from None
+
+
+def _load_summary(data: Any, turns: int) -> Summary | None:
+    """The saved summary (a field added in version 1 files; older files have none)."""
+    if data is None:
+        return None
+    if not isinstance(data, Mapping) or not isinstance(data.get("text"), str) or not data["text"].strip():
+        raise InvalidMessageError("'summary' must be an object with a non-empty 'text'")
+    covered = data.get("turns")
+    if isinstance(covered, bool) or not isinstance(covered, int) or not 0 <= covered <= turns:
+        raise InvalidMessageError(f"'summary.turns' must be an int from 0 to {turns}, got {covered!r}")
+    return Summary(data["text"], covered)
