@@ -7,7 +7,7 @@ makes 512-token chunks with no overlap:
 - tiktoken ``encode_ordinary`` over the whole text: the floor (one tokenizer pass, no chunks).
 - convo ``chunk_text(text, 512)``: at most 512 tokens by convo's default counter (its estimate
   of Claude's tokens: cl100k x 1.10, less for CJK); also with ``counter=`` plain cl100k (the unit
-  the peers use), and on one thread (``MAX_THREADS = 0``).
+  the peers use).
 - langchain-text-splitters ``RecursiveCharacterTextSplitter.from_tiktoken_encoder``, cl100k.
 - semantic-text-splitter ``TextSplitter.from_tiktoken_model("gpt-3.5-turbo", 512)`` (cl100k,
   built into the package).
@@ -31,16 +31,15 @@ import datetime as dt
 import gc
 import os
 import platform
+import pydoc_data.topics
 import sys
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-import pydoc_data.topics
 import tiktoken
 
-import convo.chunking
 from convo import OfflineCounter
 from convo.chunking import chunk_text
 from convo.tokens import default_counter
@@ -71,14 +70,6 @@ def convo_default(text: str) -> Spans:
 
 def convo_raw(text: str) -> Spans:
     return [(c.start, c.end, c.text) for c in chunk_text(text, LIMIT, counter=RAW)]
-
-
-def convo_one_thread(text: str) -> Spans:
-    saved, convo.chunking.MAX_THREADS = convo.chunking.MAX_THREADS, 0
-    try:
-        return convo_default(text)
-    finally:
-        convo.chunking.MAX_THREADS = saved
 
 
 def _langchain() -> Callable[[str], Spans]:
@@ -121,7 +112,6 @@ ROWS: list[tuple[str, str, Callable[[], Callable[[str], Spans]]]] = [
     # (name, package for the version column, factory)
     ("tiktoken encode_ordinary (floor)", "tiktoken", lambda: floor),
     ("convo chunk_text", "convo", lambda: convo_default),
-    ("convo chunk_text, one thread", "convo", lambda: convo_one_thread),
     ("convo chunk_text, counter=cl100k", "convo", lambda: convo_raw),
     ("langchain RecursiveCharacterTextSplitter", "langchain-text-splitters", _langchain),
     ("semantic-text-splitter TextSplitter", "semantic-text-splitter", _semantic),
@@ -153,7 +143,7 @@ def quality(text: str, spans: list[tuple[int, int, str]], own_unit: Callable[[st
     pieces = [chunk for _, _, chunk in spans]
     raw = [len(ENC.encode_ordinary(p)) for p in pieces]
     est = [COUNTER.count_text(p) for p in pieces]
-    cuts = [b for _, b, _ in spans[:-1]]
+    cuts = [min(b, len(text)) for _, b, _ in spans[:-1]]  # a bad offset counts as it falls
     return {
         "exact": sum(text[a:b] == chunk for a, b, chunk in spans) / len(spans),
         "chunks": len(spans),
@@ -182,7 +172,7 @@ def run(scale: float, rounds: int) -> tuple[list[dict[str, object]], dict[str, i
     for name, _, factory in ROWS:
         try:
             runners[name] = factory()
-        except Exception as exc:  # a peer that cannot be installed or loaded offline: say so
+        except Exception as exc:  # noqa: BLE001 - a peer that cannot be installed or loaded offline: say so
             runners[name] = f"not run: {type(exc).__name__}: {exc}"[:120]
     best: dict[tuple[str, str], float] = {}
     spans: dict[tuple[str, str], Spans] = {}
@@ -199,7 +189,7 @@ def run(scale: float, rounds: int) -> tuple[list[dict[str, object]], dict[str, i
                 t0 = time.perf_counter()
                 try:
                     out = fn(text)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - reported in the table
                     runners[name] = f"failed: {type(exc).__name__}: {exc}"[:120]
                     continue
                 finally:
@@ -222,7 +212,7 @@ def run(scale: float, rounds: int) -> tuple[list[dict[str, object]], dict[str, i
             row["ratio"] = floor_time / elapsed if floor_time else None
             out = spans[name, lang]
             if out:
-                unit = COUNTER.count_text if name in ("convo chunk_text", "convo chunk_text, one thread") else RAW.count_text
+                unit = COUNTER.count_text if name == "convo chunk_text" else RAW.count_text
                 row |= quality(text, out, unit)
             rows.append(row)
     return rows, sizes
@@ -247,8 +237,8 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    load = ", load average {:.1f}".format(os.getloadavg()[0]) if hasattr(os, "getloadavg") else ""
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs ({cpu}), "
         f"{platform.system()} {platform.release()}{load}; {now}"
@@ -257,11 +247,14 @@ def machine() -> str:
 
 def table(rows: list[dict[str, object]], sizes: dict[str, int]) -> str:
     out = []
-    for lang in sizes:
+    header = (
+        "| splitter | version | MB/s | x tiktoken speed | chunks | largest (cl100k) | largest (convo estimate) "
+        "| over the limit | cuts at sentence/paragraph ends | chunks with U+FFFD | offsets slice back |"
+    )
+    for lang, size in sizes.items():
         out += [
-            f"\n**{lang}** ({sizes[lang] / 1e6:.2f} MB of UTF-8)\n",
-            "| splitter | version | MB/s | x tiktoken speed | chunks | largest (cl100k) | largest (convo estimate) "
-            "| over the limit | cuts at sentence/paragraph ends | chunks with U+FFFD | offsets slice back |",
+            f"\n**{lang}** ({size / 1e6:.2f} MB of UTF-8)\n",
+            header,
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in rows:
@@ -291,11 +284,8 @@ the splitter returned it; "offsets slice back" is the share of chunks whose repo
 give back their text exactly (splitters that trim whitespace lose a little here). `counter=cl100k` is convo with the peers' unit
 (`OfflineCounter(text_factor=1.0, cjk_factor=0.0)`), for a like-for-like comparison.
 
-convo tokenizes in pieces and, for a long text on a machine with two or more CPUs, tokenizes
-the next pieces on a worker thread while it cuts the current one (tiktoken releases the GIL);
-"one thread" turns that off (`convo.chunking.MAX_THREADS = 0`), so the CPU time of cutting shows.
-The floor is one call of tiktoken on one thread. A cut counts as clean when the text before it
-(whitespace aside) ends with `. ! ? 。！？`, optionally followed by closing quotes or brackets, or
+Everything runs on one thread; the floor is one call of tiktoken. A cut counts as clean when
+the text before it (whitespace aside) ends with `. ! ? 。！？`, optionally followed by closing quotes or brackets, or
 when a blank line surrounds it. The English text is a technical reference with many code
 samples and grammar rules that have no sentence punctuation at all.
 """
@@ -305,7 +295,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="an eighth of the text, one round, nothing written")
     args = parser.parse_args()
-    rows, sizes = run(0.125 if args.quick else 1.0, 1 if args.quick else 3)
+    rows, sizes = run(0.125 if args.quick else 1.0, 1 if args.quick else 5)
     report = (
         "# Chunking: convo.chunk_text vs tiktoken, langchain, semantic-text-splitter and chonkie\n\n"
         f"{machine()}\n" + table(rows, sizes) + "\n" + NOTES

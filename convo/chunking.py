@@ -26,30 +26,29 @@ from __future__ import annotations
 import codecs
 import functools
 import math
-import os
 import re
 import unicodedata
 from bisect import bisect_left
-from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import accumulate
 from os import PathLike
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from ._exceptions import InvalidConfigError, InvalidInputError
-from .tokens import CachedCounter, OfflineCounter, TokenCounter, _encoding, default_counter
+from .tokens import (
+    CachedCounter,
+    OfflineCounter,
+    TokenCounter,
+    _encoding,
+    default_counter,
+)
 
 __all__ = ["Chunk", "TextFileError", "chunk_file", "chunk_text"]
 
 #: A chunk ends at a boundary of the best kind found in the last (1 - MIN_FILL) of the text
 #: that fits, so paragraph-aligned chunks are never less than half full.
 MIN_FILL = 0.5
-#: The text is tokenized in pieces of about this many characters, cut as they come; with
-#: two pieces or more, they are tokenized ahead on up to MAX_THREADS threads (0: none).
-PIECE_CHARS = 1 << 15
-MAX_THREADS = 3
 #: How far (characters) to look for a place where tiktoken's pieces always split.
 _SCAN = 256
 _ENDS_ASCII = ".!?"
@@ -131,10 +130,7 @@ def chunk_text(
         measure = _OfflineMeasure(text, inner, max_tokens)
     else:
         measure = _CounterMeasure(text, counter, max_tokens)
-    try:
-        spans = _spans(text, measure, max_tokens, overlap)
-    finally:
-        measure.close()
+    spans = _spans(text, measure, max_tokens, overlap)
     return [Chunk(text[a:c], a, c, n, i) for i, (a, c, n) in enumerate(spans)]
 
 
@@ -200,7 +196,6 @@ class _Measure(Protocol):
     def window(self, a: int) -> int: ...  # a likely end of the longest text from a that fits
     def count(self, a: int, c: int) -> int: ...  # the counter's count of text[a:c], exactly
     def back(self, c: int, tokens: int) -> int: ...  # a likely start p of text[p:c] with ~tokens
-    def close(self) -> None: ...
 
 
 def _spans(text: str, measure: _Measure, limit: int, overlap: int) -> list[tuple[int, int, int]]:
@@ -375,56 +370,6 @@ class _CounterMeasure:
     def back(self, c: int, tokens: int) -> int:
         return c - int(self.per_token * tokens)
 
-    def close(self) -> None:
-        pass
-
-
-class _Tokens:
-    """The text's tokens, made piece by piece as the cutting reaches them.
-
-    Pieces end at split points, so together they are exactly ``encode_ordinary(text)``. Cutting
-    a piece right after tokenizing it keeps its token objects in the CPU cache; a long text's
-    pieces are tokenized ahead on worker threads (tiktoken releases the GIL), so on two or more
-    cores the cutting runs while the tokenizer works.
-    """
-
-    def __init__(self, text: str) -> None:
-        self.text, self.list, self.chars = text, [], 0  # tokens of text[:chars]
-        cuts = [0]
-        while cuts[-1] < len(text):
-            m = _first_split(text, cuts[-1] + PIECE_CHARS, len(text)) if cuts[-1] + PIECE_CHARS < len(text) else None
-            cuts.append(m if m is not None and m < len(text) else len(text))
-        self.ends = deque(cuts[1:])
-        encode = _encoding().encode_ordinary
-        threads = min(_cpus() - 1, MAX_THREADS, len(cuts) - 2)
-        self.pool = None
-        if threads > 0:
-            self.pool = ThreadPoolExecutor(threads, thread_name_prefix="convo-chunk")
-            self.results: deque[Any] = deque(self.pool.submit(encode, text[a:b]) for a, b in zip(cuts, cuts[1:]))
-            self.pool.shutdown(wait=False)
-        else:
-            self.results = deque(functools.partial(encode, text[a:b]) for a, b in zip(cuts, cuts[1:]))
-
-    def more(self) -> bool:
-        """Tokenize the next piece; False when the whole text is done."""
-        if not self.results:
-            return False
-        job = self.results.popleft()
-        self.list += job.result() if self.pool is not None else job()
-        self.chars = self.ends.popleft()
-        return True
-
-    def close(self) -> None:
-        for job in self.results if self.pool is not None else ():
-            job.cancel()
-
-
-def _cpus() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - macOS, Windows
-        return os.cpu_count() or 1
-
 
 @functools.cache
 def _token_bytes() -> list[int]:
@@ -447,15 +392,13 @@ class _OfflineMeasure:
         self.text, self.limit, self.ascii = text, limit, text.isascii()
         self.factor, self.cjk_factor = counter.text_factor, counter.cjk_factor
         self._encode, self._decode = enc.encode_ordinary, enc.decode_bytes
-        self.pieces = _Tokens(text)
-        self.tokens = self.pieces.list
+        self.tokens: list[int] = enc.encode_ordinary(text)
         self.lengths = _token_bytes()
         # Known token boundaries: (character offset, bytes past it, token index).
-        self.anchors = [(0, 0, 0)]
-        self.pieces.more()
+        self.anchors = [(0, 0, 0), (len(text), 0, len(self.tokens))]
         n = max(1, len(self.tokens))
-        self.per_token = self.pieces.chars / n  # characters per token, in the first piece
-        self.bytes_per_token = (self.pieces.chars if self.ascii else len(text[: self.pieces.chars].encode())) / n
+        self.per_token = len(text) / n  # characters per token
+        self.bytes_per_token = (len(text) if self.ascii else len(text.encode())) / n
         sample = text[: int(4 * limit * self.per_token) + 64]
         self.density = 0.0 if self.ascii else _cjk(sample) / max(1.0, len(sample) / self.per_token)
         self._start: tuple[int, int, int, int] | None = None  # a, first split g, its token, tokens in a..g
@@ -470,9 +413,7 @@ class _OfflineMeasure:
         end = t + int(self.limit / max(per, 0.05 * self.factor)) - left
         if end <= t:
             return max(g, a + 1)
-        while end > len(self.tokens) and self._more():
-            pass
-        if end >= len(self.tokens) and not self.pieces.results:
+        if end >= len(self.tokens):
             return len(self.text)
         data = self._decode(self.tokens[t:end])
         extra = _partial_tail(data)
@@ -538,19 +479,8 @@ class _OfflineMeasure:
             return c - a
         return len(self.text[a:c].encode()) if c > a else -len(self.text[c:a].encode())
 
-    def close(self) -> None:
-        self.pieces.close()
-
-    def _more(self) -> bool:
-        if not self.pieces.more():
-            return False
-        self._remember((self.pieces.chars, 0, len(self.tokens)))
-        return True
-
     def _locate(self, g: int) -> int | None:
         """The whole-text token index at split point g, walked to from the nearest anchor."""
-        while g > self.pieces.chars and self._more():
-            pass
         best = None
         for anchor in self.anchors:
             if best is None or abs(anchor[0] - g) < abs(best[0] - g):

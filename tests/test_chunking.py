@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import pydoc_data.topics
 import re
+from itertools import pairwise
 from pathlib import Path
 
-import pydoc_data.topics
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import convo.chunking as chunking
-from convo import CachedCounter, InvalidConfigError, InvalidInputError, OfflineCounter
+from convo import (
+    CachedCounter,
+    InvalidConfigError,
+    InvalidInputError,
+    OfflineCounter,
+    chunking,
+)
 from convo.chunking import Chunk, TextFileError, chunk_file, chunk_text
 from convo.tokens import _CJK, _encoding, default_counter
 
@@ -48,7 +54,7 @@ def check(text: str, chunks: list[Chunk], limit: int, overlap: int = 0, counter=
         assert c.start < c.end and text[c.start : c.end] == c.text
         assert c.tokens == counter.count_text(c.text) <= limit
         assert "\ufffd" not in c.text or "\ufffd" in text
-    for prev, nxt in zip(chunks, chunks[1:]):
+    for prev, nxt in pairwise(chunks):
         assert prev.start < nxt.start <= prev.end < nxt.end  # ... with no gap, always moving on
         if overlap == 0:
             assert nxt.start == prev.end
@@ -103,18 +109,8 @@ def test_cuts_fall_at_sentence_or_paragraph_ends():
 def test_overlap_on_real_text():
     chunks = chunk_text(EN, 512, overlap=64)
     check(EN, chunks, 512, overlap=64)
-    shared = [COUNTER.count_text(EN[b.start : a.end]) for a, b in zip(chunks, chunks[1:])]
+    shared = [COUNTER.count_text(EN[b.start : a.end]) for a, b in pairwise(chunks)]
     assert min(shared) > 0 and sum(shared) / len(shared) > 32  # neighbours really share text
-
-
-def test_long_text_on_worker_threads_gives_the_same_chunks(monkeypatch):
-    text = ZH * 12 + EN[:100_000]
-    monkeypatch.setattr(chunking, "MAX_THREADS", 0)
-    alone = chunk_text(text, 300)
-    monkeypatch.setattr(chunking, "MAX_THREADS", 3)
-    monkeypatch.setattr(chunking, "PIECE_CHARS", 10_000)
-    assert chunk_text(text, 300) == alone
-    check(text, alone, 300)
 
 
 def test_cjk_count_matches_the_counter():
