@@ -1,0 +1,460 @@
+"""Find sensitive data in text and hide it before a request leaves the process.
+
+>>> from convo.redact import Redactor, restore
+>>> r = Redactor(mode="placeholder").redact("Mail ann@example.com or call +1 415 555 2671.")
+>>> r.text
+'Mail [EMAIL_1] or call [PHONE_1].'
+>>> restore("I wrote to [EMAIL_1].", r.mapping)
+'I wrote to ann@example.com.'
+
+Built-in kinds (``Redactor(kinds=...)`` picks some; names are case-insensitive):
+
+- ``CARD``: 13-19 digits with a card network's prefix and length (Visa 4 with 13/16/19
+  digits, Amex 34/37 with 15, Mastercard, Maestro, Discover, UnionPay, JCB, Diners, Mir), a valid
+  Luhn check digit, unbroken or grouped as cards are printed (fours, Amex 4-6-5, Diners 4-6-4).
+- ``SSN``: US social security numbers written ``123-45-6789`` or ``123 45 6789``, or nine bare
+  digits right after "SSN" / "social security number". Area 000, 666 and 900-999, group 00 and
+  serial 0000 are never issued, so they are not SSNs.
+- ``EMAIL``: ``local@domain.tld`` (ASCII).
+- ``PHONE``: international ``+CC ...`` (8-15 digits, E.164), US ``(415) 555-2671``,
+  ``415-555-2671``, ``415.555.2671``, ``415 555 2671`` (valid area and exchange codes), and
+  Chinese mobiles ``1[3-9]`` + 9 digits with optional ``+86`` / ``0086``.
+- ``CN_ID``: Chinese resident ID numbers, 18 characters, with a known province code, a real
+  birth date between 1900 and today, and a valid GB 11643 check character.
+- ``IP``: IPv4 and IPv6 addresses that the ``ipaddress`` module accepts. IPv6 forms with a single
+  group (``::1``, ``::2``) are skipped: in text they are mostly code (``a[::2]``).
+- ``API_KEY``: Anthropic ``sk-ant-...``, OpenAI ``sk-...`` / ``sk-proj-...``, AWS access key
+  ids ``AKIA``/``ASIA`` + 16, GitHub ``ghp_``/``gho_``/``ghu_``/``ghs_``/``ghr_``/``github_pat_``
+  tokens, and the token after ``Bearer``. Random-looking tokens must contain a digit.
+
+Numbers that fail their checksum or date rule are left alone; an unbroken 18-digit number that
+starts with a Chinese province code is judged as a resident ID, never as a card. Of overlapping
+findings, the one that starts first wins, then the longer one.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import ipaddress
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._exceptions import InvalidConfigError, InvalidInputError
+
+__all__ = ["Finding", "Redaction", "Redactor", "Restorer", "restore", "restore_message"]
+
+KINDS = ("API_KEY", "EMAIL", "CARD", "CN_ID", "SSN", "IP", "PHONE")  # order breaks exact ties
+PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*_[0-9]+\]")
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+# Each pattern starts with a literal or a character class, so the regex engine can skip ahead
+# to places where it may match (3-30x faster than a leading lookbehind); the boundary checks
+# follow the first character. Boundaries are ASCII only, so a number next to Chinese text counts.
+
+
+def _starts(first: str, not_before: str = "[0-9A-Za-z_+]", group: bool = True) -> str:
+    """``first``, not preceded by a ``not_before`` character (nor by a digit group, ``group``)."""
+    out = f"{first}(?<!{not_before}{first})"
+    return out + (rf"(?<!\d[ .-]{first})" if group else "")
+
+
+_END = r"(?![0-9A-Za-z_])(?![ .-]?\d)"  # not followed by a word, a number or another digit group
+
+_CARD = re.compile(_starts("[2-6]") + r"(?:[ -]?\d){12,18}" + _END)
+_SSN = re.compile(_starts(r"\d") + r"\d\d(?P<sep>[- ])\d\d(?P=sep)\d{4}" + _END)
+_SSN_NAMED = re.compile(  # nine bare digits right after the words
+    _starts("[Ss]", "[0-9A-Za-z_]", False)
+    + r"(?i:sn|ocial security(?: number| no\.?)?)\s*(?:#|no\.?)?\s*[:=]?\s*(?P<value>\d{9})(?!\d)"
+)
+_EMAIL = re.compile(_starts("[A-Za-z0-9._%+-]", "[A-Za-z0-9._%+-]", False) + r"[A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_PHONE_INTL = re.compile(_starts(r"\+", group=False) + r"\d+(?:[ .-]?\(\d{1,4}\)[ .-]?\d+|[ .-]\d+)*+(?!\d)")
+_PHONE_US = re.compile(
+    _starts("[1(]") + r"(?:(?<=1)[ .-]?\()?(?<=\()\d{3}\)[ .-]?\d{3}[ .-]\d{4}" + _END  # (415) 555-2671
+    + "|" + _starts(r"\d") + r"(?:(?<=1)[ .-]\d{3}|\d\d)(?:(?P<sep>[.-])\d{3}(?P=sep)\d{4}| \d{3} \d{4})" + _END
+)
+_PHONE_CN = re.compile(_starts("[01]") + r"(?:(?<=0)0 ?86[ -]?1|(?<=1))[3-9]\d(?:[ -]?\d{4}){2}" + _END)
+_CN_ID = re.compile(_starts("[1-9]", "[0-9A-Za-z_]", False) + r"\d{16}[\dXx](?![0-9A-Za-z_])")
+_IPV4 = re.compile(_starts(r"\d", "[0-9A-Za-z_.]", False) + r"\d{0,2}(?:\.\d{1,3}){3}(?![0-9A-Za-z_]|\.\d)")
+_IPV6 = re.compile(
+    _starts("[0-9A-Fa-f:]", "[0-9A-Za-z_:.]", False) + r"(?:(?<=:)|[0-9A-Fa-f]{0,3}:)(?:[0-9A-Fa-f]{0,4}:){1,6}"
+    r"(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z_:]|\.\d)"
+)
+_KEY_TAIL = r"(?![A-Za-z0-9_-])"
+_API_KEY = re.compile(
+    _starts("sk-", "[A-Za-z0-9_-]", False)
+    + r"(?:ant-[A-Za-z0-9_-]{20,}|(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}|[A-Za-z0-9]{32,})" + _KEY_TAIL
+    + "|" + _starts("g", "[A-Za-z0-9_-]", False) + r"(?:h[pousr]_[A-Za-z0-9]{30,}|ithub_pat_[A-Za-z0-9_]{22,})" + _KEY_TAIL
+    + "|" + _starts("A", "[A-Za-z0-9]", False) + r"(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9])"
+)
+_BEARER = re.compile(_starts("[Bb]", "[A-Za-z0-9_]", False) + r"(?i:earer)\s+(?P<value>[A-Za-z0-9._~+/-]{16,}=*)(?![A-Za-z0-9._~+/=-])")
+
+_PROVINCES = frozenset({11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46,
+                        50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83, 91})
+_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_ID_CHECK = "10X98765432"
+
+
+def luhn_ok(digits: str) -> bool:
+    doubled = [int(c) * 2 - 9 * (int(c) > 4) for c in digits[-2::-2]]
+    return (sum(map(int, digits[::-2])) + sum(doubled)) % 10 == 0
+
+
+def cn_id_ok(s: str) -> bool:
+    """A resident ID: province code, a birth date from 1900 to today, GB 11643 check character."""
+    s = s.upper()
+    if len(s) != 18 or not s[:17].isdigit() or int(s[:2]) not in _PROVINCES:
+        return False
+    try:
+        born = datetime.date(int(s[6:10]), int(s[10:12]), int(s[12:14]))
+    except ValueError:
+        return False
+    if not datetime.date(1900, 1, 1) <= born <= datetime.date.today():
+        return False
+    return _ID_CHECK[sum(int(c) * w for c, w in zip(s, _ID_WEIGHTS)) % 11] == s[17]
+
+
+Span = tuple[int, int] | None
+
+
+#: How cards are printed: groups of four (the last may be shorter), or Amex/Diners 4-6-5 / 4-6-4.
+_CARD_GROUPS = re.compile(r"\d{4}(?:[ -]\d{4})*[ -]\d{1,4}|\d{4}[ -]\d{6}[ -]\d{4,5}")
+
+
+def _network_ok(d: str) -> bool:
+    """A prefix some card network issues, with a length it issues (Visa, Mastercard, Maestro,
+    Amex, Diners, JCB, Discover, UnionPay, Mir, RuPay, ...)."""
+    n = len(d)
+    if d[0] == "4":
+        return n in (13, 16, 19)
+    if d[0] in "56":
+        return True  # Mastercard 51-55 and Maestro 50, 56-69 (12-19 digits), Discover, UnionPay
+    if d[:2] in ("34", "37"):
+        return n == 15
+    if d[:2] in ("36", "38", "39") or "300" <= d[:3] <= "305":
+        return n >= 14
+    if "3528" <= d[:4] <= "3589" or "2200" <= d[:4] <= "2204":
+        return n >= 16
+    return "2221" <= d[:4] <= "2720" and n == 16
+
+
+def _card(m: re.Match[str]) -> Span:
+    text = m.group()
+    digits = re.sub(r"\D", "", text)
+    if len(set(digits)) == 1 or not _network_ok(digits) or not luhn_ok(digits):
+        return None
+    if digits != text and not _CARD_GROUPS.fullmatch(text):
+        return None  # grouped like an order or account number, not like a card
+    if len(text) == 18 and int(text[:2]) in _PROVINCES:
+        return None  # shaped like a resident ID (which has its own checksum), not like a card
+    return m.span()
+
+
+def _ssn(m: re.Match[str]) -> Span:
+    value = m.group("value") if "value" in m.re.groupindex else m.group()
+    digits = value.replace("-", "").replace(" ", "")
+    area, group, serial = digits[:3], digits[3:5], digits[5:]
+    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
+        return None
+    return m.span("value") if "value" in m.re.groupindex else m.span()
+
+
+def _email(m: re.Match[str]) -> Span:
+    labels = m.group().rsplit("@", 1)[1].split(".")
+    if any(not lab or lab[0] == "-" or lab[-1] == "-" for lab in labels):
+        return None
+    tld = labels[-1]
+    return m.span() if len(tld) >= 2 and (tld.isalpha() or tld.startswith("xn--")) else None
+
+
+def _phone_intl(m: re.Match[str]) -> Span:
+    digits = re.sub(r"\D", "", m.group())
+    return m.span() if 8 <= len(digits) <= 15 and digits[0] != "0" else None
+
+
+def _phone_us(m: re.Match[str]) -> Span:
+    national = re.sub(r"\D", "", m.group())[-10:]  # area code and exchange start with 2-9
+    return m.span() if national[0] in "23456789" and national[3] in "23456789" else None
+
+
+def _ip(m: re.Match[str]) -> Span:
+    text = m.group()
+    try:
+        if ":" not in text:
+            ipaddress.IPv4Address(text)
+            return m.span()
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return None
+    groups = [g for g in text.split("%")[0].split(":") if g]
+    return m.span() if len(groups) >= 2 else None
+
+
+def _token(m: re.Match[str]) -> Span:
+    """Random tokens hold digits and letters; a word-only 'key' is a placeholder in docs."""
+    if "value" in m.re.groupindex:
+        token, span = m.group("value"), m.span("value")
+    else:
+        token, span = m.group(), m.span()
+        if token[:4] in ("AKIA", "ASIA"):
+            return span
+        token = token.split("_", 1)[-1] if token.startswith("g") else token[3:]
+    has_digit = any(c.isdigit() for c in token)
+    return span if has_digit and any(c.isalpha() for c in token) else None
+
+
+def _whole(m: re.Match[str]) -> Span:
+    return m.span()
+
+
+Check = Callable[[re.Match[str]], Span]
+#: kind -> (pattern, check, a substring the text must hold for the pattern to match, or "")
+_BUILTIN: dict[str, list[tuple[re.Pattern[str], Check, str]]] = {
+    "API_KEY": [(_API_KEY, _token, ""), (_BEARER, _token, "")],
+    "EMAIL": [(_EMAIL, _email, "@")],
+    "CARD": [(_CARD, _card, "")],
+    "CN_ID": [(_CN_ID, lambda m: m.span() if cn_id_ok(m.group()) else None, "")],
+    "SSN": [(_SSN, _ssn, ""), (_SSN_NAMED, _ssn, "")],
+    "IP": [(_IPV4, _ip, "."), (_IPV6, _ip, ":")],
+    "PHONE": [(_PHONE_INTL, _phone_intl, "+"), (_PHONE_US, _phone_us, ""), (_PHONE_CN, _whole, "")],
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One sensitive value: its kind and its span in the original text."""
+
+    kind: str
+    start: int
+    end: int
+
+
+@dataclass(frozen=True)
+class Redaction:
+    """The redacted ``text``, the ``mapping`` placeholder -> original (empty in mask mode) and the
+    ``findings``, with offsets into the original text."""
+
+    text: str
+    mapping: dict[str, str]
+    findings: tuple[Finding, ...] = field(default=())
+
+
+class _Numbering:
+    """Placeholders for one mapping: the same value always gets the same placeholder, and a
+    placeholder-shaped string already in the input is never reused for another value."""
+
+    def __init__(self, mapping: Mapping[str, str] | None, reserved: set[str]) -> None:
+        self.mapping = dict(mapping or {})
+        self.by_value = {v: k for k, v in self.mapping.items()}
+        self.reserved = reserved - self.mapping.keys()
+        self.next: dict[str, int] = {}
+        for key in self.mapping:
+            kind, _, n = key[1:-1].rpartition("_")
+            if n.isdigit():
+                self.next[kind] = max(self.next.get(kind, 1), int(n) + 1)
+
+    def placeholder(self, kind: str, value: str) -> str:
+        known = self.by_value.get(value)
+        if known is not None:
+            return known
+        n = self.next.get(kind, 1)
+        while f"[{kind}_{n}]" in self.reserved:
+            n += 1
+        key = f"[{kind}_{n}]"
+        self.next[kind] = n + 1
+        self.mapping[key] = value
+        self.by_value[value] = key
+        return key
+
+
+class Redactor:
+    """Hides sensitive values: ``mode="mask"`` writes ``[EMAIL]``, ``mode="placeholder"``
+    writes ``[EMAIL_1]`` and returns a mapping so :func:`restore` can put the values back.
+
+    ``kinds`` picks built-in kinds (default: all); ``custom`` adds ``{name: regex}`` kinds,
+    written ``[NAME]`` / ``[NAME_1]``; they win ties against built-in kinds.
+    """
+
+    def __init__(
+        self,
+        kinds: Iterable[str] | None = None,
+        mode: str = "mask",
+        custom: Mapping[str, str | re.Pattern[str]] | None = None,
+    ) -> None:
+        if mode not in ("mask", "placeholder"):
+            raise InvalidConfigError(f"mode must be 'mask' or 'placeholder', got {mode!r}")
+        if isinstance(kinds, str):
+            kinds = (kinds,)
+        chosen = KINDS if kinds is None else tuple(dict.fromkeys(str(k).upper() for k in kinds))
+        unknown = [k for k in chosen if k not in _BUILTIN]
+        if unknown:
+            raise InvalidConfigError(f"unknown kinds {unknown}; built-in kinds are {list(KINDS)} (add others with custom=)")
+        self.mode = mode
+        self.kinds = tuple(k for k in KINDS if k in chosen)
+        self._detectors = [_custom(name, pattern) for name, pattern in (custom or {}).items()]
+        self._detectors += [(k, *detector) for k in self.kinds for detector in _BUILTIN[k]]
+
+    def __repr__(self) -> str:
+        return f"Redactor(kinds={list(self.kinds)}, mode={self.mode!r})"
+
+    def scan(self, text: str) -> list[Finding]:
+        """The sensitive values in ``text``, in order, without overlaps."""
+        candidates: list[tuple[int, int, int, str]] = []
+        for rank, (kind, pattern, check, needs) in enumerate(self._detectors):
+            if needs and needs not in text:
+                continue
+            for m in pattern.finditer(text):
+                span = check(m)
+                if span is not None and span[1] > span[0]:
+                    candidates.append((span[0], -span[1], rank, kind))
+        candidates.sort()
+        findings: list[Finding] = []
+        end = 0
+        for start, neg_end, _, kind in candidates:
+            if start >= end:
+                findings.append(Finding(kind, start, -neg_end))
+                end = -neg_end
+        return findings
+
+    def redact(self, text: str, mapping: Mapping[str, str] | None = None) -> Redaction:
+        """Redact one text. In placeholder mode, ``mapping`` (from an earlier redaction) is
+        extended rather than started afresh; the result holds the whole, extended mapping."""
+        if not isinstance(text, str):
+            raise InvalidInputError(f"redact() takes a str, got {type(text).__name__}; use redact_request for a request")
+        numbering = _Numbering(mapping, set(PLACEHOLDER.findall(text)))
+        out, findings = self._apply(text, numbering)
+        return Redaction(out, numbering.mapping if self.mode == "placeholder" else {}, tuple(findings))
+
+    def _apply(self, text: str, numbering: _Numbering) -> tuple[str, list[Finding]]:
+        findings = self.scan(text)
+        parts: list[str] = []
+        last = 0
+        for f in findings:
+            value = text[f.start : f.end]
+            parts += [text[last : f.start], numbering.placeholder(f.kind, value) if self.mode == "placeholder" else f"[{f.kind}]"]
+            last = f.end
+        parts.append(text[last:])
+        return "".join(parts), findings
+
+    def redact_request(self, request: dict[str, Any], mapping: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+        """A redacted deep copy of a Messages API request, and the mapping (empty in mask mode).
+
+        Redacts the system prompt, text blocks, plain-text documents, ``tool_result`` content
+        and the string values in ``tool_use`` inputs. Thinking blocks are left as they are: their
+        signature covers their text. The input is never changed.
+        """
+        if not isinstance(request, dict):
+            raise InvalidInputError(f"redact_request takes a request dict, got {type(request).__name__}")
+        copied = copy.deepcopy(request)
+        slots: list[tuple[Any, Any]] = []
+        if "system" in copied:
+            _collect_content(copied, "system", slots)
+        for message in copied.get("messages") or ():
+            if isinstance(message, dict) and "content" in message:
+                _collect_content(message, "content", slots)
+        reserved = {p for container, key in slots for p in PLACEHOLDER.findall(container[key])}
+        numbering = _Numbering(mapping, reserved)
+        for container, key in slots:
+            container[key] = self._apply(container[key], numbering)[0]
+        return copied, numbering.mapping if self.mode == "placeholder" else {}
+
+    def restorer(self, mapping: Mapping[str, str]) -> Restorer:
+        """A :class:`Restorer` for streamed text redacted with ``mapping``."""
+        return Restorer(mapping)
+
+
+def _custom(name: str, pattern: str | re.Pattern[str]) -> tuple[str, re.Pattern[str], Check, str]:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise InvalidConfigError(f"custom kind names are letters, digits and _ starting with a letter, got {name!r}")
+    if name.upper() in KINDS:
+        raise InvalidConfigError(f"custom kind {name!r} clashes with a built-in kind; pick another name")
+    try:
+        compiled = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+    except (re.error, TypeError) as exc:
+        raise InvalidConfigError(f"custom pattern {name!r} is not a valid regular expression: {exc}") from None
+    return name.upper(), compiled, _whole, ""
+
+
+def _collect_content(container: Any, key: Any, slots: list[tuple[Any, Any]]) -> None:
+    """Note every (container, key) in a content value that holds text to redact."""
+    value = container[key]
+    if isinstance(value, str):
+        slots.append((container, key))
+        return
+    if not isinstance(value, list):
+        return
+    for block in value:
+        if not isinstance(block, dict):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            slots.append((block, "text"))
+        elif kind == "tool_result" and "content" in block:
+            _collect_content(block, "content", slots)
+        elif kind == "tool_use" and "input" in block:
+            _collect_strings(block["input"], slots)
+        elif kind == "document" and isinstance(block.get("source"), dict):
+            source = block["source"]
+            if source.get("type") == "text" and isinstance(source.get("data"), str):
+                slots.append((source, "data"))
+            elif source.get("type") == "content" and "content" in source:
+                _collect_content(source, "content", slots)
+
+
+def _collect_strings(value: Any, slots: list[tuple[Any, Any]]) -> None:
+    """Every string inside a JSON value (a tool call's input)."""
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for k, v in items:
+        if isinstance(v, str):
+            slots.append((value, k))
+        else:
+            _collect_strings(v, slots)
+
+
+def restore(text: str, mapping: Mapping[str, str]) -> str:
+    """Put the original values back in place of the placeholders of ``mapping``; other
+    bracketed text is left as it is."""
+    if not mapping or "[" not in text:
+        return text
+    return PLACEHOLDER.sub(lambda m: mapping.get(m.group(), m.group()), text)
+
+
+class Restorer:
+    """Restores placeholders in streamed text, even one split across deltas.
+
+    ``feed(delta)`` returns what can be shown now; it holds back only a tail that could still
+    become a placeholder of the mapping (from its ``[``). ``flush()`` returns the rest at the
+    end. Joined, the pieces equal ``restore`` of the whole text.
+    """
+
+    def __init__(self, mapping: Mapping[str, str]) -> None:
+        self.mapping = dict(mapping)
+        self._prefixes = {key[:i] for key in self.mapping for i in range(1, len(key))}
+        self._held = ""
+
+    def feed(self, delta: str) -> str:
+        text = self._held + delta
+        cut = text.rfind("[")
+        if cut >= 0 and text[cut:] in self._prefixes:
+            self._held = text[cut:]
+            return restore(text[:cut], self.mapping)
+        self._held = ""
+        return restore(text, self.mapping)
+
+    def flush(self) -> str:
+        text, self._held = self._held, ""
+        return restore(text, self.mapping)
+
+
+def restore_message(message: Any, mapping: Mapping[str, str]) -> Any:
+    """A response (``anthropic.types.Message`` or its dict) with placeholders restored in its
+    text blocks and in the string values of its tool calls; returns the same type."""
+    data = message if isinstance(message, dict) else message.model_dump(mode="json")
+    data = copy.deepcopy(data)
+    slots: list[tuple[Any, Any]] = []
+    _collect_content(data, "content", slots)
+    for container, key in slots:
+        container[key] = restore(container[key], mapping)
+    return data if isinstance(message, dict) else type(message).model_validate(data)
