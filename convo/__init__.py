@@ -32,6 +32,7 @@ from ._exceptions import (
 )
 from .batch import Result
 from .budget import Budget, BudgetExceededError
+from .cache import Cache, CacheError, MemoryCache, RedisCache, SQLiteCache, cache_key, is_cacheable
 from .checkpoint import Checkpoint
 from .chunking import Chunk, TextFileError, chunk_file, chunk_text
 from .client import AsyncClient, AsyncStream, Client, Stream
@@ -51,6 +52,7 @@ from .messages import (
 )
 from .prices import PriceTable, UnknownModelError
 from .ratelimit import MemoryStore, RateLimits, RedisStore
+from .redact import Finding, Redaction, Redactor, Restorer, restore, restore_message
 from .retry import RetryBudget, RetryPolicy
 from .strategies import Selection, SlidingWindow, Strategy, TrimState
 from .summarize import Summarize, Summary
@@ -68,6 +70,8 @@ __all__ = [
     "BadRequestError",
     "Budget",
     "BudgetExceededError",
+    "Cache",
+    "CacheError",
     "CachedCounter",
     "Checkpoint",
     "Chunk",
@@ -78,11 +82,13 @@ __all__ = [
     "ConvoError",
     "DocumentBlock",
     "ExactCounter",
+    "Finding",
     "ImageBlock",
     "InvalidConfigError",
     "InvalidInputError",
     "InvalidMessageError",
     "MapReduceResult",
+    "MemoryCache",
     "MemoryStore",
     "Message",
     "NotFoundError",
@@ -93,12 +99,17 @@ __all__ = [
     "RateLimitError",
     "RateLimits",
     "RedactedThinkingBlock",
+    "Redaction",
+    "Redactor",
+    "RedisCache",
     "RedisStore",
     "RequestTooLargeError",
     "Restart",
+    "Restorer",
     "Result",
     "RetryBudget",
     "RetryPolicy",
+    "SQLiteCache",
     "Selection",
     "ServerError",
     "SlidingWindow",
@@ -121,10 +132,14 @@ __all__ = [
     "UnknownModelError",
     "__version__",
     "amap_reduce",
+    "cache_key",
     "check_history",
     "chunk_file",
     "chunk_text",
     "count_tokens",
+    "is_cacheable",
     "map_reduce",
+    "restore",
+    "restore_message",
     "to_message",
 ]

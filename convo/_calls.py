@@ -11,6 +11,8 @@ so (``StreamRestartedError``, or the caller's ``on_restart`` callback).
 from __future__ import annotations
 
 import json
+import logging
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,14 +25,18 @@ from anthropic.types import TextBlock as SDKTextBlock
 from ._exceptions import ConvoError, StreamError, StreamRestartedError, api_error
 from ._flow import Call, Close, Do, Emit, Final, Flow, Next, Now, Open, Sleep
 from .budget import Budget, Hold
+from .cache import Cache, CacheError, cache_key, from_entry, is_cacheable, to_entry
 from .messages import to_message, to_system
 from .prices import PriceTable, UnknownModelError
 from .ratelimit import RateLimiter, Reservation
+from .redact import Redactor, restore_message
 from .retry import RetryBudget, RetryPolicy, StreamInterrupted, is_spend_limit
 from .tokens import TokenCounter, default_counter, fixed_tokens
 from .usage import Stats
 
 __all__ = ["CallContext", "Restart", "call_flow", "stream_flow"]
+
+log = logging.getLogger("convo")
 
 
 @dataclass
@@ -45,6 +51,11 @@ class CallContext:
     limiter: RateLimiter | None = None
     spend: Budget | None = None
     prices: PriceTable | None = None
+    cache: Cache | None = None
+    cache_ttl: float | None = None
+    cache_sampling: bool = False
+    cache_namespace: str | None = None
+    redactor: Redactor | None = None
     _estimates: OrderedDict[str, int] = field(default_factory=OrderedDict)
 
     def estimate_input(self, request: dict[str, Any]) -> int:
@@ -87,6 +98,52 @@ def _user_of(request: dict[str, Any]) -> str | None:
 
 #: Worst-case budgeting adds this margin to the input estimate (the estimate's error is < 10%).
 ESTIMATE_MARGIN = 1.25
+
+
+def _protect(ctx: CallContext, request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Redact a request before it is sent, cached or logged; returns it and the mapping."""
+    if ctx.redactor is None:
+        return request, {}
+    return ctx.redactor.redact_request(request)
+
+
+def _restore(message: Any, mapping: dict[str, str]) -> Any:
+    return restore_message(message, mapping) if mapping else message
+
+
+def _cache_key(ctx: CallContext, request: dict[str, Any]) -> str | None:
+    """The cache key of a request, or None when it must not be cached."""
+    if ctx.cache is None or not is_cacheable(request, ctx.cache_sampling):
+        return None
+    namespace = ctx.cache_namespace if ctx.cache_namespace is not None else (_user_of(request) or "")
+    return cache_key(request, namespace)
+
+
+def _cache_get(ctx: CallContext, key: str | None) -> Flow:
+    """The cached reply for ``key``, or None. A failing cache is skipped (it only saves calls)."""
+    if key is None:
+        return None
+    try:
+        entry = yield Do(ctx.cache.get, (key,), io=True)
+        message = from_entry(entry) if entry is not None else None
+    except CacheError as exc:
+        log.warning("response cache unavailable, skipping it: %s", exc)
+        return None
+    ctx.stats.count("cache_hits" if message is not None else "cache_misses")
+    return message
+
+
+def _cache_put(ctx: CallContext, key: str | None, message: Any) -> Flow:
+    if key is None or getattr(message, "stop_reason", None) not in CACHED_STOPS:
+        return
+    try:
+        yield Do(ctx.cache.set, (key, to_entry(message), ctx.cache_ttl), io=True)
+    except CacheError as exc:
+        log.warning("response cache unavailable, not storing: %s", exc)
+
+
+#: Replies worth caching; a paused or refused turn is not an answer to replay.
+CACHED_STOPS = frozenset({"end_turn", "stop_sequence", "tool_use", "max_tokens"})
 
 
 def _admit(ctx: CallContext, request: dict[str, Any], model: str) -> Flow:
@@ -196,6 +253,14 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
     start = yield Now()
     attempts = _Attempts(ctx, request["model"])
     guarded = method == "create"
+    mapping: dict[str, str] = {}
+    key = None
+    if guarded:
+        request, mapping = _protect(ctx, request)
+        key = _cache_key(ctx, request)
+        cached = yield from _cache_get(ctx, key)
+        if cached is not None:
+            return _restore(cached, mapping)
     while True:
         try:
             wait = attempts.next()
@@ -220,6 +285,9 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
             yield from _settle(ctx, ticket, message.usage, raw.headers)
         attempts.succeeded()
         ctx.stats.finished(latency=(yield Now()) - start, usage=getattr(message, "usage", None), user=_user_of(request))
+        if guarded:
+            yield from _cache_put(ctx, key, message)
+            message = _restore(message, mapping)
         return message
 
 
@@ -308,6 +376,16 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
     stream that cannot be continued raises StreamRestartedError.
     """
     start = yield Now()
+    request, mapping = _protect(ctx, request)
+    restorer = ctx.redactor.restorer(mapping) if mapping else None
+    key = _cache_key(ctx, request)
+    cached = yield from _cache_get(ctx, key)
+    if cached is not None:  # replay the stored answer as a stream
+        for piece in _replay(cached):
+            yield Emit(restorer.feed(piece) if restorer else piece)
+        if restorer:
+            yield Emit(restorer.flush())
+        return _restore(cached, mapping)
     attempts = _Attempts(ctx, request["model"])
     progress = _Progress(request)
     ttft: float | None = None
@@ -336,7 +414,7 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
                     if fresh:
                         if ttft is None:
                             ttft = (yield Now()) - start
-                        yield Emit(fresh)
+                        yield Emit(restorer.feed(fresh) if restorer else fresh)
                 elif event.type == "message_stop":
                     stopped = True
             if not stopped:
@@ -369,7 +447,16 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
         attempts.succeeded()
         message = progress.stitch(final)
         ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=ttft, user=_user_of(request))
-        return message
+        yield from _cache_put(ctx, key, message)
+        if restorer:
+            yield Emit(restorer.flush())
+        return _restore(message, mapping)
+
+
+def _replay(message: Any) -> list[str]:
+    """A cached reply's text in word-sized pieces, as a stream would have delivered it."""
+    text = "".join(b.text for b in message.content if b.type == "text")
+    return [piece for piece in re.split(r"(?<=\s)", text) if piece]
 
 
 def _next(handle: Any) -> Flow:

@@ -12,6 +12,7 @@ from typing import Any
 
 from ._exceptions import InvalidConfigError
 from .messages import to_message
+from .redact import restore_message
 from .strategies import OrElse
 from .summarize import Fold, Summarize, Summary
 from .tokens import fixed_tokens
@@ -28,7 +29,9 @@ class Talking:
     max_tokens: int
     strategy: Any
     summary_error: str | None
+    redactor: Any
     _summary: Summary | None
+    _mapping: dict[str, str]
 
     # -- talking to the model -----------------------------------------------------------------
 
@@ -42,7 +45,7 @@ class Talking:
             with contextlib.suppress(Exception):  # kept in summary_error; the window takes over
                 self.compact(max_tokens, tools=params.get("tools"))
             request = self.request(max_tokens, **params)
-            reply = self._need_client().create(**request)
+            reply = self._unredact(self._need_client().create(**request))
         except BaseException:
             self._rollback(mark)
             raise
@@ -56,9 +59,13 @@ class Talking:
             with contextlib.suppress(Exception):  # kept in summary_error; the window takes over
                 self.compact(max_tokens, tools=params.get("tools"))
             request = self.request(max_tokens, **params)
+            restorer = self._restorer()
             with self._need_client().stream(**request) as s:
-                yield from s.text_stream
-                reply = s.get_final_message()
+                for text in s.text_stream:
+                    yield restorer.feed(text) if restorer else text
+                if restorer:
+                    yield restorer.flush()
+                reply = self._unredact(s.get_final_message())
         except BaseException:
             self._rollback(mark)
             raise
@@ -71,7 +78,7 @@ class Talking:
             with contextlib.suppress(Exception):
                 await self.acompact(max_tokens, tools=params.get("tools"))
             request = self.request(max_tokens, **params)
-            reply = await self._need_client().create(**request)
+            reply = self._unredact(await self._need_client().create(**request))
         except BaseException:
             self._rollback(mark)
             raise
@@ -84,14 +91,24 @@ class Talking:
             with contextlib.suppress(Exception):
                 await self.acompact(max_tokens, tools=params.get("tools"))
             request = self.request(max_tokens, **params)
+            restorer = self._restorer()
             async with self._need_client().stream(**request) as s:
                 async for text in s.text_stream:
-                    yield text
-                reply = await s.get_final_message()
+                    yield restorer.feed(text) if restorer else text
+                if restorer:
+                    yield restorer.flush()
+                reply = self._unredact(await s.get_final_message())
         except BaseException:
             self._rollback(mark)
             raise
         self._end_turn(reply)
+
+    def _unredact(self, reply: Any) -> Any:
+        """Put back what the conversation's redactor replaced in the request (placeholder mode)."""
+        return restore_message(reply, self._mapping) if self._mapping else reply
+
+    def _restorer(self) -> Any:
+        return self.redactor.restorer(self._mapping) if self._mapping else None
 
     def _need_client(self) -> Any:
         if self.client is None:

@@ -25,9 +25,11 @@ from ._calls import CallContext, Restart, call_flow, stream_flow
 from ._exceptions import InvalidConfigError
 from ._flow import AsyncEnv, Done, SyncEnv, drive_async, drive_sync, run_async, run_sync
 from .budget import Budget
+from .cache import Cache
 from .messages import Message, to_message, to_system
 from .prices import PriceTable
 from .ratelimit import RateLimiter, RateLimits
+from .redact import Redactor
 from .retry import RetryPolicy
 from .tokens import TokenCounter, default_counter
 from .usage import Stats
@@ -54,6 +56,11 @@ class _Base:
         limits: RateLimits | None = None,
         budget: Budget | None = None,
         prices: PriceTable | None = None,
+        cache: Cache | None = None,
+        cache_ttl: float | None = None,
+        cache_sampling: bool = False,
+        cache_namespace: str | None = None,
+        redactor: Redactor | None = None,
         counter: TokenCounter | None = None,
         sleep: Callable[[float], Any] | None = None,
         clock: Callable[[], float] | None = None,
@@ -98,7 +105,14 @@ class _Base:
             limiter=self.limiter,
             spend=budget,
             prices=self.prices,
+            cache=cache,
+            cache_ttl=cache_ttl,
+            cache_sampling=cache_sampling,
+            cache_namespace=cache_namespace,
+            redactor=redactor,
         )
+        self.cache = cache
+        self.redactor = redactor
         self._sleep = sleep
         self._sdk_options: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0, "timeout": timeout}
 
@@ -203,6 +217,11 @@ class Client(_Base):
     order after repeated overloaded answers; ``user`` is sent as ``metadata.user_id`` and keys
     the per-user ledger and caps (a call may pass its own ``user=``); ``limits`` are
     :class:`RateLimits`; ``budget`` a :class:`Budget`; ``prices`` a :class:`PriceTable`.
+    ``cache`` (a :class:`MemoryCache`, :class:`SQLiteCache` or :class:`RedisCache`) answers
+    repeated deterministic requests (temperature 0, or any with ``cache_sampling=True``) without
+    calling the API; entries are namespaced by user (``cache_namespace`` overrides). ``redactor``
+    (a :class:`Redactor`) removes sensitive data before anything is sent, cached or logged, and
+    restores placeholders in replies and streamed text.
     """
 
     def __init__(self, api_key: str | None = None, base_url: str | None = None, model: str | None = None, **kw: Any) -> None:

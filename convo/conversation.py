@@ -62,6 +62,7 @@ class Conversation(Talking):
         counter: TokenCounter | None = None,
         max_tokens: int | None = None,
         client: Any = None,
+        redactor: Any = None,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise InvalidConfigError(f"model must be a model name such as 'claude-sonnet-4-6', got {model!r}")
@@ -77,6 +78,8 @@ class Conversation(Talking):
         self.strategy: StrategyLike = strategy if strategy is not None else SlidingWindow()
         self.counter: TokenCounter = counter if counter is not None else default_counter()
         self.client = client
+        self.redactor = redactor
+        self._mapping: dict[str, str] = {}
         self._system = to_system(system)
         self._fixed = fixed_tokens(self.counter, self._system)
         if self._fixed >= budget:
@@ -274,6 +277,8 @@ class Conversation(Talking):
             )
         request["messages"] = [m.to_api() for m in self._selected(selection)]
         request.update(params)
+        if self.redactor is not None:  # before it is sent, cached or logged
+            request, self._mapping = self.redactor.redact_request(request)
         return request
 
     def _selected(self, selection: Selection) -> list[Message]:

@@ -42,6 +42,8 @@ class Stats:
         self.rate_limited = 0
         self.stream_resumes = 0
         self.fallbacks = 0
+        self.cache_hits = 0
+        self.cache_misses = 0
         self.input_tokens = 0
         self.output_tokens = 0
         self.cache_read_tokens = 0
@@ -123,6 +125,8 @@ class Stats:
                 "rate_limited": self.rate_limited,
                 "stream_resumes": self.stream_resumes,
                 "fallbacks": self.fallbacks,
+                "cache_hits": self.cache_hits,
+                "cache_misses": self.cache_misses,
                 "success_rate": self.successes / self.requests if self.requests else None,
                 "requests_per_minute": self.requests * 60 / elapsed,
                 "latency_p50": _percentile(latency, 0.5),
