@@ -7,7 +7,7 @@
 [{'role': 'user', 'content': 'Hello'}]
 """
 
-from ._calls import Restart
+from ._resume import Restart
 from ._exceptions import (
     APIConnectionError,
     APIError,

@@ -1,18 +1,14 @@
-"""The two flows every request takes: a retried call, and a stream that survives failures.
+"""One API call as a flow: retries, model fallback, rate limits, budget, cache and redaction.
 
-Both are generators of effects (see ``_flow``), so the sync and async clients run the very same
-code. Streams follow one rule: before any text reached the caller a failure is retried
-transparently; after, the stream *continues* — it re-sends with the text so far as an
-assistant prefill and stitches the continuation on, so the caller sees each character once.
-A partial tool call or thinking block cannot be continued; then the stream starts over and says
-so (``StreamRestartedError``, or the caller's ``on_restart`` callback).
+``call_flow`` is a generator of effects (see ``_flow``), so the sync and async clients run the
+very same code; the guards it applies around each attempt (``_admit`` / ``_settle``, the cache
+and the redactor) are shared with the resumable stream flow in ``_resume``.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,21 +16,20 @@ from typing import Any
 import anthropic
 import httpx2
 import tenacity
-from anthropic.types import TextBlock as SDKTextBlock
 
-from ._exceptions import ConvoError, StreamError, StreamRestartedError, api_error
-from ._flow import Call, Close, Do, Emit, Final, Flow, Next, Now, Open, Sleep
+from ._exceptions import api_error
+from ._flow import Call, Do, Flow, Now, Sleep
 from .budget import Budget, Hold
 from .cache import Cache, CacheError, cache_key, from_entry, is_cacheable, to_entry
 from .messages import to_message, to_system
 from .prices import PriceTable, UnknownModelError
 from .ratelimit import RateLimiter, Reservation
 from .redact import Redactor, restore_message
-from .retry import RetryBudget, RetryPolicy, StreamInterrupted, is_spend_limit
+from .retry import RetryBudget, RetryPolicy, is_spend_limit
 from .tokens import TokenCounter, default_counter, fixed_tokens
 from .usage import Stats
 
-__all__ = ["CallContext", "Restart", "call_flow", "stream_flow"]
+__all__ = ["CallContext", "call_flow"]
 
 log = logging.getLogger("convo")
 
@@ -183,14 +178,6 @@ def _settle(ctx: CallContext, ticket: _Ticket, usage: Any, headers: Any, exc: Ba
         ctx.stats.charge(cost, ticket.user)
 
 
-@dataclass(frozen=True)
-class Restart:
-    """Emitted by a stream that starts over; ``partial`` is the text the caller had seen."""
-
-    reason: str
-    partial: str
-
-
 def _overloaded(exc: BaseException) -> bool:
     status = getattr(exc, "status_code", None)
     return status == 529 or (status == 200 and getattr(exc, "type", None) == "overloaded_error")
@@ -294,203 +281,3 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
 def _headers(exc: BaseException) -> Any:
     response = getattr(exc, "response", None)
     return getattr(response, "headers", None)
-
-
-@dataclass
-class _Progress:
-    """What one stream has handed to the caller so far, across attempts."""
-
-    request: dict[str, Any]
-    chunks: list[str] = field(default_factory=list)
-    skip: str = ""  # whitespace trimmed off a prefill that the caller has already seen
-    input_tokens: int = 0
-    output_tokens: int = 0
-    resumed: int = 0
-
-    @property
-    def text(self) -> str:
-        return "".join(self.chunks)
-
-    def take(self, text: str) -> str:
-        """The part of ``text`` the caller has not seen yet."""
-        if self.skip:
-            n = 0
-            while n < min(len(self.skip), len(text)) and self.skip[n] == text[n]:
-                n += 1
-            text, self.skip = text[n:], (self.skip[n:] if n else "")
-        if text:
-            self.chunks.append(text)
-        return text
-
-    def kwargs(self, model: str) -> dict[str, Any]:
-        """The next attempt's request: the original, or a continuation after the text so far."""
-        request = {**self.request, "model": model}
-        seen = self.text
-        if not seen:
-            return request
-        prefill = seen.rstrip()  # the API rejects a prefill that ends in whitespace
-        self.skip = seen[len(prefill) :]
-        if not prefill:
-            return request
-        messages = list(request["messages"])
-        last = messages[-1] if messages else None
-        if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str):
-            messages[-1] = {"role": "assistant", "content": last["content"] + prefill}
-        else:
-            messages.append({"role": "assistant", "content": prefill})
-        remaining = request["max_tokens"] - self.output_tokens
-        return {**request, "model": model, "messages": messages, "max_tokens": max(1, remaining)}
-
-    def stitch(self, final: Any) -> Any:
-        """The final message with the whole text and the usage of every attempt."""
-        usage = final.usage.model_copy(
-            update={
-                "input_tokens": final.usage.input_tokens + self.input_tokens,
-                "output_tokens": final.usage.output_tokens + self.output_tokens,
-            }
-        )
-        if not self.resumed:
-            return final.model_copy(update={"usage": usage})
-        content = list(final.content)
-        index = next((i for i, b in enumerate(content) if b.type == "text"), None)
-        whole = SDKTextBlock(type="text", text=self.text, citations=None)
-        if index is None:
-            content.insert(0, whole)
-        else:
-            tail = "".join(b.text for b in content[index + 1 :] if b.type == "text")
-            content[index] = SDKTextBlock(type="text", text=self.text[: len(self.text) - len(tail)], citations=None)
-        return final.model_copy(update={"content": content, "usage": usage})
-
-
-def _snapshot(handle: Any) -> Any:
-    try:
-        return handle.stream.current_message_snapshot
-    except (AssertionError, AttributeError):
-        return None
-
-
-def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool) -> Flow:
-    """A resumable stream: emits text chunks (and Restart notices); returns the final Message.
-
-    ``can_restart``: the caller accepts a restart (it passed ``on_restart``); otherwise a
-    stream that cannot be continued raises StreamRestartedError.
-    """
-    start = yield Now()
-    request, mapping = _protect(ctx, request)
-    restorer = ctx.redactor.restorer(mapping) if mapping else None
-    key = _cache_key(ctx, request)
-    cached = yield from _cache_get(ctx, key)
-    if cached is not None:  # replay the stored answer as a stream
-        for piece in _replay(cached):
-            yield Emit(restorer.feed(piece) if restorer else piece)
-        if restorer:
-            yield Emit(restorer.flush())
-        return _restore(cached, mapping)
-    attempts = _Attempts(ctx, request["model"])
-    progress = _Progress(request)
-    ttft: float | None = None
-    while True:
-        try:
-            wait = attempts.next()
-        except Exception as exc:
-            error = _stream_error(attempts, exc, progress)
-            ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
-            raise error from exc
-        if wait is not None:
-            yield Sleep(wait)
-            continue
-        if progress.chunks:
-            progress.resumed += 1
-            ctx.stats.count("stream_resumes")
-        handle = None
-        kwargs = progress.kwargs(attempts.model)
-        ticket = yield from _admit(ctx, kwargs, attempts.model)
-        try:
-            handle = yield Open(kwargs)
-            stopped = False
-            while (event := (yield from _next(handle))) is not None:
-                if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    fresh = progress.take(event.delta.text)
-                    if fresh:
-                        if ttft is None:
-                            ttft = (yield Now()) - start
-                        yield Emit(restorer.feed(fresh) if restorer else fresh)
-                elif event.type == "message_stop":
-                    stopped = True
-            if not stopped:
-                raise StreamInterrupted("the stream ended without message_stop")
-            final = yield Final(handle)
-        except Exception as exc:
-            partial = _snapshot(handle) if handle is not None else None
-            headers = _headers(exc) if handle is None else handle.stream.response.headers
-            if handle is not None:
-                yield Close(handle)
-            _count_partial(progress, partial, ctx)
-            yield from _settle(ctx, ticket, getattr(partial, "usage", None), headers, exc)
-            if progress.chunks and not _continuable(partial, ctx.policy):
-                if not can_restart:
-                    error = StreamRestartedError(
-                        f"the stream failed after text reached you and holds a tool call or thinking, so it "
-                        f"cannot be continued ({type(exc).__name__}: {exc}); send the request again, or pass "
-                        "on_restart= to let convo start over",
-                        partial=progress.text,
-                        attempts=attempts.count,
-                    )
-                    ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
-                    raise error from exc
-                yield Emit(Restart(reason=f"{type(exc).__name__}: {exc}", partial=progress.text))
-                progress.chunks.clear()
-            attempts.failed(exc)
-            continue
-        yield from _settle(ctx, ticket, final.usage, handle.stream.response.headers)
-        yield Close(handle)
-        attempts.succeeded()
-        message = progress.stitch(final)
-        ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=ttft, user=_user_of(request))
-        yield from _cache_put(ctx, key, message)
-        if restorer:
-            yield Emit(restorer.flush())
-        return _restore(message, mapping)
-
-
-def _replay(message: Any) -> list[str]:
-    """A cached reply's text in word-sized pieces, as a stream would have delivered it."""
-    text = "".join(b.text for b in message.content if b.type == "text")
-    return [piece for piece in re.split(r"(?<=\s)", text) if piece]
-
-
-def _next(handle: Any) -> Flow:
-    """The next event; an undecodable one counts as an interrupted stream."""
-    try:
-        return (yield Next(handle))
-    except ValueError as exc:  # json.JSONDecodeError from a malformed data: line
-        raise StreamInterrupted(f"the stream sent a malformed event ({exc})") from exc
-
-
-def _continuable(partial: Any, policy: RetryPolicy) -> bool:
-    if policy.stream_resume != "prefill":
-        return False
-    blocks = getattr(partial, "content", None) or []
-    return all(getattr(b, "type", None) == "text" for b in blocks)
-
-
-def _count_partial(progress: _Progress, partial: Any, ctx: CallContext) -> None:
-    """Add a failed attempt's usage: its reported output, or our estimate of the text it sent."""
-    usage = getattr(partial, "usage", None)
-    if usage is None:
-        return
-    progress.input_tokens += usage.input_tokens or 0
-    text = "".join(getattr(b, "text", "") for b in partial.content if getattr(b, "type", None) == "text")
-    progress.output_tokens += max(usage.output_tokens or 0, ctx.counter.count_text(text))
-
-
-def _stream_error(attempts: _Attempts, exc: BaseException, progress: _Progress) -> ConvoError:
-    if not progress.chunks and not isinstance(exc, (StreamInterrupted, anthropic.APIStatusError)):
-        return attempts.error(exc)
-    if isinstance(exc, anthropic.APIStatusError) and exc.status_code != 200:
-        return attempts.error(exc)
-    return StreamError(
-        f"the stream failed after {attempts.count} attempt(s): {type(exc).__name__}: {exc}",
-        partial=progress.text,
-        attempts=attempts.count,
-    )

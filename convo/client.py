@@ -5,7 +5,7 @@
 >>> client
 Client(model='claude-sonnet-4-6', base_url='http://127.0.0.1:8080', max_concurrency=5)
 
-Both are thin shells: every decision lives in the flows of ``_calls`` and runs the same way
+Both are thin shells: every decision lives in the flows of ``_calls`` and ``_resume``, which run the same way
 under the sync and the async driver. The API key is read from ``ANTHROPIC_API_KEY`` when not
 given and never appears in a repr, a log line or an error.
 """
@@ -16,14 +16,15 @@ import logging
 import os
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import anthropic
 
-from ._calls import CallContext, Restart, call_flow, stream_flow
+from ._calls import CallContext, call_flow
+from ._resume import AsyncStream, Restart, Stream, stream_flow
 from ._exceptions import InvalidConfigError
-from ._flow import AsyncEnv, Done, SyncEnv, drive_async, drive_sync, run_async, run_sync
+from ._flow import AsyncEnv, SyncEnv, drive_async, drive_sync, run_async, run_sync
 from .budget import Budget
 from .cache import Cache
 from .messages import Message, to_message, to_system
@@ -155,60 +156,6 @@ class _Base:
         return request
 
 
-class Stream:
-    """A running stream (sync). Iterate ``text_stream`` (or the stream itself) for text; every
-    character arrives once, even across retries. ``get_final_message()`` waits for the end.
-
-    ``restarts`` counts restarts the caller accepted through ``on_restart``.
-    """
-
-    def __init__(self, run: Iterator[Any], on_restart: Callable[[Restart], Any] | None) -> None:
-        self._run = run
-        self._on_restart = on_restart
-        self._final: Any = None
-        self.restarts = 0
-        self.text_stream = self._texts()
-
-    def _texts(self) -> Iterator[str]:
-        for item in self._run:
-            if isinstance(item, Done):
-                self._final = item.value
-                return
-            if isinstance(item, Restart):
-                self.restarts += 1
-                if self._on_restart is not None:
-                    self._on_restart(item)
-                continue
-            yield item
-
-    def __iter__(self) -> Iterator[str]:
-        return self.text_stream
-
-    def until_done(self) -> None:
-        for _ in self.text_stream:
-            pass
-
-    def get_final_message(self) -> Any:
-        """The whole message (an ``anthropic.types.Message``), stitched across any resumes."""
-        self.until_done()
-        return self._final
-
-    def get_final_text(self) -> str:
-        return "".join(b.text for b in self.get_final_message().content if b.type == "text")
-
-    def close(self) -> None:
-        self.text_stream.close()
-        close = getattr(self._run, "close", None)
-        if close is not None:
-            close()
-
-    def __enter__(self) -> Stream:
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
-
 class Client(_Base):
     """Sends requests through the official SDK with convo's retries, fallbacks and streams.
 
@@ -303,58 +250,6 @@ class Client(_Base):
 
         flow = batch_flow(self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via)
         return run_sync(flow, self._env)
-
-
-class AsyncStream:
-    """The async twin of :class:`Stream`: ``async with client.stream(...) as s``."""
-
-    def __init__(self, run: AsyncIterator[Any], on_restart: Callable[[Restart], Any] | None) -> None:
-        self._run = run
-        self._on_restart = on_restart
-        self._final: Any = None
-        self.restarts = 0
-        self.text_stream = self._texts()
-
-    async def _texts(self) -> AsyncIterator[str]:
-        async for item in self._run:
-            if isinstance(item, Done):
-                self._final = item.value
-                return
-            if isinstance(item, Restart):
-                self.restarts += 1
-                if self._on_restart is not None:
-                    result = self._on_restart(item)
-                    if hasattr(result, "__await__"):
-                        await result
-                continue
-            yield item
-
-    def __aiter__(self) -> AsyncIterator[str]:
-        return self.text_stream
-
-    async def until_done(self) -> None:
-        async for _ in self.text_stream:
-            pass
-
-    async def get_final_message(self) -> Any:
-        await self.until_done()
-        return self._final
-
-    async def get_final_text(self) -> str:
-        message = await self.get_final_message()
-        return "".join(b.text for b in message.content if b.type == "text")
-
-    async def close(self) -> None:
-        await self.text_stream.aclose()
-        aclose = getattr(self._run, "aclose", None)
-        if aclose is not None:
-            await aclose()
-
-    async def __aenter__(self) -> AsyncStream:
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.close()
 
 
 class AsyncClient(_Base):

@@ -1,0 +1,353 @@
+"""Streams that survive failures: the resumable stream flow.
+
+Before any text reached the caller a failure is retried transparently; after, the stream
+*continues* — it re-sends with the text so far as an assistant prefill and stitches the
+continuation on, so the caller sees each character once. A partial tool call or thinking block
+cannot be continued; then the stream starts over and says so (``StreamRestartedError``, or the
+caller's ``on_restart`` callback with a :class:`Restart`). Written once as a flow, run by the
+sync and the async driver.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
+
+import anthropic
+from anthropic.types import TextBlock as SDKTextBlock
+
+from ._calls import (
+    CallContext,
+    _admit,
+    _Attempts,
+    _cache_get,
+    _cache_key,
+    _cache_put,
+    _headers,
+    _protect,
+    _restore,
+    _settle,
+    _user_of,
+)
+from ._exceptions import ConvoError, StreamError, StreamRestartedError
+from ._flow import Close, Done, Emit, Final, Flow, Next, Now, Open, Sleep
+from .retry import RetryPolicy, StreamInterrupted
+
+__all__ = ["AsyncStream", "Restart", "Stream", "stream_flow"]
+
+
+@dataclass(frozen=True)
+class Restart:
+    """Emitted by a stream that starts over; ``partial`` is the text the caller had seen."""
+
+    reason: str
+    partial: str
+
+
+
+@dataclass
+class _Progress:
+    """What one stream has handed to the caller so far, across attempts."""
+
+    request: dict[str, Any]
+    chunks: list[str] = field(default_factory=list)
+    skip: str = ""  # whitespace trimmed off a prefill that the caller has already seen
+    input_tokens: int = 0
+    output_tokens: int = 0
+    resumed: int = 0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+    def take(self, text: str) -> str:
+        """The part of ``text`` the caller has not seen yet."""
+        if self.skip:
+            n = 0
+            while n < min(len(self.skip), len(text)) and self.skip[n] == text[n]:
+                n += 1
+            text, self.skip = text[n:], (self.skip[n:] if n else "")
+        if text:
+            self.chunks.append(text)
+        return text
+
+    def kwargs(self, model: str) -> dict[str, Any]:
+        """The next attempt's request: the original, or a continuation after the text so far."""
+        request = {**self.request, "model": model}
+        seen = self.text
+        if not seen:
+            return request
+        prefill = seen.rstrip()  # the API rejects a prefill that ends in whitespace
+        self.skip = seen[len(prefill) :]
+        if not prefill:
+            return request
+        messages = list(request["messages"])
+        last = messages[-1] if messages else None
+        if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str):
+            messages[-1] = {"role": "assistant", "content": last["content"] + prefill}
+        else:
+            messages.append({"role": "assistant", "content": prefill})
+        remaining = request["max_tokens"] - self.output_tokens
+        return {**request, "model": model, "messages": messages, "max_tokens": max(1, remaining)}
+
+    def stitch(self, final: Any) -> Any:
+        """The final message with the whole text and the usage of every attempt."""
+        usage = final.usage.model_copy(
+            update={
+                "input_tokens": final.usage.input_tokens + self.input_tokens,
+                "output_tokens": final.usage.output_tokens + self.output_tokens,
+            }
+        )
+        if not self.resumed:
+            return final.model_copy(update={"usage": usage})
+        content = list(final.content)
+        index = next((i for i, b in enumerate(content) if b.type == "text"), None)
+        whole = SDKTextBlock(type="text", text=self.text, citations=None)
+        if index is None:
+            content.insert(0, whole)
+        else:
+            tail = "".join(b.text for b in content[index + 1 :] if b.type == "text")
+            content[index] = SDKTextBlock(type="text", text=self.text[: len(self.text) - len(tail)], citations=None)
+        return final.model_copy(update={"content": content, "usage": usage})
+
+
+def _snapshot(handle: Any) -> Any:
+    try:
+        return handle.stream.current_message_snapshot
+    except (AssertionError, AttributeError):
+        return None
+
+
+def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool) -> Flow:
+    """A resumable stream: emits text chunks (and Restart notices); returns the final Message.
+
+    ``can_restart``: the caller accepts a restart (it passed ``on_restart``); otherwise a
+    stream that cannot be continued raises StreamRestartedError.
+    """
+    start = yield Now()
+    request, mapping = _protect(ctx, request)
+    restorer = ctx.redactor.restorer(mapping) if mapping else None
+    key = _cache_key(ctx, request)
+    cached = yield from _cache_get(ctx, key)
+    if cached is not None:  # replay the stored answer as a stream
+        for piece in _replay(cached):
+            yield Emit(restorer.feed(piece) if restorer else piece)
+        if restorer:
+            yield Emit(restorer.flush())
+        return _restore(cached, mapping)
+    attempts = _Attempts(ctx, request["model"])
+    progress = _Progress(request)
+    ttft: float | None = None
+    while True:
+        try:
+            wait = attempts.next()
+        except Exception as exc:
+            error = _stream_error(attempts, exc, progress)
+            ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
+            raise error from exc
+        if wait is not None:
+            yield Sleep(wait)
+            continue
+        if progress.chunks:
+            progress.resumed += 1
+            ctx.stats.count("stream_resumes")
+        handle = None
+        kwargs = progress.kwargs(attempts.model)
+        ticket = yield from _admit(ctx, kwargs, attempts.model)
+        try:
+            handle = yield Open(kwargs)
+            stopped = False
+            while (event := (yield from _next(handle))) is not None:
+                if event.type == "content_block_delta" and event.delta.type == "text_delta":
+                    fresh = progress.take(event.delta.text)
+                    if fresh:
+                        if ttft is None:
+                            ttft = (yield Now()) - start
+                        yield Emit(restorer.feed(fresh) if restorer else fresh)
+                elif event.type == "message_stop":
+                    stopped = True
+            if not stopped:
+                raise StreamInterrupted("the stream ended without message_stop")
+            final = yield Final(handle)
+        except Exception as exc:
+            partial = _snapshot(handle) if handle is not None else None
+            headers = _headers(exc) if handle is None else handle.stream.response.headers
+            if handle is not None:
+                yield Close(handle)
+            _count_partial(progress, partial, ctx)
+            yield from _settle(ctx, ticket, getattr(partial, "usage", None), headers, exc)
+            if progress.chunks and not _continuable(partial, ctx.policy):
+                if not can_restart:
+                    error = StreamRestartedError(
+                        f"the stream failed after text reached you and holds a tool call or thinking, so it "
+                        f"cannot be continued ({type(exc).__name__}: {exc}); send the request again, or pass "
+                        "on_restart= to let convo start over",
+                        partial=progress.text,
+                        attempts=attempts.count,
+                    )
+                    ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
+                    raise error from exc
+                yield Emit(Restart(reason=f"{type(exc).__name__}: {exc}", partial=progress.text))
+                progress.chunks.clear()
+            attempts.failed(exc)
+            continue
+        yield from _settle(ctx, ticket, final.usage, handle.stream.response.headers)
+        yield Close(handle)
+        attempts.succeeded()
+        message = progress.stitch(final)
+        ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=ttft, user=_user_of(request))
+        yield from _cache_put(ctx, key, message)
+        if restorer:
+            yield Emit(restorer.flush())
+        return _restore(message, mapping)
+
+
+def _replay(message: Any) -> list[str]:
+    """A cached reply's text in word-sized pieces, as a stream would have delivered it."""
+    text = "".join(b.text for b in message.content if b.type == "text")
+    return [piece for piece in re.split(r"(?<=\s)", text) if piece]
+
+
+def _next(handle: Any) -> Flow:
+    """The next event; an undecodable one counts as an interrupted stream."""
+    try:
+        return (yield Next(handle))
+    except ValueError as exc:  # json.JSONDecodeError from a malformed data: line
+        raise StreamInterrupted(f"the stream sent a malformed event ({exc})") from exc
+
+
+def _continuable(partial: Any, policy: RetryPolicy) -> bool:
+    if policy.stream_resume != "prefill":
+        return False
+    blocks = getattr(partial, "content", None) or []
+    return all(getattr(b, "type", None) == "text" for b in blocks)
+
+
+def _count_partial(progress: _Progress, partial: Any, ctx: CallContext) -> None:
+    """Add a failed attempt's usage: its reported output, or our estimate of the text it sent."""
+    usage = getattr(partial, "usage", None)
+    if usage is None:
+        return
+    progress.input_tokens += usage.input_tokens or 0
+    text = "".join(getattr(b, "text", "") for b in partial.content if getattr(b, "type", None) == "text")
+    progress.output_tokens += max(usage.output_tokens or 0, ctx.counter.count_text(text))
+
+
+def _stream_error(attempts: _Attempts, exc: BaseException, progress: _Progress) -> ConvoError:
+    if not progress.chunks and not isinstance(exc, (StreamInterrupted, anthropic.APIStatusError)):
+        return attempts.error(exc)
+    if isinstance(exc, anthropic.APIStatusError) and exc.status_code != 200:
+        return attempts.error(exc)
+    return StreamError(
+        f"the stream failed after {attempts.count} attempt(s): {type(exc).__name__}: {exc}",
+        partial=progress.text,
+        attempts=attempts.count,
+    )
+
+
+class Stream:
+    """A running stream (sync). Iterate ``text_stream`` (or the stream itself) for text; every
+    character arrives once, even across retries. ``get_final_message()`` waits for the end.
+
+    ``restarts`` counts restarts the caller accepted through ``on_restart``.
+    """
+
+    def __init__(self, run: Iterator[Any], on_restart: Callable[[Restart], Any] | None) -> None:
+        self._run = run
+        self._on_restart = on_restart
+        self._final: Any = None
+        self.restarts = 0
+        self.text_stream = self._texts()
+
+    def _texts(self) -> Iterator[str]:
+        for item in self._run:
+            if isinstance(item, Done):
+                self._final = item.value
+                return
+            if isinstance(item, Restart):
+                self.restarts += 1
+                if self._on_restart is not None:
+                    self._on_restart(item)
+                continue
+            yield item
+
+    def __iter__(self) -> Iterator[str]:
+        return self.text_stream
+
+    def until_done(self) -> None:
+        for _ in self.text_stream:
+            pass
+
+    def get_final_message(self) -> Any:
+        """The whole message (an ``anthropic.types.Message``), stitched across any resumes."""
+        self.until_done()
+        return self._final
+
+    def get_final_text(self) -> str:
+        return "".join(b.text for b in self.get_final_message().content if b.type == "text")
+
+    def close(self) -> None:
+        self.text_stream.close()
+        close = getattr(self._run, "close", None)
+        if close is not None:
+            close()
+
+    def __enter__(self) -> Stream:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+class AsyncStream:
+    """The async twin of :class:`Stream`: ``async with client.stream(...) as s``."""
+
+    def __init__(self, run: AsyncIterator[Any], on_restart: Callable[[Restart], Any] | None) -> None:
+        self._run = run
+        self._on_restart = on_restart
+        self._final: Any = None
+        self.restarts = 0
+        self.text_stream = self._texts()
+
+    async def _texts(self) -> AsyncIterator[str]:
+        async for item in self._run:
+            if isinstance(item, Done):
+                self._final = item.value
+                return
+            if isinstance(item, Restart):
+                self.restarts += 1
+                if self._on_restart is not None:
+                    result = self._on_restart(item)
+                    if hasattr(result, "__await__"):
+                        await result
+                continue
+            yield item
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        return self.text_stream
+
+    async def until_done(self) -> None:
+        async for _ in self.text_stream:
+            pass
+
+    async def get_final_message(self) -> Any:
+        await self.until_done()
+        return self._final
+
+    async def get_final_text(self) -> str:
+        message = await self.get_final_message()
+        return "".join(b.text for b in message.content if b.type == "text")
+
+    async def close(self) -> None:
+        await self.text_stream.aclose()
+        aclose = getattr(self._run, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    async def __aenter__(self) -> AsyncStream:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
