@@ -189,9 +189,9 @@ class _Attempts:
     def __init__(self, ctx: CallContext, model: str) -> None:
         self.ctx = ctx
         self.spent = [0]
-        self.retrying = ctx.policy.retrying(ctx.budget, self.spent)
-        self.retrying.begin()
-        self.state = tenacity.RetryCallState(self.retrying, fn=None, args=(), kwargs={})
+        # Tenacity's controller is built at the first failure: most calls succeed at once.
+        self.retrying: tenacity.Retrying | None = None
+        self.state: tenacity.RetryCallState | None = None
         self.count = 0
         self.models = [model, *(m for m in ctx.fallback_models if m != model)]
         self.model_index = 0
@@ -203,6 +203,9 @@ class _Attempts:
 
     def next(self) -> float | None:
         """None: attempt now. A number: sleep that long first. Raises the last error when done."""
+        if self.state is None:
+            self.count += 1
+            return None
         action = self.retrying.iter(self.state)
         if isinstance(action, tenacity.DoAttempt):
             self.count += 1
@@ -221,6 +224,10 @@ class _Attempts:
                 self.ctx.stats.count("fallbacks")
         else:
             self.overloaded_in_row = 0
+        if self.state is None:
+            self.retrying = self.ctx.policy.retrying(self.ctx.budget, self.spent)
+            self.retrying.begin()
+            self.state = tenacity.RetryCallState(self.retrying, fn=None, args=(), kwargs={})
         self.state.set_exception((type(exc), exc, exc.__traceback__))
 
     def succeeded(self) -> None:

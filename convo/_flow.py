@@ -76,9 +76,14 @@ class Open:
 
 @dataclass(frozen=True, slots=True)
 class Next:
-    """The next event of an open stream, or None when it has ended."""
+    """The next event of an open stream, or None when it has ended.
+
+    With ``wanted``, only events whose ``type`` is in it come back (the others are skipped by
+    the driver, which saves a round trip through the flow for each of them).
+    """
 
     handle: Any
+    wanted: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +214,22 @@ class AsyncEnv:
         return entry[1]
 
 
+def _next_wanted(effect: Next) -> Any:
+    wanted = effect.wanted
+    for event in effect.handle.iterator:
+        if wanted is None or event.type in wanted:
+            return event
+    return None
+
+
+async def _anext_wanted(effect: Next) -> Any:
+    wanted = effect.wanted
+    async for event in effect.handle.iterator:
+        if wanted is None or event.type in wanted:
+            return event
+    return None
+
+
 class _SyncStream:
     """A stream opened by the sync driver, holding its slot until closed."""
 
@@ -241,10 +262,10 @@ def drive_sync(flow: Flow, env: SyncEnv) -> Iterator[Any]:
                 return
             send, error = None, None
             try:
-                if isinstance(effect, Emit):
+                if type(effect) is Next:  # the hot path of a stream: checked first
+                    send = _next_wanted(effect)
+                elif type(effect) is Emit:
                     yield effect.value
-                elif isinstance(effect, Next):
-                    send = next(effect.handle.iterator, None)
                 elif isinstance(effect, Final):
                     send = effect.handle.stream.get_final_message()
                 elif isinstance(effect, Call):
@@ -315,10 +336,10 @@ async def drive_async(flow: Flow, env: AsyncEnv) -> AsyncIterator[Any]:
                 return
             send, error = None, None
             try:
-                if isinstance(effect, Emit):
+                if type(effect) is Next:  # the hot path of a stream: checked first
+                    send = await _anext_wanted(effect)
+                elif type(effect) is Emit:
                     yield effect.value
-                elif isinstance(effect, Next):
-                    send = await anext(effect.handle.iterator, None)
                 elif isinstance(effect, Final):
                     send = await effect.handle.stream.get_final_message()
                 elif isinstance(effect, Call):

@@ -37,6 +37,10 @@ from .retry import RetryPolicy, StreamInterrupted
 
 __all__ = ["AsyncStream", "Restart", "Stream", "stream_flow"]
 
+#: The stream events the flow acts on; the driver skips the rest (pings, block starts, the
+#: SDK's derived "text" events, ...), while the SDK still accumulates them all.
+_WANTED = frozenset({"content_block_delta", "message_stop"})
+
 
 @dataclass(frozen=True)
 class Restart:
@@ -94,6 +98,8 @@ class _Progress:
 
     def stitch(self, final: Any) -> Any:
         """The final message with the whole text and the usage of every attempt."""
+        if not self.resumed and not self.input_tokens and not self.output_tokens:
+            return final  # the first attempt went through: nothing to add
         usage = final.usage.model_copy(
             update={
                 "input_tokens": final.usage.input_tokens + self.input_tokens,
@@ -159,13 +165,21 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
         try:
             handle = yield Open(kwargs)
             stopped = False
-            while (event := (yield from _next(handle))) is not None:
+            while True:
+                try:
+                    event = yield Next(handle, _WANTED)
+                except ValueError as exc:  # json.JSONDecodeError from a malformed data: line
+                    raise StreamInterrupted(f"the stream sent a malformed event ({exc})") from exc
+                if event is None:
+                    break
                 if event.type == "content_block_delta" and event.delta.type == "text_delta":
                     fresh = progress.take(event.delta.text)
                     if fresh:
                         if ttft is None:
                             ttft = (yield Now()) - start
-                        yield Emit(restorer.feed(fresh) if restorer else fresh)
+                        out = restorer.feed(fresh) if restorer else fresh
+                        if out:
+                            yield Emit(out)
                 elif event.type == "message_stop":
                     stopped = True
             if not stopped:
@@ -208,14 +222,6 @@ def _replay(message: Any) -> list[str]:
     """A cached reply's text in word-sized pieces, as a stream would have delivered it."""
     text = "".join(b.text for b in message.content if b.type == "text")
     return [piece for piece in re.split(r"(?<=\s)", text) if piece]
-
-
-def _next(handle: Any) -> Flow:
-    """The next event; an undecodable one counts as an interrupted stream."""
-    try:
-        return (yield Next(handle))
-    except ValueError as exc:  # json.JSONDecodeError from a malformed data: line
-        raise StreamInterrupted(f"the stream sent a malformed event ({exc})") from exc
 
 
 def _continuable(partial: Any, policy: RetryPolicy) -> bool:
@@ -263,15 +269,15 @@ class Stream:
 
     def _texts(self) -> Iterator[str]:
         for item in self._run:
-            if isinstance(item, Done):
+            if type(item) is str:
+                yield item
+            elif isinstance(item, Done):
                 self._final = item.value
                 return
-            if isinstance(item, Restart):
+            elif isinstance(item, Restart):
                 self.restarts += 1
                 if self._on_restart is not None:
                     self._on_restart(item)
-                continue
-            yield item
 
     def __iter__(self) -> Iterator[str]:
         return self.text_stream
@@ -313,17 +319,17 @@ class AsyncStream:
 
     async def _texts(self) -> AsyncIterator[str]:
         async for item in self._run:
-            if isinstance(item, Done):
+            if type(item) is str:
+                yield item
+            elif isinstance(item, Done):
                 self._final = item.value
                 return
-            if isinstance(item, Restart):
+            elif isinstance(item, Restart):
                 self.restarts += 1
                 if self._on_restart is not None:
                     result = self._on_restart(item)
                     if hasattr(result, "__await__"):
                         await result
-                continue
-            yield item
 
     def __aiter__(self) -> AsyncIterator[str]:
         return self.text_stream

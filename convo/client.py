@@ -40,6 +40,15 @@ __all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
 log = logging.getLogger("convo")
 
 
+def _api_message(m: Any) -> dict[str, Any]:
+    """A message in the API's shape, validated; plain text dicts take a fast path."""
+    if type(m) is dict and len(m) == 2 and m.get("role") in ("user", "assistant"):
+        content = m.get("content")
+        if type(content) is str and content.strip():
+            return {"role": m["role"], "content": content}
+    return m.to_api() if isinstance(m, Message) else to_message(m).to_api()
+
+
 class _Base:
     """Settings and request building shared by the sync and async clients."""
 
@@ -53,7 +62,7 @@ class _Base:
         retry: RetryPolicy | None = None,
         fallback_models: Sequence[str] = (),
         user: str | None = None,
-        timeout: float = 600.0,
+        timeout: float | None = None,
         limits: RateLimits | None = None,
         budget: Budget | None = None,
         prices: PriceTable | None = None,
@@ -115,7 +124,9 @@ class _Base:
         self.cache = cache
         self.redactor = redactor
         self._sleep = sleep
-        self._sdk_options: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0, "timeout": timeout}
+        self._sdk_options: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0}
+        if timeout is not None:  # else the SDK's default (10 minutes)
+            self._sdk_options["timeout"] = timeout
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, max_concurrency={self.max_concurrency})"
@@ -144,7 +155,7 @@ class _Base:
         request: dict[str, Any] = {
             "model": model,
             "max_tokens": max_tokens,
-            "messages": [m.to_api() if isinstance(m, Message) else to_message(m).to_api() for m in messages],
+            "messages": [_api_message(m) for m in messages],
         }
         system = to_system(system)
         if system:

@@ -46,8 +46,19 @@ class ModelPrice:
         return max(self.input, self.cache_write_5m, self.cache_write_1h)
 
 
-def _get(usage: Any, name: str) -> int:
-    value = usage.get(name) if isinstance(usage, Mapping) else getattr(usage, name, None)
+_FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
+           "cache_creation", "service_tier")
+
+
+def _as_dict(usage: Any) -> Mapping[str, Any]:
+    """Usage as a mapping, read once (an SDK Usage object or a dict)."""
+    if type(usage) is dict or isinstance(usage, Mapping):
+        return usage
+    return {name: getattr(usage, name, None) for name in _FIELDS}
+
+
+def _get(obj: Any, name: str) -> int:
+    value = obj.get(name) if type(obj) is dict or isinstance(obj, Mapping) else getattr(obj, name, None)
     return int(value or 0)
 
 
@@ -71,7 +82,9 @@ class PriceTable:
         return cls(data["models"], batch_discount=data.get("batch_discount", 0.5))
 
     def price(self, model: str) -> ModelPrice:
-        found = self.models.get(model) or self.models.get(_SUFFIX.sub("", model))
+        found = self.models.get(model)
+        if found is None:
+            found = self.models.get(_SUFFIX.sub("", model))
         if found is None:
             known = ", ".join(sorted(self.models))
             raise UnknownModelError(
@@ -89,7 +102,8 @@ class PriceTable:
         batch discount.
         """
         p = self.price(model)
-        creation = usage.get("cache_creation") if isinstance(usage, Mapping) else getattr(usage, "cache_creation", None)
+        usage = _as_dict(usage)
+        creation = usage.get("cache_creation")
         written = _get(usage, "cache_creation_input_tokens")
         if creation is not None:
             w5, w1 = _get(creation, "ephemeral_5m_input_tokens"), _get(creation, "ephemeral_1h_input_tokens")
@@ -104,7 +118,7 @@ class PriceTable:
             + w1 * p.cache_write_1h
             + _get(usage, "cache_read_input_tokens") * p.cache_read
         ) / 1_000_000
-        tier = usage.get("service_tier") if isinstance(usage, Mapping) else getattr(usage, "service_tier", None)
+        tier = usage.get("service_tier")
         if batch or (batch is None and tier == "batch"):
             usd *= self.batch_discount
         return usd

@@ -29,6 +29,17 @@ def test_cost_matches_a_hand_calculation_with_cache_and_batch():
     assert table.cost(plain, MODEL) == pytest.approx((1_000 * 3 + 2_000 * 15 + 3_000 * 3.75 + 10_000 * 0.30) / 1e6)
 
 
+def test_cost_of_an_sdk_usage_object_with_one_hour_writes():
+    from anthropic.types import Usage
+
+    usage = Usage.model_validate({
+        "input_tokens": 10, "output_tokens": 20, "cache_creation_input_tokens": 300, "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 100, "ephemeral_1h_input_tokens": 200},
+    })
+    hand = (10 * 3 + 20 * 15 + 100 * 3.75 + 200 * 6) / 1e6
+    assert PriceTable.default().cost(usage, MODEL) == pytest.approx(hand)
+
+
 def test_dated_model_names_and_unknown_models():
     table = PriceTable.default()
     assert table.price("claude-sonnet-4-5-20250929") == table.price("claude-sonnet-4-5")
