@@ -35,191 +35,26 @@ findings, the one that starts first wins, then the longer one.
 from __future__ import annotations
 
 import copy
-import datetime
-import ipaddress
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._detectors import (
+    BUILTIN,
+    KINDS,
+    Check,
+    Span,  # noqa: F401
+    cn_id_ok,  # noqa: F401  (still importable from here)
+    luhn_ok,  # noqa: F401
+    whole,
+)
 from ._exceptions import InvalidConfigError, InvalidInputError
 
 __all__ = ["Finding", "Redaction", "Redactor", "Restorer", "restore", "restore_message"]
 
-KINDS = ("API_KEY", "EMAIL", "CARD", "CN_ID", "SSN", "IP", "PHONE")  # order breaks exact ties
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*_[0-9]+\]")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-
-# Each pattern starts with a literal or a character class, so the regex engine can skip ahead
-# to places where it may match (3-30x faster than a leading lookbehind); the boundary checks
-# follow the first character. Boundaries are ASCII only, so a number next to Chinese text counts.
-
-
-def _starts(first: str, not_before: str = "[0-9A-Za-z_+]", group: bool = True) -> str:
-    """``first``, not preceded by a ``not_before`` character (nor by a digit group, ``group``)."""
-    out = f"{first}(?<!{not_before}{first})"
-    return out + (rf"(?<!\d[ .-]{first})" if group else "")
-
-
-_END = r"(?![0-9A-Za-z_])(?![ .-]?\d)"  # not followed by a word, a number or another digit group
-
-_CARD = re.compile(_starts("[2-6]") + r"(?:[ -]?\d){12,18}" + _END)
-_SSN = re.compile(_starts(r"\d") + r"\d\d(?P<sep>[- ])\d\d(?P=sep)\d{4}" + _END)
-_SSN_NAMED = re.compile(  # nine bare digits right after the words
-    _starts("[Ss]", "[0-9A-Za-z_]", False)
-    + r"(?i:sn|ocial security(?: number| no\.?)?)\s*(?:#|no\.?)?\s*[:=]?\s*(?P<value>\d{9})(?!\d)"
-)
-_EMAIL = re.compile(_starts("[A-Za-z0-9._%+-]", "[A-Za-z0-9._%+-]", False) + r"[A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_PHONE_INTL = re.compile(_starts(r"\+", group=False) + r"\d+(?:[ .-]?\(\d{1,4}\)[ .-]?\d+|[ .-]\d+)*+(?!\d)")
-_PHONE_US = re.compile(
-    _starts("[1(]") + r"(?:(?<=1)[ .-]?\()?(?<=\()\d{3}\)[ .-]?\d{3}[ .-]\d{4}" + _END  # (415) 555-2671
-    + "|" + _starts(r"\d") + r"(?:(?<=1)[ .-]\d{3}|\d\d)(?:(?P<sep>[.-])\d{3}(?P=sep)\d{4}| \d{3} \d{4})" + _END
-)
-_PHONE_CN = re.compile(_starts("[01]") + r"(?:(?<=0)0 ?86[ -]?1|(?<=1))[3-9]\d(?:[ -]?\d{4}){2}" + _END)
-_CN_ID = re.compile(_starts("[1-9]", "[0-9A-Za-z_]", False) + r"\d{16}[\dXx](?![0-9A-Za-z_])")
-_IPV4 = re.compile(_starts(r"\d", "[0-9A-Za-z_.]", False) + r"\d{0,2}(?:\.\d{1,3}){3}(?![0-9A-Za-z_]|\.\d)")
-_IPV6 = re.compile(
-    _starts("[0-9A-Fa-f:]", "[0-9A-Za-z_:.]", False) + r"(?:(?<=:)|[0-9A-Fa-f]{0,3}:)(?:[0-9A-Fa-f]{0,4}:){1,6}"
-    r"(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{0,4})(?:%[0-9A-Za-z]+)?(?![0-9A-Za-z_:]|\.\d)"
-)
-_KEY_TAIL = r"(?![A-Za-z0-9_-])"
-_API_KEY = re.compile(
-    _starts("sk-", "[A-Za-z0-9_-]", False)
-    + r"(?:ant-[A-Za-z0-9_-]{20,}|(?:proj|svcacct|admin)-[A-Za-z0-9_-]{20,}|[A-Za-z0-9]{32,})" + _KEY_TAIL
-    + "|" + _starts("g", "[A-Za-z0-9_-]", False) + r"(?:h[pousr]_[A-Za-z0-9]{30,}|ithub_pat_[A-Za-z0-9_]{22,})" + _KEY_TAIL
-    + "|" + _starts("A", "[A-Za-z0-9]", False) + r"(?:KIA|SIA)[A-Z0-9]{16}(?![A-Za-z0-9])"
-)
-_BEARER = re.compile(_starts("[Bb]", "[A-Za-z0-9_]", False) + r"(?i:earer)\s+(?P<value>[A-Za-z0-9._~+/-]{16,}=*)(?![A-Za-z0-9._~+/=-])")
-
-_PROVINCES = frozenset({11, 12, 13, 14, 15, 21, 22, 23, 31, 32, 33, 34, 35, 36, 37, 41, 42, 43, 44, 45, 46,
-                        50, 51, 52, 53, 54, 61, 62, 63, 64, 65, 71, 81, 82, 83, 91})
-_ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
-_ID_CHECK = "10X98765432"
-
-
-def luhn_ok(digits: str) -> bool:
-    doubled = [int(c) * 2 - 9 * (int(c) > 4) for c in digits[-2::-2]]
-    return (sum(map(int, digits[::-2])) + sum(doubled)) % 10 == 0
-
-
-def cn_id_ok(s: str) -> bool:
-    """A resident ID: province code, a birth date from 1900 to today, GB 11643 check character."""
-    s = s.upper()
-    if len(s) != 18 or not s[:17].isdigit() or int(s[:2]) not in _PROVINCES:
-        return False
-    try:
-        born = datetime.date(int(s[6:10]), int(s[10:12]), int(s[12:14]))
-    except ValueError:
-        return False
-    if not datetime.date(1900, 1, 1) <= born <= datetime.date.today():
-        return False
-    return _ID_CHECK[sum(int(c) * w for c, w in zip(s, _ID_WEIGHTS)) % 11] == s[17]
-
-
-Span = tuple[int, int] | None
-
-
-#: How cards are printed: groups of four (the last may be shorter), or Amex/Diners 4-6-5 / 4-6-4.
-_CARD_GROUPS = re.compile(r"\d{4}(?:[ -]\d{4})*[ -]\d{1,4}|\d{4}[ -]\d{6}[ -]\d{4,5}")
-
-
-def _network_ok(d: str) -> bool:
-    """A prefix some card network issues, with a length it issues (Visa, Mastercard, Maestro,
-    Amex, Diners, JCB, Discover, UnionPay, Mir, RuPay, ...)."""
-    n = len(d)
-    if d[0] == "4":
-        return n in (13, 16, 19)
-    if d[0] in "56":
-        return True  # Mastercard 51-55 and Maestro 50, 56-69 (12-19 digits), Discover, UnionPay
-    if d[:2] in ("34", "37"):
-        return n == 15
-    if d[:2] in ("36", "38", "39") or "300" <= d[:3] <= "305":
-        return n >= 14
-    if "3528" <= d[:4] <= "3589" or "2200" <= d[:4] <= "2204":
-        return n >= 16
-    return "2221" <= d[:4] <= "2720" and n == 16
-
-
-def _card(m: re.Match[str]) -> Span:
-    text = m.group()
-    digits = re.sub(r"\D", "", text)
-    if len(set(digits)) == 1 or not _network_ok(digits) or not luhn_ok(digits):
-        return None
-    if digits != text and not _CARD_GROUPS.fullmatch(text):
-        return None  # grouped like an order or account number, not like a card
-    if len(text) == 18 and int(text[:2]) in _PROVINCES:
-        return None  # shaped like a resident ID (which has its own checksum), not like a card
-    return m.span()
-
-
-def _ssn(m: re.Match[str]) -> Span:
-    value = m.group("value") if "value" in m.re.groupindex else m.group()
-    digits = value.replace("-", "").replace(" ", "")
-    area, group, serial = digits[:3], digits[3:5], digits[5:]
-    if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
-        return None
-    return m.span("value") if "value" in m.re.groupindex else m.span()
-
-
-def _email(m: re.Match[str]) -> Span:
-    labels = m.group().rsplit("@", 1)[1].split(".")
-    if any(not lab or lab[0] == "-" or lab[-1] == "-" for lab in labels):
-        return None
-    tld = labels[-1]
-    return m.span() if len(tld) >= 2 and (tld.isalpha() or tld.startswith("xn--")) else None
-
-
-def _phone_intl(m: re.Match[str]) -> Span:
-    digits = re.sub(r"\D", "", m.group())
-    return m.span() if 8 <= len(digits) <= 15 and digits[0] != "0" else None
-
-
-def _phone_us(m: re.Match[str]) -> Span:
-    national = re.sub(r"\D", "", m.group())[-10:]  # area code and exchange start with 2-9
-    return m.span() if national[0] in "23456789" and national[3] in "23456789" else None
-
-
-def _ip(m: re.Match[str]) -> Span:
-    text = m.group()
-    try:
-        if ":" not in text:
-            ipaddress.IPv4Address(text)
-            return m.span()
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return None
-    groups = [g for g in text.split("%")[0].split(":") if g]
-    return m.span() if len(groups) >= 2 else None
-
-
-def _token(m: re.Match[str]) -> Span:
-    """Random tokens hold digits and letters; a word-only 'key' is a placeholder in docs."""
-    if "value" in m.re.groupindex:
-        token, span = m.group("value"), m.span("value")
-    else:
-        token, span = m.group(), m.span()
-        if token[:4] in ("AKIA", "ASIA"):
-            return span
-        token = token.split("_", 1)[-1] if token.startswith("g") else token[3:]
-    has_digit = any(c.isdigit() for c in token)
-    return span if has_digit and any(c.isalpha() for c in token) else None
-
-
-def _whole(m: re.Match[str]) -> Span:
-    return m.span()
-
-
-Check = Callable[[re.Match[str]], Span]
-#: kind -> (pattern, check, a substring the text must hold for the pattern to match, or "")
-_BUILTIN: dict[str, list[tuple[re.Pattern[str], Check, str]]] = {
-    "API_KEY": [(_API_KEY, _token, ""), (_BEARER, _token, "")],
-    "EMAIL": [(_EMAIL, _email, "@")],
-    "CARD": [(_CARD, _card, "")],
-    "CN_ID": [(_CN_ID, lambda m: m.span() if cn_id_ok(m.group()) else None, "")],
-    "SSN": [(_SSN, _ssn, ""), (_SSN_NAMED, _ssn, "")],
-    "IP": [(_IPV4, _ip, "."), (_IPV6, _ip, ":")],
-    "PHONE": [(_PHONE_INTL, _phone_intl, "+"), (_PHONE_US, _phone_us, ""), (_PHONE_CN, _whole, "")],
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,13 +123,13 @@ class Redactor:
         if isinstance(kinds, str):
             kinds = (kinds,)
         chosen = KINDS if kinds is None else tuple(dict.fromkeys(str(k).upper() for k in kinds))
-        unknown = [k for k in chosen if k not in _BUILTIN]
+        unknown = [k for k in chosen if k not in BUILTIN]
         if unknown:
             raise InvalidConfigError(f"unknown kinds {unknown}; built-in kinds are {list(KINDS)} (add others with custom=)")
         self.mode = mode
         self.kinds = tuple(k for k in KINDS if k in chosen)
         self._detectors = [_custom(name, pattern) for name, pattern in (custom or {}).items()]
-        self._detectors += [(k, *detector) for k in self.kinds for detector in _BUILTIN[k]]
+        self._detectors += [(k, *detector) for k in self.kinds for detector in BUILTIN[k]]
 
     def __repr__(self) -> str:
         return f"Redactor(kinds={list(self.kinds)}, mode={self.mode!r})"
@@ -374,7 +209,7 @@ def _custom(name: str, pattern: str | re.Pattern[str]) -> tuple[str, re.Pattern[
         compiled = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
     except (re.error, TypeError) as exc:
         raise InvalidConfigError(f"custom pattern {name!r} is not a valid regular expression: {exc}") from None
-    return name.upper(), compiled, _whole, ""
+    return name.upper(), compiled, whole, ""
 
 
 def _collect_content(container: Any, key: Any, slots: list[tuple[Any, Any]]) -> None:

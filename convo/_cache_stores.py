@@ -1,0 +1,356 @@
+"""Where cached answers live: in memory, in an SQLite file, or in Redis.
+
+The public names are re-exported by :mod:`convo.cache`; import them from there. Every store
+keeps values as JSON text, so all three behave alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError
+
+__all__ = ["CacheError", "MemoryCache", "RedisCache", "SQLiteCache"]
+
+
+class CacheError(ConvoError):
+    """A cache could not be opened, read or written (bad URL or path, server down, corrupt entry)."""
+
+
+# -- shared helpers ----------------------------------------------------------------------------
+
+
+def _check_ttl(ttl: float | None, name: str = "ttl") -> float | None:
+    if ttl is None:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not ttl > 0 or math.isinf(ttl):
+        raise InvalidConfigError(f"{name} must be a positive number of seconds or None, got {ttl!r}")
+    return float(ttl)
+
+
+def _dumps(value: dict[str, Any]) -> str:
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"cache values are dicts (use to_entry(message)), got {type(value).__name__}")
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"cache values must be plain JSON ({exc}); use to_entry(message)") from None
+
+
+def _loads(text: str | bytes) -> dict[str, Any] | None:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None  # a corrupt entry is a miss, not a crash
+    return value if isinstance(value, dict) else None
+
+
+class _Closing:
+    def close(self) -> None:  # pragma: no cover - overridden
+        pass
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+class MemoryCache(_Closing):
+    """An in-process LRU cache with optional expiry; thread-safe.
+
+    ``max_items`` bounds the entries (the least recently used goes first); ``ttl`` is the
+    default lifetime in seconds; ``clock`` (monotonic seconds) is injectable for tests.
+    """
+
+    def __init__(self, max_items: int = 10_000, ttl: float | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if isinstance(max_items, bool) or not isinstance(max_items, int) or max_items < 1:
+            raise InvalidConfigError(f"max_items must be a positive int, got {max_items!r}")
+        self.max_items = max_items
+        self.ttl = _check_ttl(ttl)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._items: OrderedDict[str, tuple[str, float | None]] = OrderedDict()
+
+    def __repr__(self) -> str:
+        return f"MemoryCache(max_items={self.max_items}, ttl={self.ttl})"
+
+    def __len__(self) -> int:
+        with self._lock:
+            now = self._clock()
+            return sum(1 for _, deadline in self._items.values() if deadline is None or deadline > now)
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            text, deadline = item
+            if deadline is not None and deadline <= self._clock():
+                del self._items[key]
+                return None
+            self._items.move_to_end(key)
+        return _loads(text)
+
+    def set(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        text = _dumps(value)
+        ttl = _check_ttl(ttl) or self.ttl
+        with self._lock:
+            self._items[key] = (text, None if ttl is None else self._clock() + ttl)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def close(self) -> None:
+        self.clear()
+
+
+# -- SQLite ------------------------------------------------------------------------------------
+
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS convo_cache (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL) WITHOUT ROWID;"
+    "CREATE INDEX IF NOT EXISTS convo_cache_expires ON convo_cache (expires);"
+)
+PURGE_EVERY = 256  # writes between sweeps of expired rows
+
+
+class SQLiteCache(_Closing):
+    """A cache in one SQLite file: survives restarts, shared by threads and processes.
+
+    The file is created readable by its owner only (0600): cached answers may hold personal
+    data. WAL mode lets readers work while one writer writes; a busy file is waited for up to
+    ``busy_timeout`` seconds. Expired rows are ignored at once and deleted in occasional sweeps
+    (on open and every few hundred writes). ``clock`` gives wall-clock seconds, because expiry
+    must hold across processes and restarts.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        ttl: float | None = None,
+        *,
+        busy_timeout: float = 30.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = os.fspath(path)
+        self.ttl = _check_ttl(ttl)
+        self._busy = busy_timeout
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._inherited: list[sqlite3.Connection] = []
+        self._pid = 0
+        self._writes = 0
+        self._closed = False
+        self._create_private()
+        self.purge()
+
+    def __repr__(self) -> str:
+        return f"SQLiteCache({self.path!r}, ttl={self.ttl})"
+
+    def _create_private(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise CacheError(
+                f"cannot create the cache file {self.path!r}: {exc.strerror}; check that the directory exists and is writable"
+            ) from None
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask
+        finally:
+            os.close(fd)
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection: a forked child must not use its parent's, so it opens its own."""
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        if self._conn is not None:
+            self._inherited.append(self._conn)  # never closed here: it belongs to the parent
+        conn = sqlite3.connect(self.path, timeout=self._busy, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
+        """Run one statement; returns its rows and its rowcount."""
+        with self._lock:
+            if self._closed:
+                raise CacheError(f"the SQLite cache {self.path!r} is closed; open a new SQLiteCache")
+            try:
+                cursor = self._connection().execute(sql, args)
+                return cursor.fetchall(), cursor.rowcount
+            except sqlite3.Error as exc:
+                raise CacheError(f"SQLite cache {self.path!r} failed: {exc}; is it a cache file convo created?") from None
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        rows, _ = self._run("SELECT value, expires FROM convo_cache WHERE key = ?", (key,))
+        if not rows:
+            return None
+        text, expires = rows[0]
+        if expires is not None and expires <= self._clock():
+            return None  # deleted by the next sweep
+        return _loads(text)
+
+    def set(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        text = _dumps(value)
+        ttl = _check_ttl(ttl) or self.ttl
+        expires = None if ttl is None else self._clock() + ttl
+        self._run("INSERT OR REPLACE INTO convo_cache (key, value, expires) VALUES (?, ?, ?)", (key, text, expires))
+        with self._lock:
+            self._writes += 1
+            sweep = self._writes % PURGE_EVERY == 0
+        if sweep:
+            self.purge()
+
+    def purge(self) -> int:
+        """Delete expired rows now; returns how many went."""
+        return self._run("DELETE FROM convo_cache WHERE expires <= ?", (self._clock(),))[1]
+
+    def __len__(self) -> int:
+        rows, _ = self._run("SELECT count(*) FROM convo_cache WHERE expires IS NULL OR expires > ?", (self._clock(),))
+        return rows[0][0]
+
+    def delete(self, key: str) -> None:
+        self._run("DELETE FROM convo_cache WHERE key = ?", (key,))
+
+    def clear(self) -> None:
+        self._run("DELETE FROM convo_cache")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn, self._closed = None, True
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+
+def _secrets(url: str) -> set[str]:
+    """The passwords in a Redis URL (user info and ``?password=``), raw and percent-decoded."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        found = {parts.password or ""}
+        found |= {v for k, v in urllib.parse.parse_qsl(parts.query) if k.lower() == "password"}
+    except ValueError:
+        return set()
+    return {s for p in found for s in (p, urllib.parse.unquote(p)) if s}
+
+
+def _hide_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``, safe for messages and reprs."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            user_info, host = netloc.rsplit("@", 1)
+            netloc = f"{user_info.split(':', 1)[0]}:***@{host}" if ":" in user_info else f"***@{host}"
+        query = urllib.parse.urlencode(
+            [(k, "***" if k.lower() == "password" else v) for k, v in urllib.parse.parse_qsl(parts.query)]
+        )
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return "<unparsable URL>"
+
+
+class RedisCache(_Closing):
+    """A cache in Redis, shared by every process that uses the same ``url`` and ``prefix``.
+
+    Expiry is Redis's own (``SET ... PX``). Fails at construction with CacheError if the URL is
+    invalid or the server does not answer; the URL's password never appears in an error.
+    """
+
+    def __init__(self, url: str, ttl: float | None = None, prefix: str = "convo:", *, timeout: float = 5.0) -> None:
+        self.url = _hide_password(url)
+        self.ttl = _check_ttl(ttl)
+        self.prefix = prefix
+        try:
+            import redis
+        except ImportError:  # pragma: no cover - redis is a declared extra
+            raise InvalidConfigError("RedisCache needs the redis package: pip install 'convo[redis]'") from None
+        self._errors = (redis.RedisError, OSError)
+        self._secrets = _secrets(url)
+        problem = None
+        try:
+            self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+        except (ValueError, TypeError) as exc:
+            problem = self._scrub(str(exc))
+        if problem is not None:  # raised out here, so the original error (and URL) is not chained
+            raise CacheError(
+                f"invalid Redis URL {self.url!r}: {problem}; use redis://[user:password@]host:port/db, rediss://... or unix:///path"
+            )
+        self._call("ping", lambda r: r.ping())
+
+    def __repr__(self) -> str:
+        return f"RedisCache({self.url!r}, ttl={self.ttl}, prefix={self.prefix!r})"
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        try:
+            return fn(self._redis)
+        except self._errors as exc:
+            problem = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+        raise CacheError(
+            f"Redis cache at {self.url!r} failed ({what}): {problem}; "
+            "check that redis-server is running and the URL, password and db are right"
+        )
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        raw = self._call("get", lambda r: r.get(self.prefix + key))
+        return None if raw is None else _loads(raw)
+
+    def set(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        text = _dumps(value)
+        ttl = _check_ttl(ttl) or self.ttl
+        px = None if ttl is None else max(1, math.ceil(ttl * 1000))
+        self._call("set", lambda r: r.set(self.prefix + key, text.encode("utf-8"), px=px))
+
+    def delete(self, key: str) -> None:
+        self._call("delete", lambda r: r.delete(self.prefix + key))
+
+    def clear(self) -> None:
+        """Delete every key under ``prefix`` (SCAN, so the server is never blocked)."""
+        pattern = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix) + "*"
+
+        def sweep(r: Any) -> None:
+            batch: list[bytes] = []
+            for key in r.scan_iter(match=pattern, count=500):
+                batch.append(key)
+                if len(batch) >= 500:
+                    r.unlink(*batch)
+                    batch.clear()
+            if batch:
+                r.unlink(*batch)
+
+        self._call("clear", sweep)
+
+    def close(self) -> None:
+        self._redis.close()
