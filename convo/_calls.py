@@ -18,7 +18,7 @@ import httpx2
 import tenacity
 
 from ._exceptions import api_error
-from ._flow import Call, Do, Flow, Now, Sleep
+from ._flow import Call, Do, Flow, Now, Raw, Sleep
 from .budget import Budget, Hold
 from .cache import Cache, CacheError, cache_key, from_entry, is_cacheable, to_entry
 from .messages import to_message, to_system
@@ -268,15 +268,16 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
         kwargs = {**request, "model": attempts.model}
         ticket = (yield from _admit(ctx, kwargs, attempts.model)) if guarded else None
         try:
-            raw = yield Call(method, kwargs, raw=guarded)
+            # Response headers feed the rate limiter; without one, the plain call is cheaper.
+            raw = yield Call(method, kwargs, raw=guarded and ctx.limiter is not None)
         except Exception as exc:
             if ticket is not None:
                 yield from _settle(ctx, ticket, None, _headers(exc), exc)
             attempts.failed(exc)
             continue
-        message = raw.value if guarded else raw
+        message, headers = (raw.value, raw.headers) if isinstance(raw, Raw) else (raw, None)
         if ticket is not None:
-            yield from _settle(ctx, ticket, message.usage, raw.headers)
+            yield from _settle(ctx, ticket, message.usage, headers)
         attempts.succeeded()
         ctx.stats.finished(latency=(yield Now()) - start, usage=getattr(message, "usage", None), user=_user_of(request))
         if guarded:

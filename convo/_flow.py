@@ -34,6 +34,7 @@ __all__ = [
     "Open",
     "Outcome",
     "Raw",
+    "Relay",
     "Sleep",
     "drive_async",
     "drive_sync",
@@ -84,6 +85,19 @@ class Next:
 
     handle: Any
     wanted: frozenset[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """Read an open stream to its end, passing each text delta through ``take`` and handing
+    what it returns (if anything) to the consumer; returns True if ``message_stop`` arrived.
+
+    The hot loop of a stream runs here, in the driver, without a round trip through the flow
+    per event; errors are thrown into the flow as usual.
+    """
+
+    handle: Any
+    take: Callable[[str], str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +276,19 @@ def drive_sync(flow: Flow, env: SyncEnv) -> Iterator[Any]:
                 return
             send, error = None, None
             try:
-                if type(effect) is Next:  # the hot path of a stream: checked first
+                if type(effect) is Relay:  # the hot path of a stream: checked first
+                    take, stopped = effect.take, False
+                    for event in effect.handle.iterator:
+                        kind = event.type
+                        if kind == "content_block_delta":
+                            if event.delta.type == "text_delta":
+                                out = take(event.delta.text)
+                                if out:
+                                    yield out
+                        elif kind == "message_stop":
+                            stopped = True
+                    send = stopped
+                elif type(effect) is Next:
                     send = _next_wanted(effect)
                 elif type(effect) is Emit:
                     yield effect.value
@@ -336,7 +362,19 @@ async def drive_async(flow: Flow, env: AsyncEnv) -> AsyncIterator[Any]:
                 return
             send, error = None, None
             try:
-                if type(effect) is Next:  # the hot path of a stream: checked first
+                if type(effect) is Relay:  # the hot path of a stream: checked first
+                    take, stopped = effect.take, False
+                    async for event in effect.handle.iterator:
+                        kind = event.type
+                        if kind == "content_block_delta":
+                            if event.delta.type == "text_delta":
+                                out = take(event.delta.text)
+                                if out:
+                                    yield out
+                        elif kind == "message_stop":
+                            stopped = True
+                    send = stopped
+                elif type(effect) is Next:
                     send = await _anext_wanted(effect)
                 elif type(effect) is Emit:
                     yield effect.value

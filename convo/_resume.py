@@ -32,14 +32,12 @@ from ._calls import (
     _user_of,
 )
 from ._exceptions import ConvoError, StreamError, StreamRestartedError
-from ._flow import Close, Done, Emit, Final, Flow, Next, Now, Open, Sleep
+from ._flow import Close, Done, Emit, Final, Flow, Now, Open, Relay, Sleep
 from .retry import RetryPolicy, StreamInterrupted
 
 __all__ = ["AsyncStream", "Restart", "Stream", "stream_flow"]
 
-#: The stream events the flow acts on; the driver skips the rest (pings, block starts, the
-#: SDK's derived "text" events, ...), while the SDK still accumulates them all.
-_WANTED = frozenset({"content_block_delta", "message_stop"})
+
 
 
 @dataclass(frozen=True)
@@ -145,7 +143,7 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
         return _restore(cached, mapping)
     attempts = _Attempts(ctx, request["model"])
     progress = _Progress(request)
-    ttft: float | None = None
+    relay = _Relay(progress, restorer, ctx.stats.clock, start)
     while True:
         try:
             wait = attempts.next()
@@ -164,24 +162,10 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
         ticket = yield from _admit(ctx, kwargs, attempts.model)
         try:
             handle = yield Open(kwargs)
-            stopped = False
-            while True:
-                try:
-                    event = yield Next(handle, _WANTED)
-                except ValueError as exc:  # json.JSONDecodeError from a malformed data: line
-                    raise StreamInterrupted(f"the stream sent a malformed event ({exc})") from exc
-                if event is None:
-                    break
-                if event.type == "content_block_delta" and event.delta.type == "text_delta":
-                    fresh = progress.take(event.delta.text)
-                    if fresh:
-                        if ttft is None:
-                            ttft = (yield Now()) - start
-                        out = restorer.feed(fresh) if restorer else fresh
-                        if out:
-                            yield Emit(out)
-                elif event.type == "message_stop":
-                    stopped = True
+            try:
+                stopped = yield Relay(handle, relay)
+            except ValueError as exc:  # json.JSONDecodeError from a malformed data: line
+                raise StreamInterrupted(f"the stream sent a malformed event ({exc})") from exc
             if not stopped:
                 raise StreamInterrupted("the stream ended without message_stop")
             final = yield Final(handle)
@@ -211,11 +195,33 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
         yield Close(handle)
         attempts.succeeded()
         message = progress.stitch(final)
-        ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=ttft, user=_user_of(request))
+        ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=relay.ttft, user=_user_of(request))
         yield from _cache_put(ctx, key, message)
         if restorer:
             yield Emit(restorer.flush())
         return _restore(message, mapping)
+
+
+class _Relay:
+    """What the driver does with each text delta of a stream: drop what the caller has already
+    seen (after a resume), restore redacted placeholders, note the time to first token."""
+
+    __slots__ = ("progress", "restorer", "clock", "start", "ttft")
+
+    def __init__(self, progress: _Progress, restorer: Any, clock: Callable[[], float], start: float) -> None:
+        self.progress = progress
+        self.restorer = restorer
+        self.clock = clock
+        self.start = start
+        self.ttft: float | None = None
+
+    def __call__(self, text: str) -> str:
+        fresh = self.progress.take(text)
+        if not fresh:
+            return ""
+        if self.ttft is None:
+            self.ttft = self.clock() - self.start
+        return self.restorer.feed(fresh) if self.restorer is not None else fresh
 
 
 def _replay(message: Any) -> list[str]:

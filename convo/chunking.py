@@ -12,45 +12,27 @@ before cutting a word. Spaces stay with the word that follows them (as in the to
 line breaks stay with the chunk they end.
 
 Why it is fast: the text is tokenized once. With the default counter (tiktoken cl100k_base,
-calibrated), a chunk's count comes from that one pass: tiktoken splits text into pieces with a
-regular expression before merging bytes, and at some places (after a letter or digit followed
-by a non-letter, after punctuation followed by a space, after a line break followed by text)
-a piece always ends whatever comes before or after. Between two such places the whole-text
-tokens are exactly the tokens of the chunk alone; only the few characters between a chunk's
-ends and the nearest such places are tokenized again. The count is then the counter's own
-formula, so it equals ``counter.count_text(chunk.text)``. Any other counter is asked directly.
+calibrated), every chunk's count comes from that one pass, equal to
+``counter.count_text(chunk.text)`` (how: :mod:`convo._measure`); any other counter is asked.
 """
 
 from __future__ import annotations
 
 import codecs
-import functools
-import math
 import re
-import unicodedata
-from bisect import bisect_left
 from dataclasses import dataclass
-from itertools import accumulate
 from os import PathLike
 from pathlib import Path
-from typing import Protocol
 
 from ._exceptions import InvalidConfigError, InvalidInputError
-from .tokens import (
-    CachedCounter,
-    OfflineCounter,
-    TokenCounter,
-    _encoding,
-    default_counter,
-)
+from ._measure import Measure, measure_for
+from .tokens import TokenCounter, default_counter
 
 __all__ = ["Chunk", "TextFileError", "chunk_file", "chunk_text"]
 
 #: A chunk ends at a boundary of the best kind found in the last (1 - MIN_FILL) of the text
 #: that fits, so paragraph-aligned chunks are never less than half full.
 MIN_FILL = 0.5
-#: How far (characters) to look for a place where tiktoken's pieces always split.
-_SCAN = 256
 _ENDS_ASCII = ".!?"
 _ENDS_CJK = "。！？"
 _CLOSERS = "\"')]’”」』）》"
@@ -58,12 +40,6 @@ _CLAUSE = "，、；："
 _HEADING = re.compile(r"#{1,6}[ \t]")
 _SENTENCE = re.compile(r"[.!?][\"')\]’”]*(?=\s)|[。！？][”’」』）)》]*")
 _WORD = re.compile(r"(?<=\S)[ \t]|(?<=[，、；：])")
-# _CJK split in two so the BMP part compiles to a bitmap (twice as fast to scan).
-_HIGH = re.compile("[\u2e80-\U0010ffff]")
-_CJK_RUN = re.compile(
-    "[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u31a0-\u31ff\u3400-\u4dbf"
-    "\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]+|[\U00020000-\U0002fa1f]+"
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,13 +100,7 @@ def chunk_text(
     if not text:
         return []
     _check_encodable(text)
-    inner = counter.inner if isinstance(counter, CachedCounter) else counter
-    measure: _Measure
-    if type(inner) is OfflineCounter:
-        measure = _OfflineMeasure(text, inner, max_tokens)
-    else:
-        measure = _CounterMeasure(text, counter, max_tokens)
-    spans = _spans(text, measure, max_tokens, overlap)
+    spans = _spans(text, measure_for(text, counter, max_tokens), max_tokens, overlap)
     return [Chunk(text[a:c], a, c, n, i) for i, (a, c, n) in enumerate(spans)]
 
 
@@ -192,13 +162,7 @@ def _check_encodable(text: str) -> None:
 # -- the cutting loop, shared by both ways of counting -------------------------------------------
 
 
-class _Measure(Protocol):
-    def window(self, a: int) -> int: ...  # a likely end of the longest text from a that fits
-    def count(self, a: int, c: int) -> int: ...  # the counter's count of text[a:c], exactly
-    def back(self, c: int, tokens: int) -> int: ...  # a likely start p of text[p:c] with ~tokens
-
-
-def _spans(text: str, measure: _Measure, limit: int, overlap: int) -> list[tuple[int, int, int]]:
+def _spans(text: str, measure: Measure, limit: int, overlap: int) -> list[tuple[int, int, int]]:
     spans: list[tuple[int, int, int]] = []
     a = prev = 0
     while prev < len(text):
@@ -220,7 +184,7 @@ def _spans(text: str, measure: _Measure, limit: int, overlap: int) -> list[tuple
     return spans
 
 
-def _fit(text: str, measure: _Measure, a: int, prev: int, limit: int) -> tuple[int, int] | None:
+def _fit(text: str, measure: Measure, a: int, prev: int, limit: int) -> tuple[int, int] | None:
     """The best cut c > prev such that text[a:c] fits, with its count; None if none fits."""
     w = min(len(text), max(measure.window(a), prev + 1))
     while True:
@@ -247,7 +211,7 @@ def _best_cut(text: str, a: int, w: int, prev: int) -> int:
     return w
 
 
-def _overlap_start(text: str, measure: _Measure, a: int, c: int, overlap: int) -> int:
+def _overlap_start(text: str, measure: Measure, a: int, c: int, overlap: int) -> int:
     """Where the next chunk starts: about ``overlap`` tokens before ``c``, at a sentence or word."""
     p = max(measure.back(c, overlap), a + 1)
     if p >= c:
@@ -344,247 +308,4 @@ def _first(pattern: re.Pattern[str], text: str, lo: int, hi: int) -> int | None:
         if c >= lo:
             return _newlines(text, c, hi) if pattern is _SENTENCE else c
         m = pattern.search(text, m.end() if m.end() > m.start() else m.end() + 1, hi + 1)
-    return None
-
-
-# -- counting -------------------------------------------------------------------------------------
-
-
-class _CounterMeasure:
-    """Any counter: ask it, guessing windows from its characters per token so far."""
-
-    def __init__(self, text: str, counter: TokenCounter, limit: int) -> None:
-        self.text, self.limit, self._count = text, limit, counter.count_text
-        sample = text[: 4 * limit + 64]
-        self.per_token = len(sample) / max(1, int(self._count(sample)))  # characters per token
-
-    def window(self, a: int) -> int:
-        return a + max(1, int(self.per_token * self.limit))
-
-    def count(self, a: int, c: int) -> int:
-        n = int(self._count(self.text[a:c]))
-        if n > 0 and c - a >= 64:
-            self.per_token = 0.7 * self.per_token + 0.3 * (c - a) / n
-        return n
-
-    def back(self, c: int, tokens: int) -> int:
-        return c - int(self.per_token * tokens)
-
-
-@functools.cache
-def _token_bytes() -> list[int]:
-    """Length in bytes of every token of the encoding (0 for unused ids)."""
-    enc = _encoding()
-    lengths = [0] * (enc.max_token_value + 1)
-    for i in range(enc.max_token_value + 1):
-        try:
-            lengths[i] = len(enc.decode_single_token_bytes(i))
-        except KeyError:
-            pass
-    return lengths
-
-
-class _OfflineMeasure:
-    """OfflineCounter's exact counts from one tiktoken pass (see the module docstring)."""
-
-    def __init__(self, text: str, counter: OfflineCounter, limit: int) -> None:
-        enc = _encoding()
-        self.text, self.limit, self.ascii = text, limit, text.isascii()
-        self.factor, self.cjk_factor = counter.text_factor, counter.cjk_factor
-        self._encode, self._decode = enc.encode_ordinary, enc.decode_bytes
-        self.tokens: list[int] = enc.encode_ordinary(text)
-        self.lengths = _token_bytes()
-        # Known token boundaries: (character offset, bytes past it, token index).
-        self.anchors = [(0, 0, 0), (len(text), 0, len(self.tokens))]
-        n = max(1, len(self.tokens))
-        self.per_token = len(text) / n  # characters per token
-        self.bytes_per_token = (len(text) if self.ascii else len(text.encode())) / n
-        sample = text[: int(4 * limit * self.per_token) + 64]
-        self.density = 0.0 if self.ascii else _cjk(sample) / max(1.0, len(sample) / self.per_token)
-        self._start: tuple[int, int, int, int] | None = None  # a, first split g, its token, tokens in a..g
-
-    def window(self, a: int) -> int:
-        start = self._split_after(a)
-        if start is None:
-            return a + max(1, int(self.per_token * self.limit / self.factor))
-        g, t, left = start
-        # CJK characters change the count (less, by default): expect as many as lately, minus a margin.
-        per = self.factor + self.cjk_factor * self.density * (0.9 if self.cjk_factor < 0 else 1.1)
-        end = t + int(self.limit / max(per, 0.05 * self.factor)) - left
-        if end <= t:
-            return max(g, a + 1)
-        if end >= len(self.tokens):
-            return len(self.text)
-        data = self._decode(self.tokens[t:end])
-        extra = _partial_tail(data)
-        whole = len(data) - extra
-        w = g + (whole if self.ascii else len(data[:whole].decode()))
-        self._remember((w, extra, end))
-        return w
-
-    def count(self, a: int, c: int) -> int:
-        if c <= a:
-            return 0
-        n = None
-        start = self._split_after(a)
-        if start is not None and start[0] <= c:
-            g1, t1, left = start
-            g2 = _last_split(self.text, c, g1)
-            t2 = None if g2 is None else self._locate(g2)
-            if g2 is not None and t2 is not None:
-                n = left + (t2 - t1) + self._n(g2, c)
-        if n is None:
-            n = self._n(a, c)
-        # OfflineCounter.count_text's formula, operation for operation.
-        estimate = self.factor * n
-        piece = self.text[a:c]
-        if not piece.isascii():
-            cjk = _cjk(piece)
-            estimate += self.cjk_factor * cjk
-            if n >= 32:
-                self.density = cjk / n
-        return max(1, math.ceil(estimate))
-
-    def back(self, c: int, tokens: int) -> int:
-        g = _last_split(self.text, c, max(0, c - _SCAN))
-        t = None if g is None else self._locate(g)
-        if g is None or t is None:
-            return c - int(self.per_token * tokens / self.factor)
-        raw = int(tokens / self.factor) - self._n(g, c)
-        if raw <= 0:
-            return c
-        data = self._decode(self.tokens[max(0, t - raw) : t])
-        lead = _partial_head(data)
-        return g - (len(data) - lead if self.ascii else len(data[lead:].decode()))
-
-    # -- token boundaries ------------------------------------------------------------------
-
-    def _split_after(self, a: int) -> tuple[int, int, int] | None:
-        """The first split point g >= a, its token index, and the tokens of text[a:g]."""
-        cached = self._start
-        if cached is not None and cached[0] == a:
-            return cached[1:]
-        g = _first_split(self.text, a, len(self.text))
-        t = None if g is None else self._locate(g)
-        if g is None or t is None:
-            return None
-        self._start = (a, g, t, self._n(a, g))
-        return self._start[1:]
-
-    def _n(self, a: int, c: int) -> int:
-        return len(self._encode(self.text[a:c])) if c > a else 0
-
-    def _nbytes(self, a: int, c: int) -> int:
-        if self.ascii or a == c:
-            return c - a
-        return len(self.text[a:c].encode()) if c > a else -len(self.text[c:a].encode())
-
-    def _locate(self, g: int) -> int | None:
-        """The whole-text token index at split point g, walked to from the nearest anchor."""
-        best = None
-        for anchor in self.anchors:
-            if best is None or abs(anchor[0] - g) < abs(best[0] - g):
-                best = anchor
-        p, extra, t = best  # type: ignore[misc]
-        t = self._walk(t, self._nbytes(p, g) - extra)
-        if t is not None:
-            self._remember((g, 0, t))
-        return t
-
-    def _walk(self, t: int, delta: int) -> int | None:
-        """The token boundary ``delta`` bytes from boundary ``t``; None if no boundary is there."""
-        tokens, size = self.tokens, self.lengths.__getitem__
-        sign = 1 if delta > 0 else -1
-        left, step = abs(delta), int(abs(delta) / self.bytes_per_token) + 8
-        while left > 0:
-            part = tokens[t : t + step] if sign > 0 else tokens[max(0, t - step) : t][::-1]
-            if not part:
-                return None
-            sums = list(accumulate(map(size, part)))
-            i = bisect_left(sums, left)
-            if i < len(sums):
-                return t + sign * (i + 1) if sums[i] == left else None
-            left -= sums[-1]
-            t += sign * len(sums)
-            step *= 2
-        return t
-
-    def _remember(self, anchor: tuple[int, int, int]) -> None:
-        self.anchors.append(anchor)
-        if len(self.anchors) > 6:
-            del self.anchors[2]
-
-
-def _cjk(text: str) -> int:
-    """``len(tokens._CJK.findall(text))``, faster (a quick look skips Latin text)."""
-    return sum(map(len, _CJK_RUN.findall(text))) if _HIGH.search(text) else 0
-
-
-def _partial_tail(data: bytes) -> int:
-    """How many bytes at the end of ``data`` belong to an incomplete UTF-8 character."""
-    i, n = len(data), 0
-    while i > 0 and n < 3 and data[i - 1] & 0xC0 == 0x80:
-        i -= 1
-        n += 1
-    if i == 0:
-        return n
-    lead = data[i - 1]
-    need = 1 if lead < 0x80 else 2 if lead < 0xE0 else 3 if lead < 0xF0 else 4
-    return n + 1 if n + 1 < need else 0
-
-
-def _partial_head(data: bytes) -> int:
-    i = 0
-    while i < len(data) and i < 3 and data[i] & 0xC0 == 0x80:
-        i += 1
-    return i
-
-
-# -- where tiktoken's pieces always split ----------------------------------------------------------
-
-_ASCII_KIND = "".join("w" if chr(i).isalnum() else "s" if chr(i).isspace() else "p" for i in range(128))
-
-
-def _kind(ch: str) -> str:
-    """'w' letter or digit, 's' whitespace, 'p' anything else, '?' unassigned (kept out)."""
-    if ch < "\x80":
-        return _ASCII_KIND[ord(ch)]
-    if ch.isspace():
-        return "s"
-    cat = unicodedata.category(ch)
-    return "w" if cat[0] in "LN" else "?" if cat == "Cn" else "p"
-
-
-def _is_split(text: str, m: int) -> bool:
-    """True if every tiktoken piece boundary-check agrees a piece starts at ``m``.
-
-    cl100k's pre-tokenizer can never continue a piece from a letter or digit into a non-letter,
-    from punctuation into a space, or from the last line break of a run into text.
-    """
-    if m <= 0 or m >= len(text):
-        return True
-    p, q = _kind(text[m - 1]), _kind(text[m])
-    if p == "w":
-        return q in "ps"
-    if p == "p":
-        return text[m] in " \t"
-    if text[m - 1] in "\r\n":
-        i = m
-        while i < len(text) and text[i] in " \t":
-            i += 1
-        return i < len(text) and _kind(text[i]) in "wp"
-    return False
-
-
-def _first_split(text: str, a: int, limit: int) -> int | None:
-    for m in range(a, min(limit, a + _SCAN, len(text)) + 1):
-        if _is_split(text, m):
-            return m
-    return None
-
-
-def _last_split(text: str, c: int, floor: int) -> int | None:
-    for m in range(c, max(floor, c - _SCAN) - 1, -1):
-        if _is_split(text, m):
-            return m
     return None

@@ -135,11 +135,16 @@ class OfflineCounter:
     def count_text(self, text: str) -> int:
         if not text:
             return 0
-        bpe = len(self._encode(text))
-        estimate = self.text_factor * bpe
-        if not text.isascii():
-            estimate += self.cjk_factor * len(_CJK.findall(text))
-        return max(1, math.ceil(estimate))
+        return self.estimate(len(self._encode(text)), 0 if text.isascii() else len(_CJK.findall(text)))
+
+    def estimate(self, bpe_tokens: int, cjk_chars: int = 0) -> int:
+        """The count of a text with ``bpe_tokens`` cl100k tokens and ``cjk_chars`` CJK characters.
+
+        For callers that tokenized already (chunking counts spans of one tokenized text).
+        """
+        if bpe_tokens <= 0:
+            return 0
+        return max(1, math.ceil(self.text_factor * bpe_tokens + self.cjk_factor * cjk_chars))
 
     def count_message(self, message: Message) -> int:
         content = message.content

@@ -53,6 +53,10 @@ class Stats:
         self._latency: deque[float] = deque(maxlen=SAMPLES)
         self._ttft: deque[float] = deque(maxlen=SAMPLES)
 
+    @property
+    def clock(self) -> Callable[[], float]:
+        return self._clock
+
     # -- recording (called by the client) --------------------------------------------------
 
     def attempt_failed(self, exc: BaseException) -> None:
