@@ -258,7 +258,8 @@ def test_a_batch_killed_half_way_resumes_without_resending(tmp_path):
         with Checkpoint(path) as ckpt:
             saved = len(ckpt)
         assert 60 <= saved < n
-        before = {item_of(r) for r in posts(sim)}
+        # A request cut off by the kill may be logged without a body: it never arrived whole.
+        before = {item_of(r) for r in posts(sim) if r.body is not None}
         sim.clear_requests()
         results = client(sim, max_concurrency=8).batch(asks(n), checkpoint=path)
         assert_complete(results, n)
