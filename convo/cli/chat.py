@@ -1,8 +1,8 @@
 """``convo chat``: an interactive chat that streams replies, with slash commands.
 
 On a terminal it prompts and keeps going after an error (printed on one line). With piped
-input every line is one message or command, replies go to stdout one per line, and the first
-error ends the run with a non-zero status, so a script can tell.
+input every line is one message or command, each reply goes to stdout followed by a newline,
+and the first error ends the run with a non-zero status, so a script can tell.
 """
 
 from __future__ import annotations
@@ -73,21 +73,27 @@ class Chat:
 
     def reply(self, text: str) -> None:
         """Send a message and stream the answer; Ctrl-C stops it and takes the message back."""
-        before = self.conv.summary
+        before, failed = self.conv.summary, self.conv.summary_error
         stream = self.conv.stream(text)
+        wrote = False
         try:
             for piece in stream:
                 self.write(piece)
+                wrote = True
         except KeyboardInterrupt:
             stream.close()  # the conversation takes the unanswered message back
             self.write("\n")
             note("interrupted; the message was not added")
             return
+        except BaseException:
+            if wrote:  # end the partial reply's line before the error
+                self.write("\n")
+            raise
         self.write("\n\n" if self.interactive else "\n")
         summary = self.conv.summary
         if summary is not None and summary is not before:
             note(f"summarized the first {summary.turns} turn(s) to stay within the budget")
-        elif self.conv.summary_error:
+        elif self.conv.summary_error and self.conv.summary_error != failed:
             note(f"summarizing failed ({self.conv.summary_error}); dropped the oldest turns instead")
 
     def say(self, text: str) -> None:

@@ -65,6 +65,8 @@ def sim(host: str, port: int, rpm: int | None, input_tpm: int | None, output_tpm
 
     try:
         server.serve_forever(announce=announce)
+    except KeyboardInterrupt:  # one that lands while the server shuts down: it is stopping anyway
+        pass
     except OSError as exc:
         raise OSError(exc.errno, f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port") from None
     click.echo("convo sim stopped", err=True)

@@ -77,6 +77,9 @@ def split_deltas(text: str) -> list[str]:
     return _PIECE.findall(text)
 
 
+_LABEL = re.compile(r"^\s*(?:Summary:|摘要：)\s*")
+
+
 def split_sentences(text: str) -> list[str]:
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
@@ -161,7 +164,8 @@ class OfflineModel:
 
     def summarize(self, text: str, max_tokens: int = 1024) -> str:
         """An extractive summary of ``text`` in its language, fitting ``max_tokens``."""
-        sentences = split_sentences(text)
+        # Summaries of summaries (a map-reduce's combine step) must not repeat the labels.
+        sentences = [s for s in (_LABEL.sub("", x) for x in split_sentences(text)) if s.strip()]
         zh = is_cjk(text)
         prefix = "摘要：" if zh else "Summary: "
         if not sentences:

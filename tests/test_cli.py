@@ -1,0 +1,280 @@
+"""The ``convo`` command, run as users run it: ``python -m convo`` and the console script in a
+subprocess (and, for the many small error cases, ``convo.cli.main`` in this process).
+
+No test has an API key: the commands use their embedded simulator, or one of the tests' own
+through ``--base-url``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anthropic
+import pytest
+
+from convo import PriceTable, chunk_text, count_tokens
+from convo.cli import main
+from convo.sim import Simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "samples" / "python-docs.txt"
+MODEL = "claude-sonnet-4-6"
+SECRET = "sk-ant-api03-test-secret-never-printed"
+SCRIPT = Path(sys.executable).with_name("convo")
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")}
+    env.update(extra)
+    return env
+
+
+def convo(*args: str, stdin: str = "", cwd: Path | None = None, env: dict[str, str] | None = None,
+          script: bool = False) -> subprocess.CompletedProcess[str]:
+    """Run the command and wait for it; stdin is a pipe (so chat reads lines, not a terminal)."""
+    command = [str(SCRIPT)] if script else [sys.executable, "-m", "convo"]
+    return subprocess.run([*command, *args], input=stdin, capture_output=True, text=True, cwd=cwd,
+                          env=env if env is not None else _env(), timeout=120)
+
+
+def one_error_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr
+    assert len(lines) == 1 and lines[0].startswith("convo: error: "), stderr
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def sim():
+    with Simulator(seed=0) as server:
+        yield server
+
+
+# -- chat ----------------------------------------------------------------------------------------
+
+
+def test_chat_through_a_pipe_answers_saves_and_reloads(tmp_path):
+    first = convo(
+        "chat", "--system", "You are terse.", "--budget", "4000",
+        stdin="Hello, my name is Ada and I study graph theory.\n/tokens\nWhat is the capital of France?\n"
+              "/undo\n/tokens\n/save chat.json\n/quit\nthis line is never sent\n",
+        cwd=tmp_path,
+    )
+    assert first.returncode == 0, first.stderr
+    out = first.stdout.splitlines()
+    # the embedded simulator, announced once; nothing else on stderr
+    assert [line for line in first.stderr.splitlines() if line] == [
+        line for line in first.stderr.splitlines() if "using the embedded simulator at http://127.0.0.1:" in line
+    ] and first.stderr.count("\n") == 1
+    assert 'Here is what I took from it: "Hello, my name is Ada and I study graph theory"' in out[0]
+    assert re.fullmatch(r"next request: \d+ input tokens \(estimate\) \+ 1,024 for the reply = [\d,]+ of the "
+                        r"4,000-token budget \(\d+%\)", out[1])
+    assert "history: 2 messages" in out[2]
+    assert "capital" in out[4] and "France" in out[4]
+    assert out[5] == "removed the last exchange (2 messages); 2 left"
+    assert "history: 2 messages" in out[7]
+    assert out[9] == "saved 2 messages to chat.json"
+    assert "never sent" not in first.stdout
+    saved = json.loads((tmp_path / "chat.json").read_text())
+    assert [m["role"] for m in saved["messages"]] == ["user", "assistant"]
+    assert saved["system"] == "You are terse." and saved["budget"] == 4000
+
+    second = convo(
+        "chat", "--load", "chat.json",
+        stdin="/tokens\nsummarize our conversation\n/reset\n/tokens\n/load chat.json\n/tokens\n",
+        cwd=tmp_path,
+    )
+    assert second.returncode == 0, second.stderr
+    out = second.stdout.splitlines()
+    assert "of the 4,000-token budget" in out[0] and "history: 2 messages" in out[1]
+    assert "Ada" in out[3] and "graph theory" in out[3]  # the reply draws on the restored history
+    assert out[4] == "the history is empty (the system prompt stays)"
+    assert "history: 0 messages" in out[6]
+    assert out[8] == f"loaded 2 messages from chat.json ({MODEL}, budget 4,000 tokens)"
+    assert "history: 2 messages" in out[10]
+
+
+def test_chat_stats_and_summarize_strategy_in_process(sim, tmp_path, monkeypatch, capsys):
+    lines = [f"Message {i}: the quick brown fox number {i} jumps over the lazy dog near the river bank." for i in range(12)]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join([*lines, "/stats", "/tokens"]) + "\n"))
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(SystemExit) as exit_:
+        main(["chat", "--base-url", sim.base_url, "--strategy", "summarize", "--budget", "700", "--max-tokens", "150"])
+    assert exit_.value.code == 0
+    out, err = capsys.readouterr()
+    assert "summarized the first" in err
+    assert re.search(r"^requests +1[3-9]$", out, re.M)  # 12 replies and at least one summary
+    assert re.search(r"the first \d+ turns are summarized", out)
+
+
+def test_chat_errors_end_a_piped_run_with_one_line(sim, monkeypatch, capsys):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    for script, message in (
+        ("/load missing.json\n", "missing.json does not exist"),
+        ("/undo\n", "nothing to undo"),
+        ("/frobnicate\n", "unknown command /frobnicate"),
+        ("/save\n", "/save needs a file name"),
+    ):
+        monkeypatch.setattr(sys, "stdin", io.StringIO(script + "hello\n"))
+        with pytest.raises(SystemExit) as exit_:
+            main(["chat", "--base-url", sim.base_url])
+        out, err = capsys.readouterr()
+        assert exit_.value.code != 0 and out == ""
+        assert message in one_error_line(err)
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed")
+def test_chat_in_tmux_streams_replies_and_saves(tmp_path):
+    server = f"convo-test-{os.getpid()}"  # a private tmux server, killed at the end
+    tmux = ["tmux", "-L", server]
+    command = f"cd {tmp_path} && env -u ANTHROPIC_API_KEY {sys.executable} -m convo chat; sleep 60"
+    env = _env(TERM="xterm-256color")
+    subprocess.run([*tmux, "new-session", "-d", "-s", "chat", "-x", "160", "-y", "40", command], env=env, check=True)
+
+    def pane() -> str:
+        return subprocess.run([*tmux, "capture-pane", "-p", "-t", "chat"], capture_output=True, text=True).stdout
+
+    def wait_for(text: str) -> str:
+        deadline = time.monotonic() + 60
+        while text not in (screen := pane()):
+            assert time.monotonic() < deadline, f"{text!r} never appeared:\n{screen}"
+            time.sleep(0.1)
+        return screen
+
+    try:
+        wait_for("you>")  # capture-pane drops trailing spaces
+        subprocess.run([*tmux, "send-keys", "-t", "chat", "Hello from tmux, my name is Ada", "Enter"], check=True)
+        screen = wait_for("This is turn 1 of our conversation.")
+        assert 'Here is what I took from it: "Hello from tmux, my name is Ada"' in screen
+        subprocess.run([*tmux, "send-keys", "-t", "chat", "/save chat.json", "Enter"], check=True)
+        wait_for("saved 2 messages to chat.json")
+        subprocess.run([*tmux, "send-keys", "-t", "chat", "/quit", "Enter"], check=True)
+        assert "using the embedded simulator" in pane()
+    finally:
+        subprocess.run([*tmux, "kill-server"], capture_output=True)
+    assert json.loads((tmp_path / "chat.json").read_text())["messages"][0]["content"] == "Hello from tmux, my name is Ada"
+
+
+# -- summarize and count -------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(not SCRIPT.exists(), reason="the console script is not installed (pip install -e .)")
+def test_summarize_prints_a_summary_and_its_cost_with_the_console_script(tmp_path):
+    # --sim: the simulator even though a key is set; the key is never printed
+    run = convo("summarize", "--sim", str(SAMPLE), "--chunk-tokens", "4000", script=True,
+                env=_env(ANTHROPIC_API_KEY=SECRET))
+    assert run.returncode == 0, run.stderr
+    assert SECRET not in run.stdout + run.stderr
+    document = SAMPLE.read_text(encoding="utf-8")
+    summary = run.stdout.strip()
+    assert summary.startswith("Summary: ") and len(summary) > 300
+    sentences = re.split(r"(?<=[.!?])\s+", summary.removeprefix("Summary: "))
+    assert sum(s.removeprefix("Summary: ") in document for s in sentences) >= len(sentences) // 2  # extractive
+    chunks = len(chunk_text(document, max_tokens=4000))
+    assert f"{count_tokens(document):,} tokens in {chunks} chunks of at most 4,000" in run.stderr
+    assert re.search(rf"{chunks + 1} requests, [\d,]+ input \+ [\d,]+ output tokens, cost \$\d+\.\d{{4}} "
+                     rf"\({MODEL} prices\)", run.stderr)
+
+
+def test_count_from_stdin():
+    document = SAMPLE.read_text(encoding="utf-8")[:40_000]
+    run = convo("count", "-", "--chunk-tokens", "1000", stdin=document)
+    assert run.returncode == 0 and run.stderr == ""  # counting needs no backend
+    tokens, chunks = count_tokens(document), len(chunk_text(document, max_tokens=1000))
+    assert run.stdout.splitlines()[0] == f"<stdin>: {len(document):,} characters"
+    assert re.search(rf"^  tokens +{tokens:,}  \(offline estimate\)$", run.stdout, re.M)
+    assert re.search(rf"^  chunks +{chunks}  \(at most 1,000 tokens each\)$", run.stdout, re.M)
+    table = PriceTable.default()
+    for model in table.models:
+        cost = table.cost({"input_tokens": tokens}, model)
+        assert re.search(rf"^  {model} +\${cost:,.4f}$", run.stdout, re.M)
+
+
+def test_count_exact_as_json(sim, tmp_path, monkeypatch, capsys):
+    document = SAMPLE.read_text(encoding="utf-8")[:40_000]
+    (tmp_path / "doc.txt").write_text(document, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["count", "doc.txt", "--exact", "--json", "--base-url", sim.base_url])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 0 and err == ""
+    data = json.loads(out)
+    assert data["tokens_estimate"] == count_tokens(document)
+    assert data["chunks"] == len(chunk_text(document, max_tokens=2000))
+    exact = anthropic.Anthropic(base_url=sim.base_url, api_key="test").messages.count_tokens(
+        model=MODEL, messages=[{"role": "user", "content": document}]
+    ).input_tokens
+    assert data["tokens_exact"] == exact and data["exact_model"] == MODEL
+    assert data["input_cost_usd"][MODEL] == pytest.approx(exact * 3.0 / 1e6)
+
+
+# -- sim ---------------------------------------------------------------------------------------------
+
+
+def test_sim_serves_an_sdk_request_until_sigint():
+    proc = subprocess.Popen([sys.executable, "-m", "convo", "sim", "--port", "0", "--rpm", "1000"],
+                            stderr=subprocess.PIPE, text=True, env=_env())
+    try:
+        line = proc.stderr.readline()
+        url = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line).group(1)
+        sdk = anthropic.Anthropic(base_url=url, api_key="test", max_retries=0)
+        reply = sdk.messages.create(model=MODEL, max_tokens=50, messages=[{"role": "user", "content": 'say "pong"'}])
+        assert reply.content[0].text == "pong"
+        headers = sdk.messages.with_raw_response.create(
+            model=MODEL, max_tokens=5, messages=[{"role": "user", "content": "hi"}]).headers
+        assert headers["anthropic-ratelimit-requests-limit"] == "1000"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert "stopped" in proc.stderr.read() and "Traceback" not in line
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# -- user errors -------------------------------------------------------------------------------------
+
+
+def test_a_user_error_exits_non_zero_with_one_line_and_no_traceback(tmp_path):
+    run = convo("summarize", "no-such-file.txt", cwd=tmp_path)
+    assert run.returncode == 1
+    assert one_error_line(run.stderr) == "convo: error: no-such-file.txt: no such file; check the path"
+    assert run.stdout == ""
+
+
+@pytest.mark.parametrize("args, status, message", [
+    (["count"], 2, "Missing argument 'FILE|-'"),
+    (["count", "x.txt", "--chunk-tokens", "0"], 2, "Invalid value for '--chunk-tokens'"),
+    (["chat", "--strategy", "forget"], 2, "Invalid value for '--strategy'"),
+    (["nope"], 2, "No such command 'nope'"),
+    (["count", "binary.bin"], 1, "binary.bin"),
+    (["count", "empty.txt"], 1, "empty.txt is empty"),
+    (["chat", "--budget", "5", "--system", "You are a very careful assistant with many rules to follow."], 1,
+     "does not fit in budget=5"),
+    (["chat", "--load", "bad.json"], 1, "bad.json is not valid JSON"),
+    (["sim", "--faults", "429=0.1,500"], 1, "give either a schedule"),
+    (["count", "x.txt", "--exact", "--base-url", "http://127.0.0.1:9"], 1, "the exact count failed"),
+])
+def test_user_errors_in_process(args, status, message, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    (tmp_path / "x.txt").write_text("Some text to count.", encoding="utf-8")
+    (tmp_path / "binary.bin").write_bytes(b"\x00\x01\x02binary")
+    (tmp_path / "empty.txt").write_text("  \n", encoding="utf-8")
+    (tmp_path / "bad.json").write_text("{not json", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    out, err = capsys.readouterr()
+    assert exit_.value.code == status
+    line = one_error_line(err)
+    assert message in line and SECRET not in line
