@@ -23,7 +23,7 @@ from .budget import Budget, Hold
 from .cache import Cache, CacheError, cache_key, from_entry, is_cacheable, to_entry
 from .messages import to_message, to_system
 from .prices import PriceTable, UnknownModelError
-from .ratelimit import RateLimiter, Reservation
+from .ratelimit import RECHECK, RateLimiter, Reservation
 from .redact import Redactor, restore_message
 from .retry import RetryBudget, RetryPolicy, is_spend_limit
 from .tokens import TokenCounter, default_counter, fixed_tokens
@@ -159,8 +159,12 @@ def _admit(ctx: CallContext, request: dict[str, Any], model: str) -> Flow:
             if ticket.hold is not None:
                 ctx.spend.settle(ticket.hold, 0.0)
             raise
-        if ticket.reservation.wait > 0:
-            yield Sleep(ticket.reservation.wait)
+        wait = ticket.reservation.wait
+        while wait > 0:  # re-check now and then: refunds ahead in line shorten the wait
+            yield Sleep(min(wait, RECHECK))
+            if wait <= RECHECK:
+                break
+            wait = yield Do(ctx.limiter.recheck, (ticket.reservation,), io=ctx.limiter.io)
     return ticket
 
 

@@ -42,6 +42,13 @@ BETA = 0.7
 RECOVERY = 0.02
 MIN_RATE = 0.5
 
+#: The API rounds token ``-remaining`` headers to the nearest thousand; trusting the rounded
+#: figure as exact would leave up to half of that unused for the whole run.
+REMAINING_ROUNDING = 1000.0
+#: A queued request re-checks the buckets at least this often, so refunds of requests ahead of
+#: it (unused max_tokens) let it go early.
+RECHECK = 0.25
+
 _HEADER_BUCKETS = {"requests": "rpm", "input-tokens": "input_tpm", "output-tokens": "output_tpm"}
 
 
@@ -57,8 +64,14 @@ class Bucket:
 class BucketStore(Protocol):
     """Where bucket levels live. ``reserve`` is atomic over all the buckets it is given."""
 
-    def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> float:
-        """Take each amount (levels may go negative); return seconds until all are >= 0."""
+    def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> tuple[float, tuple[float, ...]]:
+        """Take each amount (levels may go negative); return the seconds until all are back at
+        zero, and a mark per bucket (its running total of reservations, this one included)."""
+        ...
+
+    def recheck(self, scope: str, demands: list[tuple[Bucket, float]], marks: tuple[float, ...]) -> float:
+        """Seconds still to wait for a reservation, counting refunds made since (a refund to a
+        request ahead in line lets the ones behind it go sooner)."""
         ...
 
     def adjust(self, scope: str, bucket: Bucket, delta: float, cap_at: float | None = None) -> None:
@@ -73,21 +86,37 @@ class MemoryStore:
         self.clock = clock
         self._lock = threading.Lock()
         self._levels: dict[tuple[str, str], tuple[float, float]] = {}
+        self._taken: dict[tuple[str, str], float] = {}
 
     def _level(self, key: tuple[str, str], bucket: Bucket, now: float) -> float:
         level, at = self._levels.get(key, (bucket.capacity, now))
         return min(bucket.capacity, level + (now - at) * bucket.rate)
 
-    def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> float:
+    def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> tuple[float, tuple[float, ...]]:
         with self._lock:
             now = self.clock()
             wait = 0.0
+            marks = []
             for bucket, amount in demands:
                 key = (scope, bucket.name)
                 level = self._level(key, bucket, now) - amount
                 self._levels[key] = (level, now)
+                taken = self._taken[key] = self._taken.get(key, 0.0) + amount
+                marks.append(taken)
                 if level < 0:
                     wait = max(wait, -level / bucket.rate)
+            return wait, tuple(marks)
+
+    def recheck(self, scope: str, demands: list[tuple[Bucket, float]], marks: tuple[float, ...]) -> float:
+        with self._lock:
+            now = self.clock()
+            wait = 0.0
+            for (bucket, _), mark in zip(demands, marks):
+                key = (scope, bucket.name)
+                behind = self._taken.get(key, 0.0) - mark  # reserved after this one
+                ahead = self._level(key, bucket, now) + behind
+                if ahead < 0:
+                    wait = max(wait, -ahead / bucket.rate)
             return wait
 
     def adjust(self, scope: str, bucket: Bucket, delta: float, cap_at: float | None = None) -> None:
@@ -104,25 +133,41 @@ class MemoryStore:
             return self._level((scope, bucket.name), bucket, self.clock())
 
 
-_RESERVE = """
+# ARGV per key: amount, capacity, rate, floor (cap the level, -1 for none), mark (-1: a
+# reservation; -2: an adjustment; >= 0: only recheck against that mark). Returns the wait, then the
+# marks (running totals of reservations) of the keys.
+_SCRIPT = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 local wait = 0
+local marks = {}
 for i, key in ipairs(KEYS) do
-  local amount = tonumber(ARGV[4 * i - 3])
-  local cap = tonumber(ARGV[4 * i - 2])
-  local rate = tonumber(ARGV[4 * i - 1])
-  local floor = tonumber(ARGV[4 * i])
-  local s = redis.call('HMGET', key, 'level', 'ts')
+  local amount = tonumber(ARGV[5 * i - 4])
+  local cap = tonumber(ARGV[5 * i - 3])
+  local rate = tonumber(ARGV[5 * i - 2])
+  local floor = tonumber(ARGV[5 * i - 1])
+  local mark = tonumber(ARGV[5 * i])
+  local s = redis.call('HMGET', key, 'level', 'ts', 'taken')
   local level = tonumber(s[1]) or cap
   local ts = tonumber(s[2]) or now
-  level = math.min(cap, level + math.max(0, now - ts) * rate) - amount
-  if floor >= 0 then level = math.min(level, floor) end
-  if level < 0 and amount > 0 then wait = math.max(wait, -level / rate) end
-  redis.call('HSET', key, 'level', tostring(level), 'ts', tostring(now))
-  redis.call('PEXPIRE', key, math.ceil(cap / rate * 1000) + 60000)
+  local taken = tonumber(s[3]) or 0
+  level = math.min(cap, level + math.max(0, now - ts) * rate)
+  if mark >= 0 then
+    local ahead = level + (taken - mark)
+    if ahead < 0 then wait = math.max(wait, -ahead / rate) end
+  else
+    level = level - amount
+    if floor >= 0 then level = math.min(level, floor) end
+    if amount > 0 and mark == -1 then
+      taken = taken + amount
+      if level < 0 then wait = math.max(wait, -level / rate) end
+    end
+    redis.call('HSET', key, 'level', tostring(level), 'ts', tostring(now), 'taken', tostring(taken))
+    redis.call('PEXPIRE', key, math.ceil(cap / rate * 1000) + 60000)
+  end
+  marks[i] = tostring(taken)
 end
-return tostring(wait)
+return {tostring(wait), unpack(marks)}
 """
 
 
@@ -144,30 +189,34 @@ class RedisStore:
             raise InvalidConfigError(f"invalid Redis URL ({exc}); use redis://host:port/db") from None
         self._url_for_async = url
         self.prefix = prefix
-        self._script = self._redis.register_script(_RESERVE)
+        self._script = self._redis.register_script(_SCRIPT)
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self.prefix!r})"  # the URL may hold a password
 
-    def _run(self, scope: str, rows: list[tuple[Bucket, float, float]]) -> float:
-        keys = [f"{self.prefix}{scope}:{b.name}" for b, _, _ in rows]
+    def _run(self, scope: str, rows: list[tuple[Bucket, float, float, float]]) -> tuple[float, tuple[float, ...]]:
+        keys = [f"{self.prefix}{scope}:{b.name}" for b, _, _, _ in rows]
         args: list[Any] = []
-        for bucket, amount, floor in rows:
-            args += [amount, bucket.capacity, bucket.rate, floor]
+        for bucket, amount, floor, mark in rows:
+            args += [amount, bucket.capacity, bucket.rate, floor, mark]
         try:
-            return float(self._script(keys=keys, args=args))
+            out = self._script(keys=keys, args=args)
         except Exception as exc:
             from ._exceptions import ConvoError
 
             raise ConvoError(
                 f"the Redis rate-limit store failed ({type(exc).__name__}); check the server is reachable"
             ) from None
+        return float(out[0]), tuple(float(m) for m in out[1:])
 
-    def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> float:
-        return self._run(scope, [(b, amount, -1.0) for b, amount in demands])
+    def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> tuple[float, tuple[float, ...]]:
+        return self._run(scope, [(b, amount, -1.0, -1.0) for b, amount in demands])
+
+    def recheck(self, scope: str, demands: list[tuple[Bucket, float]], marks: tuple[float, ...]) -> float:
+        return self._run(scope, [(b, 0.0, -1.0, mark) for (b, _), mark in zip(demands, marks)])[0]
 
     def adjust(self, scope: str, bucket: Bucket, delta: float, cap_at: float | None = None) -> None:
-        self._run(scope, [(bucket, -delta, -1.0 if cap_at is None else max(cap_at, 0.0))])
+        self._run(scope, [(bucket, -delta, -1.0 if cap_at is None else max(cap_at, 0.0), -2.0)])
 
 
 @dataclass(frozen=True)
@@ -202,12 +251,15 @@ class Reservation:
     input: float
     output: float
     wait: float
+    demands: list[tuple[Bucket, float]] = field(default_factory=list)
+    marks: tuple[float, ...] = ()
 
 
 @dataclass
 class _Adaptive:
     rate: float | None = None  # requests per second, None = no cap
     sent: deque[float] = field(default_factory=lambda: deque(maxlen=200))
+    last_cut: float = float("-inf")
 
 
 class RateLimiter:
@@ -267,10 +319,16 @@ class RateLimiter:
     def reserve(self, input_tokens: float, output_tokens: float) -> Reservation:
         """Take a request's worth from every bucket; returns how long to wait before sending."""
         demands = self.demands(input_tokens, output_tokens)
-        wait = self.store.reserve(self.limits.scope, demands) if demands else 0.0
+        wait, marks = self.store.reserve(self.limits.scope, demands) if demands else (0.0, ())
         with self._lock:
             self._adaptive.sent.append(self.clock() + wait)
-        return Reservation(input=input_tokens, output=output_tokens, wait=wait)
+        return Reservation(input=input_tokens, output=output_tokens, wait=wait, demands=demands, marks=marks)
+
+    def recheck(self, reservation: Reservation) -> float:
+        """Seconds a reservation must still wait, after refunds made since it was taken."""
+        if not reservation.demands:
+            return 0.0
+        return self.store.recheck(self.limits.scope, reservation.demands, reservation.marks)
 
     def settle(self, reservation: Reservation, usage: Any | None, headers: Mapping[str, str] | None) -> None:
         """Correct a reservation from the response (usage and rate-limit headers)."""
@@ -314,6 +372,8 @@ class RateLimiter:
             if not self._configured.get(name) and limit > 0:
                 self._learned[name] = limit
             bucket = self._bucket(name)
+            if name != "rpm":  # token counts are rounded to the nearest thousand
+                remaining += REMAINING_ROUNDING / 2
             if bucket is not None and remaining < bucket.capacity:
                 self.store.adjust(self.limits.scope, bucket, 0.0, cap_at=remaining)
 
@@ -323,6 +383,9 @@ class RateLimiter:
             return
         with self._lock:
             now = self.clock()
+            if now - self._adaptive.last_cut < 1.0:
+                return  # one burst of 429s is one signal, not one cut per request
+            self._adaptive.last_cut = now
             recent = [t for t in self._adaptive.sent if now - t <= 10.0]
             measured = len(recent) / 10.0 if recent else MIN_RATE
             base = self._adaptive.rate if self._adaptive.rate is not None else max(measured, MIN_RATE)

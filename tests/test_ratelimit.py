@@ -66,6 +66,29 @@ def test_cache_reads_do_not_count_but_cache_writes_do():
     assert store.level("default", bucket) == 10_000 - 500
 
 
+@pytest.mark.parametrize("store_kind", ["memory", "redis"])
+def test_refunds_ahead_in_line_shorten_the_wait(store_kind, request):
+    clock = ManualClock()
+    store = MemoryStore(clock) if store_kind == "memory" else RedisStore(request.getfixturevalue("redis_url"),
+                                                                         prefix=f"refund-{id(clock)}:")
+    limiter = RateLimiter(RateLimits(output_tpm=600, store=store), clock)
+    first = limiter.reserve(0, 600)  # takes the whole bucket
+    second = limiter.reserve(0, 60)  # queued behind it: 60 tokens at 10/s
+    assert first.wait == 0 and second.wait == pytest.approx(6.0, abs=0.1)
+    usage = type("U", (), {"input_tokens": 0, "output_tokens": 100, "cache_creation_input_tokens": 0})()
+    limiter.settle(first, usage, None)  # 500 unused tokens come back
+    assert limiter.recheck(second) == 0
+
+
+def test_rounded_remaining_headers_are_not_taken_as_exact():
+    clock = ManualClock()
+    store = MemoryStore(clock)
+    limiter = RateLimiter(RateLimits(input_tpm=30_000, store=store), clock)
+    limiter.learn({"anthropic-ratelimit-input-tokens-limit": "30000",
+                   "anthropic-ratelimit-input-tokens-remaining": "29000"})
+    assert store.level("default", Bucket("input_tpm", 30_000, 500)) == 29_500
+
+
 def test_a_request_larger_than_a_limit_is_refused():
     limiter = RateLimiter(RateLimits(input_tpm=1000))
     with pytest.raises(convo.InvalidConfigError, match="can never be sent"):
@@ -90,8 +113,11 @@ def test_adaptive_slows_down_on_429_and_529():
         clock.advance(0.1)
     limiter.throttled()
     first = limiter.adaptive_rate
+    limiter.throttled()  # the same burst of 429s: one cut, not one per request
+    assert first is not None and limiter.adaptive_rate == first
+    clock.advance(1.0)
     limiter.throttled()
-    assert first is not None and limiter.adaptive_rate == pytest.approx(first * 0.7)
+    assert limiter.adaptive_rate == pytest.approx(first * 0.7)
     waits = [limiter.reserve(0, 0).wait for _ in range(5)]
     assert waits[-1] > 0  # requests are now spaced out
 
@@ -122,7 +148,7 @@ def test_bad_limits(kwargs):
 def test_redis_store_buckets_are_atomic_and_shared(redis_url):
     a, b = RedisStore(redis_url, prefix="t1:"), RedisStore(redis_url, prefix="t1:")
     bucket = Bucket("rpm", 10, 10 / 60)
-    waits = [s.reserve("acct", [(bucket, 1)]) for s in [a, b] * 6]
+    waits = [s.reserve("acct", [(bucket, 1)])[0] for s in [a, b] * 6]
     assert waits[:10] == [0.0] * 10 and waits[10] > 0 and waits[11] > waits[10]
     assert "redis://" not in repr(a)
 
