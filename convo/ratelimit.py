@@ -372,8 +372,10 @@ class RateLimiter:
             if not self._configured.get(name) and limit > 0:
                 self._learned[name] = limit
             bucket = self._bucket(name)
-            if name != "rpm":  # token counts are rounded to the nearest thousand
-                remaining += REMAINING_ROUNDING / 2
+            if name != "rpm" and bucket is not None:
+                # Token counts are rounded to the nearest thousand: take the middle of the range,
+                # less a second of refill for what is still in transit to the server.
+                remaining += max(0.0, REMAINING_ROUNDING / 2 - bucket.rate)
             if bucket is not None and remaining < bucket.capacity:
                 self.store.adjust(self.limits.scope, bucket, 0.0, cap_at=remaining)
 

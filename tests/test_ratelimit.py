@@ -86,7 +86,12 @@ def test_rounded_remaining_headers_are_not_taken_as_exact():
     limiter = RateLimiter(RateLimits(input_tpm=30_000, store=store), clock)
     limiter.learn({"anthropic-ratelimit-input-tokens-limit": "30000",
                    "anthropic-ratelimit-input-tokens-remaining": "29000"})
-    assert store.level("default", Bucket("input_tpm", 30_000, 500)) == 29_500
+    # The middle of the rounding range (+500), less one second of refill (500/s) in transit.
+    assert store.level("default", Bucket("input_tpm", 30_000, 500)) == 29_000
+    limiter = RateLimiter(RateLimits(input_tpm=6_000, store=store, scope="small"), clock)
+    limiter.learn({"anthropic-ratelimit-input-tokens-limit": "6000",
+                   "anthropic-ratelimit-input-tokens-remaining": "5000"})
+    assert store.level("small", Bucket("input_tpm", 6_000, 100)) == 5_400
 
 
 def test_a_request_larger_than_a_limit_is_refused():
