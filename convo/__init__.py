@@ -52,6 +52,7 @@ from .messages import (
 )
 from .prices import PriceTable, UnknownModelError
 from .ratelimit import MemoryStore, RateLimits, RedisStore
+from .receipts import Receipt
 from .redact import Finding, Redaction, Redactor, Restorer, restore, restore_message
 from .retry import RetryBudget, RetryPolicy
 from .strategies import Selection, SlidingWindow, Strategy, TrimState
@@ -98,6 +99,7 @@ __all__ = [
     "PriceTable",
     "RateLimitError",
     "RateLimits",
+    "Receipt",
     "RedactedThinkingBlock",
     "Redaction",
     "Redactor",

@@ -43,6 +43,7 @@ def to_dict(conv: Conversation) -> dict[str, Any]:
         "strategy": strategy.config() if hasattr(strategy, "config") else {"type": "custom"},
         "messages": [m.to_api() for m in conv.messages],
         "pinned": conv.pinned,
+        "prompt_cache": conv.prompt_cache,
         **({"summary": {"text": summary.text, "turns": summary.turns}} if summary else {}),
     }
 
@@ -97,6 +98,7 @@ def from_dict(
             max_tokens=data.get("max_tokens"),
             strategy=strategy if strategy is not None else strategy_from_config(data.get("strategy")),
             counter=counter,
+            prompt_cache=data.get("prompt_cache", False),
         )
         messages = data["messages"]
         if not isinstance(messages, list):

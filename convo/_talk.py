@@ -10,7 +10,7 @@ import contextlib
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from ._exceptions import InvalidConfigError
+from ._exceptions import ConvoError, InvalidConfigError
 from .messages import to_message
 from .redact import restore_message
 from .strategies import OrElse
@@ -32,6 +32,9 @@ class Talking:
     redactor: Any
     _summary: Summary | None
     _mapping: dict[str, str]
+    _draft: Any
+    receipts: list[Any]
+    counter: Any
 
     # -- talking to the model -----------------------------------------------------------------
 
@@ -45,7 +48,7 @@ class Talking:
             with contextlib.suppress(Exception):  # kept in summary_error; the window takes over
                 self.compact(max_tokens, tools=params.get("tools"))
             request = self.request(max_tokens, **params)
-            reply = self._unredact(self._need_client().create(**request))
+            reply = self._unredact(self._record(self._need_client().create(**request)))
         except BaseException:
             self._rollback(mark)
             raise
@@ -65,7 +68,7 @@ class Talking:
                     yield restorer.feed(text) if restorer else text
                 if restorer:
                     yield restorer.flush()
-                reply = self._unredact(s.get_final_message())
+                reply = self._unredact(self._record(s.get_final_message()))
         except BaseException:
             self._rollback(mark)
             raise
@@ -78,7 +81,7 @@ class Talking:
             with contextlib.suppress(Exception):
                 await self.acompact(max_tokens, tools=params.get("tools"))
             request = self.request(max_tokens, **params)
-            reply = self._unredact(await self._need_client().create(**request))
+            reply = self._unredact(self._record(await self._need_client().create(**request)))
         except BaseException:
             self._rollback(mark)
             raise
@@ -97,11 +100,19 @@ class Talking:
                     yield restorer.feed(text) if restorer else text
                 if restorer:
                     yield restorer.flush()
-                reply = self._unredact(await s.get_final_message())
+                reply = self._unredact(self._record(await s.get_final_message()))
         except BaseException:
             self._rollback(mark)
             raise
         self._end_turn(reply)
+
+    def _record(self, reply: Any) -> Any:
+        """Complete the drafted receipt of the request just answered."""
+        if self._draft is not None:
+            prices = getattr(self.client, "prices", None)
+            self.receipts.append(self._draft.completed(getattr(reply, "usage", None), prices))
+            self._draft = None
+        return reply
 
     def _unredact(self, reply: Any) -> Any:
         """Put back what the conversation's redactor replaced in the request (placeholder mode)."""
@@ -144,26 +155,50 @@ class Talking:
         strategy, fold = self._plan_fold(max_tokens, tools, force)
         if fold is None:
             return False
-        try:
-            text = strategy.summarize(fold, self.client, self.model)
-        except Exception as exc:
-            self.summary_error = f"{type(exc).__name__}: {exc}"
-            raise
-        self._summary, self.summary_error = Summary(text, fold.end), None
-        return True
+        limit = None
+        for _ in range(strategy.max_calls):
+            try:
+                text = strategy.summarize(fold, self.client, self.model, limit)
+            except Exception as exc:
+                self.summary_error = f"{type(exc).__name__}: {exc}"
+                raise
+            limit = self._commit_summary(fold, text)
+            if limit is None:
+                return True
+        raise ConvoError(self.summary_error)
 
     async def acompact(self, max_tokens: int | None = None, *, force: bool = False, tools: Any = None) -> bool:
         """The async twin of :meth:`compact`."""
         strategy, fold = self._plan_fold(max_tokens, tools, force)
         if fold is None:
             return False
-        try:
-            text = await strategy.asummarize(fold, self.client, self.model)
-        except Exception as exc:
-            self.summary_error = f"{type(exc).__name__}: {exc}"
-            raise
-        self._summary, self.summary_error = Summary(text, fold.end), None
-        return True
+        limit = None
+        for _ in range(strategy.max_calls):
+            try:
+                text = await strategy.asummarize(fold, self.client, self.model, limit)
+            except Exception as exc:
+                self.summary_error = f"{type(exc).__name__}: {exc}"
+                raise
+            limit = self._commit_summary(fold, text)
+            if limit is None:
+                return True
+        raise ConvoError(self.summary_error)
+
+    def _commit_summary(self, fold: Fold, text: str) -> int | None:
+        """Store the summary if it is shorter than what it replaces (None); else record why and
+        return a tighter reply limit for the next try."""
+        summary = Summary(text, fold.end)
+        previous = Summary(fold.previous, 0).message if fold.previous else None
+        replaced = sum(self.counter.count_message(m) for m in (*fold.messages, *filter(None, [previous])))
+        size = self.counter.count_message(summary.message)
+        if size < replaced:
+            self._summary, self.summary_error = summary, None
+            return None
+        self.summary_error = (
+            f"the summary ({size} tokens) is not shorter than the {replaced} tokens it would replace; "
+            "the turns were kept"
+        )
+        return max(16, replaced // 2)
 
     def _plan_fold(self, max_tokens: int | None, tools: Any, force: bool) -> tuple[Any, Fold | None]:
         strategy = self.strategy

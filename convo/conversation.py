@@ -20,10 +20,18 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from . import _persist
+from . import _breakpoints, _persist, receipts
 from ._exceptions import InvalidConfigError, InvalidInputError, InvalidMessageError
 from ._talk import Talking
-from .messages import Message, TextBlock, check_next, is_turn_start, to_message, to_system
+from .messages import (
+    Message,
+    TextBlock,
+    check_next,
+    is_turn_start,
+    to_message,
+    to_system,
+)
+from .receipts import Receipt
 from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection
 from .summarize import Summary
 from .tokens import TokenCounter, default_counter, fixed_tokens
@@ -49,7 +57,10 @@ class Conversation(Talking):
     ``counter`` estimates tokens (default: the offline, cached counter). ``max_tokens`` is the
     default reply length for :meth:`request` (default 1024, or half the budget if that is less).
     ``client`` (a :class:`convo.Client` or :class:`convo.AsyncClient`) lets :meth:`send`,
-    :meth:`stream`, :meth:`asend` and :meth:`astream` talk to the model.
+    :meth:`stream`, :meth:`asend` and :meth:`astream` talk to the model. ``prompt_cache=True``
+    (or ``"1h"``) places prompt-cache breakpoints on the system prompt, the summary and the
+    newest turns, and makes the default window cut in steps (``SlidingWindow(low_water=0.65)``)
+    so long chats keep reading their prefix from the cache; see :mod:`convo.receipts`.
     """
 
     def __init__(
@@ -63,6 +74,7 @@ class Conversation(Talking):
         max_tokens: int | None = None,
         client: Any = None,
         redactor: Any = None,
+        prompt_cache: bool | str = False,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
             raise InvalidConfigError(f"model must be a model name such as 'claude-sonnet-4-6', got {model!r}")
@@ -72,10 +84,17 @@ class Conversation(Talking):
         _positive_int(max_tokens, "max_tokens", "give the default reply length, e.g. max_tokens=1024")
         if strategy is not None and not callable(strategy):
             raise InvalidConfigError(f"strategy must be callable (e.g. SlidingWindow()), got {type(strategy).__name__}")
+        if prompt_cache not in (False, True, "5m", "1h"):
+            raise InvalidConfigError(
+                f"prompt_cache must be True, False, '5m' or '1h' (the cache TTL), got {prompt_cache!r}"
+            )
         self.model = model
         self.budget = budget
         self.max_tokens = max_tokens
-        self.strategy: StrategyLike = strategy if strategy is not None else SlidingWindow()
+        #: Place prompt-cache breakpoints (and cut the default window in steps): False, True, "5m" or "1h".
+        self.prompt_cache = "5m" if prompt_cache is True else prompt_cache
+        default = SlidingWindow(low_water=0.65) if self.prompt_cache else SlidingWindow()
+        self.strategy: StrategyLike = strategy if strategy is not None else default
         self.counter: TokenCounter = counter if counter is not None else default_counter()
         self.client = client
         self.redactor = redactor
@@ -97,6 +116,9 @@ class Conversation(Talking):
         self._tool_ids: set[str] = set()
         self._summary: Summary | None = None
         self.last_selection: Selection | None = None
+        #: One :class:`~convo.receipts.Receipt` per request sent (see ``last_receipt``).
+        self.receipts: list[Receipt] = []
+        self._draft: Receipt | None = None
         #: Why the last summarizing step failed (None once one succeeds); see :class:`Summarize`.
         self.summary_error: str | None = None
 
@@ -129,6 +151,11 @@ class Conversation(Talking):
     def summary(self) -> Summary | None:
         """The rolling summary of the first turns kept by :class:`Summarize`, if any."""
         return self._summary
+
+    @property
+    def last_receipt(self) -> Receipt | None:
+        """What the last request sent kept, dropped, summarized, cached and cost."""
+        return self.receipts[-1] if self.receipts else None
 
     @property
     def total_tokens(self) -> int:
@@ -239,6 +266,7 @@ class Conversation(Talking):
             setattr(twin, name, list(getattr(self, name)))
         twin._pinned = set(self._pinned)
         twin._tool_ids = set(self._tool_ids)
+        twin.receipts = list(self.receipts)
         twin.strategy = copy.copy(self.strategy)
         return twin
 
@@ -277,6 +305,11 @@ class Conversation(Talking):
             )
         request["messages"] = [m.to_api() for m in self._selected(selection)]
         request.update(params)
+        marks = []
+        if self.prompt_cache:
+            marks = _breakpoints.place(request, summary=bool(selection.context), ttl=self.prompt_cache)
+        summary_tokens = sum(self.counter.count_message(m) for m in selection.context)
+        self._draft = receipts.draft(self.model, state, selection, marks, summary_tokens)
         if self.redactor is not None:  # before it is sent, cached or logged
             request, self._mapping = self.redactor.redact_request(request)
         return request

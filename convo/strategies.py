@@ -24,7 +24,7 @@ from .tokens import TokenCounter
 if TYPE_CHECKING:
     from .summarize import Summary
 
-__all__ = ["Selection", "SlidingWindow", "Strategy", "StrategyLike", "TrimState", "strategy_from_config"]
+__all__ = ["Selection", "SlidingWindow", "Strategy", "StrategyLike", "TrimState", "stepped_start", "strategy_from_config"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,14 +157,28 @@ class SlidingWindow(Strategy):
     turn is always sent. When even those do not fit it raises
     :class:`~convo.ContextOverflowError`. Finding the cut is a binary search over running
     totals, so it costs O(log n) however long the history is.
+
+    ``low_water`` (below 1) makes the window cut in steps, for prompt caching: once the
+    request reaches the budget, old turns are dropped in one block until it is down to
+    ``low_water`` x budget, and the cut then stays put until the budget is reached again — so
+    the sent prefix is identical, and read from the cache, for many turns. The cut is derived
+    from the history alone (see :func:`stepped_start`), so the strategy stays a pure function.
     """
 
+    low_water: float = 1.0
     name: ClassVar[str] = "sliding_window"
+
+    def __post_init__(self) -> None:
+        lw = self.low_water
+        if isinstance(lw, bool) or not isinstance(lw, (int, float)) or not 0 < lw <= 1:
+            raise InvalidConfigError(f"low_water must be a fraction of the budget in (0, 1], e.g. 0.65; got {lw!r}")
 
     def __call__(self, state: TrimState) -> Selection:
         last = state.turns - 1
         if state.cost(last) > state.budget:
             raise state.overflow()
+        if self.low_water < 1:
+            return Selection(start=stepped_start(state, self.low_water))
         # cost(start) never grows with start: binary-search the first start that fits.
         lo, hi = 0, last
         while lo < hi:
@@ -175,9 +189,50 @@ class SlidingWindow(Strategy):
                 lo = mid + 1
         return Selection(start=lo)
 
+    def config(self) -> dict[str, Any]:
+        return {"type": self.name, "low_water": self.low_water} if self.low_water < 1 else {"type": self.name}
+
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SlidingWindow:
-        return cls()
+        return cls(low_water=config.get("low_water", 1.0))
+
+
+def stepped_start(state: TrimState, low_water: float, floor: int = 0, extra: int = 0) -> int:
+    """The cut of a window that drops old turns in blocks, replayed from the history.
+
+    Starting at turn ``floor``, walk the history as it grew: whenever the turns from the cut to
+    some turn ``n`` (plus ``extra`` tokens of context) no longer fit the budget, move the cut to
+    the first turn that brings that request down to ``low_water`` x budget. Finished turns never
+    change, so earlier cuts never move and the kept prefix stays byte-identical between the
+    steps. Each step is two binary searches over the running totals. The result always fits:
+    the caller checks first that the last turn (with pinned turns and ``extra``) does.
+    """
+    prefix, budget, last = state.prefix, state.budget, state.turns
+    base = state.fixed + state.max_tokens + extra
+
+    def cost(start: int, n: int) -> int:  # the request turns start..n-1 made, when n turns existed
+        return base + prefix[n] - prefix[start] + state.pinned_before(start)
+
+    cut = floor
+    while cost(cut, last) > budget:
+        lo, hi = cut + 1, last  # the first history length at which the window overflowed
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if cost(cut, mid) > budget:
+                hi = mid
+            else:
+                lo = mid + 1
+        n = lo
+        target = budget * low_water
+        lo, hi = cut, n - 1  # the first start that brings it down to the low-water mark
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if cost(mid, n) <= target:
+                hi = mid
+            else:
+                lo = mid + 1
+        cut = max(lo, cut + 1)
+    return cut
 
 
 @dataclass(frozen=True)

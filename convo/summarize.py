@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Union
 
 from ._exceptions import ConvoError, InvalidConfigError
 from .messages import Message
-from .strategies import Selection, SlidingWindow, Strategy, TrimState
+from .strategies import Selection, SlidingWindow, Strategy, TrimState, stepped_start
 
 __all__ = ["HEADER", "Fold", "Summarize", "Summarizer", "Summary", "summary_request"]
 
@@ -74,8 +74,12 @@ class Summarize(Strategy):
 
     ``summarizer`` is any ``(previous_summary, turns) -> str`` callable (async on the async
     path); by default the conversation's client writes the summary, with ``model`` if given (a
-    cheaper model), else the conversation's. If summarizing fails, the conversation falls back
-    to the sliding window and records why (``conv.summary_error``, ``conv.last_selection.note``).
+    cheaper model), else the conversation's. A summary replaces turns only when it came back,
+    is non-empty and is shorter than what it replaces; one that is too long is asked for again,
+    shorter, up to ``max_calls`` summarizing calls per turn. If summarizing fails, the turns are
+    kept, the conversation falls back to the sliding window and records why
+    (``conv.summary_error``, ``conv.last_selection.note``). ``low_water`` as for
+    :class:`SlidingWindow`, for the turns after the summary.
     """
 
     trigger: float = 0.8
@@ -83,6 +87,8 @@ class Summarize(Strategy):
     max_summary_tokens: int = 1024
     summarizer: Summarizer | None = field(default=None, repr=False, compare=False)
     model: str | None = None
+    low_water: float = 1.0
+    max_calls: int = 2
     name: ClassVar[str] = "summarize"
 
     def __post_init__(self) -> None:
@@ -99,6 +105,9 @@ class Summarize(Strategy):
             )
         if self.model is not None and (not isinstance(self.model, str) or not self.model.strip()):
             raise InvalidConfigError(f"model must be a model name such as 'claude-haiku-4-5', got {self.model!r}")
+        SlidingWindow(self.low_water)  # checks it
+        if isinstance(self.max_calls, bool) or not isinstance(self.max_calls, int) or self.max_calls < 1:
+            raise InvalidConfigError(f"max_calls must be an int >= 1 (summarizing calls per turn), got {self.max_calls!r}")
 
     # -- fitting (pure) ----------------------------------------------------------------------
 
@@ -106,23 +115,26 @@ class Summarize(Strategy):
         summary = state.summary
         last = state.turns - 1
         if summary is None or summary.turns <= 0:
-            return SlidingWindow()(state)
+            return SlidingWindow(self.low_water)(state)
         start = min(summary.turns, last)
         context = (summary.message,)
         extra = state.cost(Selection(last, context)) - state.cost(last)  # the summary's tokens
         if state.cost(start) + extra <= state.budget:
             return Selection(start, context)
         if state.cost(last) + extra <= state.budget:
-            lo, hi = start, last  # cost falls as the start moves on: binary-search the first fit
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if state.cost(mid) + extra <= state.budget:
-                    hi = mid
-                else:
-                    lo = mid + 1
+            if self.low_water < 1:  # cut in blocks after the summary, so the prefix stays cached
+                lo = stepped_start(state, self.low_water, floor=start, extra=extra)
+            else:  # cost falls as the start moves on: binary-search the first fit
+                lo, hi = start, last
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if state.cost(mid) + extra <= state.budget:
+                        hi = mid
+                    else:
+                        lo = mid + 1
             note = f"the summary and all turns after it did not fit; dropped {lo - start} more turn(s)"
             return Selection(lo, context, note)
-        window = SlidingWindow()(state)
+        window = SlidingWindow(self.low_water)(state)
         return Selection(window.start, (), "the summary did not fit in the budget; sent without it (sliding window)")
 
     def plan(self, state: TrimState, *, force: bool = False) -> Fold | None:
@@ -154,7 +166,7 @@ class Summarize(Strategy):
 
     # -- summarizing (calls the model) ------------------------------------------------------------
 
-    def summarize(self, fold: Fold, client: Any, model: str) -> str:
+    def summarize(self, fold: Fold, client: Any, model: str, max_tokens: int | None = None) -> str:
         """Write the summary for ``fold`` with the summarizer, or with ``client`` (a Client)."""
         if self.summarizer is not None:
             text = self.summarizer(fold.previous, list(fold.messages))
@@ -165,7 +177,7 @@ class Summarize(Strategy):
                     "or give a sync callable"
                 )
             return _clean(text)
-        reply = _need(client).create(**summary_request(fold, self.max_summary_tokens, self.model or model))
+        reply = _need(client).create(**summary_request(fold, max_tokens or self.max_summary_tokens, self.model or model))
         if inspect.isawaitable(reply):
             getattr(reply, "close", lambda: None)()
             raise InvalidConfigError(
@@ -173,12 +185,13 @@ class Summarize(Strategy):
             )
         return _clean(_reply_text(reply))
 
-    async def asummarize(self, fold: Fold, client: Any, model: str) -> str:
+    async def asummarize(self, fold: Fold, client: Any, model: str, max_tokens: int | None = None) -> str:
         """The async twin of :meth:`summarize` (sync summarizers and clients work too)."""
         if self.summarizer is not None:
             text = self.summarizer(fold.previous, list(fold.messages))
         else:
-            text = _need(client).create(**summary_request(fold, self.max_summary_tokens, self.model or model))
+            limit = max_tokens or self.max_summary_tokens
+            text = _need(client).create(**summary_request(fold, limit, self.model or model))
         if inspect.isawaitable(text):
             text = await text
         return _clean(text if self.summarizer is not None else _reply_text(text))
@@ -193,11 +206,13 @@ class Summarize(Strategy):
             "keep_last": self.keep_last,
             "max_summary_tokens": self.max_summary_tokens,
             "model": self.model,
+            "max_calls": self.max_calls,
+            **({"low_water": self.low_water} if self.low_water < 1 else {}),
         }
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Summarize:
-        keys = ("trigger", "keep_last", "max_summary_tokens", "model")
+        keys = ("trigger", "keep_last", "max_summary_tokens", "model", "low_water", "max_calls")
         return cls(**{k: config[k] for k in keys if k in config})
 
 

@@ -309,3 +309,10 @@ def test_repr_is_short():
 
 def test_exported_from_top_level():
     assert convo.Conversation is Conversation
+
+
+def test_prompt_cache_setting_round_trips(tmp_path):
+    conv = Conversation("sys", model=MODEL, budget=9000, prompt_cache="1h")
+    conv.add_user("hello")
+    conv.save(tmp_path / "c.json")
+    assert Conversation.load(tmp_path / "c.json").prompt_cache == "1h"

@@ -127,9 +127,10 @@ class Chat:
             line += f"; the first {conv.summary.turns} turns are summarized"
         self.say(line)
         s = self.client.stats
+        receipt = getattr(conv, "last_receipt", None)
         self.say(
             f"used so far: {s.input_tokens:,} input + {s.output_tokens:,} output tokens in "
-            f"{s.requests} request(s), {usd(s.cost_usd)}"
+            f"{s.requests} request(s), {usd(s.cost_usd)}" + (f"; last request: {receipt}" if receipt else "")
         )
 
     def undo(self, arg: str) -> None:

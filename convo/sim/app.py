@@ -23,6 +23,7 @@ from aiohttp import web
 from ..tokens import TokenCounter, default_counter
 from . import protocol as p
 from .batches import BatchStore
+from .cache import PromptCache
 from .faults import STREAM_KINDS, Fault, Faults
 from .limits import RateLimits
 from .model import OfflineModel, Reply
@@ -85,6 +86,7 @@ class SimState:
 
     def __post_init__(self) -> None:
         self.model = OfflineModel(self.seed, self.counter)
+        self.cache = PromptCache(self.counter, lambda: self.clock())
         self.ids = p.Ids(self.seed)
         self.batches = BatchStore(self._run_batch_request, batch_seconds=self.batch_seconds, seed=self.seed)
         self.recorded: deque[Recorded] = deque(maxlen=self.record if self.record else 0)
@@ -260,14 +262,20 @@ class _Handlers:
                 "You have reached your API usage limits. You will regain access on the first of next month.",
                 details={"error_code": "enforced_spend_limit_reached"},
             )
-        exceeded = s.limits.admit(req.model, input_tokens)
+        plan = s.cache.plan(
+            req.model, req.messages, system=req.system, tools=req.tools, auto=req.cache_control, total=input_tokens
+        )
+        # Cache reads do not count toward the input-tokens-per-minute limit.
+        exceeded = s.limits.admit(req.model, input_tokens - plan.usage.read)
         if exceeded is not None:
             raise ErrorReply(429, exceeded.message, headers={"retry-after": str(exceeded.retry_after)})
+        s.cache.commit(plan)
+        cache = plan.usage.fields()
         reply = s.answer(req)
         s.limits.charge_output(req.model, reply.output_tokens)
         msg_id = s.ids.message()
         if req.stream:
-            return await self._stream(request, req, reply, msg_id, input_tokens, fault)
+            return await self._stream(request, req, reply, msg_id, cache, fault)
         if fault.kind == "drop":
             _drop(request)
         wait = s.latency + s.token_latency * reply.events
@@ -275,10 +283,11 @@ class _Handlers:
             wait += s.faults.stall_seconds
         if wait > 0:
             await asyncio.sleep(wait)
-        return _json(p.message_json(msg_id, req.model, reply, input_tokens))
+        return _json(p.message_json(msg_id, req.model, reply, input_tokens, cache=cache))
 
     async def _stream(
-        self, request: web.Request, req: p.MessageRequest, reply: Reply, msg_id: str, input_tokens: int, fault: Fault
+        self, request: web.Request, req: p.MessageRequest, reply: Reply, msg_id: str, cache: dict[str, Any],
+        fault: Fault,
     ) -> web.StreamResponse:
         s = self.s
         if s.latency > 0:
@@ -287,7 +296,7 @@ class _Handlers:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         opening, deltas, closing = p.content_events(reply.blocks)
-        head = p.start_event(msg_id, req.model, input_tokens) + opening
+        head = p.start_event(msg_id, req.model, cache["input_tokens"], cache) + opening
         tail = closing + p.message_delta_event(reply.stop_reason, reply.stop_sequence, reply.output_tokens) + p.MESSAGE_STOP
         at = min(fault.after, len(deltas)) if fault.kind in STREAM_KINDS else -1
         if s.token_latency <= 0 and at < 0:

@@ -165,6 +165,7 @@ class MessageRequest:
     thinking: dict[str, Any] | None = None  # None when thinking is off
     stop_sequences: list[str] = field(default_factory=list)
     stream: bool = False
+    cache_control: Any = None  # the top-level (automatic) breakpoint
 
 
 def _require(body: Mapping[str, Any], name: str) -> Any:
@@ -210,7 +211,10 @@ def _check_common(body: Any, allowed: frozenset[str]) -> MessageRequest:
         tool_choice = check_tool_choice(body.get("tool_choice"), tools)
     except ValueError as exc:
         raise invalid(str(exc)) from None
-    return MessageRequest(model=model, messages=messages, system=system, tools=tools, tool_choice=tool_choice)
+    return MessageRequest(
+        model=model, messages=messages, system=system, tools=tools, tool_choice=tool_choice,
+        cache_control=body.get("cache_control"),
+    )  # fmt: skip
 
 
 def _check_thinking(req: MessageRequest, body: Mapping[str, Any]) -> None:
@@ -294,15 +298,19 @@ def parse_batch_create(body: Any) -> list[tuple[str, dict[str, Any]]]:
 # -- responses ---------------------------------------------------------------------------
 
 
-def usage_json(input_tokens: int, output_tokens: int, *, service_tier: str = "standard") -> dict[str, Any]:
-    return {
+def usage_json(
+    input_tokens: int, output_tokens: int, *, cache: Mapping[str, Any] | None = None, service_tier: str = "standard"
+) -> dict[str, Any]:
+    """``cache``: the input and cache fields of a :class:`~convo.sim.cache.CacheUsage` (``fields()``)."""
+    usage = dict(cache) if cache is not None else {
         "input_tokens": input_tokens,
         "cache_creation_input_tokens": 0,
         "cache_read_input_tokens": 0,
         "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
-        "output_tokens": output_tokens,
-        "service_tier": service_tier,
-    }
+    }  # fmt: skip
+    usage["output_tokens"] = output_tokens
+    usage["service_tier"] = service_tier
+    return usage
 
 
 def block_json(block: Block) -> dict[str, Any]:
@@ -314,7 +322,8 @@ def block_json(block: Block) -> dict[str, Any]:
 
 
 def message_json(
-    msg_id: str, model: str, reply: Reply, input_tokens: int, *, service_tier: str = "standard"
+    msg_id: str, model: str, reply: Reply, input_tokens: int, *, service_tier: str = "standard",
+    cache: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A complete Message object, shaped like the API's."""
     return {
@@ -325,11 +334,11 @@ def message_json(
         "content": [block_json(b) for b in reply.blocks],
         "stop_reason": reply.stop_reason,
         "stop_sequence": reply.stop_sequence,
-        "usage": usage_json(input_tokens, reply.output_tokens, service_tier=service_tier),
+        "usage": usage_json(input_tokens, reply.output_tokens, cache=cache, service_tier=service_tier),
     }
 
 
-def start_event(msg_id: str, model: str, input_tokens: int) -> bytes:
+def start_event(msg_id: str, model: str, input_tokens: int, cache: Mapping[str, Any] | None = None) -> bytes:
     return sse(
         "message_start",
         {
@@ -343,9 +352,8 @@ def start_event(msg_id: str, model: str, input_tokens: int) -> bytes:
                 "stop_reason": None,
                 "stop_sequence": None,
                 "usage": {
-                    "input_tokens": input_tokens,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
+                    **(cache or {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
+                                 "cache_read_input_tokens": 0}),
                     "output_tokens": 1,
                 },
             },

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import sys
 import threading
@@ -16,6 +18,7 @@ from aiohttp import web
 from .._exceptions import InvalidConfigError
 from ..tokens import TokenCounter, default_counter
 from .app import Recorded, SimState, make_app
+from .cache import PromptCache
 from .faults import Fault, Faults
 from .limits import RateLimits
 
@@ -132,6 +135,11 @@ class Simulator:
     def limits(self) -> RateLimits:
         return self.state.limits
 
+    @property
+    def prompt_cache(self) -> PromptCache:
+        """The prompt-cache entries (``len()`` counts the live ones; ``clear()`` empties it)."""
+        return self.state.cache
+
     # -- background thread ---------------------------------------------------------------
 
     def _bind(self) -> socket.socket:
@@ -218,6 +226,12 @@ class Simulator:
         self._sock = self._bind()
         loop = _new_loop()
         asyncio.set_event_loop(loop)
+        stoppers = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            # The loop stops itself on a signal, so no KeyboardInterrupt can land mid-shutdown.
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, loop.stop)
+                stoppers.append(sig)
         try:
             loop.run_until_complete(self._start_site())
             (announce or (lambda s: print(s, file=sys.stderr, flush=True)))(
@@ -227,6 +241,8 @@ class Simulator:
         except KeyboardInterrupt:
             pass
         finally:
+            for sig in stoppers:
+                loop.remove_signal_handler(sig)
             if self._runner is not None:
                 loop.run_until_complete(self._runner.cleanup())
                 self._runner = None
