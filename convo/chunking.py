@@ -23,10 +23,13 @@ import re
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._exceptions import InvalidConfigError, InvalidInputError
-from ._measure import Measure, measure_for
 from .tokens import TokenCounter, default_counter
+
+if TYPE_CHECKING:
+    from ._measure import Measure
 
 __all__ = ["Chunk", "TextFileError", "chunk_file", "chunk_text"]
 
@@ -100,6 +103,9 @@ def chunk_text(
     if not text:
         return []
     _check_encodable(text)
+    # Imported here so that numpy loads on first use rather than with convo.
+    from ._measure import measure_for
+
     spans = _spans(text, measure_for(text, counter, max_tokens), max_tokens, overlap)
     return [Chunk(text[a:c], a, c, n, i) for i, (a, c, n) in enumerate(spans)]
 

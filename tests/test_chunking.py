@@ -6,6 +6,7 @@ import pydoc_data.topics
 import re
 from itertools import pairwise
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,7 +17,7 @@ from convo import (
     InvalidConfigError,
     InvalidInputError,
     OfflineCounter,
-    chunking,
+    _measure,
 )
 from convo.chunking import Chunk, TextFileError, chunk_file, chunk_text
 from convo.tokens import _CJK, _encoding, default_counter
@@ -113,9 +114,49 @@ def test_overlap_on_real_text():
     assert min(shared) > 0 and sum(shared) / len(shared) > 32  # neighbours really share text
 
 
-def test_cjk_count_matches_the_counter():
-    sample = "".join(PIECES) + ZH[:2000] + "\U00020000\u2e80\u4dbf\uac00"
-    assert chunking._cjk(sample) == len(_CJK.findall(sample))
+# -- the one-pass measure (convo._measure) ----------------------------------------------------
+
+
+@settings(max_examples=100, deadline=None)
+@given(mixed_text(), st.integers(8, 80), st.sampled_from([0, 3]))
+def test_dense_and_sparse_text_paths_agree(text, limit, overlap):
+    # Dense non-Latin text gets per-character running sums up front, other text is measured
+    # chunk by chunk: both must give the same chunks.
+    results = []
+    for dense in (0.0, float("inf")):
+        with mock.patch.object(_measure, "_DENSE", dense):
+            results.append(chunk_text(text, limit, overlap))
+    check(text, results[0], limit, overlap)
+    assert results[0] == results[1]
+
+
+@settings(max_examples=150, deadline=None)
+@given(mixed_text(), st.data())
+def test_split_points_are_found_as_one_by_one_would(text, data):
+    # The regex engine finds the places where tiktoken's pieces always split; checking each
+    # position with _is_split is the slow definition it must agree with.
+    splits = [m for m in range(len(text) + 1) if _measure._is_split(text, m)]
+    a, scan = data.draw(st.integers(0, len(text))), data.draw(st.sampled_from([1, 3, 16, _measure.SCAN]))
+    floor = data.draw(st.integers(0, a))
+    window = [m for m in splits if a <= m <= a + scan]
+    before = [m for m in splits if max(floor, a - scan) <= m <= a]
+    with mock.patch.object(_measure, "SCAN", scan):  # small windows: their edges get tested too
+        assert _measure._first_split(text, a) == (window[0] if window else None)
+        assert _measure._last_split(text, a, floor) == (before[-1] if before else None)
+
+
+def test_cjk_count_and_estimate_match_the_counter():
+    sample = "".join(PIECES) + ZH[:2000] + "\U00020000\u2e80\u4dbf\uac00\U0001f600\U0002fa1f\U0002fa20"
+    dense = _measure.OfflineMeasure(sample, OfflineCounter(), 100)  # per-character running sums
+    sparse = _measure.OfflineMeasure(EN[:20000] + sample, OfflineCounter(), 100)  # chunk by chunk
+    assert dense.cjk_before is not None and sparse.cjk_before is None
+    counter = OfflineCounter()
+    for a, c in [(0, len(sample)), (5, 700), (len(sample) - 9, len(sample))]:
+        piece = sample[a:c]
+        assert dense._cjk(a, c) == len(_CJK.findall(piece)) == sparse._cjk(20000 + a, 20000 + c)
+        bpe = len(_encoding().encode_ordinary(piece))
+        assert counter.estimate(bpe, len(_CJK.findall(piece))) == counter.count_text(piece)
+    assert counter.estimate(0, 0) == counter.count_text("") == 0
 
 
 # -- where cuts fall ------------------------------------------------------------------------------
