@@ -17,6 +17,7 @@ from typing import Any
 
 import anthropic
 from anthropic.types import TextBlock as SDKTextBlock
+from anthropic.types.parsed_message import ParsedMessage, ParsedTextBlock
 
 from ._calls import (
     CallContext,
@@ -108,13 +109,19 @@ class _Progress:
             return final.model_copy(update={"usage": usage})
         content = list(final.content)
         index = next((i for i, b in enumerate(content) if b.type == "text"), None)
-        whole = SDKTextBlock(type="text", text=self.text, citations=None)
         if index is None:
-            content.insert(0, whole)
-        else:
+            content.insert(0, _text_block(final, self.text))
+        else:  # a copy of the block keeps its class (ParsedTextBlock in a stream's ParsedMessage)
             tail = "".join(b.text for b in content[index + 1 :] if b.type == "text")
-            content[index] = SDKTextBlock(type="text", text=self.text[: len(self.text) - len(tail)], citations=None)
+            content[index] = content[index].model_copy(update={"text": self.text[: len(self.text) - len(tail)]})
         return final.model_copy(update={"content": content, "usage": usage})
+
+
+def _text_block(final: Any, text: str) -> Any:
+    """A text block of the class ``final``'s content expects, so serializing it does not warn."""
+    if isinstance(final, ParsedMessage):
+        return ParsedTextBlock(type="text", text=text, citations=None, parsed_output=None)
+    return SDKTextBlock(type="text", text=text, citations=None)
 
 
 def _snapshot(handle: Any) -> Any:

@@ -27,7 +27,7 @@ from ._exceptions import InvalidConfigError
 from ._flow import AsyncEnv, SyncEnv, drive_async, drive_sync, run_async, run_sync
 from .budget import Budget
 from .cache import Cache
-from .messages import Message, to_message, to_system
+from .messages import Message, check_history, to_message, to_system
 from .prices import PriceTable
 from .ratelimit import RateLimiter, RateLimits
 from .redact import Redactor
@@ -152,11 +152,10 @@ class _Base:
         if isinstance(messages, (str, Message)) or not isinstance(messages, Iterable):
             raise InvalidConfigError("messages must be a list of messages, e.g. [{'role': 'user', 'content': 'Hi'}]")
         params.pop("stream", None)
-        request: dict[str, Any] = {
-            "model": model,
-            "max_tokens": max_tokens,
-            "messages": [_api_message(m) for m in messages],
-        }
+        api_messages = [_api_message(m) for m in messages]
+        if any(type(m["content"]) is not str for m in api_messages):
+            check_history(api_messages)  # tool_use/tool_result pairing: refuse before sending
+        request: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": api_messages}
         system = to_system(system)
         if system:
             request["system"] = system if isinstance(system, str) else [b.model_dump(mode="json") for b in system]

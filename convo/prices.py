@@ -68,7 +68,7 @@ class PriceTable:
     def __init__(self, models: Mapping[str, Mapping[str, float]], *, batch_discount: float = 0.5) -> None:
         try:
             self.models = {name: ModelPrice(**dict(p)) for name, p in models.items()}
-        except TypeError as exc:
+        except (TypeError, ValueError, AttributeError) as exc:  # a missing field, or not a mapping at all
             raise InvalidConfigError(
                 f"a price entry needs input, output, cache_write_5m, cache_write_1h, cache_read ({exc})"
             ) from None

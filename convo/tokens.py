@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-from ._exceptions import InvalidConfigError, TokenCountError
+from ._exceptions import InvalidConfigError, InvalidInputError, TokenCountError
 from ._images import MAX_IMAGE_TOKENS, image_size, image_tokens
 from .messages import (
     Block,
@@ -399,6 +399,11 @@ def count_tokens(
     counter = counter or default_counter()
     if isinstance(text_or_messages, str):
         return counter.count_text(text_or_messages)
+    if isinstance(text_or_messages, (bytes, bytearray)) or not isinstance(text_or_messages, Iterable):
+        raise InvalidInputError(
+            f"count_tokens takes a str or a list of messages, got {type(text_or_messages).__name__}; "
+            "decode bytes first, or wrap a single message in a list"
+        )
     return counter.count_request(
         _as_messages(text_or_messages), system=to_system(system), tools=tools, model=model
     )
