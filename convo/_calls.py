@@ -26,7 +26,7 @@ from .prices import PriceTable, UnknownModelError
 from .ratelimit import RECHECK, RateLimiter, Reservation
 from .redact import Redactor, restore_message
 from .retry import RetryBudget, RetryPolicy, is_spend_limit
-from .tokens import TokenCounter, default_counter, fixed_tokens
+from .tokens import TokenCounter, default_counter, digest, fixed_tokens
 from .usage import Stats
 
 __all__ = ["CallContext", "call_flow"]
@@ -51,13 +51,13 @@ class CallContext:
     cache_sampling: bool = False
     cache_namespace: str | None = None
     redactor: Redactor | None = None
-    _estimates: OrderedDict[str, int] = field(default_factory=OrderedDict)
+    _estimates: OrderedDict[bytes, int] = field(default_factory=OrderedDict)
 
     def estimate_input(self, request: dict[str, Any]) -> int:
         """convo's estimate of a request's input tokens, remembering each message's count."""
         total = fixed_tokens(self.counter, to_system(request.get("system")), request.get("tools"))
         for m in request["messages"]:
-            key = json.dumps(m, sort_keys=True, ensure_ascii=False)
+            key = digest(json.dumps(m, sort_keys=True, ensure_ascii=False))
             n = self._estimates.get(key)
             if n is None:
                 n = self._estimates[key] = self.counter.count_message(to_message(m))

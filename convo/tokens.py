@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import math
 import re
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
@@ -237,18 +239,29 @@ def _image_block_tokens(block: ImageBlock) -> int:
     return image_tokens(*size) if size else MAX_IMAGE_TOKENS
 
 
+#: Messages remembered by identity (the fast path); they are held alive, so keep this small.
+RECENT_MESSAGES = 4096
+
+
+def digest(text: str) -> bytes:
+    """A 16-byte key for a cache of counts: memory per entry stays small whatever the text."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
 class CachedCounter:
     """Wraps a counter and remembers message counts, keyed by message content.
 
     Messages are frozen, so a count is valid for as long as the message exists; the cache is
-    an LRU of ``max_entries`` messages.
+    an LRU of ``max_entries`` counts keyed by a digest of the content (16 bytes each), plus the
+    last few thousand messages by identity. Thread-safe.
     """
 
     def __init__(self, inner: TokenCounter | None = None, *, max_entries: int = 100_000) -> None:
         self.inner: TokenCounter = inner if inner is not None else OfflineCounter()
         self.max_entries = max_entries
-        self._by_id: dict[int, tuple[Message, int]] = {}
-        self._lru: OrderedDict[str, int] = OrderedDict()
+        self._by_id: dict[int, tuple[Message, int]] = {}  # recent messages, by identity
+        self._lru: OrderedDict[bytes, int] = OrderedDict()  # counts by content digest
+        self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
@@ -266,20 +279,23 @@ class CachedCounter:
         if hit is not None and hit[0] is message:
             self.hits += 1
             return hit[1]
-        key = message.model_dump_json()
-        n = self._lru.get(key)
+        key = digest(message.model_dump_json())
+        with self._lock:
+            n = self._lru.get(key)
+            if n is not None:
+                self.hits += 1
+                self._lru.move_to_end(key)
         if n is None:
-            self.misses += 1
-            n = self.inner.count_message(message)
-            self._lru[key] = n
-            if len(self._lru) > self.max_entries:
-                self._lru.popitem(last=False)
-        else:
-            self.hits += 1
-            self._lru.move_to_end(key)
-        if len(self._by_id) > self.max_entries:
-            self._by_id.clear()
-        self._by_id[id(message)] = (message, n)
+            n = self.inner.count_message(message)  # outside the lock: tokenizing is the slow part
+            with self._lock:
+                self.misses += 1
+                self._lru[key] = n
+                if len(self._lru) > self.max_entries:
+                    self._lru.popitem(last=False)
+        with self._lock:
+            if len(self._by_id) >= RECENT_MESSAGES:
+                self._by_id.clear()
+            self._by_id[id(message)] = (message, n)
         return n
 
     def count_request(
