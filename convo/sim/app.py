@@ -299,23 +299,26 @@ class _Handlers:
         head = p.start_event(msg_id, req.model, cache["input_tokens"], cache) + opening
         tail = closing + p.message_delta_event(reply.stop_reason, reply.stop_sequence, reply.output_tokens) + p.MESSAGE_STOP
         at = min(fault.after, len(deltas)) if fault.kind in STREAM_KINDS else -1
-        if s.token_latency <= 0 and at < 0:
-            # The fast path: the whole stream in one write.
-            await resp.write(head + b"".join(deltas) + tail)
+        try:
+            if s.token_latency <= 0 and at < 0:
+                # The fast path: the whole stream in one write.
+                await resp.write(head + b"".join(deltas) + tail)
+                await resp.write_eof()
+                return resp
+            await resp.write(head)
+            for i in range(len(deltas) + 1):
+                if i == at:
+                    if not await self._stream_fault(request, resp, fault):
+                        return resp
+                if i == len(deltas):
+                    break
+                if s.token_latency > 0:
+                    await asyncio.sleep(s.token_latency)
+                await resp.write(deltas[i])
+            await resp.write(tail)
             await resp.write_eof()
-            return resp
-        await resp.write(head)
-        for i in range(len(deltas) + 1):
-            if i == at:
-                if not await self._stream_fault(request, resp, fault):
-                    return resp
-            if i == len(deltas):
-                break
-            if s.token_latency > 0:
-                await asyncio.sleep(s.token_latency)
-            await resp.write(deltas[i])
-        await resp.write(tail)
-        await resp.write_eof()
+        except ConnectionError:  # the client went away mid-stream (e.g. its read timed out)
+            pass
         return resp
 
     async def _stream_fault(self, request: web.Request, resp: web.StreamResponse, fault: Fault) -> bool:
