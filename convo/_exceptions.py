@@ -5,10 +5,14 @@
     ConvoError
     ├── InvalidInputError (also ValueError)    the caller passed something unusable
     │   ├── InvalidMessageError                a message or history breaks an API rule
-    │   └── InvalidConfigError                 a bad budget, model, system prompt, strategy...
+    │   ├── InvalidConfigError                 a bad budget, model, system prompt, strategy...
+    │   │   └── UnknownModelError              no price for a model (convo.prices)
+    │   └── TextFileError                      a file to chunk is missing, binary or not UTF-8
     ├── ContextOverflowError                   what must be kept cannot fit in the budget
     ├── ConversationFileError                  a saved conversation cannot be read or written
     ├── TokenCountError                        counting tokens failed (e.g. the API was unreachable)
+    ├── BudgetExceededError                    a request could pass the spending cap: not sent
+    ├── CacheError                             a response cache cannot be opened, read or written
     ├── APIError                               the API answered with an error (after any retries)
     │   ├── BadRequestError          400, 422  the request is malformed: fix it, do not retry
     │   ├── AuthenticationError      401       the API key is missing, wrong or revoked
