@@ -1,4 +1,5 @@
-"""Fixtures shared by the test modules: a real redis-server on a free loopback port."""
+"""Fixtures shared by the test modules: the simulator, and a real redis-server on a free
+loopback port."""
 
 from __future__ import annotations
 
@@ -8,6 +9,23 @@ import subprocess
 import time
 
 import pytest
+
+from convo.sim import Simulator
+
+
+@pytest.fixture(scope="module")
+def sim():
+    """One simulator per test module (fast to share; ``fresh`` resets it per test)."""
+    with Simulator(seed=0) as s:
+        yield s
+
+
+@pytest.fixture
+def fresh(sim):
+    """The module's simulator with no faults and an empty request log."""
+    sim.faults = None
+    sim.clear_requests()
+    return sim
 
 
 def _free_port() -> int:

@@ -25,3 +25,23 @@ def png_bytes(width: int, height: int) -> bytes:
 def png_block(width: int, height: int) -> dict:
     data = base64.b64encode(png_bytes(width, height)).decode()
     return {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": data}}
+
+
+MODEL = "claude-sonnet-4-6"
+
+
+def quick_client(sim, **kw):
+    """A Client on the simulator whose retry sleeps do not wait."""
+    from convo import Client
+
+    return Client(api_key="test", base_url=sim.base_url, model=MODEL, sleep=lambda s: None, **kw)
+
+
+def quick_aclient(sim, **kw):
+    """The async twin of :func:`quick_client`."""
+    from convo import AsyncClient
+
+    async def nap(seconds):
+        return None
+
+    return AsyncClient(api_key="test", base_url=sim.base_url, model=MODEL, sleep=nap, **kw)

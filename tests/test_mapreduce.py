@@ -8,10 +8,11 @@ import stat
 import pytest
 
 import convo
-from convo import AsyncClient, Client, InvalidConfigError
+from convo import InvalidConfigError
 from convo.chunking import chunk_text
 from convo.mapreduce import MapReduceResult, amap_reduce, map_reduce
-from convo.sim import Simulator
+
+from .helpers import quick_aclient, quick_client
 
 MODEL = "claude-sonnet-4-6"
 ASK = "Summarize this part of the Python reference."
@@ -27,28 +28,7 @@ def _document() -> str:
 DOC = _document()
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.faults = None
-    sim.clear_requests()
-    return sim
-
-
-def client(sim, **kw):
-    return Client(api_key="test", base_url=sim.base_url, model=MODEL, sleep=lambda s: None, **kw)
-
-
-def aclient(sim, **kw):
-    async def nap(s):
-        return None
-
-    return AsyncClient(api_key="test", base_url=sim.base_url, model=MODEL, sleep=nap, **kw)
+client, aclient = quick_client, quick_aclient
 
 
 def posts(sim):

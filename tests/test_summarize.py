@@ -8,38 +8,24 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convo
-from convo import AsyncClient, Client, ContextOverflowError, Conversation, InvalidConfigError, check_history, count_tokens
-from convo.sim import Simulator
+from convo import (
+    ContextOverflowError,
+    Conversation,
+    InvalidConfigError,
+    check_history,
+    count_tokens,
+)
 from convo.strategies import TrimState, strategy_from_config
 from convo.summarize import HEADER, Summarize, Summary
 from convo.tokens import default_counter
+
+from .helpers import quick_aclient, quick_client
 
 MODEL = "claude-sonnet-4-6"
 PINNED = "My name is Ada Lovelace and I only write Rust, never C++."
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.faults = None
-    sim.clear_requests()
-    return sim
-
-
-def client(sim, **kw):
-    return Client(api_key="test", base_url=sim.base_url, model=MODEL, sleep=lambda s: None, **kw)
-
-
-def aclient(sim, **kw):
-    async def nap(s):
-        return None
-
-    return AsyncClient(api_key="test", base_url=sim.base_url, model=MODEL, sleep=nap, **kw)
+client, aclient = quick_client, quick_aclient
 
 
 def fact(i):
