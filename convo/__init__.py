@@ -7,7 +7,6 @@
 [{'role': 'user', 'content': 'Hello'}]
 """
 
-from ._resume import Restart
 from ._exceptions import (
     APIConnectionError,
     APIError,
@@ -30,9 +29,18 @@ from ._exceptions import (
     StreamRestartedError,
     TokenCountError,
 )
+from ._resume import Restart
 from .batch import Result
 from .budget import Budget, BudgetExceededError
-from .cache import Cache, CacheError, MemoryCache, RedisCache, SQLiteCache, cache_key, is_cacheable
+from .cache import (
+    Cache,
+    CacheError,
+    MemoryCache,
+    RedisCache,
+    SQLiteCache,
+    cache_key,
+    is_cacheable,
+)
 from .checkpoint import Checkpoint
 from .chunking import Chunk, TextFileError, chunk_file, chunk_text
 from .client import AsyncClient, AsyncStream, Client, Stream
@@ -57,7 +65,13 @@ from .redact import Finding, Redaction, Redactor, Restorer, restore, restore_mes
 from .retry import RetryBudget, RetryPolicy
 from .strategies import Selection, SlidingWindow, Strategy, TrimState
 from .summarize import Summarize, Summary
-from .tokens import CachedCounter, ExactCounter, OfflineCounter, TokenCounter, count_tokens
+from .tokens import (
+    CachedCounter,
+    ExactCounter,
+    OfflineCounter,
+    TokenCounter,
+    count_tokens,
+)
 from .usage import Stats
 
 __version__ = "0.1.0"

@@ -14,7 +14,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ConversationFileError, InvalidConfigError, InvalidInputError, InvalidMessageError
+from ._exceptions import (
+    ConversationFileError,
+    InvalidConfigError,
+    InvalidInputError,
+    InvalidMessageError,
+)
 from .strategies import StrategyLike, strategy_from_config
 from .summarize import Summary
 from .tokens import TokenCounter

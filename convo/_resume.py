@@ -11,8 +11,8 @@ sync and the async driver.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic

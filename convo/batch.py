@@ -30,7 +30,14 @@ from typing import Any
 import anthropic
 
 from ._calls import CallContext, _Attempts, call_flow
-from ._exceptions import APIError, ConvoError, InvalidConfigError, InvalidInputError, NotFoundError, api_error
+from ._exceptions import (
+    APIError,
+    ConvoError,
+    InvalidConfigError,
+    InvalidInputError,
+    NotFoundError,
+    api_error,
+)
 from ._flow import Call, Flow, Gather, Next, Now, Outcome, Sleep
 from .checkpoint import Checkpoint, canonical, digest
 

@@ -22,9 +22,9 @@ from typing import Any
 import anthropic
 
 from ._calls import CallContext, call_flow
-from ._resume import AsyncStream, Restart, Stream, stream_flow
+from ._drivers import AsyncEnv, SyncEnv, drive_async, drive_sync, run_async, run_sync
 from ._exceptions import InvalidConfigError
-from ._flow import AsyncEnv, SyncEnv, drive_async, drive_sync, run_async, run_sync
+from ._resume import AsyncStream, Restart, Stream, stream_flow
 from .budget import Budget
 from .cache import Cache
 from .messages import Message, check_history, to_message, to_system

@@ -25,8 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._calls import CallContext, call_flow
+from ._drivers import run_async, run_sync
 from ._exceptions import InvalidConfigError
-from ._flow import Flow, Gather, Outcome, run_async, run_sync
+from ._flow import Flow, Gather, Outcome
 from .checkpoint import Checkpoint, digest
 from .chunking import Chunk, chunk_text
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 
 import click
 
-from .._exceptions import ConvoError
 from .. import __version__
+from .._exceptions import ConvoError
 from ._backend import one_line
 from .chat import chat
 from .document import count, summarize

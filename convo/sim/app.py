@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
+from .. import context_edits
 from ..tokens import TokenCounter, default_counter
 from . import protocol as p
 from .batches import BatchStore
@@ -246,6 +247,7 @@ class _Handlers:
         s = self.s
         req = p.parse_message_request(await self._body(request, s.max_request_bytes))
         request[MODEL] = req.model
+        applied = self._edit(request, req)
         input_tokens = s.counter.count_request(req.messages, system=req.system, tools=req.tools)
         fault = s.faults.next()
         if fault.kind != "ok" and request[RECORD] is not None:
@@ -275,7 +277,7 @@ class _Handlers:
         s.limits.charge_output(req.model, reply.output_tokens)
         msg_id = s.ids.message()
         if req.stream:
-            return await self._stream(request, req, reply, msg_id, cache, fault)
+            return await self._stream(request, req, reply, msg_id, cache, fault, applied)
         if fault.kind == "drop":
             _drop(request)
         wait = s.latency + s.token_latency * reply.events
@@ -283,11 +285,26 @@ class _Handlers:
             wait += s.faults.stall_seconds
         if wait > 0:
             await asyncio.sleep(wait)
-        return _json(p.message_json(msg_id, req.model, reply, input_tokens, cache=cache))
+        return _json(p.message_json(msg_id, req.model, reply, input_tokens, cache=cache, applied=applied))
+
+    def _edit(self, request: web.Request, req: p.MessageRequest) -> list[dict[str, Any]] | None:
+        """Apply the request's context edits to its history (needs the beta header, as the API does)."""
+        if req.edits is None:
+            return None
+        betas = {b.strip() for b in (request.headers.get("anthropic-beta") or "").split(",")}
+        if context_edits.BETA not in betas:
+            raise p.invalid(
+                f"context_management: requires the beta header 'anthropic-beta: {context_edits.BETA}'"
+            )
+        count, system, tools = self.s.counter.count_request, req.system, req.tools
+        req.messages, applied = context_edits.apply_edits(
+            req.messages, req.edits, lambda ms: count(ms, system=system, tools=tools)
+        )
+        return applied
 
     async def _stream(
         self, request: web.Request, req: p.MessageRequest, reply: Reply, msg_id: str, cache: dict[str, Any],
-        fault: Fault,
+        fault: Fault, applied: list[dict[str, Any]] | None = None,
     ) -> web.StreamResponse:
         s = self.s
         if s.latency > 0:
@@ -297,7 +314,7 @@ class _Handlers:
         await resp.prepare(request)
         opening, deltas, closing = p.content_events(reply.blocks)
         head = p.start_event(msg_id, req.model, cache["input_tokens"], cache) + opening
-        tail = closing + p.message_delta_event(reply.stop_reason, reply.stop_sequence, reply.output_tokens) + p.MESSAGE_STOP
+        tail = closing + p.message_delta_event(reply.stop_reason, reply.stop_sequence, reply.output_tokens, applied) + p.MESSAGE_STOP
         at = min(fault.after, len(deltas)) if fault.kind in STREAM_KINDS else -1
         try:
             if s.token_latency <= 0 and at < 0:

@@ -35,7 +35,15 @@ from typing import Any
 
 from ..messages import DocumentBlock, Message, TextBlock, ToolResultBlock
 from ..tokens import TokenCounter, default_counter
-from .blocks import Block, Reply, ToolCall, json_chunks, pick_tools, thinking_signature, tool_id
+from .blocks import (
+    Block,
+    Reply,
+    ToolCall,
+    json_chunks,
+    pick_tools,
+    thinking_signature,
+    tool_id,
+)
 
 __all__ = ["Block", "OfflineModel", "Reply", "split_deltas"]
 

@@ -13,9 +13,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import context_edits
 from .._exceptions import InvalidInputError
 from ..messages import Message, TextBlock, check_history, to_system
-from .blocks import Block, Reply, check_final_assistant, check_thinking, check_tool_choice, check_tools, forces_tool
+from .blocks import (
+    Block,
+    Reply,
+    check_final_assistant,
+    check_thinking,
+    check_tool_choice,
+    check_tools,
+    forces_tool,
+)
 
 __all__ = [
     "ERROR_TYPES",
@@ -166,6 +175,7 @@ class MessageRequest:
     stop_sequences: list[str] = field(default_factory=list)
     stream: bool = False
     cache_control: Any = None  # the top-level (automatic) breakpoint
+    edits: list[dict[str, Any]] | None = None  # checked context_management.edits, if sent
 
 
 def _require(body: Mapping[str, Any], name: str) -> Any:
@@ -223,6 +233,8 @@ def _check_thinking(req: MessageRequest, body: Mapping[str, Any]) -> None:
         if req.thinking is not None and forces_tool(req.tool_choice):
             raise ValueError("Thinking may not be enabled when tool_choice forces tool use.")
         check_final_assistant(req.messages, req.thinking)
+        if body.get("context_management") is not None:
+            req.edits = context_edits.check_config(body["context_management"], thinking_enabled=req.thinking is not None)
     except ValueError as exc:
         raise invalid(str(exc)) from None
 
@@ -323,10 +335,11 @@ def block_json(block: Block) -> dict[str, Any]:
 
 def message_json(
     msg_id: str, model: str, reply: Reply, input_tokens: int, *, service_tier: str = "standard",
-    cache: Mapping[str, Any] | None = None,
+    cache: Mapping[str, Any] | None = None, applied: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A complete Message object, shaped like the API's."""
-    return {
+    """A complete Message object, shaped like the API's (``applied``: context edits, when asked for)."""
+    extra = {} if applied is None else {"context_management": {"applied_edits": applied}}
+    return extra | {
         "id": msg_id,
         "type": "message",
         "role": "assistant",
@@ -413,15 +426,17 @@ def content_events(blocks: Sequence[Block]) -> tuple[bytes, list[bytes], bytes]:
     return _block_start(0, blocks[0]) + PING, pieces, _block_stop(len(blocks) - 1)
 
 
-def message_delta_event(stop_reason: str, stop_sequence: str | None, output_tokens: int) -> bytes:
-    return sse(
-        "message_delta",
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-            "usage": {"output_tokens": output_tokens},
-        },
-    )
+def message_delta_event(
+    stop_reason: str, stop_sequence: str | None, output_tokens: int, applied: list[dict[str, Any]] | None = None
+) -> bytes:
+    event: dict[str, Any] = {
+        "type": "message_delta",
+        "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+        "usage": {"output_tokens": output_tokens},
+    }
+    if applied is not None:  # the API reports context edits on the final delta
+        event["context_management"] = {"applied_edits": applied}
+    return sse("message_delta", event)
 
 
 def error_event(error_type_: str = "overloaded_error", message: str = "Overloaded") -> bytes:
