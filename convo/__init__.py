@@ -44,6 +44,7 @@ from .cache import (
 from .checkpoint import Checkpoint
 from .chunking import Chunk, TextFileError, chunk_file, chunk_text
 from .client import AsyncClient, AsyncStream, Client, Stream
+from .context_edits import AppliedEdit, ServerEdits, applied_edits, supports_context_edits
 from .conversation import Conversation
 from .mapreduce import MapReduceResult, amap_reduce, map_reduce
 from .messages import (
@@ -79,6 +80,7 @@ __version__ = "0.1.0"
 __all__ = [
     "APIConnectionError",
     "APIError",
+    "AppliedEdit",
     "AsyncClient",
     "AsyncStream",
     "AuthenticationError",
@@ -127,6 +129,7 @@ __all__ = [
     "RetryPolicy",
     "SQLiteCache",
     "Selection",
+    "ServerEdits",
     "ServerError",
     "SlidingWindow",
     "SpendLimitError",
@@ -148,6 +151,7 @@ __all__ = [
     "UnknownModelError",
     "__version__",
     "amap_reduce",
+    "applied_edits",
     "cache_key",
     "check_history",
     "chunk_file",
@@ -157,5 +161,6 @@ __all__ = [
     "map_reduce",
     "restore",
     "restore_message",
+    "supports_context_edits",
     "to_message",
 ]

@@ -108,6 +108,9 @@ class Talking:
 
     def _record(self, reply: Any) -> Any:
         """Complete the drafted receipt of the request just answered."""
+        observe = getattr(self.strategy, "observe", None)  # what server-side edits cleared
+        if observe is not None:
+            observe(reply)
         if self._draft is not None:
             prices = getattr(self.client, "prices", None)
             self.receipts.append(self._draft.completed(getattr(reply, "usage", None), prices))

@@ -231,7 +231,9 @@ def check_config(config: Any, *, thinking_enabled: bool) -> list[dict[str, Any]]
                 raise ValueError(f"{where}.{min(extra)}: Extra inputs are not permitted")
             trig = e.get("trigger")
             if trig is not None:
-                _value(trig, trig.get("type") if trig.get("type") == "tool_uses" else "input_tokens", f"{where}.trigger", 1)
+                _value(
+                    trig, trig.get("type") if trig.get("type") == "tool_uses" else "input_tokens", f"{where}.trigger", 1
+                )
             if e.get("keep") is not None:
                 _value(e["keep"], "tool_uses", f"{where}.keep")
             if e.get("clear_at_least") is not None:
@@ -240,8 +242,10 @@ def check_config(config: Any, *, thinking_enabled: bool) -> list[dict[str, Any]]
             if tools is not None and (not isinstance(tools, list) or not all(isinstance(t, str) for t in tools)):
                 raise ValueError(f"{where}.exclude_tools: Input should be a list of tool names")
             cti = e.get("clear_tool_inputs")
-            if cti is not None and not isinstance(cti, bool) and not (
-                isinstance(cti, list) and all(isinstance(t, str) for t in cti)
+            if (
+                cti is not None
+                and not isinstance(cti, bool)
+                and not (isinstance(cti, list) and all(isinstance(t, str) for t in cti))
             ):
                 raise ValueError(f"{where}.clear_tool_inputs: Input should be a boolean or a list of tool names")
         elif kind == CLEAR_THINKING:
@@ -260,7 +264,9 @@ def check_config(config: Any, *, thinking_enabled: bool) -> list[dict[str, Any]]
                 f"it implements {CLEAR_TOOL_USES} and {CLEAR_THINKING} (use convo.Summarize for compaction)"
             )
         else:
-            raise ValueError(f"{where}.type: unknown edit type {kind!r}; expected {CLEAR_TOOL_USES!r} or {CLEAR_THINKING!r}")
+            raise ValueError(
+                f"{where}.type: unknown edit type {kind!r}; expected {CLEAR_TOOL_USES!r} or {CLEAR_THINKING!r}"
+            )
     return [dict(e) for e in edits]
 
 
@@ -306,9 +312,7 @@ def _clear_thinking(messages: list[Message], keep: Any) -> tuple[list[Message], 
     return out, cleared
 
 
-def _clear_tool_uses(
-    messages: list[Message], e: Mapping[str, Any], input_tokens: int
-) -> tuple[list[Message], int]:
+def _clear_tool_uses(messages: list[Message], e: Mapping[str, Any], input_tokens: int) -> tuple[list[Message], int]:
     uses = [
         b for m in messages if m.role == "assistant" and not isinstance(m.content, str)
         for b in m.content if isinstance(b, ToolUseBlock)
@@ -331,12 +335,14 @@ def _clear_tool_uses(
             if isinstance(b, ToolResultBlock) and b.tool_use_id in victims and b.content != PLACEHOLDER:
                 b = b.model_copy(update={"content": PLACEHOLDER})
                 cleared.add(b.tool_use_id)
-            elif isinstance(b, ToolUseBlock) and b.id in victims and b.input and (
-                inputs is True or (isinstance(inputs, list) and b.name in inputs)
+            elif (
+                isinstance(b, ToolUseBlock)
+                and b.id in victims
+                and b.input
+                and (inputs is True or (isinstance(inputs, list) and b.name in inputs))
             ):
                 b = b.model_copy(update={"input": {}})
                 cleared.add(b.id)
             blocks.append(b)
         out.append(m.model_copy(update={"content": tuple(blocks)}))
     return out, len(cleared)
-

@@ -305,6 +305,10 @@ class Conversation(Talking):
             )
         request["messages"] = [m.to_api() for m in self._selected(selection)]
         request.update(params)
+        server = getattr(self.strategy, "params", None)  # a strategy that asks the API to edit context
+        if server is not None:
+            for key, value in server(self.model).items():
+                request.setdefault(key, value)
         marks = []
         if self.prompt_cache:
             marks = _breakpoints.place(request, summary=bool(selection.context), ttl=self.prompt_cache)
