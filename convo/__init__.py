@@ -44,10 +44,11 @@ from .cache import (
 from .checkpoint import Checkpoint
 from .chunking import Chunk, TextFileError, chunk_file, chunk_text
 from .client import AsyncClient, AsyncStream, Client, Stream
-from .context_edits import AppliedEdit, ServerEdits, applied_edits, supports_context_edits
+from .context_edits import AppliedEdit, Compaction, ServerEdits, applied_edits, compaction_of, supports_context_edits
 from .conversation import Conversation
 from .mapreduce import MapReduceResult, amap_reduce, map_reduce
 from .messages import (
+    CompactionBlock,
     DocumentBlock,
     ImageBlock,
     Message,
@@ -93,6 +94,8 @@ __all__ = [
     "Checkpoint",
     "Chunk",
     "Client",
+    "Compaction",
+    "CompactionBlock",
     "ContextOverflowError",
     "Conversation",
     "ConversationFileError",
@@ -156,6 +159,7 @@ __all__ = [
     "check_history",
     "chunk_file",
     "chunk_text",
+    "compaction_of",
     "count_tokens",
     "is_cacheable",
     "map_reduce",

@@ -15,7 +15,11 @@ and otherwise trims with its fallback:
 ['context_management', 'extra_headers', 'max_tokens', 'messages', 'model']
 
 After the call, ``edits.observe(reply)`` (or ``applied_edits(reply)``) reads back what the
-server cleared; ``edits.last_applied`` keeps it. :func:`apply_edits` is the same semantics as a
+server cleared; ``edits.last_applied`` keeps it. With ``compact=True`` the server may also
+summarize the history (beta ``compact-2026-01-12``): the reply then opens with a ``compaction``
+block (``edits.last_compaction``) that must be sent back with the reply. Since the server
+shrinks the history, the budget is checked against :meth:`ServerEdits.estimate`, the history
+after the predicted clearing, so a tool loop longer than the budget is still sent. :func:`apply_edits` is the same semantics as a
 pure function over a history: the simulator serves it, and tests can predict the server.
 """
 
@@ -29,7 +33,7 @@ from typing import Any, ClassVar
 from pydantic import BaseModel, ConfigDict
 
 from ._exceptions import InvalidConfigError
-from .messages import Message, RedactedThinkingBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock
+from .messages import Message, RedactedThinkingBlock, TextBlock, ThinkingBlock, ToolResultBlock, ToolUseBlock
 from .strategies import Selection, SlidingWindow, Strategy, StrategyLike, TrimState, as_selection
 
 __all__ = [
@@ -37,10 +41,14 @@ __all__ = [
     "CLEAR_THINKING",
     "CLEAR_TOOL_USES",
     "COMPACT",
+    "COMPACT_BETA",
     "AppliedEdit",
+    "Compaction",
     "ServerEdits",
     "applied_edits",
     "apply_edits",
+    "compact",
+    "compaction_of",
     "supports_context_edits",
 ]
 
@@ -48,12 +56,16 @@ __all__ = [
 BETA = "context-management-2025-06-27"
 CLEAR_TOOL_USES = "clear_tool_uses_20250919"
 CLEAR_THINKING = "clear_thinking_20251015"
-#: Server-side compaction (beta ``compact-2026-01-12``); convo's own :class:`Summarize` covers it.
+#: Server-side compaction: the server summarizes the history past a trigger and returns a
+#: ``compaction`` content block, which the client sends back in place of what it replaced.
 COMPACT = "compact_20260112"
+#: The ``anthropic-beta`` value compaction needs as well (the SDK's ``AnthropicBetaParam``).
+COMPACT_BETA = "compact-2026-01-12"
 #: What a cleared tool result says instead (the simulator's wording; the API's may differ).
 PLACEHOLDER = "[tool result cleared by context management]"
 _DEFAULT_TRIGGER = 100_000  # input tokens, the API's documented default
 _DEFAULT_KEEP = 3  # tool uses, likewise
+_COMPACT_TRIGGER = 150_000  # input tokens, the SDK's documented default for compaction
 _MODEL = re.compile(r"^claude-(?:(?:opus|sonnet|haiku)-(\d+)|(\d+)-\d+-(?:opus|sonnet|haiku))")
 
 
@@ -94,6 +106,31 @@ def applied_edits(reply: Any) -> list[AppliedEdit]:
     return out
 
 
+class Compaction(BaseModel):
+    """A ``compaction`` block from a reply: the server's summary of the history it replaced.
+
+    Send ``block`` back verbatim, in the assistant message that carried it: the server then
+    ignores everything before it. ``content`` is None when compaction failed (a no-op block).
+    """
+
+    model_config = ConfigDict(frozen=True)
+    content: str | None = None
+    block: dict[str, Any]
+
+    def __str__(self) -> str:
+        return f"{COMPACT}: history replaced by a {len(self.content or '')}-character summary"
+
+
+def compaction_of(reply: Any) -> Compaction | None:
+    """The ``compaction`` block of ``reply`` (an SDK message or a dict), or None."""
+    content = reply.get("content") if isinstance(reply, Mapping) else getattr(reply, "content", None)
+    for b in content or []:
+        raw = b if isinstance(b, Mapping) else (b.model_dump(exclude_none=True) if hasattr(b, "model_dump") else {})
+        if raw.get("type") == "compaction":
+            return Compaction(content=raw.get("content"), block=dict(raw))
+    return None
+
+
 @dataclass
 class ServerEdits(Strategy):
     """Send ``context_management`` edits when the model supports them; else trim with ``fallback``.
@@ -102,12 +139,16 @@ class ServerEdits(Strategy):
     newest tool uses left intact; ``clear_at_least``: clear only if that many tokens go (so a
     broken prompt cache is worth it); ``exclude_tools``: tool names never cleared;
     ``keep_thinking_turns``: assistant turns whose thinking is kept (``None`` keeps all, which
-    keeps the cache; needs ``thinking`` enabled in the request). ``supported`` forces the
-    decision (e.g. False for an account without the beta); by default the model decides.
+    keeps the cache; needs ``thinking`` enabled in the request). ``compact``: also let the
+    server summarize the history once the input reaches ``compact_trigger_tokens`` (with
+    ``compact_instructions``; ``pause_after_compaction`` returns the summary alone, with
+    ``stop_reason`` "compaction"). ``supported`` forces the decision (e.g. False for an account
+    without the beta); by default the model decides.
 
-    As a strategy it selects turns like ``fallback`` — the budget still bounds the raw
-    history, so set ``trigger_tokens`` below the budget and the server clears long before the
-    window would cut. :meth:`params` gives the request fields; :meth:`observe` reads a reply.
+    As a strategy it sends the whole history when the server's clearing is predicted (by
+    :func:`apply_edits` with the conversation's counter) to bring it under the budget, and
+    otherwise selects turns like ``fallback``. :meth:`params` gives the request fields;
+    :meth:`observe` reads a reply.
     """
 
     clear_tool_uses: bool = True
@@ -118,18 +159,27 @@ class ServerEdits(Strategy):
     exclude_tools: tuple[str, ...] = ()
     clear_tool_inputs: bool = False
     keep_thinking_turns: int | None = 1
+    compact: bool = False
+    compact_trigger_tokens: int = _COMPACT_TRIGGER
+    compact_instructions: str | None = None
+    pause_after_compaction: bool = False
     supported: bool | None = None
     fallback: StrategyLike = field(default_factory=SlidingWindow)
     #: What the server cleared in the last reply seen by :meth:`observe`.
     last_applied: list[AppliedEdit] = field(default_factory=list, init=False, compare=False)
+    #: The compaction block of the last reply seen by :meth:`observe`, if the server compacted.
+    last_compaction: Compaction | None = field(default=None, init=False, compare=False)
     name: ClassVar[str] = "server_edits"
 
     def __post_init__(self) -> None:
-        if not (self.clear_tool_uses or self.clear_thinking):
-            raise InvalidConfigError("ServerEdits needs clear_tool_uses=True or clear_thinking=True (or both)")
+        if not (self.clear_tool_uses or self.clear_thinking or self.compact):
+            raise InvalidConfigError(
+                "ServerEdits needs at least one of clear_tool_uses=True, clear_thinking=True or compact=True"
+            )
         for what, value, low in (
             ("trigger_tokens", self.trigger_tokens, 1), ("keep_tool_uses", self.keep_tool_uses, 0),
             ("clear_at_least", self.clear_at_least, 1), ("keep_thinking_turns", self.keep_thinking_turns, 1),
+            ("compact_trigger_tokens", self.compact_trigger_tokens, 1),
         ):  # fmt: skip
             if value is None and what in ("clear_at_least", "keep_thinking_turns"):
                 continue
@@ -138,6 +188,8 @@ class ServerEdits(Strategy):
         if isinstance(self.exclude_tools, str) or not all(isinstance(t, str) for t in self.exclude_tools):
             raise InvalidConfigError(f"exclude_tools must be a list of tool names, got {self.exclude_tools!r}")
         self.exclude_tools = tuple(self.exclude_tools)
+        if self.compact_instructions is not None and not isinstance(self.compact_instructions, str):
+            raise InvalidConfigError(f"compact_instructions must be a str, got {self.compact_instructions!r}")
         if not callable(self.fallback):
             raise InvalidConfigError(f"fallback must be a strategy (e.g. SlidingWindow()), got {self.fallback!r}")
 
@@ -165,21 +217,47 @@ class ServerEdits(Strategy):
             if self.clear_tool_inputs:
                 edit["clear_tool_inputs"] = True
             out.append(edit)
+        if self.compact:
+            compaction: dict[str, Any] = {
+                "type": COMPACT, "trigger": {"type": "input_tokens", "value": self.compact_trigger_tokens},
+                "pause_after_compaction": self.pause_after_compaction,
+            }  # fmt: skip
+            if self.compact_instructions is not None:
+                compaction["instructions"] = self.compact_instructions
+            out.append(compaction)
         return out
 
     def params(self, model: str) -> dict[str, Any]:
         """Extra request fields for ``model``: ``context_management`` and the beta header, or {}."""
         if not self.active(model):
             return {}
-        return {"context_management": {"edits": self.edits()}, "extra_headers": {"anthropic-beta": BETA}}
+        betas = f"{BETA},{COMPACT_BETA}" if self.compact else BETA
+        return {"context_management": {"edits": self.edits()}, "extra_headers": {"anthropic-beta": betas}}
 
     def observe(self, reply: Any) -> list[AppliedEdit]:
-        """Read what the server cleared for ``reply``; kept in :attr:`last_applied`."""
+        """Read what the server cleared (:attr:`last_applied`) and compacted (:attr:`last_compaction`)."""
         self.last_applied = applied_edits(reply)
+        self.last_compaction = compaction_of(reply)
         return self.last_applied
 
     def __call__(self, state: TrimState) -> Selection:
+        if self.active(state.model) and state.counter is not None and state.turns:
+            estimate = self.estimate(state)
+            if estimate <= state.budget:
+                raw = state.cost(0)
+                note = "" if estimate == raw else f"the server's edits bring {raw} tokens down to {estimate}"
+                return Selection(0, note=note, estimate=estimate)
         return as_selection(self.fallback(state))
+
+    def estimate(self, state: TrimState) -> int:
+        """The whole history's request size (input + max_tokens) after the server's clearing edits.
+
+        Compaction is left out: its summary's size is the server's to choose.
+        """
+        count = state.counter.count_message if state.counter else (lambda m: 0)
+        edits = [e for e in self.edits() if e["type"] != COMPACT]
+        edited, _ = apply_edits(state.messages, edits, lambda ms: state.fixed + sum(count(m) for m in ms))
+        return state.fixed + state.max_tokens + sum(count(m) for m in edited)
 
     def config(self) -> dict[str, Any]:
         fb = self.fallback.config() if isinstance(self.fallback, Strategy) else {"type": "custom"}
@@ -188,6 +266,8 @@ class ServerEdits(Strategy):
             "trigger_tokens": self.trigger_tokens, "keep_tool_uses": self.keep_tool_uses,
             "clear_at_least": self.clear_at_least, "exclude_tools": list(self.exclude_tools),
             "clear_tool_inputs": self.clear_tool_inputs, "keep_thinking_turns": self.keep_thinking_turns,
+            "compact": self.compact, "compact_trigger_tokens": self.compact_trigger_tokens,
+            "compact_instructions": self.compact_instructions, "pause_after_compaction": self.pause_after_compaction,
             "supported": self.supported, "fallback": fb,
         }  # fmt: skip
 
@@ -215,8 +295,8 @@ def _value(obj: Any, kind: str, where: str, low: int = 0) -> int:
 def check_config(config: Any, *, thinking_enabled: bool) -> list[dict[str, Any]]:
     """Validate a ``context_management`` body field; raise ValueError (a 400) saying what is wrong.
 
-    Only the two clearing edits are implemented here; any other type (compaction included) is
-    refused by name, so a caller never believes an edit ran when it did not.
+    The two clearing edits and compaction are known; any other type is refused by name, so a
+    caller never believes an edit ran when it did not.
     """
     if not isinstance(config, Mapping) or set(config) - {"edits"}:
         raise ValueError(f"context_management: expected {{'edits': [...]}}, got {config!r}")
@@ -259,13 +339,18 @@ def check_config(config: Any, *, thinking_enabled: bool) -> list[dict[str, Any]]
             if i != 0:
                 raise ValueError(f"{where}: {CLEAR_THINKING} must be the first edit in context_management.edits")
         elif kind == COMPACT:
-            raise ValueError(
-                f"{where}: {COMPACT} (server-side compaction) is not supported by the simulator; "
-                f"it implements {CLEAR_TOOL_USES} and {CLEAR_THINKING} (use convo.Summarize for compaction)"
-            )
+            extra = set(e) - {"type", "trigger", "instructions", "pause_after_compaction"}
+            if extra:
+                raise ValueError(f"{where}.{min(extra)}: Extra inputs are not permitted")
+            if e.get("trigger") is not None:
+                _value(e["trigger"], "input_tokens", f"{where}.trigger", 1)
+            if e.get("instructions") is not None and not isinstance(e["instructions"], str):
+                raise ValueError(f"{where}.instructions: Input should be a valid string")
+            if not isinstance(e.get("pause_after_compaction", False), bool):
+                raise ValueError(f"{where}.pause_after_compaction: Input should be a valid boolean")
         else:
             raise ValueError(
-                f"{where}.type: unknown edit type {kind!r}; expected {CLEAR_TOOL_USES!r} or {CLEAR_THINKING!r}"
+                f"{where}.type: unknown edit type {kind!r}; expected {CLEAR_TOOL_USES!r}, {CLEAR_THINKING!r} or {COMPACT!r}"
             )
     return [dict(e) for e in edits]
 
@@ -274,9 +359,12 @@ def apply_edits(
     messages: Sequence[Message], edits: Sequence[Mapping[str, Any]], size: Callable[[Sequence[Message]], int]
 ) -> tuple[list[Message], list[dict[str, Any]]]:
     """Apply checked edits (see :func:`check_config`) in order; return the edited history and
-    the ``applied_edits`` report. ``size(messages)`` is the request's input tokens for them."""
+    the ``applied_edits`` report. ``size(messages)`` is the request's input tokens for them.
+    Compaction is not a clearing edit (and not reported here): see :func:`compact`."""
     out, applied = list(messages), []
     for e in edits:
+        if e["type"] == COMPACT:
+            continue
         before = size(out)
         if e["type"] == CLEAR_THINKING:
             edited, count = _clear_thinking(out, e.get("keep"))
@@ -346,3 +434,61 @@ def _clear_tool_uses(messages: list[Message], e: Mapping[str, Any], input_tokens
             blocks.append(b)
         out.append(m.model_copy(update={"content": tuple(blocks)}))
     return out, len(cleared)
+
+
+def compact(
+    messages: Sequence[Message],
+    edit: Mapping[str, Any],
+    size: Callable[[Sequence[Message]], int],
+    summarize: Callable[[Sequence[Message], str | None], str],
+) -> tuple[list[Message], str | None]:
+    """Apply a checked compaction edit: past its trigger, everything before the last user turn
+    is replaced by ``summarize(those messages, instructions)``, which opens that turn. Returns the
+    history the model sees and the summary (None when nothing was compacted)."""
+    trig = (edit.get("trigger") or {"value": _COMPACT_TRIGGER})["value"]
+    if size(messages) < trig:
+        return list(messages), None
+    starts = [i for i, m in enumerate(messages) if m.role == "user" and not m.tool_result_ids()]
+    cut = starts[-1] if starts else 0
+    if cut == 0:
+        return list(messages), None  # nothing before the current turn to summarize
+    summary = summarize(messages[:cut], edit.get("instructions"))
+    first = messages[cut]
+    opened = first.model_copy(update={"content": (TextBlock(text=summary), *first.blocks)})
+    return [opened, *messages[cut + 1 :]], summary
+
+
+def adopt_compaction(raw: Any) -> Any:
+    """Resolve ``compaction`` blocks in a request's raw messages, as the server does: drop all
+    that comes before the last one and let its summary open the history (a block with null
+    content is a no-op). Raises ValueError for two blocks with content (send only the newest)."""
+    if not isinstance(raw, list) or not any(_compactions(m) for m in raw):
+        return raw
+    found = [(i, j) for i, m in enumerate(raw) for j in _compactions(m)]
+    full = [(i, j) for i, j in found if raw[i]["content"][j].get("content") is not None]
+    if len(full) > 1:
+        raise ValueError("more than one compaction block has content; send only the block returned last")
+    out = [dict(m, content=[b for b in m["content"] if not _is_compaction(b)]) if _compactions(m) else m for m in raw]
+    if not full:
+        return [m for m in out if m["content"]]
+    i, j = full[0]
+    block = raw[i]["content"][j]
+    rest = [b for b in raw[i]["content"][j + 1 :] if not _is_compaction(b)]
+    opening = {"type": "text", "text": block["content"]}
+    tail = ([{"role": raw[i]["role"], "content": rest}] if rest else []) + out[i + 1 :]
+    if not tail or tail[0].get("role") != "user":
+        return [{"role": "user", "content": [opening]}, *tail]
+    first = tail[0]["content"]
+    first = [{"type": "text", "text": first}] if isinstance(first, str) else list(first)
+    results = [b for b in first if isinstance(b, Mapping) and b.get("type") == "tool_result"]
+    others = [b for b in first if b not in results]
+    return [dict(tail[0], content=[*results, opening, *others]), *tail[1:]]
+
+
+def _is_compaction(block: Any) -> bool:
+    return isinstance(block, Mapping) and block.get("type") == "compaction"
+
+
+def _compactions(message: Any) -> list[int]:
+    content = message.get("content") if isinstance(message, Mapping) else None
+    return [j for j, b in enumerate(content) if _is_compaction(b)] if isinstance(content, list) else []

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import copy
+import dataclasses
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -296,7 +297,7 @@ class Conversation(Talking):
         self._check_selection(state, selection)
         if self.summary_error is not None:
             failed = f"summarizing failed ({self.summary_error}); fell back to the sliding window"
-            selection = Selection(selection.start, selection.context, "; ".join(filter(None, (selection.note, failed))))
+            selection = dataclasses.replace(selection, note="; ".join(filter(None, (selection.note, failed))))
         self.last_selection = selection
         request: dict[str, Any] = {"model": self.model, "max_tokens": max_tokens}
         if self._system:
@@ -355,6 +356,7 @@ class Conversation(Talking):
             budget=self.budget,
             counter=self.counter,
             summary=self._summary,
+            model=self.model,
         )
 
     # -- turns and pins --------------------------------------------------------------------

@@ -26,6 +26,7 @@ from ._exceptions import InvalidMessageError
 
 __all__ = [
     "Block",
+    "CompactionBlock",
     "DocumentBlock",
     "ImageBlock",
     "Message",
@@ -42,7 +43,7 @@ __all__ = [
 
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
 USER_BLOCKS = frozenset({"text", "image", "document", "tool_result"})
-ASSISTANT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking"})
+ASSISTANT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking", "compaction"})
 
 
 class _Model(BaseModel):
@@ -161,8 +162,26 @@ class RedactedThinkingBlock(_Model):
     data: str
 
 
+class CompactionBlock(_Model):
+    """A server-side compaction of the earlier conversation; sent back verbatim afterwards."""
+
+    type: Literal["compaction"] = "compaction"
+    content: str | None = None
+    encrypted_content: str | None = None
+    signature: str | None = None
+
+
 Block = Annotated[
-    Union[TextBlock, ImageBlock, DocumentBlock, ToolUseBlock, ToolResultBlock, ThinkingBlock, RedactedThinkingBlock],
+    Union[
+        TextBlock,
+        ImageBlock,
+        DocumentBlock,
+        ToolUseBlock,
+        ToolResultBlock,
+        ThinkingBlock,
+        RedactedThinkingBlock,
+        CompactionBlock,
+    ],
     Field(discriminator="type"),
 ]
 

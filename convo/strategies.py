@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 from ._exceptions import ContextOverflowError, ConvoError, InvalidConfigError
@@ -48,6 +48,7 @@ class TrimState:
     budget: int
     counter: TokenCounter | None = None
     summary: Summary | None = None
+    model: str = ""  # the conversation's model (server-side edits depend on it)
 
     @property
     def turns(self) -> int:
@@ -66,8 +67,11 @@ class TrimState:
         return self.pinned_prefix[bisect.bisect_left(self.pinned, start)]
 
     def cost(self, selection: Selection | int) -> int:
-        """Estimated input tokens + max_tokens of the request a selection makes."""
+        """Estimated input tokens + max_tokens of the request a selection makes (its own
+        ``estimate`` when it has one, e.g. after the server's context edits)."""
         sel = as_selection(selection)
+        if sel.estimate is not None:
+            return sel.estimate
         context = 0
         if sel.context:
             count = self.counter.count_message if self.counter else (lambda m: 0)
@@ -99,12 +103,15 @@ class Selection:
     """A strategy's answer: send turns ``start..`` plus the pinned turns before ``start``.
 
     ``context`` messages (for example a summary of what was dropped) go first. ``note`` says
-    why, when a strategy fell back or did something worth recording.
+    why, when a strategy fell back or did something worth recording. ``estimate``, when set,
+    is the request's size (input + max_tokens) as the model will see it — smaller than the
+    history sent when the server edits it (:class:`~convo.ServerEdits`); the budget checks it.
     """
 
     start: int
     context: tuple[Message, ...] = ()
     note: str = ""
+    estimate: int | None = None
 
 
 StrategyLike = Union["Strategy", Callable[[TrimState], Union[Selection, int]]]
@@ -255,7 +262,7 @@ class OrElse(Strategy):
                 continue
             if state.cost(sel) <= state.budget:
                 note = "; ".join(reasons)
-                return Selection(sel.start, sel.context, "; ".join(filter(None, (note, sel.note))))
+                return replace(sel, note="; ".join(filter(None, (note, sel.note))))
             reasons.append(f"{_label(strategy)}: selection needs {state.cost(sel)} tokens > budget {state.budget}")
         if state.cost(state.turns - 1) > state.budget:
             raise state.overflow()

@@ -8,11 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from convo import Conversation, SlidingWindow
-from convo._exceptions import InvalidConfigError
+from convo._exceptions import ContextOverflowError, InvalidConfigError
 from convo.context_edits import (
     BETA,
     CLEAR_THINKING,
     CLEAR_TOOL_USES,
+    COMPACT,
+    COMPACT_BETA,
     PLACEHOLDER,
     ServerEdits,
     applied_edits,
@@ -178,7 +180,8 @@ def test_thinking_is_cleared_from_older_turns(sdk):
 @pytest.mark.parametrize(
     ("cm", "betas", "says"),
     [
-        ({"edits": [{"type": "compact_20260112"}]}, [BETA], "not supported by the simulator"),
+        ({"edits": [{"type": COMPACT}]}, [BETA], f"'anthropic-beta: {COMPACT_BETA}'"),
+        ({"edits": [{"type": COMPACT, "pause": True}]}, [BETA, COMPACT_BETA], "edits.0.pause: Extra inputs"),
         ({"edits": [{"type": "clear_everything"}]}, [BETA], "unknown edit type"),
         (clear_tools(), [], "requires the beta header"),
         (clear_tools(keep={"type": "tokens", "value": 3}), [BETA], "edits.0.keep"),
@@ -228,3 +231,115 @@ def test_send_applies_the_edits_by_itself(fresh):
         conv.send("And now?")
     assert fresh.requests[-1].body["context_management"] == {"edits": edits.edits()}
     assert edits.last_applied and edits.last_applied[0].cleared_tool_uses > 0
+
+
+# -- server-side compaction -------------------------------------------------------------------------
+
+
+def chat_history(n: int, size: int = 60) -> list[dict]:
+    ms: list[dict] = []
+    for i in range(n):
+        ms.append({"role": "user", "content": f"Tell me about topic {i}. " + f"Topic {i} matters a lot. " * size})
+        ms.append({"role": "assistant", "content": f"Topic {i} is covered. " * size})
+    ms.append({"role": "user", "content": "And what is next?"})
+    return ms
+
+
+def compact_edit(value: int = 1000, **kw) -> dict:
+    return {"edits": [{"type": COMPACT, "trigger": {"type": "input_tokens", "value": value}, **kw}]}
+
+
+def compact_create(sdk, messages, cm, **kw):
+    return sdk.beta.messages.create(model=MODEL, max_tokens=64, messages=messages, betas=[BETA, COMPACT_BETA],
+                                    context_management=cm, **kw)  # fmt: skip
+
+
+def test_compaction_replaces_the_history_past_the_trigger(sdk):
+    plain = sdk.messages.create(model=MODEL, max_tokens=64, messages=chat_history(6))
+    reply = compact_create(sdk, chat_history(6), compact_edit())
+    first, *rest = reply.content
+    assert first.type == "compaction" and first.content and rest and rest[0].type == "text"
+    assert reply.context_management.applied_edits == []  # compaction is reported by its block, not here
+    comp, msg = reply.usage.iterations
+    assert (comp.type, msg.type) == ("compaction", "message")
+    assert comp.input_tokens == plain.usage.input_tokens > msg.input_tokens == reply.usage.input_tokens
+    below = compact_create(sdk, chat_history(6), compact_edit(10_000_000))
+    assert [b.type for b in below.content] == ["text"] and below.usage.iterations is None
+
+
+def test_pause_after_compaction_returns_the_summary_alone(sdk):
+    reply = compact_create(sdk, chat_history(6), compact_edit(pause_after_compaction=True))
+    assert reply.stop_reason == "compaction" and [b.type for b in reply.content] == ["compaction"]
+
+
+def test_the_compaction_block_round_trips(sdk):
+    history = chat_history(6)
+    reply = compact_create(sdk, history, compact_edit())
+    history.append({"role": "assistant", "content": [b.model_dump(exclude_none=True) for b in reply.content]})
+    history.append({"role": "user", "content": "Thanks, go on."})
+    again = compact_create(sdk, history, compact_edit(10_000_000))
+    assert again.usage.input_tokens < reply.usage.iterations[0].input_tokens  # what preceded the block is gone
+    history.insert(2, {"role": "assistant", "content": [{"type": "compaction", "content": "old summary"}]})
+    history.insert(3, {"role": "user", "content": "more"})
+    with pytest.raises(anthropic.BadRequestError, match="more than one compaction block"):
+        compact_create(sdk, history, compact_edit())
+
+
+def test_a_stream_carries_the_compaction_block(sdk):
+    with sdk.beta.messages.stream(model=MODEL, max_tokens=64, messages=chat_history(6), betas=[BETA, COMPACT_BETA],
+                                  context_management=compact_edit()) as s:  # fmt: skip
+        final = s.get_final_message()
+    assert final.content[0].type == "compaction" and final.content[0].content
+    assert final.usage.iterations[0].type == "compaction"
+
+
+def test_server_edits_compact_sends_the_edit_and_reads_the_block(fresh):
+    edits = ServerEdits(compact=True, compact_trigger_tokens=1000, compact_instructions="keep names")
+    params = edits.params(MODEL)
+    assert params["context_management"]["edits"][-1] == {
+        "type": COMPACT, "trigger": {"type": "input_tokens", "value": 1000},
+        "pause_after_compaction": False, "instructions": "keep names"}  # fmt: skip
+    assert params["extra_headers"]["anthropic-beta"] == f"{BETA},{COMPACT_BETA}"
+    assert ServerEdits.from_config(edits.config()) == edits
+    conv = Conversation(model=MODEL, budget=100_000, strategy=edits)
+    conv.extend(chat_history(6))
+    with quick_client(fresh) as client:
+        edits.observe(client.create(**conv.request(**params)))
+    assert edits.last_compaction is not None and edits.last_compaction.content
+    assert edits.last_compaction.block["type"] == "compaction" and COMPACT in str(edits.last_compaction)
+
+
+# -- the budget counts what the server will send to the model -------------------------------------
+
+
+def test_a_tool_loop_over_the_budget_is_sent_when_the_server_will_clear_it(fresh):
+    history = tool_history(12, size=400)  # one turn: no window can cut it
+    edits = ServerEdits(trigger_tokens=2000, keep_tool_uses=2)
+    conv = Conversation(model=MODEL, budget=4000, strategy=edits, max_tokens=100)
+    conv.extend(history)
+    request = conv.request(**edits.params(conv.model))
+    assert len(request["messages"]) == len(history) and "bring" in conv.last_selection.note
+    estimate = conv.last_selection.estimate
+    assert estimate <= conv.budget < conv.total_tokens and conv.tokens == estimate - 100
+    with quick_client(fresh) as client:
+        reply = client.create(**request)
+    assert reply.usage.input_tokens + 100 <= conv.budget  # the server did clear it
+    assert edits.observe(reply)[0].cleared_tool_uses == 10
+    for strategy in (ServerEdits(supported=False, trigger_tokens=2000), ServerEdits(trigger_tokens=50_000)):
+        conv = Conversation(model=MODEL, budget=4000, strategy=strategy, max_tokens=100)
+        conv.extend(history)
+        with pytest.raises(ContextOverflowError):  # no edits, or none before the budget: it cannot fit
+            conv.request(**strategy.params(conv.model))
+
+
+def test_send_keeps_the_compaction_block_in_the_history(fresh):
+    edits = ServerEdits(compact=True, compact_trigger_tokens=2000, clear_tool_uses=False)
+    with quick_client(fresh) as client:
+        conv = Conversation(model=MODEL, budget=100_000, strategy=edits, client=client)
+        for i in range(12):
+            conv.send(f"Tell me about item {i}: " + "facts and details " * 30)
+    kinds = [b.type for m in conv.messages for b in m.blocks]
+    assert "compaction" in kinds and len(conv.messages) == 24
+    sent = fresh.requests[-1].body["messages"]
+    assert any(isinstance(m["content"], list) and m["content"][0]["type"] == "compaction" for m in sent)
+    assert fresh.requests[-1].status == 200

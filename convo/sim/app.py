@@ -27,7 +27,7 @@ from .batches import BatchStore
 from .cache import PromptCache
 from .faults import STREAM_KINDS, Fault, Faults
 from .limits import RateLimits
-from .model import OfflineModel, Reply
+from .model import Block, OfflineModel, Reply, _message_text
 from .protocol import ErrorReply
 
 __all__ = ["Recorded", "SimState", "make_app"]
@@ -247,7 +247,8 @@ class _Handlers:
         s = self.s
         req = p.parse_message_request(await self._body(request, s.max_request_bytes))
         request[MODEL] = req.model
-        applied = self._edit(request, req)
+        raw_tokens = s.counter.count_request(req.messages, system=req.system, tools=req.tools)
+        applied, summary, pause = self._edit(request, req)
         input_tokens = s.counter.count_request(req.messages, system=req.system, tools=req.tools)
         fault = s.faults.next()
         if fault.kind != "ok" and request[RECORD] is not None:
@@ -274,10 +275,13 @@ class _Handlers:
         s.cache.commit(plan)
         cache = plan.usage.fields()
         reply = s.answer(req)
+        iterations = None
+        if summary is not None:  # the compaction block leads; its own usage is an iteration
+            reply, iterations = self._compacted(reply, summary, pause, raw_tokens, cache)
         s.limits.charge_output(req.model, reply.output_tokens)
         msg_id = s.ids.message()
         if req.stream:
-            return await self._stream(request, req, reply, msg_id, cache, fault, applied)
+            return await self._stream(request, req, reply, msg_id, cache, fault, applied, iterations)
         if fault.kind == "drop":
             _drop(request)
         wait = s.latency + s.token_latency * reply.events
@@ -285,26 +289,61 @@ class _Handlers:
             wait += s.faults.stall_seconds
         if wait > 0:
             await asyncio.sleep(wait)
-        return _json(p.message_json(msg_id, req.model, reply, input_tokens, cache=cache, applied=applied))
-
-    def _edit(self, request: web.Request, req: p.MessageRequest) -> list[dict[str, Any]] | None:
-        """Apply the request's context edits to its history (needs the beta header, as the API does)."""
-        if req.edits is None:
-            return None
-        betas = {b.strip() for b in (request.headers.get("anthropic-beta") or "").split(",")}
-        if context_edits.BETA not in betas:
-            raise p.invalid(
-                f"context_management: requires the beta header 'anthropic-beta: {context_edits.BETA}'"
-            )
-        count, system, tools = self.s.counter.count_request, req.system, req.tools
-        req.messages, applied = context_edits.apply_edits(
-            req.messages, req.edits, lambda ms: count(ms, system=system, tools=tools)
+        return _json(
+            p.message_json(msg_id, req.model, reply, input_tokens, cache=cache, applied=applied, iterations=iterations)
         )
-        return applied
+
+    def _edit(
+        self, request: web.Request, req: p.MessageRequest
+    ) -> tuple[list[dict[str, Any]] | None, str | None, bool]:
+        """Apply the request's context edits to its history (needs the beta header, as the API does).
+
+        Returns the ``applied_edits`` report, the compaction summary (if the history was
+        compacted) and whether to pause after compaction."""
+        if req.edits is None:
+            return None, None, False
+        betas = {b.strip() for b in (request.headers.get("anthropic-beta") or "").split(",")}
+        needed = [context_edits.BETA]
+        compaction = next((e for e in req.edits if e["type"] == context_edits.COMPACT), None)
+        if compaction is not None:
+            needed.append(context_edits.COMPACT_BETA)
+        for beta in needed:
+            if beta not in betas:
+                raise p.invalid(f"context_management: requires the beta header 'anthropic-beta: {beta}'")
+        count, system, tools = self.s.counter.count_request, req.system, req.tools
+
+        def size(ms: Any) -> int:
+            return count(ms, system=system, tools=tools)
+
+        req.messages, applied = context_edits.apply_edits(req.messages, req.edits, size)
+        summary = None
+        if compaction is not None:
+            model = self.s.model
+            req.messages, summary = context_edits.compact(
+                req.messages, compaction, size,
+                lambda ms, _instructions: model.summarize("\n\n".join(_message_text(m) for m in ms)),
+            )  # fmt: skip
+        return applied, summary, bool(compaction and compaction.get("pause_after_compaction"))
+
+    def _compacted(
+        self, reply: Reply, summary: str, pause: bool, raw_tokens: int, cache: dict[str, Any]
+    ) -> tuple[Reply, list[dict[str, Any]]]:
+        block = Block(type="compaction", deltas=(summary,))
+        zero = {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        out = self.s.counter.count_text(summary)
+        its = [{"type": "compaction", "input_tokens": raw_tokens, "output_tokens": out, **zero}]
+        if pause:  # the summary alone; the client sends the next request
+            return Reply((block,), "compaction", None, 0), its
+        its.append({
+            "type": "message", "input_tokens": cache["input_tokens"], "output_tokens": reply.output_tokens,
+            "cache_creation_input_tokens": cache["cache_creation_input_tokens"],
+            "cache_read_input_tokens": cache["cache_read_input_tokens"],
+        })  # fmt: skip
+        return Reply((block, *reply.blocks), reply.stop_reason, reply.stop_sequence, reply.output_tokens), its
 
     async def _stream(
         self, request: web.Request, req: p.MessageRequest, reply: Reply, msg_id: str, cache: dict[str, Any],
-        fault: Fault, applied: list[dict[str, Any]] | None = None,
+        fault: Fault, applied: list[dict[str, Any]] | None = None, iterations: list[dict[str, Any]] | None = None,
     ) -> web.StreamResponse:
         s = self.s
         if s.latency > 0:
@@ -314,7 +353,9 @@ class _Handlers:
         await resp.prepare(request)
         opening, deltas, closing = p.content_events(reply.blocks)
         head = p.start_event(msg_id, req.model, cache["input_tokens"], cache) + opening
-        tail = closing + p.message_delta_event(reply.stop_reason, reply.stop_sequence, reply.output_tokens, applied) + p.MESSAGE_STOP
+        tail = closing + p.message_delta_event(
+            reply.stop_reason, reply.stop_sequence, reply.output_tokens, applied, iterations
+        ) + p.MESSAGE_STOP
         at = min(fault.after, len(deltas)) if fault.kind in STREAM_KINDS else -1
         try:
             if s.token_latency <= 0 and at < 0:

@@ -205,7 +205,9 @@ def _check_common(body: Any, allowed: frozenset[str]) -> MessageRequest:
     if not raw:
         raise invalid("messages: at least one message is required")
     try:
-        messages = check_history(raw)
+        messages = check_history(context_edits.adopt_compaction(raw))
+    except ValueError as exc:
+        raise invalid(f"messages: {exc}") from None
     except InvalidInputError as exc:
         raise invalid(f"messages: {exc}") from None
     last = messages[-1]
@@ -330,15 +332,22 @@ def block_json(block: Block) -> dict[str, Any]:
         return {"type": "text", "text": block.value}
     if block.type == "thinking":
         return {"type": "thinking", "thinking": block.value, "signature": block.signature}
+    if block.type == "compaction":
+        return {"type": "compaction", "content": block.value}
     return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
 
 
 def message_json(
     msg_id: str, model: str, reply: Reply, input_tokens: int, *, service_tier: str = "standard",
     cache: Mapping[str, Any] | None = None, applied: list[dict[str, Any]] | None = None,
+    iterations: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """A complete Message object, shaped like the API's (``applied``: context edits, when asked for)."""
+    """A complete Message object, shaped like the API's (``applied``: context edits, when asked
+    for; ``iterations``: ``usage.iterations``, reported when the server compacted)."""
     extra = {} if applied is None else {"context_management": {"applied_edits": applied}}
+    usage = usage_json(input_tokens, reply.output_tokens, cache=cache, service_tier=service_tier)
+    if iterations is not None:
+        usage["iterations"] = iterations
     return extra | {
         "id": msg_id,
         "type": "message",
@@ -347,7 +356,7 @@ def message_json(
         "content": [block_json(b) for b in reply.blocks],
         "stop_reason": reply.stop_reason,
         "stop_sequence": reply.stop_sequence,
-        "usage": usage_json(input_tokens, reply.output_tokens, cache=cache, service_tier=service_tier),
+        "usage": usage,
     }
 
 
@@ -382,6 +391,7 @@ _DELTAS = {
     "text": ("text_delta", "text"),
     "thinking": ("thinking_delta", "thinking"),
     "tool_use": ("input_json_delta", "partial_json"),
+    "compaction": ("compaction_delta", "content"),  # one delta carries the whole summary
 }
 
 
@@ -398,6 +408,8 @@ def _block_start(index: int, block: Block) -> bytes:
         opened: dict[str, Any] = {"type": "text", "text": ""}
     elif block.type == "thinking":
         opened = {"type": "thinking", "thinking": "", "signature": ""}
+    elif block.type == "compaction":
+        opened = {"type": "compaction", "content": None}
     else:
         opened = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
     return sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": opened})
@@ -427,12 +439,13 @@ def content_events(blocks: Sequence[Block]) -> tuple[bytes, list[bytes], bytes]:
 
 
 def message_delta_event(
-    stop_reason: str, stop_sequence: str | None, output_tokens: int, applied: list[dict[str, Any]] | None = None
+    stop_reason: str, stop_sequence: str | None, output_tokens: int, applied: list[dict[str, Any]] | None = None,
+    iterations: list[dict[str, Any]] | None = None,
 ) -> bytes:
     event: dict[str, Any] = {
         "type": "message_delta",
         "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-        "usage": {"output_tokens": output_tokens},
+        "usage": {"output_tokens": output_tokens} | ({} if iterations is None else {"iterations": iterations}),
     }
     if applied is not None:  # the API reports context edits on the final delta
         event["context_management"] = {"applied_edits": applied}
