@@ -29,10 +29,7 @@ nothing written). Writes ``bench/results/chunking.md``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
-import os
-import platform
 import pydoc_data.topics
 import statistics
 import sys
@@ -46,6 +43,8 @@ import tiktoken
 from convo import OfflineCounter
 from convo.chunking import chunk_text
 from convo.tokens import default_counter
+
+import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 LIMIT = 512
 ROUNDS = 7
@@ -259,20 +258,8 @@ def _version(package: str) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
-    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    return (
-        f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs ({cpu}), "
-        f"{platform.system()} {platform.release()}{load}; {now}"
-    )
+    return _machine.machine("tiktoken")
+
 
 
 def table(rows: list[dict[str, object]], sizes: dict[str, int]) -> str:

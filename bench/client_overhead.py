@@ -30,10 +30,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import datetime as dt
 import gc
 import os
-import platform
 import pstats
 import re
 import socket
@@ -43,7 +41,6 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Iterator, NamedTuple
 
@@ -51,6 +48,8 @@ import anthropic
 import httpx2
 
 import convo
+
+import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 MODEL = "claude-sonnet-4-6"
 MAX_TOKENS = 200
@@ -334,18 +333,8 @@ def convo_source() -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return (
-        f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs ({cpu}), "
-        f"{platform.system()} {platform.release()}; {convo_source()} ({convo.__version__}), "
-        f"anthropic {version('anthropic')}, httpx2 {version('httpx2')}; "
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
-    )
+    return _machine.machine("anthropic", "httpx2", convo=f"{convo_source()} ({convo.__version__})")
+
 
 
 def quartiles(values: list[float]) -> str:

@@ -28,14 +28,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import heapq
-import os
-import platform
 import sys
 import time
 from collections.abc import Callable
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +43,8 @@ from convo.chunking import chunk_text
 from convo.mapreduce import REDUCE, amap_reduce, map_reduce
 from convo.ratelimit import RateLimits
 from convo.sim import Simulator
+
+import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 MODEL = "claude-sonnet-4-6"
 ASK = "Summarize this part of the Python reference."
@@ -143,17 +141,8 @@ def measure(name: str, fn: Callable[[Simulator], dict[str, Any]], *, rpm: float,
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return (
-        f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs ({cpu}), "
-        f"{platform.system()} {platform.release()}; convo {convo.__version__}, anthropic {version('anthropic')}; "
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
-    )
+    return _machine.machine("anthropic")
+
 
 
 def main() -> None:

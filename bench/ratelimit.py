@@ -40,27 +40,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
-import datetime as dt
 import heapq
 import os
-import platform
 import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
 import anthropic
 
-import convo
 from convo import AsyncClient, Client, _calls
 from convo._flow import Sleep
 from convo.ratelimit import RateLimits, Reservation
 from convo.sim import Simulator
 from convo.sim.limits import Bucket
+
+import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 MODEL = "claude-sonnet-4-6"
 SAY = "Acknowledged, the record is filed and the queue moves on."
@@ -416,17 +414,8 @@ def configs(quick: bool) -> list[Config]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return (
-        f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs ({cpu}), "
-        f"{platform.system()} {platform.release()}; convo {convo.__version__}, anthropic {version('anthropic')}; "
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
-    )
+    return _machine.machine("anthropic")
+
 
 
 def table(rows: list[dict[str, Any]]) -> list[str]:

@@ -26,11 +26,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import difflib
 import gc
-import os
-import platform
 import re
 import resource
 import sys
@@ -46,6 +43,8 @@ import convo
 from convo import AsyncClient, Client, RetryPolicy
 from convo.sim import Simulator
 from convo.sim.faults import Faults
+
+import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 MODEL = "claude-sonnet-4-6"
 KEY = "soak-key"
@@ -281,9 +280,8 @@ def load(streams: int = 500, rounds: int = 3, *, token_latency: float = 0.01, tr
 
 
 def machine() -> str:
-    now = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
-    return (f"Python {platform.python_version()}, {os.cpu_count()} CPUs ({platform.machine()}), "
-            f"{platform.system()} {platform.release()}, convo {convo.__version__}; {now}")
+    return _machine.machine()
+
 
 
 def render(soaks: list[Report], loaded: LoadReport) -> str:

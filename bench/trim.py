@@ -21,18 +21,14 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import datetime as dt
 import gc
 import itertools
-import os
-import platform
 import pstats
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterator
-from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +37,8 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, System
 import convo
 from convo import Conversation, OfflineCounter
 from convo.tokens import MESSAGE_OVERHEAD, REQUEST_OVERHEAD
+
+import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 SEED = 20261123
 MODEL = "claude-sonnet-4-6"
@@ -268,18 +266,8 @@ def ms(seconds: float) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    return (
-        f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs ({cpu}), "
-        f"{platform.system()} {platform.release()}; convo {convo.__version__}, "
-        f"langchain-core {version('langchain-core')}, tiktoken {version('tiktoken')}; "
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
-    )
+    return _machine.machine("langchain-core", "tiktoken")
+
 
 
 def plan(n: int, quick: bool) -> dict[str, tuple[int, int]]:

@@ -64,19 +64,6 @@ def assert_complete(results, n):
         assert r.text == f"item {r.index}"
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.faults = None
-    sim.clear_requests()
-    return sim
-
-
 # -- one request per item ---------------------------------------------------------------------
 
 

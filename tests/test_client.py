@@ -27,19 +27,6 @@ class AsyncSleeps(list):
         self.append(seconds)
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.faults = None
-    sim.clear_requests()
-    return sim
-
-
 def client(sim, **kw):
     kw.setdefault("sleep", Sleeps())
     return Client(api_key=KEY, base_url=sim.base_url, model=MODEL, **kw)

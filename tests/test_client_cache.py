@@ -3,29 +3,14 @@
 import asyncio
 import json
 
-import pytest
 
 import convo
 from convo import AsyncClient, Client, Conversation, MemoryCache, Redactor, RedisCache, SQLiteCache
-from convo.sim import Simulator
 
 MODEL = "claude-sonnet-4-6"
 ASK = [{"role": "user", "content": "What is the boiling point of water at sea level?"}]
 SECRET_EMAIL = "ada.lovelace@example.org"
 CARD = "4111 1111 1111 1111"
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.faults = None
-    sim.clear_requests()
-    return sim
 
 
 def posts(sim):

@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 import convo
 from convo import AsyncClient, Client
-from convo.sim import Simulator
 
 MODEL = "claude-sonnet-4-6"
 WEATHER = {
@@ -34,18 +33,6 @@ BOTH = {**TOOL, "thinking": {"type": "enabled", "budget_tokens": 1024}}
 class Sleeps(list):
     def __call__(self, seconds):
         self.append(seconds)
-
-
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
-
-
-@pytest.fixture
-def fresh(sim):
-    sim.faults = None
-    return sim
 
 
 def client(sim, **kw):

@@ -1,0 +1,38 @@
+"""The line every results file starts with: machine, packages, load and time (shared by the benches)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
+
+def _cpu() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        return platform.processor() or platform.machine()
+
+
+def machine(*packages: str, convo: str | None = None) -> str:
+    """``Python ..., N CPUs (cpu), OS; convo X, pkg Y, ...; load L; date UTC``.
+
+    ``convo`` replaces the "convo X" label (e.g. with a commit); ``packages`` are reported by version.
+    """
+    def ver(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    import convo as _convo
+
+    parts = [convo or f"convo {_convo.__version__}", *(f"{p} {ver(p)}" for p in packages)]
+    load = f"; load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
+    return (
+        f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs "
+        f"({_cpu() or platform.machine()}), {platform.system()} {platform.release()}; {', '.join(parts)}{load}; "
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    )
