@@ -5,6 +5,7 @@
     ConvoError
     ├── InvalidInputError (also ValueError)    the caller passed something unusable
     │   ├── InvalidMessageError                a message or history breaks an API rule
+    │   ├── ModelRuleError                     a request breaks its model's rule: not sent
     │   ├── InvalidConfigError                 a bad budget, model, system prompt, strategy...
     │   │   └── UnknownModelError              no price for a model (convo.prices)
     │   └── TextFileError                      a file to chunk is missing, binary or not UTF-8
@@ -46,6 +47,7 @@ __all__ = [
     "InvalidConfigError",
     "InvalidInputError",
     "InvalidMessageError",
+    "ModelRuleError",
     "NotFoundError",
     "OverloadedError",
     "PermissionDeniedError",
@@ -73,6 +75,18 @@ class InvalidMessageError(InvalidInputError):
 
 class InvalidConfigError(InvalidInputError):
     """A setting (budget, model, system prompt, strategy, ...) is unusable."""
+
+
+class ModelRuleError(InvalidInputError):
+    """A request breaks a rule of its model that would make the API refuse it (a 400), so it was
+    not sent. ``rule`` names the rule (e.g. ``"max_tokens"``, ``"prefill"``, ``"sampling"``) and
+    ``model`` the model; the message gives the numbers and what to change.
+    """
+
+    def __init__(self, message: str, *, rule: str, model: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+        self.model = model
 
 
 class ContextOverflowError(ConvoError):

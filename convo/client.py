@@ -1,13 +1,16 @@
 """Client and AsyncClient: the official SDK underneath, convo's retries and streams on top.
 
 >>> from convo import Client
->>> client = Client(base_url="http://127.0.0.1:8080", api_key="test", model="claude-sonnet-4-6")
+>>> client = Client(base_url="http://127.0.0.1:8080", api_key="test")
 >>> client
-Client(model='claude-sonnet-4-6', base_url='http://127.0.0.1:8080', max_concurrency=5)
+Client(model='claude-sonnet-5-5', base_url='http://127.0.0.1:8080', max_concurrency=5)
 
 Both are thin shells: every decision lives in the flows of ``_calls`` and ``_resume``, which run the same way
 under the sync and the async driver. The API key is read from ``ANTHROPIC_API_KEY`` when not
-given and never appears in a repr, a log line or an error.
+given and never appears in a repr, a log line or an error. The model defaults to
+:data:`convo.models.DEFAULT_MODEL`. Every request is checked against its model's catalogue entry
+before it is sent (see ``_preflight``); :meth:`Client.models` refreshes that catalogue from the
+Models API.
 """
 
 from __future__ import annotations
@@ -21,13 +24,16 @@ from typing import Any
 
 import anthropic
 
+from . import _models_live
 from ._calls import CallContext, call_flow
 from ._drivers import AsyncEnv, SyncEnv, drive_async, drive_sync, run_async, run_sync
 from ._exceptions import InvalidConfigError
+from ._preflight import check_request
 from ._resume import AsyncStream, Restart, Stream, stream_flow
 from .budget import Budget
 from .cache import Cache
 from .messages import Message, check_history, to_message, to_system
+from .models import DEFAULT_MODEL, Catalogue
 from .prices import PriceTable
 from .ratelimit import RateLimiter, RateLimits
 from .redact import Redactor
@@ -78,7 +84,7 @@ class _Base:
         if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise InvalidConfigError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
         if model is not None and (not isinstance(model, str) or not model.strip()):
-            raise InvalidConfigError(f"model must be a model name such as 'claude-sonnet-4-6', got {model!r}")
+            raise InvalidConfigError(f"model must be a model name such as {DEFAULT_MODEL!r}, got {model!r}")
         if limits is not None and not isinstance(limits, RateLimits):
             raise InvalidConfigError(f"limits must be a RateLimits(...), got {type(limits).__name__}")
         if budget is not None and not isinstance(budget, Budget):
@@ -91,8 +97,11 @@ class _Base:
                 "no API key: pass Client(api_key=...) or set ANTHROPIC_API_KEY "
                 "(for the embedded simulator any non-empty key works)"
             )
+        model = model if model is not None else DEFAULT_MODEL
         self.model = model
         self.base_url = base_url
+        #: The catalogue requests are checked against: the bundled one until :meth:`models` refreshes it.
+        self.catalogue = Catalogue.bundled()
         self.max_concurrency = max_concurrency
         self.retry = retry if retry is not None else RetryPolicy()
         self.fallback_models = tuple(fallback_models)
@@ -102,7 +111,7 @@ class _Base:
         self.limits = limits
         self.budget = budget
         self.prices = prices if prices is not None else PriceTable.default()
-        if budget is not None and model is not None:
+        if budget is not None:
             self.prices.price(model)  # an unknown model cannot be budgeted: say so now
         self.stats = Stats(clock)
         self.limiter = RateLimiter(limits, clock) if limits is not None else None
@@ -135,6 +144,15 @@ class _Base:
     def retry_budget(self) -> Any:
         return self._ctx.budget
 
+    def _models_key(self) -> str:
+        return _models_live.cache_key(self.base_url, self._sdk_options["api_key"])
+
+    def _models_hit(self, refresh: bool, ttl: float) -> Catalogue | None:
+        hit = None if refresh else _models_live.cached(self._models_key(), ttl)
+        if hit is not None:
+            self.catalogue = hit
+        return hit
+
     def _request(
         self,
         messages: Iterable[Any],
@@ -142,11 +160,15 @@ class _Base:
         max_tokens: int,
         model: str | None,
         params: dict[str, Any],
+        *,
+        method: str = "create",
+        batch: bool = False,
     ) -> dict[str, Any]:
-        """Normalize a request once, at the boundary."""
-        model = model or self.model
-        if not model:
-            raise InvalidConfigError("no model: pass model=... to the call or to Client(model=...)")
+        """Normalize a request once, at the boundary, and check it against its model's rules
+        (``batch``: against the Batch API's output cap)."""
+        model = self.model if model is None else model
+        if not isinstance(model, str) or not model.strip():
+            raise InvalidConfigError(f"model must be a model name such as {DEFAULT_MODEL!r}, got {model!r}")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
             raise InvalidConfigError(f"max_tokens must be a positive int, got {max_tokens!r}")
         if isinstance(messages, (str, Message)) or not isinstance(messages, Iterable):
@@ -163,6 +185,10 @@ class _Base:
         if user and "metadata" not in params:
             request["metadata"] = {"user_id": user}
         request.update(params)
+        if method == "count_tokens":
+            del request["max_tokens"]
+            request.pop("metadata", None)
+        check_request(request, self.catalogue.get(model), method=method, batch=batch)
         return request
 
 
@@ -225,10 +251,26 @@ class Client(_Base):
 
     def count_tokens(self, messages: Iterable[Any], *, system: Any = None, model: str | None = None, **params: Any) -> int:
         """Exact input tokens from the API's count_tokens endpoint (retried like any call)."""
-        request = self._request(messages, system, 1, model, params)
-        del request["max_tokens"]
-        request.pop("metadata", None)
+        request = self._request(messages, system, 1, model, params, method="count_tokens")
         return run_sync(call_flow(request, self._ctx, "count_tokens"), self._env).input_tokens
+
+    def models(self, *, refresh: bool = False, ttl: float = _models_live.MODELS_TTL) -> Catalogue:
+        """The model catalogue refreshed from ``GET /v1/models`` (all pages): the API's limits and
+        capabilities over the bundled data, bundled prices (a model only the API lists has unknown
+        prices). Kept ``ttl`` seconds in this process and on disk (``$CONVO_CACHE_DIR``, default
+        ``~/.cache/convo``); ``refresh=True`` asks the API now. Offline or on an error: the bundled
+        catalogue, with one warning. Later requests are checked against what this returns.
+        """
+        hit = self._models_hit(refresh, ttl)
+        if hit is not None:
+            return hit
+        try:
+            listed = _models_live.fetch_sync(self.sdk)
+        except Exception as exc:  # offline, refused, or a server without the endpoint
+            self.catalogue = _models_live.failed(self._models_key(), exc)
+        else:
+            self.catalogue = _models_live.store(self._models_key(), listed)
+        return self.catalogue
 
     def close(self) -> None:
         self.sdk.close()
@@ -301,10 +343,21 @@ class AsyncClient(_Base):
     async def count_tokens(
         self, messages: Iterable[Any], *, system: Any = None, model: str | None = None, **params: Any
     ) -> int:
-        request = self._request(messages, system, 1, model, params)
-        del request["max_tokens"]
-        request.pop("metadata", None)
+        request = self._request(messages, system, 1, model, params, method="count_tokens")
         return (await run_async(call_flow(request, self._ctx, "count_tokens"), self._env)).input_tokens
+
+    async def models(self, *, refresh: bool = False, ttl: float = _models_live.MODELS_TTL) -> Catalogue:
+        """The async twin of :meth:`Client.models`."""
+        hit = self._models_hit(refresh, ttl)
+        if hit is not None:
+            return hit
+        try:
+            listed = await _models_live.fetch_async(self.sdk)
+        except Exception as exc:  # offline, refused, or a server without the endpoint
+            self.catalogue = _models_live.failed(self._models_key(), exc)
+        else:
+            self.catalogue = _models_live.store(self._models_key(), listed)
+        return self.catalogue
 
     async def close(self) -> None:
         await self.sdk.close()

@@ -385,8 +385,17 @@ def test_bad_requests_are_refused_before_sending(fresh):
         lambda: c.create("hello", max_tokens=10),
         lambda: c.create(ASK, max_tokens=0),
         lambda: c.create([{"role": "robot", "content": "x"}], max_tokens=10),
-        lambda: Client(api_key=KEY, base_url=fresh.base_url).create(ASK, max_tokens=10),
+        lambda: c.create(ASK, max_tokens=10, model="   "),
+        lambda: c.create(ASK, max_tokens=500_000),  # above the model's maximum output
     ):
         with pytest.raises(convo.InvalidInputError):
             call()
     assert message_posts(fresh) == []
+
+
+def test_the_default_model_is_the_catalogues(fresh):
+    c = Client(api_key=KEY, base_url=fresh.base_url, sleep=Sleeps())
+    assert c.model == convo.models.DEFAULT_MODEL
+    c.create(ASK, max_tokens=10)
+    (sent,) = message_posts(fresh)
+    assert sent.body["model"] == convo.models.DEFAULT_MODEL

@@ -1,0 +1,167 @@
+"""Pre-flight checks: refuse, before sending, a request its model's rules would make the API refuse.
+
+A 400 costs a round trip (and, for a Budget, a held reservation); worse, it arrives after the
+retry machinery has started. :func:`check_request` reads the catalogue entry of the request's
+model and raises :class:`ModelRuleError` naming the rule, the numbers and the change to make.
+It only refuses what the catalogue says the API refuses: anything it does not know, it lets
+through. A model convo does not know is sent unchecked, with one warning per model name per
+process on the ``convo`` logger.
+
+>>> from convo.models import lookup
+>>> check_request({"model": "claude-haiku-4-5", "max_tokens": 100_000, "messages": []},
+...               lookup("claude-haiku-4-5"))
+Traceback (most recent call last):
+...
+convo._exceptions.ModelRuleError: max_tokens=100000 is above the maximum of claude-haiku-4-5 (64000 output tokens); lower max_tokens to 64000 or less
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from ._exceptions import ModelRuleError
+from .models import ModelInfo
+
+__all__ = ["check_request", "warn_unknown"]
+
+log = logging.getLogger("convo")
+
+_warned: set[str] = set()
+_lock = threading.Lock()
+
+
+def warn_unknown(model: str) -> None:
+    """Log, once per model name per process, that ``model`` is not in the catalogue."""
+    with _lock:
+        if model in _warned:
+            return
+        _warned.add(model)
+    log.warning(
+        "convo: model %r is not in convo's catalogue (convo/data/models.json): sent without pre-flight checks, "
+        "and its cost is reported as unknown",
+        model,
+    )
+
+
+def _is_set(value: Any) -> bool:
+    return value is not None
+
+
+def check_request(
+    request: Mapping[str, Any], info: ModelInfo | None, *, method: str = "create", batch: bool = False
+) -> None:
+    """Raise :class:`ModelRuleError` if ``request`` breaks a rule of its model (``info``).
+
+    ``method`` is ``"create"`` (also streams) or ``"count_tokens"`` (no reply, so no reply-length,
+    sampling or prefill rules); ``batch`` checks ``max_tokens`` against the Batch API's cap.
+    ``info`` None (an unknown model) checks nothing and warns once.
+    """
+    model = str(request.get("model"))
+    if info is None:
+        warn_unknown(model)
+        return
+    name = info.id if model == info.id else f"{model} ({info.id})"
+    _check_thinking_mode(request, info, name)
+    if method == "count_tokens":
+        return
+    max_tokens = request.get("max_tokens")
+    if isinstance(max_tokens, int) and info.max_tokens > 0:
+        _check_max_tokens(max_tokens, info, name, batch)
+    _check_budget(request, max_tokens, info, name)
+    _check_sampling(request, info, name)
+    _check_prefill(request, info, name)
+
+
+def _fail(rule: str, info: ModelInfo, message: str) -> ModelRuleError:
+    return ModelRuleError(message, rule=rule, model=info.id)
+
+
+def _check_max_tokens(max_tokens: int, info: ModelInfo, name: str, batch: bool) -> None:
+    cap = info.output_cap(batch=batch)
+    if max_tokens <= cap:
+        return
+    where = "on the Batch API (beta)" if batch and cap != info.max_tokens else ""
+    more = ""
+    if not batch and info.max_tokens_batch and info.max_tokens_batch > info.max_tokens:
+        more = f" (the Batch API, beta, allows up to {info.max_tokens_batch})"
+    raise _fail(
+        "max_tokens",
+        info,
+        f"max_tokens={max_tokens} is above the maximum of {name}{' ' + where if where else ''} "
+        f"({cap} output tokens){more}; lower max_tokens to {cap} or less",
+    )
+
+
+def _thinking_type(request: Mapping[str, Any]) -> str | None:
+    thinking = request.get("thinking")
+    if isinstance(thinking, Mapping):
+        kind = thinking.get("type")
+        return kind if isinstance(kind, str) else None
+    return None
+
+
+def _check_thinking_mode(request: Mapping[str, Any], info: ModelInfo, name: str) -> None:
+    kind = _thinking_type(request)
+    t = info.thinking
+    if kind == "enabled" and not t.enabled:
+        instead = "use thinking={'type': 'adaptive'} (the depth is set by output_config.effort)" if t.adaptive else (
+            "remove thinking"
+        )
+        raise _fail("thinking", info, f"{name} does not accept extended thinking "
+                    f"(thinking type 'enabled' with budget_tokens); {instead}")
+    if kind == "adaptive" and not t.adaptive:
+        instead = "use thinking={'type': 'enabled', 'budget_tokens': N}" if t.enabled else "remove thinking"
+        raise _fail("thinking", info, f"{name} does not accept adaptive thinking; {instead}")
+    if kind == "disabled" and t.always_on:
+        raise _fail("thinking", info, f"thinking cannot be turned off on {name} (it is always on); "
+                    "remove thinking={'type': 'disabled'} and lower output_config.effort to spend less")
+
+
+def _check_budget(request: Mapping[str, Any], max_tokens: Any, info: ModelInfo, name: str) -> None:
+    thinking = request.get("thinking")
+    if _thinking_type(request) != "enabled" or not isinstance(thinking, Mapping):
+        return
+    budget = thinking.get("budget_tokens")
+    if isinstance(budget, int) and isinstance(max_tokens, int) and budget >= max_tokens:
+        raise _fail("budget_tokens", info, f"thinking.budget_tokens={budget} must be less than "
+                    f"max_tokens={max_tokens} on {name}; raise max_tokens above {budget} or lower budget_tokens "
+                    f"below {max_tokens}")
+
+
+def _check_sampling(request: Mapping[str, Any], info: ModelInfo, name: str) -> None:
+    temperature, top_p, top_k = (request.get(k) for k in ("temperature", "top_p", "top_k"))
+    if info.sampling == "default_only":
+        changed = [
+            f"{key}={value!r}"
+            for key, value, default in (("temperature", temperature, 1), ("top_p", top_p, 1), ("top_k", top_k, None))
+            if _is_set(value) and value != default
+        ]
+        if changed:
+            raise _fail("sampling", info, f"{name} refuses non-default sampling parameters ({', '.join(changed)}); "
+                        "remove temperature, top_p and top_k (steer the model with the prompt and "
+                        "output_config.effort instead)")
+        return
+    thinking_on = _thinking_type(request) in ("enabled", "adaptive") or info.thinking.always_on
+    if thinking_on and _is_set(temperature) and temperature != 1:
+        raise _fail("sampling", info, f"temperature={temperature!r} with thinking on {name}: temperature may only "
+                    "be 1 when thinking is on; remove temperature or turn thinking off")
+    if thinking_on and _is_set(top_k):
+        raise _fail("sampling", info, f"top_k={top_k!r} with thinking on {name}: top_k must be unset when "
+                    "thinking is on; remove top_k")
+    if info.sampling == "exclusive" and _is_set(temperature) and _is_set(top_p):
+        raise _fail("sampling", info, f"{name} accepts temperature or top_p, not both "
+                    f"(temperature={temperature!r}, top_p={top_p!r}); remove one of them")
+
+
+def _check_prefill(request: Mapping[str, Any], info: ModelInfo, name: str) -> None:
+    if info.prefill:
+        return
+    messages = request.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if isinstance(last, Mapping) and last.get("role") == "assistant":
+        raise _fail("prefill", info, f"{name} does not accept an assistant prefill: the conversation must end "
+                    "with a user message; drop the final assistant turn (ask for the format in the prompt "
+                    "or use structured outputs instead)")
