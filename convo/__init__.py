@@ -1,7 +1,7 @@
 """convo: multi-turn conversations for the Claude API that fit their token budget.
 
 >>> import convo
->>> conv = convo.Conversation("You are terse.", model="claude-sonnet-4-6", budget=8000)
+>>> conv = convo.Conversation("You are terse.", model="claude-sonnet-5-5", budget=8000)
 >>> conv.add_user("Hello")
 >>> conv.request()["messages"]
 [{'role': 'user', 'content': 'Hello'}]
@@ -18,6 +18,7 @@ from ._exceptions import (
     InvalidConfigError,
     InvalidInputError,
     InvalidMessageError,
+    ModelRuleError,
     NotFoundError,
     OverloadedError,
     PermissionDeniedError,
@@ -60,6 +61,7 @@ from .messages import (
     check_history,
     to_message,
 )
+from .models import Catalogue, ModelInfo
 from .prices import PriceTable, UnknownModelError
 from .ratelimit import MemoryStore, RateLimits, RedisStore
 from .receipts import Receipt
@@ -91,6 +93,7 @@ __all__ = [
     "Cache",
     "CacheError",
     "CachedCounter",
+    "Catalogue",
     "Checkpoint",
     "Chunk",
     "Client",
@@ -111,6 +114,8 @@ __all__ = [
     "MemoryCache",
     "MemoryStore",
     "Message",
+    "ModelInfo",
+    "ModelRuleError",
     "NotFoundError",
     "OfflineCounter",
     "OverloadedError",

@@ -1,11 +1,13 @@
 """Conversation: a multi-turn history with a system prompt, fitted into a token budget.
 
 >>> from convo import Conversation
->>> conv = Conversation("You are terse.", model="claude-sonnet-4-6", budget=8000)
+>>> conv = Conversation("You are terse.", model="claude-sonnet-5-5", budget=8000)
 >>> conv.add_user("What is the capital of France?")
 >>> request = conv.request(max_tokens=256)   # kwargs for anthropic.Anthropic().messages.create
 >>> sorted(request)
 ['max_tokens', 'messages', 'model', 'system']
+>>> Conversation(model="claude-haiku-4-5").budget   # no budget: the model's context window
+200000
 
 The history keeps every message; :meth:`Conversation.request` asks the strategy which turns to
 send. Token counts are kept per message and as running totals, so appending a message costs
@@ -22,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import _breakpoints, _persist, receipts
-from ._exceptions import InvalidConfigError, InvalidInputError, InvalidMessageError
+from ._exceptions import InvalidConfigError, InvalidInputError, InvalidMessageError, ModelRuleError
 from ._talk import Talking
 from .messages import (
     Message,
@@ -32,6 +34,7 @@ from .messages import (
     to_message,
     to_system,
 )
+from .models import DEFAULT_MODEL, Catalogue, ModelInfo
 from .receipts import Receipt
 from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection
 from .summarize import Summary
@@ -50,13 +53,34 @@ def _positive_int(value: Any, what: str, hint: str) -> int:
     return value
 
 
+def _model_info(model: str, client: Any) -> ModelInfo | None:
+    """The catalogue entry for ``model``: from the client's catalogue when it has one."""
+    catalogue = getattr(client, "catalogue", None)
+    if not isinstance(catalogue, Catalogue):
+        catalogue = Catalogue.bundled()
+    return catalogue.get(model)
+
+
+def _check_reply_cap(max_tokens: int, info: ModelInfo | None, model: str) -> None:
+    if info is not None and 0 < info.max_tokens < max_tokens:
+        raise ModelRuleError(
+            f"max_tokens={max_tokens} is above the maximum of {model} ({info.max_tokens} output tokens); "
+            f"lower max_tokens to {info.max_tokens} or less",
+            rule="max_tokens",
+            model=info.id,
+        )
+
+
 class Conversation(Talking):
     """A chat history with a system prompt that always fits its token ``budget``.
 
-    ``budget`` is the context window to fit in (input + ``max_tokens``), in tokens. ``strategy``
+    ``model`` defaults to :data:`convo.models.DEFAULT_MODEL`. ``budget`` is the context window to
+    fit in (input + ``max_tokens``), in tokens; by default the model's whole context window, from
+    the catalogue (the client's, when it was refreshed with ``client.models()``). ``strategy``
     decides what to drop when the history outgrows it (default :class:`SlidingWindow`);
     ``counter`` estimates tokens (default: the offline, cached counter). ``max_tokens`` is the
-    default reply length for :meth:`request` (default 1024, or half the budget if that is less).
+    default reply length for :meth:`request` (default 1024, or half the budget if that is less,
+    and never above the model's maximum output).
     ``client`` (a :class:`convo.Client` or :class:`convo.AsyncClient`) lets :meth:`send`,
     :meth:`stream`, :meth:`asend` and :meth:`astream` talk to the model. ``prompt_cache=True``
     (or ``"1h"``) places prompt-cache breakpoints on the system prompt, the summary and the
@@ -68,8 +92,8 @@ class Conversation(Talking):
         self,
         system: str | Sequence[Any] | None = None,
         *,
-        model: str,
-        budget: int,
+        model: str = DEFAULT_MODEL,
+        budget: int | None = None,
         strategy: StrategyLike | None = None,
         counter: TokenCounter | None = None,
         max_tokens: int | None = None,
@@ -78,11 +102,22 @@ class Conversation(Talking):
         prompt_cache: bool | str = False,
     ) -> None:
         if not isinstance(model, str) or not model.strip():
-            raise InvalidConfigError(f"model must be a model name such as 'claude-sonnet-4-6', got {model!r}")
+            raise InvalidConfigError(f"model must be a model name such as {DEFAULT_MODEL!r}, got {model!r}")
+        info = _model_info(model, client)
+        if budget is None:
+            if info is None or info.max_input_tokens <= 0:
+                raise InvalidConfigError(
+                    f"no budget given and model {model!r} is not in convo's catalogue, so its context window is "
+                    "unknown; pass budget=... (the tokens to fit in, e.g. budget=200_000)"
+                )
+            budget = info.max_input_tokens
         _positive_int(budget, "budget", "give the context window to fit in, in tokens, e.g. budget=8000")
         if max_tokens is None:
             max_tokens = min(1024, max(1, budget // 2))
+            if info is not None and info.max_tokens > 0:
+                max_tokens = min(max_tokens, info.max_tokens)
         _positive_int(max_tokens, "max_tokens", "give the default reply length, e.g. max_tokens=1024")
+        _check_reply_cap(max_tokens, info, model)
         if strategy is not None and not callable(strategy):
             raise InvalidConfigError(f"strategy must be callable (e.g. SlidingWindow()), got {type(strategy).__name__}")
         if prompt_cache not in (False, True, "5m", "1h"):
@@ -282,6 +317,7 @@ class Conversation(Talking):
         """
         max_tokens = self.max_tokens if max_tokens is None else max_tokens
         _positive_int(max_tokens, "max_tokens", "give the longest reply you accept, e.g. max_tokens=1024")
+        _check_reply_cap(max_tokens, _model_info(self.model, self.client), self.model)
         clash = _RESERVED & params.keys()
         if clash:
             raise InvalidConfigError(

@@ -204,7 +204,8 @@ def snapshot(conv):
         (lambda c: c.request(max_tokens=-1), InvalidConfigError),
         (lambda c: c.request(messages=[]), InvalidConfigError),
         (lambda c: c.request(system="other"), InvalidConfigError),
-        (lambda c: c.request(max_tokens=200_000), ContextOverflowError),
+        (lambda c: c.request(max_tokens=100_000), ContextOverflowError),
+        (lambda c: c.request(max_tokens=200_000), convo.ModelRuleError),  # above the model's maximum output
     ],
 )
 def test_bad_input_changes_nothing(action, error):

@@ -16,7 +16,8 @@ from typing import Any, TypeVar
 
 import click
 
-DEFAULT_MODEL = "claude-sonnet-4-6"
+from ..models import DEFAULT_MODEL
+
 #: The key sent to the simulator, or to a --base-url server when ANTHROPIC_API_KEY is unset.
 PLACEHOLDER_KEY = "convo-cli"
 
