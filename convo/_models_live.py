@@ -68,7 +68,8 @@ def _read_disk() -> dict[str, Any]:
         return {}
     if not isinstance(data, dict) or data.get("format") != _FORMAT or not isinstance(data.get("entries"), dict):
         return {}
-    return data["entries"]
+    entries: dict[str, Any] = data["entries"]
+    return entries
 
 
 def cached(key: str, ttl: float = MODELS_TTL, now: float | None = None) -> Catalogue | None:
@@ -138,7 +139,8 @@ def failed(key: str, exc: BaseException) -> Catalogue:
 
 
 def _dump(model: Any) -> dict[str, Any]:
-    return model.model_dump(mode="json") if hasattr(model, "model_dump") else dict(model)
+    dumped: dict[str, Any] = model.model_dump(mode="json") if hasattr(model, "model_dump") else dict(model)
+    return dumped
 
 
 def fetch_sync(sdk: Any, page_size: int = PAGE_SIZE) -> list[dict[str, Any]]:

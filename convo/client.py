@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import anthropic
+import httpx2
 
 from . import _models_live
 from ._calls import CallContext, call_flow
@@ -252,7 +253,7 @@ class Client(_Base):
     def count_tokens(self, messages: Iterable[Any], *, system: Any = None, model: str | None = None, **params: Any) -> int:
         """Exact input tokens from the API's count_tokens endpoint (retried like any call)."""
         request = self._request(messages, system, 1, model, params, method="count_tokens")
-        return run_sync(call_flow(request, self._ctx, "count_tokens"), self._env).input_tokens
+        return int(run_sync(call_flow(request, self._ctx, "count_tokens"), self._env).input_tokens)
 
     def models(self, *, refresh: bool = False, ttl: float = _models_live.MODELS_TTL) -> Catalogue:
         """The model catalogue refreshed from ``GET /v1/models`` (all pages): the API's limits and
@@ -266,7 +267,7 @@ class Client(_Base):
             return hit
         try:
             listed = _models_live.fetch_sync(self.sdk)
-        except Exception as exc:  # offline, refused, or a server without the endpoint
+        except (anthropic.APIError, httpx2.HTTPError, OSError, ValueError) as exc:  # offline, refused, no endpoint
             self.catalogue = _models_live.failed(self._models_key(), exc)
         else:
             self.catalogue = _models_live.store(self._models_key(), listed)
@@ -278,7 +279,7 @@ class Client(_Base):
     def __enter__(self) -> Client:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def batch(
@@ -301,7 +302,8 @@ class Client(_Base):
         from .batch import batch_flow
 
         flow = batch_flow(self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via)
-        return run_sync(flow, self._env)
+        results: list[Any] = run_sync(flow, self._env)
+        return results
 
 
 class AsyncClient(_Base):
@@ -344,7 +346,7 @@ class AsyncClient(_Base):
         self, messages: Iterable[Any], *, system: Any = None, model: str | None = None, **params: Any
     ) -> int:
         request = self._request(messages, system, 1, model, params, method="count_tokens")
-        return (await run_async(call_flow(request, self._ctx, "count_tokens"), self._env)).input_tokens
+        return int((await run_async(call_flow(request, self._ctx, "count_tokens"), self._env)).input_tokens)
 
     async def models(self, *, refresh: bool = False, ttl: float = _models_live.MODELS_TTL) -> Catalogue:
         """The async twin of :meth:`Client.models`."""
@@ -353,7 +355,7 @@ class AsyncClient(_Base):
             return hit
         try:
             listed = await _models_live.fetch_async(self.sdk)
-        except Exception as exc:  # offline, refused, or a server without the endpoint
+        except (anthropic.APIError, httpx2.HTTPError, OSError, ValueError) as exc:  # offline, refused, no endpoint
             self.catalogue = _models_live.failed(self._models_key(), exc)
         else:
             self.catalogue = _models_live.store(self._models_key(), listed)
@@ -365,7 +367,7 @@ class AsyncClient(_Base):
     async def __aenter__(self) -> AsyncClient:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
     async def batch(
@@ -381,4 +383,5 @@ class AsyncClient(_Base):
         from .batch import batch_flow
 
         flow = batch_flow(self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via)
-        return await run_async(flow, self._env)
+        results: list[Any] = await run_async(flow, self._env)
+        return results

@@ -61,16 +61,19 @@ class ModelPrice:
 
 def _model_price(entry: Mapping[str, Any]) -> ModelPrice:
     """A price from a catalogue or table entry (extra keys such as notes are ignored)."""
-    rates = {name: float(entry[name]) for name in _RATES}
+    def rates(e: Mapping[str, Any]) -> tuple[float, float, float, float, float]:
+        i, o, w5, w1, r = (float(e[name]) for name in _RATES)
+        return i, o, w5, w1, r
+
     long = entry.get("long_context")
     if long is None:
-        return ModelPrice(**rates)
+        return ModelPrice(*rates(entry))
     if not isinstance(long, Mapping):
         raise TypeError("long_context must be a mapping or null")
     above = long["above_input_tokens"]
     if isinstance(above, bool) or not isinstance(above, int) or above < 1:
         raise ValueError(f"long_context.above_input_tokens must be a positive int, got {above!r}")
-    return ModelPrice(**rates, long_context=ModelPrice(**{n: float(long[n]) for n in _RATES}), above_input_tokens=above)
+    return ModelPrice(*rates(entry), long_context=ModelPrice(*rates(long)), above_input_tokens=above)
 
 
 _FIELDS = ("input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens",
