@@ -5,6 +5,8 @@ import logging
 import uuid
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import convo
 from convo import AsyncClient, Budget, Client, Conversation, ModelRuleError
@@ -181,3 +183,17 @@ def test_conversation_defaults_come_from_the_model(fresh):
     c.catalogue = c.catalogue.merged([{"id": "claude-tiny-1", "max_input_tokens": 3000, "max_tokens": 300}])
     tiny = Conversation(model="claude-tiny-1", client=c)
     assert (tiny.budget, tiny.max_tokens) == (3000, 300)
+
+
+@given(model=st.sampled_from([info.id for info in convo.Catalogue.bundled()]), max_tokens=st.integers(1, 400_000),
+       batch=st.booleans())
+def test_max_tokens_is_refused_exactly_above_the_models_cap(model, max_tokens, batch):
+    info = lookup(model)
+    cap = info.max_tokens_batch if batch and info.max_tokens_batch else info.max_tokens
+    request = {"model": model, "max_tokens": max_tokens, "messages": ASK}
+    if max_tokens <= cap:
+        check_request(request, info, batch=batch)
+    else:
+        with pytest.raises(ModelRuleError, match=f"max_tokens={max_tokens} ") as caught:
+            check_request(request, info, batch=batch)
+        assert caught.value.rule == "max_tokens" and f"{cap}" in str(caught.value)
