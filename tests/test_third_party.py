@@ -199,6 +199,25 @@ def test_langchain_stream(lc: SimpleNamespace, fresh: Simulator) -> None:
     assert [b.get("stream") for b in _messages_posts(fresh)] == [None, True]
 
 
+def test_langchain_stream_cache_usage(lc: SimpleNamespace, fresh: Simulator) -> None:
+    rules = " ".join(f"Rule {i}: answer in plain words and keep to the point." for i in range(200))
+    system = lc.SystemMessage(content=[{"type": "text", "text": rules, "cache_control": {"type": "ephemeral"}}])
+    chat = _chat(lc, fresh)
+    wrote = chat.invoke([system, lc.HumanMessage(SAY)])  # a cold cache: this request writes it
+    chunks = list(chat.stream([system, lc.HumanMessage(SAY)]))  # and this one reads it
+    total = chunks[0]
+    for chunk in chunks[1:]:
+        total = total + chunk
+    assert total.content == SAID
+    written, usage = wrote.usage_metadata, total.usage_metadata
+    assert written is not None and usage is not None
+    cached = written["input_token_details"].get("ephemeral_5m_input_tokens", 0)
+    assert cached > 0, "the system prompt should have been written to the cache"
+    # The stream's totals come from message_delta.usage: input_tokens and cache_read_input_tokens.
+    assert usage["input_token_details"].get("cache_read") == cached
+    assert usage["input_tokens"] == written["input_tokens"]
+
+
 def test_langchain_tools(lc: SimpleNamespace, fresh: Simulator) -> None:
     chat = _chat(lc, fresh).bind_tools([get_weather])
     history: list[Any] = [lc.HumanMessage(ASK_TOOL)]
