@@ -43,7 +43,7 @@ def test_cost_of_an_sdk_usage_object_with_one_hour_writes():
 def test_dated_model_names_and_unknown_models():
     table = PriceTable.default()
     assert table.price("claude-sonnet-4-5-20250929") == table.price("claude-sonnet-4-5")
-    with pytest.raises(convo.UnknownModelError, match="prices.json"):
+    with pytest.raises(convo.UnknownModelError, match="models.json"):
         table.price("claude-imaginary-9")
     with pytest.raises(convo.UnknownModelError):
         Client(api_key="k", model="claude-imaginary-9", budget=Budget(usd=1))

@@ -23,11 +23,12 @@ import pytest
 
 from convo import PriceTable, chunk_text, count_tokens
 from convo.cli import main
+from convo.models import DEFAULT_MODEL
 from convo.sim import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "samples" / "python-docs.txt"
-MODEL = "claude-sonnet-4-6"
+MODEL = DEFAULT_MODEL
 SECRET = "sk-ant-api03-test-secret-never-printed"
 SCRIPT = Path(sys.executable).with_name("convo")
 
@@ -214,7 +215,7 @@ def test_count_exact_as_json(sim, tmp_path, monkeypatch, capsys):
         model=MODEL, messages=[{"role": "user", "content": document}]
     ).input_tokens
     assert data["tokens_exact"] == exact and data["exact_model"] == MODEL
-    assert data["input_cost_usd"][MODEL] == pytest.approx(exact * 3.0 / 1e6)
+    assert data["input_cost_usd"][MODEL] == pytest.approx(exact * PriceTable.default().price(MODEL).input / 1e6)
 
 
 # -- sim ---------------------------------------------------------------------------------------------

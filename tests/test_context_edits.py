@@ -215,6 +215,7 @@ def test_without_support_the_fallback_trims_and_nothing_is_sent(fresh):
     for i in range(8):
         conv.add_user(f"question {i} " + "words " * 500)
         conv.add_assistant(f"answer {i}")
+    conv.add_user("and now?")
     with quick_client(fresh) as client:
         reply = client.create(**conv.request(**edits.params(conv.model)))
     assert edits.observe(reply) == [] and applied_edits(reply) == []
