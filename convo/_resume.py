@@ -16,9 +16,9 @@ async driver.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import anthropic
 from anthropic.types import TextBlock as SDKTextBlock
@@ -37,7 +37,7 @@ from ._calls import (
     _settle,
     _user_of,
 )
-from ._exceptions import ConvoError, StreamError, StreamRestartedError
+from ._exceptions import StreamError, StreamRestartedError
 from ._flow import Close, Done, Emit, Final, Flow, Now, Open, Relay, Sleep
 from .models import lookup
 from .retry import RetryPolicy, StreamInterrupted
@@ -198,7 +198,7 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
     """
     start = yield Now()
     request, mapping = _protect(ctx, request)
-    restorer = ctx.redactor.restorer(mapping) if mapping else None
+    restorer = ctx.redactor.restorer(mapping) if mapping and ctx.redactor is not None else None
     key = _cache_key(ctx, request)
     cached = yield from _cache_get(ctx, key)
     if cached is not None:  # replay the stored answer as a stream
@@ -275,7 +275,7 @@ class _Relay:
     """What the driver does with each text delta of a stream: drop what the caller has already
     seen (after a resume), restore redacted placeholders, note the time to first token."""
 
-    __slots__ = ("progress", "restorer", "clock", "start", "ttft")
+    __slots__ = ("clock", "progress", "restorer", "start", "ttft")
 
     def __init__(self, progress: _Progress, restorer: Any, clock: Callable[[], float], start: float) -> None:
         self.progress = progress
@@ -322,7 +322,7 @@ def _count_partial(progress: _Progress, partial: Any, ctx: CallContext) -> None:
     progress.output_tokens += max(usage.output_tokens or 0, ctx.counter.count_text(text))
 
 
-def _stream_error(attempts: _Attempts, exc: BaseException, progress: _Progress) -> ConvoError:
+def _stream_error(attempts: _Attempts, exc: BaseException, progress: _Progress) -> BaseException:
     if not progress.chunks and not isinstance(exc, (StreamInterrupted, anthropic.APIStatusError)):
         return attempts.error(exc)
     if isinstance(exc, anthropic.APIStatusError) and exc.status_code != 200:
@@ -348,7 +348,7 @@ class Stream:
         self.restarts = 0
         self.text_stream = self._texts()
 
-    def _texts(self) -> Iterator[str]:
+    def _texts(self) -> Generator[str, None, None]:
         for item in self._run:
             if type(item) is str:
                 yield item
@@ -381,10 +381,10 @@ class Stream:
         if close is not None:
             close()
 
-    def __enter__(self) -> Stream:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -398,7 +398,7 @@ class AsyncStream:
         self.restarts = 0
         self.text_stream = self._texts()
 
-    async def _texts(self) -> AsyncIterator[str]:
+    async def _texts(self) -> AsyncGenerator[str, None]:
         async for item in self._run:
             if type(item) is str:
                 yield item
@@ -433,8 +433,8 @@ class AsyncStream:
         if aclose is not None:
             await aclose()
 
-    async def __aenter__(self) -> AsyncStream:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()

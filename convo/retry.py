@@ -113,7 +113,7 @@ def server_wait(exc: BaseException) -> float | None:
     if parsed is None:
         return None
     if parsed.tzinfo is None:  # an HTTP date is always GMT
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+        parsed = parsed.replace(tzinfo=datetime.UTC)
     return max(0.0, parsed.timestamp() - time.time())
 
 

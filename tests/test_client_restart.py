@@ -43,10 +43,12 @@ def client(sim, model=MODEL, **kw):
 
 def layout(sim, request, model=MODEL):
     """The fault-free reply: (its content dumped, its text, the position of each delta's block type)."""
-    with anthropic.Anthropic(base_url=sim.base_url, api_key="test", max_retries=0) as c:
-        with c.messages.stream(model=model, max_tokens=2000, **request) as stream:
-            kinds = [e.delta.type for e in stream if e.type == "content_block_delta"]
-            final = stream.get_final_message()
+    with (
+        anthropic.Anthropic(base_url=sim.base_url, api_key="test", max_retries=0) as c,
+        c.messages.stream(model=model, max_tokens=2000, **request) as stream,
+    ):
+        kinds = [e.delta.type for e in stream if e.type == "content_block_delta"]
+        final = stream.get_final_message()
     text = "".join(b.text for b in final.content if b.type == "text")
     return [b.model_dump() for b in final.content], text, kinds
 
@@ -63,21 +65,19 @@ def run(c, request, on_restart=None):
         restarts.append((restart, len(chunks)))
 
     s = c.stream(max_tokens=2000, on_restart=noted if on_restart else None, **request)
-    for text in s.text_stream:
-        chunks.append(text)
+    chunks.extend(s.text_stream)
     return chunks, restarts, s.get_final_message()
 
 
 @pytest.mark.parametrize(("request_", "after"), [(THINKING, "text_delta"), (TOOL, "input_json_delta"), (BOTH, "input_json_delta")])  # fmt: skip
 def test_a_failure_after_text_raises_with_the_text_seen(fresh, request_, after):
-    clean, text, kinds = layout(fresh, request_)
+    _clean, text, kinds = layout(fresh, request_)
     n = kinds.index(after) + 2  # past the first text delta (for a tool call: inside its input JSON)
     fresh.faults = [f"sse_error@{n}"]
     c = client(fresh)
     seen = []
     with pytest.raises(convo.StreamRestartedError) as info:
-        for chunk in c.stream(max_tokens=2000, **request_).text_stream:
-            seen.append(chunk)
+        seen.extend(c.stream(max_tokens=2000, **request_).text_stream)
     assert seen and info.value.partial == "".join(seen)
     assert text.startswith(info.value.partial)
     assert "on_restart" in str(info.value)
@@ -114,7 +114,7 @@ def test_a_failure_inside_thinking_before_any_text_is_retried_silently(fresh, re
 def test_a_failure_in_the_text_before_the_call_continues_with_the_same_call(fresh):
     """On a model that accepts a prefill, the continuation is the rest of the same reply."""
     model = "claude-haiku-4-5"
-    clean, text, kinds = layout(fresh, TOOL, model)
+    clean, text, _kinds = layout(fresh, TOOL, model)
     fresh.faults = ["sse_error@1"]  # one text delta seen; the tool call has not started
     c = client(fresh, model=model)
     chunks, restarts, final = run(c, TOOL)

@@ -139,10 +139,12 @@ def test_restart_policy_never_continues(fresh):
 @pytest.mark.parametrize("model", [PREFILL_MODEL, "claude-sonnet-4-6"])
 def test_with_thinking_on_a_partial_thinking_reply_restarts_and_is_never_prefilled(fresh, model):
     request = {"messages": ASK, "thinking": {"type": "enabled", "budget_tokens": 1024}}
-    with anthropic.Anthropic(base_url=fresh.base_url, api_key="test", max_retries=0) as sdk:
-        with sdk.messages.stream(model=model, max_tokens=2000, **request) as s:
-            kinds = [e.delta.type for e in s if e.type == "content_block_delta"]
-            whole = s.get_final_message()
+    with (
+        anthropic.Anthropic(base_url=fresh.base_url, api_key="test", max_retries=0) as sdk,
+        sdk.messages.stream(model=model, max_tokens=2000, **request) as s,
+    ):
+        kinds = [e.delta.type for e in s if e.type == "content_block_delta"]
+        whole = s.get_final_message()
     fresh.clear_requests()
     fresh.faults = [f"sse_error@{kinds.index('text_delta') + 2}"]
     restarts = []
