@@ -33,11 +33,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _machine import machine  # noqa: E402
+from _machine import machine
 
-from convo import Client, Conversation  # noqa: E402
-from convo.sim import Simulator  # noqa: E402
-from convo.tokens import CachedCounter, OfflineCounter, calibration_of, count_tokens  # noqa: E402
+from convo import Client, Conversation
+from convo.sim import Simulator
+from convo.tokens import CachedCounter, OfflineCounter, calibration_of, count_tokens
 
 MODELS = ("claude-sonnet-4-6", "claude-haiku-4-5", "claude-sonnet-5-5")
 TURNS = 5
@@ -46,32 +46,58 @@ ZH_SAMPLE = Path(__file__).with_name("data") / "zh_sample.txt"
 
 # English paragraphs written for this benchmark (everyday topics, varied length).
 ENGLISH = (
-    "The train to the coast leaves every hour on weekdays, but on Sundays it only runs in the "
-    "morning and late in the afternoon, so plan the return trip before you go.",
-    "My sourdough starter has been sluggish since the kitchen got colder. Should I feed it more "
-    "often, move it somewhere warmer, or change the ratio of flour to water?",
-    "Please review the attached notes from the planning meeting and list the three decisions we "
-    "made, who owns each one, and the date we agreed to check on progress.",
-    "When the library reopens after the renovation it will have a quiet reading room on the top "
-    "floor, a children's corner with low shelves, and longer opening hours on Thursdays.",
-    "Explain, in plain words, why the sky looks blue at noon but turns orange and red at sunset, "
-    "and whether the same thing happens on other planets with an atmosphere.",
-    "We measured the garden beds again: the north bed gets four hours of direct sun in June and "
-    "almost none in October, which rules out tomatoes but suits lettuce and herbs.",
-    "Summarize the main arguments for and against a four-day working week, with one example of a "
-    "company or country that tried it and what they reported afterwards.",
-    "The museum's new exhibition follows a single wooden chest from a sixteenth-century workshop "
-    "through five owners, two shipwrecks and a long forgotten attic in a farmhouse.",
-    "If I walk thirty minutes a day at a brisk pace, how long would it take to notice a change "
-    "in stamina, and is it better to walk once or split it into two shorter walks?",
-    "Our team's release checklist has grown to forty items. Which of them could be automated, "
-    "which could be dropped, and which should stay a careful manual step?",
-    "A neighbour asked how to keep pigeons off the balcony without harming them. Suggest a few "
-    "humane options and say which ones tend to work for more than a couple of weeks.",
-    "Write a short, friendly note to the building manager about the broken light in the "
-    "stairwell on the third floor, which has been out for nearly two weeks now.",
-    "Compare reading on paper with reading on a screen for long texts: what do studies say about "
-    "comprehension, eye strain, and how much people remember a week later?",
+    (
+        "The train to the coast leaves every hour on weekdays, but on Sundays it only runs in the "
+        "morning and late in the afternoon, so plan the return trip before you go."
+    ),
+    (
+        "My sourdough starter has been sluggish since the kitchen got colder. Should I feed it more "
+        "often, move it somewhere warmer, or change the ratio of flour to water?"
+    ),
+    (
+        "Please review the attached notes from the planning meeting and list the three decisions we "
+        "made, who owns each one, and the date we agreed to check on progress."
+    ),
+    (
+        "When the library reopens after the renovation it will have a quiet reading room on the top "
+        "floor, a children's corner with low shelves, and longer opening hours on Thursdays."
+    ),
+    (
+        "Explain, in plain words, why the sky looks blue at noon but turns orange and red at sunset, "
+        "and whether the same thing happens on other planets with an atmosphere."
+    ),
+    (
+        "We measured the garden beds again: the north bed gets four hours of direct sun in June and "
+        "almost none in October, which rules out tomatoes but suits lettuce and herbs."
+    ),
+    (
+        "Summarize the main arguments for and against a four-day working week, with one example of a "
+        "company or country that tried it and what they reported afterwards."
+    ),
+    (
+        "The museum's new exhibition follows a single wooden chest from a sixteenth-century workshop "
+        "through five owners, two shipwrecks and a long forgotten attic in a farmhouse."
+    ),
+    (
+        "If I walk thirty minutes a day at a brisk pace, how long would it take to notice a change "
+        "in stamina, and is it better to walk once or split it into two shorter walks?"
+    ),
+    (
+        "Our team's release checklist has grown to forty items. Which of them could be automated, "
+        "which could be dropped, and which should stay a careful manual step?"
+    ),
+    (
+        "A neighbour asked how to keep pigeons off the balcony without harming them. Suggest a few "
+        "humane options and say which ones tend to work for more than a couple of weeks."
+    ),
+    (
+        "Write a short, friendly note to the building manager about the broken light in the "
+        "stairwell on the third floor, which has been out for nearly two weeks now."
+    ),
+    (
+        "Compare reading on paper with reading on a screen for long texts: what do studies say about "
+        "comprehension, eye strain, and how much people remember a week later?"
+    ),
 )
 
 
@@ -137,9 +163,7 @@ def main() -> None:
         for language, texts in (("English", ENGLISH), ("Chinese", zh)):
             for model in models:
                 rows.append(run(sim, language, texts, model))
-    server = (
-        f"a counter with text_factor={args.server_factor}" if args.server_factor is not None else "its own counter"
-    )
+    server = f"a counter with text_factor={args.server_factor}" if args.server_factor is not None else "its own counter"
     lines = [
         "# Offline estimate vs the server's count, before and after 5 turns",
         "",
