@@ -33,6 +33,7 @@ from .messages import (
     ImageBlock,
     Message,
     RedactedThinkingBlock,
+    SearchResultBlock,
     TextBlock,
     ThinkingBlock,
     ToolResultBlock,
@@ -223,6 +224,10 @@ class OfflineCounter:
             return _image_block_tokens(block)
         if isinstance(block, DocumentBlock):
             return self._count_document(block)
+        if isinstance(block, SearchResultBlock):
+            texts = (block.title, block.source, *(b.text for b in block.content))
+            return BLOCK_OVERHEAD * len(block.content) + sum(self.count_text(t) for t in texts)
+        # server tool calls and results, MCP blocks, unknown blocks: their JSON, as sent
         return self.count_text(json.dumps(block.model_dump(mode="json"), ensure_ascii=False))
 
     def _count_document(self, block: DocumentBlock) -> int:
