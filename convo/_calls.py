@@ -26,7 +26,7 @@ from .prices import PriceTable, UnknownModelError
 from .ratelimit import RECHECK, RateLimiter, Reservation
 from .redact import Redactor, restore_message
 from .retry import RetryBudget, RetryPolicy, is_spend_limit
-from .tokens import TokenCounter, default_counter, digest, fixed_tokens
+from .tokens import TokenCounter, calibration_of, default_counter, digest, fixed_tokens, total_input
 from .usage import Stats
 
 __all__ = ["CallContext", "call_flow"]
@@ -83,6 +83,8 @@ class _Ticket:
     user: str | None = None
     reservation: Reservation | None = None
     hold: Hold | None = None
+    request: dict[str, Any] | None = None  # as sent, to compare the estimate with the usage
+    estimate: int | None = None  # convo's uncorrected estimate of its input tokens
 
 
 def _user_of(request: dict[str, Any]) -> str | None:
@@ -116,7 +118,7 @@ def _cache_key(ctx: CallContext, request: dict[str, Any]) -> str | None:
 
 def _cache_get(ctx: CallContext, key: str | None) -> Flow:
     """The cached reply for ``key``, or None. A failing cache is skipped (it only saves calls)."""
-    if key is None:
+    if key is None or ctx.cache is None:
         return None
     try:
         entry = yield Do(ctx.cache.get, (key,), io=True)
@@ -129,7 +131,7 @@ def _cache_get(ctx: CallContext, key: str | None) -> Flow:
 
 
 def _cache_put(ctx: CallContext, key: str | None, message: Any) -> Flow:
-    if key is None or getattr(message, "stop_reason", None) not in CACHED_STOPS:
+    if key is None or ctx.cache is None or getattr(message, "stop_reason", None) not in CACHED_STOPS:
         return
     try:
         yield Do(ctx.cache.set, (key, to_entry(message), ctx.cache_ttl), io=True)
@@ -143,10 +145,12 @@ CACHED_STOPS = frozenset({"end_turn", "stop_sequence", "tool_use", "max_tokens"}
 
 def _admit(ctx: CallContext, request: dict[str, Any], model: str) -> Flow:
     """Before an attempt: hold its worst-case cost, then wait for the rate limiter."""
-    ticket = _Ticket(model, _user_of(request))
+    ticket = _Ticket(model, _user_of(request), request=request)
     if ctx.limiter is None and ctx.spend is None:
         return ticket
-    estimate = ctx.estimate_input(request)
+    ticket.estimate = ctx.estimate_input(request)
+    cal = calibration_of(ctx.counter)
+    estimate = cal.apply(model, ticket.estimate) if cal is not None else ticket.estimate
     max_tokens = request.get("max_tokens", 0)
     if ctx.spend is not None:
         prices = ctx.prices or PriceTable.default()
@@ -156,7 +160,7 @@ def _admit(ctx: CallContext, request: dict[str, Any], model: str) -> Flow:
         try:
             ticket.reservation = yield Do(ctx.limiter.reserve, (estimate, max_tokens), io=ctx.limiter.io)
         except BaseException:
-            if ticket.hold is not None:
+            if ticket.hold is not None and ctx.spend is not None:
                 ctx.spend.settle(ticket.hold, 0.0)
             raise
         wait = ticket.reservation.wait
@@ -169,17 +173,31 @@ def _admit(ctx: CallContext, request: dict[str, Any], model: str) -> Flow:
 
 
 def _settle(ctx: CallContext, ticket: _Ticket, usage: Any, headers: Any, exc: BaseException | None = None) -> Flow:
-    """After an attempt: correct the limiter from usage and headers, charge the real cost."""
+    """After an attempt: correct the limiter from usage and headers, charge the real cost,
+    and let the estimate learn from the server's count."""
+    _calibrate(ctx, ticket, usage)
     if ctx.limiter is not None:
         if ticket.reservation is not None:
             yield Do(ctx.limiter.settle, (ticket.reservation, usage, headers), io=ctx.limiter.io)
         if exc is not None and getattr(exc, "status_code", None) in (429, 529):
             ctx.limiter.throttled()
     cost = ctx.cost(usage, ticket.model)
-    if ticket.hold is not None:
+    if ticket.hold is not None and ctx.spend is not None:
         ctx.spend.settle(ticket.hold, cost or 0.0)
     if cost:
         ctx.stats.charge(cost, ticket.user)
+
+
+def _calibrate(ctx: CallContext, ticket: _Ticket, usage: Any) -> None:
+    """Feed the counter's calibration: our estimate of the request sent vs what the server counted."""
+    cal = calibration_of(ctx.counter)
+    actual = total_input(usage)
+    if cal is None or ticket.request is None or actual <= 0:
+        return
+    if ticket.request.get("context_management"):
+        return  # the server counted the history after its own edits: not the request we estimated
+    estimate = ticket.estimate if ticket.estimate is not None else ctx.estimate_input(ticket.request)
+    cal.observe(ticket.model, estimate, actual)
 
 
 def _overloaded(exc: BaseException) -> bool:
@@ -210,6 +228,7 @@ class _Attempts:
         if self.state is None:
             self.count += 1
             return None
+        assert self.retrying is not None  # built with the state, at the first failure
         action = self.retrying.iter(self.state)
         if isinstance(action, tenacity.DoAttempt):
             self.count += 1
@@ -274,7 +293,7 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
         try:
             # Response headers feed the rate limiter; without one, the plain call is cheaper.
             raw = yield Call(method, kwargs, raw=guarded and ctx.limiter is not None)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- every failure goes to the retry policy
             if ticket is not None:
                 yield from _settle(ctx, ticket, None, _headers(exc), exc)
             attempts.failed(exc)

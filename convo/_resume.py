@@ -1,19 +1,24 @@
 """Streams that survive failures: the resumable stream flow.
 
 Before any text reached the caller a failure is retried transparently; after, the stream
-*continues* — it re-sends with the text so far as an assistant prefill and stitches the
-continuation on, so the caller sees each character once. A partial tool call or thinking block
-cannot be continued; then the stream starts over and says so (``StreamRestartedError``, or the
-caller's ``on_restart`` callback with a :class:`Restart`). Written once as a flow, run by the
-sync and the async driver.
+*continues*, as the API docs advise for errors mid-stream: where the model accepts an assistant
+prefill (``convo.models.lookup(model).prefill``; Claude 4.5 and earlier) the next attempt ends
+with the text so far as the assistant's turn; elsewhere (Claude 4.6 and later, an unknown model,
+or thinking on) it adds that text as an assistant turn and then a user turn asking the model to
+continue. The continuation is stitched on so the caller sees each character once: whitespace the
+caller saw but the API would refuse at the end of a turn, and any text the continuation repeats
+from the end of the partial one, are dropped. A partial tool call or thinking block cannot be
+continued; then the stream starts over and says so (``StreamRestartedError``, or the caller's
+``on_restart`` callback with a :class:`Restart`). Written once as a flow, run by the sync and the
+async driver.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Self
 
 import anthropic
 from anthropic.types import TextBlock as SDKTextBlock
@@ -32,13 +37,23 @@ from ._calls import (
     _settle,
     _user_of,
 )
-from ._exceptions import ConvoError, StreamError, StreamRestartedError
+from ._exceptions import StreamError, StreamRestartedError
 from ._flow import Close, Done, Emit, Final, Flow, Now, Open, Relay, Sleep
+from .models import lookup
 from .retry import RetryPolicy, StreamInterrupted
 
-__all__ = ["AsyncStream", "Restart", "Stream", "stream_flow"]
+__all__ = ["CONTINUE_PROMPT", "AsyncStream", "Restart", "Stream", "accepts_prefill", "overlap", "stream_flow"]
 
-
+#: The user turn that asks a model which refuses a prefill to go on after its partial reply.
+CONTINUE_PROMPT = (
+    "Your previous reply was cut off mid-stream. Please continue it exactly where it stopped, "
+    "starting with the next character, without repeating any of the text so far."
+)
+#: A continuation's start that repeats the end of the partial text is dropped only if it is at
+#: least this long (shorter matches are as likely to be new text) or is whitespace.
+MIN_OVERLAP = 8
+#: How much of a continuation's start is held back while it could still be a repeat.
+MAX_OVERLAP = 400
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,38 @@ class Restart:
     partial: str
 
 
+def accepts_prefill(model: str, request: dict[str, Any]) -> bool:
+    """Whether a continuation for ``model`` may end with the partial text as a prefill.
+
+    Only a model the catalogue knows to accept one, and only with thinking off (the API wants a
+    final assistant turn to start with a thinking block then). An unknown model is assumed to
+    refuse: a continuation request works on every model, a prefill does not.
+    """
+    info = lookup(model)
+    if info is None or not info.prefill or info.thinking.always_on:
+        return False
+    thinking = request.get("thinking")
+    return not (isinstance(thinking, dict) and thinking.get("type", "disabled") != "disabled")
+
+
+def overlap(seen: str, continuation: str) -> int:
+    """How many leading characters of ``continuation`` repeat the end of ``seen``.
+
+    Whitespace-only repeats always count (the caller saw whitespace the API refused as the end
+    of the assistant turn); other repeats count from ``MIN_OVERLAP`` characters and when they
+    start at a word boundary of ``seen``.
+    """
+    for k in range(min(len(seen), len(continuation)), 0, -1):
+        piece = continuation[:k]
+        if not seen.endswith(piece):
+            continue
+        if not piece.strip():
+            return k
+        at_word = k == len(seen) or seen[-k - 1].isspace() or piece[0].isspace()
+        if k >= MIN_OVERLAP and at_word:
+            return k
+    return 0
+
 
 @dataclass
 class _Progress:
@@ -56,7 +103,9 @@ class _Progress:
 
     request: dict[str, Any]
     chunks: list[str] = field(default_factory=list)
-    skip: str = ""  # whitespace trimmed off a prefill that the caller has already seen
+    anchor: str = ""  # the text the caller had seen when the current continuation began
+    pending: str = ""  # a continuation's start, held while it may still repeat ``anchor``
+    matching: bool = False
     input_tokens: int = 0
     output_tokens: int = 0
     resumed: int = 0
@@ -66,34 +115,44 @@ class _Progress:
         return "".join(self.chunks)
 
     def take(self, text: str) -> str:
-        """The part of ``text`` the caller has not seen yet."""
-        if self.skip:
-            n = 0
-            while n < min(len(self.skip), len(text)) and self.skip[n] == text[n]:
-                n += 1
-            text, self.skip = text[n:], (self.skip[n:] if n else "")
+        """The part of ``text`` the caller has not seen yet (held back while it may be a repeat)."""
+        if self.matching:
+            self.pending += text
+            if len(self.pending) < MAX_OVERLAP and self.pending in self.anchor:
+                return ""
+            return self.drain()
         if text:
             self.chunks.append(text)
         return text
+
+    def drain(self) -> str:
+        """End the overlap check: the held-back text without what repeats the partial text."""
+        if not self.matching:
+            return ""
+        held, self.pending, self.matching = self.pending, "", False
+        fresh = held[overlap(self.anchor, held) :]
+        if fresh:
+            self.chunks.append(fresh)
+        return fresh
 
     def kwargs(self, model: str) -> dict[str, Any]:
         """The next attempt's request: the original, or a continuation after the text so far."""
         request = {**self.request, "model": model}
         seen = self.text
-        if not seen:
-            return request
-        prefill = seen.rstrip()  # the API rejects a prefill that ends in whitespace
-        self.skip = seen[len(prefill) :]
-        if not prefill:
+        self.anchor, self.pending, self.matching = seen, "", bool(seen)
+        partial = seen.rstrip()  # the API rejects a final assistant turn that ends in whitespace
+        if not partial:
             return request
         messages = list(request["messages"])
         last = messages[-1] if messages else None
         if isinstance(last, dict) and last.get("role") == "assistant" and isinstance(last.get("content"), str):
-            messages[-1] = {"role": "assistant", "content": last["content"] + prefill}
+            messages[-1] = {"role": "assistant", "content": last["content"] + partial}
         else:
-            messages.append({"role": "assistant", "content": prefill})
+            messages.append({"role": "assistant", "content": partial})
+        if not accepts_prefill(model, request):
+            messages.append({"role": "user", "content": CONTINUE_PROMPT})
         remaining = request["max_tokens"] - self.output_tokens
-        return {**request, "model": model, "messages": messages, "max_tokens": max(1, remaining)}
+        return {**request, "messages": messages, "max_tokens": max(1, remaining)}
 
     def stitch(self, final: Any) -> Any:
         """The final message with the whole text and the usage of every attempt."""
@@ -139,7 +198,7 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
     """
     start = yield Now()
     request, mapping = _protect(ctx, request)
-    restorer = ctx.redactor.restorer(mapping) if mapping else None
+    restorer = ctx.redactor.restorer(mapping) if mapping and ctx.redactor is not None else None
     key = _cache_key(ctx, request)
     cached = yield from _cache_get(ctx, key)
     if cached is not None:  # replay the stored answer as a stream
@@ -175,6 +234,9 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
                 raise StreamInterrupted(f"the stream sent a malformed event ({exc})") from exc
             if not stopped:
                 raise StreamInterrupted("the stream ended without message_stop")
+            rest = relay.drain()
+            if rest:
+                yield Emit(rest)
             final = yield Final(handle)
         except Exception as exc:
             partial = _snapshot(handle) if handle is not None else None
@@ -213,7 +275,7 @@ class _Relay:
     """What the driver does with each text delta of a stream: drop what the caller has already
     seen (after a resume), restore redacted placeholders, note the time to first token."""
 
-    __slots__ = ("progress", "restorer", "clock", "start", "ttft")
+    __slots__ = ("clock", "progress", "restorer", "start", "ttft")
 
     def __init__(self, progress: _Progress, restorer: Any, clock: Callable[[], float], start: float) -> None:
         self.progress = progress
@@ -223,7 +285,13 @@ class _Relay:
         self.ttft: float | None = None
 
     def __call__(self, text: str) -> str:
-        fresh = self.progress.take(text)
+        return self._out(self.progress.take(text))
+
+    def drain(self) -> str:
+        """What the overlap check still held back at the end of an attempt."""
+        return self._out(self.progress.drain())
+
+    def _out(self, fresh: str) -> str:
         if not fresh:
             return ""
         if self.ttft is None:
@@ -238,7 +306,7 @@ def _replay(message: Any) -> list[str]:
 
 
 def _continuable(partial: Any, policy: RetryPolicy) -> bool:
-    if policy.stream_resume != "prefill":
+    if policy.stream_resume == "restart":
         return False
     blocks = getattr(partial, "content", None) or []
     return all(getattr(b, "type", None) == "text" for b in blocks)
@@ -254,7 +322,7 @@ def _count_partial(progress: _Progress, partial: Any, ctx: CallContext) -> None:
     progress.output_tokens += max(usage.output_tokens or 0, ctx.counter.count_text(text))
 
 
-def _stream_error(attempts: _Attempts, exc: BaseException, progress: _Progress) -> ConvoError:
+def _stream_error(attempts: _Attempts, exc: BaseException, progress: _Progress) -> BaseException:
     if not progress.chunks and not isinstance(exc, (StreamInterrupted, anthropic.APIStatusError)):
         return attempts.error(exc)
     if isinstance(exc, anthropic.APIStatusError) and exc.status_code != 200:
@@ -280,7 +348,7 @@ class Stream:
         self.restarts = 0
         self.text_stream = self._texts()
 
-    def _texts(self) -> Iterator[str]:
+    def _texts(self) -> Generator[str, None, None]:
         for item in self._run:
             if type(item) is str:
                 yield item
@@ -313,10 +381,10 @@ class Stream:
         if close is not None:
             close()
 
-    def __enter__(self) -> Stream:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -330,7 +398,7 @@ class AsyncStream:
         self.restarts = 0
         self.text_stream = self._texts()
 
-    async def _texts(self) -> AsyncIterator[str]:
+    async def _texts(self) -> AsyncGenerator[str, None]:
         async for item in self._run:
             if type(item) is str:
                 yield item
@@ -365,8 +433,8 @@ class AsyncStream:
         if aclose is not None:
             await aclose()
 
-    async def __aenter__(self) -> AsyncStream:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         await self.close()

@@ -11,14 +11,17 @@ from __future__ import annotations
 import base64
 import binascii
 from collections.abc import Iterable, Mapping
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -27,14 +30,22 @@ from ._exceptions import InvalidMessageError
 __all__ = [
     "Block",
     "CompactionBlock",
+    "ContainerUploadBlock",
     "DocumentBlock",
     "ImageBlock",
+    "MCPToolResultBlock",
+    "MCPToolUseBlock",
     "Message",
+    "OtherBlock",
     "RedactedThinkingBlock",
+    "SearchResultBlock",
+    "ServerToolResultBlock",
+    "ServerToolUseBlock",
     "TextBlock",
     "ThinkingBlock",
     "ToolResultBlock",
     "ToolUseBlock",
+    "check_final",
     "check_history",
     "is_turn_start",
     "to_message",
@@ -42,8 +53,24 @@ __all__ = [
 ]
 
 IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp")
-USER_BLOCKS = frozenset({"text", "image", "document", "tool_result"})
-ASSISTANT_BLOCKS = frozenset({"text", "tool_use", "thinking", "redacted_thinking", "compaction"})
+#: Block types each role may hold. Server-tool results (``web_search_tool_result``,
+#: ``code_execution_tool_result``, any ``*_tool_result`` but ``tool_result``) are assistant
+#: blocks too; a block type convo does not know may appear in either role.
+USER_BLOCKS = frozenset({"text", "image", "document", "tool_result", "search_result", "container_upload"})
+ASSISTANT_BLOCKS = frozenset(
+    {
+        "text",
+        "tool_use",
+        "thinking",
+        "redacted_thinking",
+        "compaction",
+        "server_tool_use",
+        "server_tool_result",
+        "mcp_tool_use",
+        "mcp_tool_result",
+        "container_upload",
+    }
+)
 
 
 class _Model(BaseModel):
@@ -108,28 +135,33 @@ class FileSource(_Model):
 
 
 class TextBlock(_Model):
+    """Text. Empty text is refused; whitespace-only text is accepted beside other content (the
+    API accepts it there) but not as a message's only content."""
+
     type: Literal["text"] = "text"
     text: str
 
     @field_validator("text")
     @classmethod
     def _text(cls, v: str) -> str:
-        return _non_blank(v, "text block")
+        if not v:
+            raise ValueError("text block is empty; the API rejects empty text blocks")
+        return v
 
 
 class ImageBlock(_Model):
     type: Literal["image"] = "image"
-    source: Annotated[Union[Base64ImageSource, URLSource, FileSource], Field(discriminator="type")]
+    source: Annotated[Base64ImageSource | URLSource | FileSource, Field(discriminator="type")]
 
 
 class ContentSource(_Model):
     type: Literal["content"]
-    content: Union[str, tuple[Annotated[Union[TextBlock, ImageBlock], Field(discriminator="type")], ...]]
+    content: str | tuple[Annotated[TextBlock | ImageBlock, Field(discriminator="type")], ...]
 
 
 class DocumentBlock(_Model):
     type: Literal["document"] = "document"
-    source: Union[Base64PDFSource, PlainTextSource, ContentSource, URLSource, FileSource]
+    source: Base64PDFSource | PlainTextSource | ContentSource | URLSource | FileSource
     title: str | None = None
     context: str | None = None
 
@@ -141,13 +173,113 @@ class ToolUseBlock(_Model):
     input: dict[str, Any]
 
 
-ToolResultContent = Annotated[Union[TextBlock, ImageBlock, DocumentBlock], Field(discriminator="type")]
+class _Verbatim(_Model):
+    """A block convo does not interpret: it is kept and sent back exactly as it came."""
+
+    @model_serializer(mode="plain")
+    def _as_given(self) -> dict[str, Any]:
+        fields = {name: getattr(self, name) for name in type(self).model_fields if name in self.model_fields_set}
+        return {"type": self.type, **fields, **(self.model_extra or {})}  # type: ignore[attr-defined]
+
+
+class SearchResultBlock(_Model):
+    """A search result the caller supplies (in a user message or a tool result), citable by the model."""
+
+    type: Literal["search_result"] = "search_result"
+    source: str = Field(min_length=1)
+    title: str
+    content: tuple[TextBlock, ...] = Field(min_length=1)
+
+
+class ContainerUploadBlock(_Model):
+    """A file (by id) put into the code-execution container."""
+
+    type: Literal["container_upload"] = "container_upload"
+    file_id: str = Field(min_length=1)
+
+
+class ServerToolUseBlock(_Verbatim):
+    """A call the API ran itself (web search, web fetch, code execution, ...); its result is a
+    ``*_tool_result`` block later in the same assistant message."""
+
+    type: Literal["server_tool_use"] = "server_tool_use"
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    input: Any = None
+
+
+class ServerToolResultBlock(_Verbatim):
+    """The result of a server tool call (``web_search_tool_result``, ``code_execution_tool_result``,
+    ...), paired by ``tool_use_id`` with a ``server_tool_use`` in the same assistant message."""
+
+    type: str
+    tool_use_id: str = Field(min_length=1)
+    content: Any = None
+
+
+class MCPToolUseBlock(_Verbatim):
+    """A call to a tool of a remote MCP server (the MCP connector)."""
+
+    type: Literal["mcp_tool_use"] = "mcp_tool_use"
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+    server_name: str = ""
+    input: Any = None
+
+
+class MCPToolResultBlock(_Verbatim):
+    """The result of an ``mcp_tool_use``, in the same assistant message."""
+
+    type: Literal["mcp_tool_result"] = "mcp_tool_result"
+    tool_use_id: str = Field(min_length=1)
+    content: Any = None
+    is_error: bool | None = None
+
+
+class OtherBlock(_Verbatim):
+    """A block type convo does not model (a newer API addition): passed through verbatim."""
+
+    type: str = Field(min_length=1)
+
+
+_TAGGED = frozenset(
+    {
+        "text", "image", "document", "tool_use", "tool_result", "thinking", "redacted_thinking",
+        "compaction", "search_result", "container_upload", "server_tool_use", "mcp_tool_use",
+        "mcp_tool_result",
+    }
+)  # fmt: skip
+
+
+def block_kind(type_: object) -> str:
+    """The model a block of API type ``type_`` is read into (its tag in :data:`Block`)."""
+    if not isinstance(type_, str):
+        return "other"
+    if type_ in _TAGGED:
+        return type_
+    if type_.endswith("_tool_result"):
+        return "server_tool_result"
+    return "other"
+
+
+def _tag(value: Any) -> str:
+    return block_kind(value.get("type") if isinstance(value, Mapping) else getattr(value, "type", None))
+
+
+ToolResultContent = Annotated[
+    Annotated[TextBlock, Tag("text")]
+    | Annotated[ImageBlock, Tag("image")]
+    | Annotated[DocumentBlock, Tag("document")]
+    | Annotated[SearchResultBlock, Tag("search_result")]
+    | Annotated[OtherBlock, Tag("other")],
+    Discriminator(lambda v: t if (t := _tag(v)) in ("text", "image", "document", "search_result") else "other"),
+]
 
 
 class ToolResultBlock(_Model):
     type: Literal["tool_result"] = "tool_result"
     tool_use_id: str = Field(min_length=1)
-    content: Union[str, tuple[ToolResultContent, ...], None] = None
+    content: str | tuple[ToolResultContent, ...] | None = None
     is_error: bool | None = None
 
 
@@ -172,17 +304,22 @@ class CompactionBlock(_Model):
 
 
 Block = Annotated[
-    Union[
-        TextBlock,
-        ImageBlock,
-        DocumentBlock,
-        ToolUseBlock,
-        ToolResultBlock,
-        ThinkingBlock,
-        RedactedThinkingBlock,
-        CompactionBlock,
-    ],
-    Field(discriminator="type"),
+    Annotated[TextBlock, Tag("text")]
+    | Annotated[ImageBlock, Tag("image")]
+    | Annotated[DocumentBlock, Tag("document")]
+    | Annotated[ToolUseBlock, Tag("tool_use")]
+    | Annotated[ToolResultBlock, Tag("tool_result")]
+    | Annotated[ThinkingBlock, Tag("thinking")]
+    | Annotated[RedactedThinkingBlock, Tag("redacted_thinking")]
+    | Annotated[CompactionBlock, Tag("compaction")]
+    | Annotated[SearchResultBlock, Tag("search_result")]
+    | Annotated[ContainerUploadBlock, Tag("container_upload")]
+    | Annotated[ServerToolUseBlock, Tag("server_tool_use")]
+    | Annotated[ServerToolResultBlock, Tag("server_tool_result")]
+    | Annotated[MCPToolUseBlock, Tag("mcp_tool_use")]
+    | Annotated[MCPToolResultBlock, Tag("mcp_tool_result")]
+    | Annotated[OtherBlock, Tag("other")],
+    Discriminator(_tag),
 ]
 
 
@@ -190,7 +327,7 @@ class Message(_Model):
     """One turn of a conversation: ``role`` and ``content`` (a string or a tuple of blocks)."""
 
     role: Literal["user", "assistant"]
-    content: Union[str, tuple[Block, ...]]
+    content: str | tuple[Block, ...]
 
     @model_validator(mode="after")
     def _rules(self) -> Message:
@@ -199,9 +336,12 @@ class Message(_Model):
             return self
         if not self.content:
             raise ValueError(f"{self.role} message has an empty content list; give at least one block")
+        if all(isinstance(b, TextBlock) and not b.text.strip() for b in self.content):
+            raise ValueError(f"{self.role} message holds only whitespace; the API rejects blank messages")
         allowed = USER_BLOCKS if self.role == "user" else ASSISTANT_BLOCKS
         for block in self.content:
-            if block.type not in allowed:
+            kind = block_kind(block.type)
+            if kind != "other" and kind not in allowed:
                 raise ValueError(
                     f"a {block.type!r} block cannot appear in a {self.role} message "
                     f"(allowed there: {', '.join(sorted(allowed))})"
@@ -213,6 +353,8 @@ class Message(_Model):
                     seen_other = True
                 elif seen_other:
                     raise ValueError("tool_result blocks must come before any other block in a user message")
+        else:
+            _check_server_pairs(self.content)
         return self
 
     @property
@@ -246,10 +388,35 @@ class Message(_Model):
         return self.model_dump(mode="json", exclude_none=True)
 
 
+def _check_server_pairs(content: tuple[Any, ...]) -> None:
+    """Server and MCP tool results answer a call made earlier in the same assistant message.
+
+    A call without its result yet is accepted: a turn paused by the API (``pause_turn``) is
+    sent back as it is for the API to go on.
+    """
+    calls: set[str] = set()
+    answered: set[str] = set()
+    for block in content:
+        if isinstance(block, (ServerToolUseBlock, MCPToolUseBlock)):
+            if block.id in calls:
+                raise ValueError(f"server tool call id {block.id!r} is used twice in one assistant message")
+            calls.add(block.id)
+        elif isinstance(block, (ServerToolResultBlock, MCPToolResultBlock)):
+            if block.tool_use_id not in calls:
+                raise ValueError(
+                    f"{block.type} for {block.tool_use_id!r} answers no earlier server_tool_use or mcp_tool_use "
+                    "in the same assistant message; keep the call and its result together, call first"
+                )
+            if block.tool_use_id in answered:
+                raise ValueError(f"{block.type} for {block.tool_use_id!r} appears twice; a call has one result")
+            answered.add(block.tool_use_id)
+
+
 # -- coercion ----------------------------------------------------------------------------
 
 
 _NOISE = ("function-after", "tagged-union", "tuple[", "union[")
+_TAGS = _TAGGED | {"other", "server_tool_result"}
 
 
 def _describe(exc: ValidationError) -> str:
@@ -259,6 +426,8 @@ def _describe(exc: ValidationError) -> str:
         loc = [str(p) for p in err["loc"]]
         if len(loc) > 1 and loc[0] == "content" and loc[1] == "str":
             continue  # the content was a list; the "not a string" branch error says nothing
+        # a block's tag (its union branch) after its index says nothing the type does not
+        loc = [p for i, p in enumerate(loc) if not (i and loc[i - 1].isdigit() and p in _TAGS)]
         where = ".".join(p for p in loc if not p.startswith(_NOISE))
         msg = err["msg"].removeprefix("Value error, ")
         parts.append(f"{where}: {msg}" if where else msg)
@@ -349,11 +518,10 @@ def is_turn_start(message: Message) -> bool:
 
 def check_next(previous: Message | None, message: Message, seen_tool_ids: set[str] | None = None) -> None:
     """Check that ``message`` may follow ``previous``; raise InvalidMessageError if not."""
-    if previous is None:
-        if message.role != "user":
-            raise InvalidMessageError(
-                "the first message must be a user message; add the user's turn before the assistant's"
-            )
+    if previous is None and message.role != "user":
+        raise InvalidMessageError(
+            "the first message must be a user message; add the user's turn before the assistant's"
+        )
     pending = set(previous.tool_use_ids()) if previous is not None and previous.role == "assistant" else set()
     results = message.tool_result_ids()
     if results:
@@ -379,8 +547,33 @@ def check_next(previous: Message | None, message: Message, seen_tool_ids: set[st
             raise InvalidMessageError(f"tool_use id(s) {sorted(set(dupes))} already used; tool ids must be unique")
 
 
+def check_final(messages: list[Message]) -> None:
+    """The rule for the end of a request's history: a final assistant turn (a prefill) must not
+    end in whitespace. convo refuses it rather than strip it, since stripping would change what
+    the model continues from; remove the whitespace yourself (``text.rstrip()``)."""
+    if not messages or messages[-1].role != "assistant":
+        return
+    last = messages[-1]
+    tail = last.content if isinstance(last.content, str) else None
+    if tail is None:
+        final = last.content[-1]
+        tail = final.text if isinstance(final, TextBlock) else None
+    if tail is not None and tail != tail.rstrip():
+        raise InvalidMessageError(
+            f"message {len(messages) - 1}: the final assistant turn ends in whitespace ({tail[len(tail.rstrip()) :]!r}), "
+            "which the API refuses (final assistant content cannot end with trailing whitespace); strip it"
+        )
+
+
 def check_history(messages: Iterable[Any]) -> list[Message]:
-    """Normalize and validate a whole history; returns the messages or raises InvalidMessageError."""
+    """Normalize and validate a request's history; returns the messages or raises InvalidMessageError.
+
+    The rules: the first message is a user message; each tool_use is answered by a tool_result
+    in the next (user) message, and each result answers a call; server-tool results pair with
+    their calls inside the assistant message; no message is empty or blank; a final assistant
+    turn does not end in whitespace (:func:`check_final`). Consecutive turns of one role are
+    accepted: the API merges them.
+    """
     out: list[Message] = []
     seen: set[str] = set()
     for i, raw in enumerate(messages):
@@ -391,5 +584,5 @@ def check_history(messages: Iterable[Any]) -> list[Message]:
             raise InvalidMessageError(f"message {i}: {exc}") from None
         seen.update(msg.tool_use_ids())
         out.append(msg)
+    check_final(out)
     return out
-

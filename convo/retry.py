@@ -18,7 +18,9 @@ calls and streams follow one rule set:
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -88,25 +90,42 @@ def _body_type(exc: anthropic.APIStatusError) -> str | None:
 
 
 def server_wait(exc: BaseException) -> float | None:
-    """Seconds the server asked us to wait (``retry-after-ms``, ``retry-after``), if any."""
+    """Seconds the server asked us to wait (``retry-after-ms``, ``retry-after``), if any.
+
+    A header that is not a finite, non-negative number (or, for ``retry-after``, an HTTP date)
+    is ignored, as if it were absent, so the caller falls back to its backoff.
+    """
     response = getattr(exc, "response", None)
     headers = getattr(response, "headers", None)
     if headers is None:
         return None
-    ms = headers.get("retry-after-ms")
+    ms = _seconds(headers.get("retry-after-ms"))
     if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
+        return ms / 1000
     after = headers.get("retry-after")
-    if after is None:
+    seconds = _seconds(after)
+    if seconds is not None or not after:
+        return seconds
+    try:
+        parsed = email.utils.parsedate_to_datetime(after)
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed is None:
+        return None
+    if parsed.tzinfo is None:  # an HTTP date is always GMT
+        parsed = parsed.replace(tzinfo=datetime.UTC)
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+def _seconds(value: str | None) -> float | None:
+    """A header's value as a finite, non-negative number, or None."""
+    if value is None:
         return None
     try:
-        return max(0.0, float(after))
+        number = float(value.strip())
     except ValueError:
-        parsed = email.utils.parsedate_to_datetime(after) if after else None
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
 
 
 def is_timeout(exc: BaseException) -> bool:
@@ -187,8 +206,10 @@ class RetryPolicy:
     call (None: no cap). ``budget`` is the size of the client's retry quota (0 disables it).
     ``fallback_after`` consecutive overloaded (529) answers move to the next fallback model.
     ``stream_resume`` is how a stream that fails after text reached the caller goes on:
-    ``"prefill"`` re-sends with the text so far as an assistant prefill and stitches;
-    ``"restart"`` starts over (the caller is told, see ``Client.stream``).
+    ``"continue"`` sends a continuation after the text so far (as an assistant prefill where
+    the model accepts one, else as an assistant turn and a user turn asking it to continue)
+    and stitches; ``"prefill"`` is an older name for it; ``"restart"`` starts over (the caller
+    is told, see ``Client.stream``).
     """
 
     max_attempts: int = 4
@@ -198,7 +219,7 @@ class RetryPolicy:
     max_elapsed: float | None = None
     budget: int = 500
     fallback_after: int = 2
-    stream_resume: str = "prefill"
+    stream_resume: str = "continue"
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -206,8 +227,11 @@ class RetryPolicy:
         for name in ("initial_backoff", "max_backoff", "max_retry_after"):
             if getattr(self, name) < 0:
                 raise InvalidConfigError(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.stream_resume not in ("prefill", "restart"):
-            raise InvalidConfigError(f"stream_resume must be 'prefill' or 'restart', got {self.stream_resume!r}")
+        if self.stream_resume not in ("continue", "prefill", "restart"):
+            raise InvalidConfigError(
+                f"stream_resume must be 'continue' (or its older name 'prefill') or 'restart', "
+                f"got {self.stream_resume!r}"
+            )
         if self.budget < 0 or self.fallback_after < 1:
             raise InvalidConfigError("budget must be >= 0 and fallback_after >= 1")
 

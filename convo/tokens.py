@@ -24,6 +24,7 @@ from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
+from ._calibration import Calibration, calibration_of, total_input
 from ._exceptions import InvalidConfigError, InvalidInputError, TokenCountError
 from ._images import MAX_IMAGE_TOKENS, image_size, image_tokens
 from .messages import (
@@ -32,6 +33,7 @@ from .messages import (
     ImageBlock,
     Message,
     RedactedThinkingBlock,
+    SearchResultBlock,
     TextBlock,
     ThinkingBlock,
     ToolResultBlock,
@@ -42,12 +44,16 @@ from .messages import (
 
 __all__ = [
     "CachedCounter",
+    "Calibration",
     "ExactCounter",
     "OfflineCounter",
     "TokenCounter",
+    "calibrated_budget",
+    "calibration_of",
     "count_tokens",
     "default_counter",
     "fixed_tokens",
+    "total_input",
 ]
 
 # -- calibration (see README, "How good is the estimate") -------------------------------------
@@ -122,13 +128,22 @@ class OfflineCounter:
     """Estimates Claude token counts offline from cl100k_base, calibrated (see module doc).
 
     ``text_factor`` and ``cjk_factor`` override the calibration; the defaults are measured.
+    ``calibration`` learns a per-model correction from the server's counts (see
+    :class:`Calibration`); the counts here stay uncorrected, callers that budget apply it.
     """
 
-    def __init__(self, *, text_factor: float = TEXT_FACTOR, cjk_factor: float = CJK_FACTOR) -> None:
+    def __init__(
+        self,
+        *,
+        text_factor: float = TEXT_FACTOR,
+        cjk_factor: float = CJK_FACTOR,
+        calibration: Calibration | None = None,
+    ) -> None:
         if text_factor <= 0:
             raise InvalidConfigError(f"text_factor must be positive, got {text_factor}")
         self.text_factor = text_factor
         self.cjk_factor = cjk_factor
+        self.calibration = calibration if calibration is not None else Calibration()
         self._encode = _encoding().encode_ordinary
 
     def __repr__(self) -> str:
@@ -152,11 +167,7 @@ class OfflineCounter:
         content = message.content
         if isinstance(content, str):
             return MESSAGE_OVERHEAD + self.count_text(content)
-        return (
-            MESSAGE_OVERHEAD
-            + BLOCK_OVERHEAD * (len(content) - 1)
-            + sum(self._count_block(b) for b in content)
-        )
+        return MESSAGE_OVERHEAD + BLOCK_OVERHEAD * (len(content) - 1) + sum(self._count_block(b) for b in content)
 
     def count_system(self, system: str | Sequence[TextBlock] | None) -> int:
         if not system:
@@ -213,6 +224,10 @@ class OfflineCounter:
             return _image_block_tokens(block)
         if isinstance(block, DocumentBlock):
             return self._count_document(block)
+        if isinstance(block, SearchResultBlock):
+            texts = (block.title, block.source, *(b.text for b in block.content))
+            return BLOCK_OVERHEAD * len(block.content) + sum(self.count_text(t) for t in texts)
+        # server tool calls and results, MCP blocks, unknown blocks: their JSON, as sent
         return self.count_text(json.dumps(block.model_dump(mode="json"), ensure_ascii=False))
 
     def _count_document(self, block: DocumentBlock) -> int:
@@ -267,6 +282,11 @@ class CachedCounter:
 
     def __repr__(self) -> str:
         return f"CachedCounter({self.inner!r}, entries={len(self._lru)})"
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The wrapped counter's calibration, if it has one."""
+        return calibration_of(self.inner)
 
     def count_text(self, text: str) -> int:
         return self.inner.count_text(text)
@@ -331,7 +351,9 @@ class ExactCounter:
     def __repr__(self) -> str:
         return f"ExactCounter(model={self.model!r})"
 
-    def _call(self, messages: Sequence[Message], system: Any = None, tools: Any = None, model: str | None = None) -> int:
+    def _call(
+        self, messages: Sequence[Message], system: Any = None, tools: Any = None, model: str | None = None
+    ) -> int:
         kwargs: dict[str, Any] = {"model": model or self.model, "messages": [m.to_api() for m in messages]}
         if system:
             kwargs["system"] = system if isinstance(system, str) else [b.model_dump(mode="json") for b in system]
@@ -357,9 +379,11 @@ class ExactCounter:
 
     def count_message(self, message: Message) -> int:
         if message.role == "user":
-            return max(0, self._call([self._PROBE, Message(role="assistant", content="."), message]) - self._call(
-                [self._PROBE, Message(role="assistant", content=".")]
-            ))
+            return max(
+                0,
+                self._call([self._PROBE, Message(role="assistant", content="."), message])
+                - self._call([self._PROBE, Message(role="assistant", content=".")]),
+            )
         return max(0, self._call([self._PROBE, message]) - self._base())
 
     def count_request(
@@ -373,9 +397,7 @@ class ExactCounter:
         return self._call(messages, system, tools, model)
 
 
-def fixed_tokens(
-    counter: TokenCounter, system: Any = None, tools: Sequence[Mapping[str, Any]] | None = None
-) -> int:
+def fixed_tokens(counter: TokenCounter, system: Any = None, tools: Sequence[Mapping[str, Any]] | None = None) -> int:
     """Tokens of a request that are not its messages (framing, system prompt, tools).
 
     Uses the counter's own ``fixed_tokens`` when it has one; otherwise the difference between
@@ -392,6 +414,13 @@ def fixed_tokens(
 def default_counter() -> CachedCounter:
     """The process-wide offline counter (cached), used when none is given."""
     return CachedCounter(OfflineCounter())
+
+
+def calibrated_budget(counter: TokenCounter, model: str, budget: int, max_tokens: int) -> int:
+    """The budget to fit ``counter``'s uncorrected counts into, for ``model`` (see
+    :meth:`Calibration.fit_budget`); ``budget`` itself for a counter without calibration."""
+    cal = calibration_of(counter)
+    return cal.fit_budget(model, budget, max_tokens) if cal is not None else budget
 
 
 def _as_messages(value: Iterable[Any]) -> list[Message]:
@@ -420,6 +449,4 @@ def count_tokens(
             f"count_tokens takes a str or a list of messages, got {type(text_or_messages).__name__}; "
             "decode bytes first, or wrap a single message in a list"
         )
-    return counter.count_request(
-        _as_messages(text_or_messages), system=to_system(system), tools=tools, model=model
-    )
+    return counter.count_request(_as_messages(text_or_messages), system=to_system(system), tools=tools, model=model)

@@ -1,7 +1,8 @@
 """convo's stream restart rule, against replies that hold thinking and tool_use blocks.
 
 A failure before any text reached the caller is retried silently. After text, a stream whose
-reply holds only text continues (prefill); one that holds a thinking block or a tool call
+reply holds only text continues (a prefill, or a continuation request where the model
+refuses a prefill); one that holds a thinking block or a tool call
 cannot, so it raises StreamRestartedError with the text seen, or, with ``on_restart``, says
 so once and delivers the whole reply again from the start.
 """
@@ -35,17 +36,19 @@ class Sleeps(list):
         self.append(seconds)
 
 
-def client(sim, **kw):
+def client(sim, model=MODEL, **kw):
     kw.setdefault("sleep", Sleeps())
-    return Client(api_key="test", base_url=sim.base_url, model=MODEL, **kw)
+    return Client(api_key="test", base_url=sim.base_url, model=model, **kw)
 
 
-def layout(sim, request):
+def layout(sim, request, model=MODEL):
     """The fault-free reply: (its content dumped, its text, the position of each delta's block type)."""
-    with anthropic.Anthropic(base_url=sim.base_url, api_key="test", max_retries=0) as c:
-        with c.messages.stream(model=MODEL, max_tokens=2000, **request) as stream:
-            kinds = [e.delta.type for e in stream if e.type == "content_block_delta"]
-            final = stream.get_final_message()
+    with (
+        anthropic.Anthropic(base_url=sim.base_url, api_key="test", max_retries=0) as c,
+        c.messages.stream(model=model, max_tokens=2000, **request) as stream,
+    ):
+        kinds = [e.delta.type for e in stream if e.type == "content_block_delta"]
+        final = stream.get_final_message()
     text = "".join(b.text for b in final.content if b.type == "text")
     return [b.model_dump() for b in final.content], text, kinds
 
@@ -62,21 +65,19 @@ def run(c, request, on_restart=None):
         restarts.append((restart, len(chunks)))
 
     s = c.stream(max_tokens=2000, on_restart=noted if on_restart else None, **request)
-    for text in s.text_stream:
-        chunks.append(text)
+    chunks.extend(s.text_stream)
     return chunks, restarts, s.get_final_message()
 
 
 @pytest.mark.parametrize(("request_", "after"), [(THINKING, "text_delta"), (TOOL, "input_json_delta"), (BOTH, "input_json_delta")])  # fmt: skip
 def test_a_failure_after_text_raises_with_the_text_seen(fresh, request_, after):
-    clean, text, kinds = layout(fresh, request_)
+    _clean, text, kinds = layout(fresh, request_)
     n = kinds.index(after) + 2  # past the first text delta (for a tool call: inside its input JSON)
     fresh.faults = [f"sse_error@{n}"]
     c = client(fresh)
     seen = []
     with pytest.raises(convo.StreamRestartedError) as info:
-        for chunk in c.stream(max_tokens=2000, **request_).text_stream:
-            seen.append(chunk)
+        seen.extend(c.stream(max_tokens=2000, **request_).text_stream)
     assert seen and info.value.partial == "".join(seen)
     assert text.startswith(info.value.partial)
     assert "on_restart" in str(info.value)
@@ -111,13 +112,35 @@ def test_a_failure_inside_thinking_before_any_text_is_retried_silently(fresh, re
 
 
 def test_a_failure_in_the_text_before_the_call_continues_with_the_same_call(fresh):
-    clean, text, kinds = layout(fresh, TOOL)
+    """On a model that accepts a prefill, the continuation is the rest of the same reply."""
+    model = "claude-haiku-4-5"
+    clean, text, _kinds = layout(fresh, TOOL, model)
     fresh.faults = ["sse_error@1"]  # one text delta seen; the tool call has not started
-    c = client(fresh)
+    c = client(fresh, model=model)
     chunks, restarts, final = run(c, TOOL)
     assert restarts == [] and "".join(chunks) == text
     assert dumped(final) == clean and final.stop_reason == "tool_use"
     assert c.stats.stream_resumes == 1
+
+
+def test_a_failure_in_the_text_before_the_call_asks_a_newer_model_to_continue(fresh):
+    """Claude 4.6 and later refuse a prefill: the text so far goes back as an assistant turn,
+    then a user turn asks to continue; the caller gets the text so far plus the answer."""
+    fresh.faults = ["sse_error@1"]
+    fresh.clear_requests()
+    c = client(fresh)
+    chunks, restarts, final = run(c, TOOL)
+    first, second = [r.body for r in fresh.requests if r.path == "/v1/messages"]
+    *history, partial, ask = second["messages"]
+    assert history == first["messages"] and partial["role"] == "assistant" and ask["role"] == "user"
+    assert "continue" in ask["content"] and partial["content"] == partial["content"].rstrip()
+    with anthropic.Anthropic(base_url=fresh.base_url, api_key="test", max_retries=0) as sdk:
+        answer = sdk.messages.create(**{k: v for k, v in second.items() if k != "stream"})
+    rest = "".join(b.text for b in answer.content if b.type == "text")
+    said = "".join(chunks)
+    assert restarts == [] and said.startswith(partial["content"]) and said.endswith(rest.lstrip())
+    assert final.content[0].text == said and c.stats.stream_resumes == 1
+    assert [b.type for b in final.content] == [b.type for b in answer.content]
 
 
 def test_a_hang_inside_thinking_times_out_and_is_retried(fresh):

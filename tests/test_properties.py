@@ -5,6 +5,7 @@ import random
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import convo
 from convo import ContextOverflowError, Conversation, check_history, count_tokens
 
 WORDS = ["the", "sky", "is", "blue", "because", "light", "scatters", "tool", "result", "data", "Python"]
@@ -31,13 +32,29 @@ def histories(draw):
         for _ in range(draw(st.integers(0, 2))):  # tool round trips inside the turn
             tool += 1
             tid = f"toolu_{tool}"
-            out.append(({"role": "assistant", "content": [
-                {"type": "text", "text": draw(texts())},
-                {"type": "tool_use", "id": tid, "name": "lookup", "input": {"q": draw(texts())}},
-            ]}, False))
-            out.append(({"role": "user", "content": [
-                {"type": "tool_result", "tool_use_id": tid, "content": draw(texts())},
-            ]}, False))
+            out.append(
+                (
+                    {
+                        "role": "assistant",
+                        "content": [
+                            {"type": "text", "text": draw(texts())},
+                            {"type": "tool_use", "id": tid, "name": "lookup", "input": {"q": draw(texts())}},
+                        ],
+                    },
+                    False,
+                )
+            )
+            out.append(
+                (
+                    {
+                        "role": "user",
+                        "content": [
+                            {"type": "tool_result", "tool_use_id": tid, "content": draw(texts())},
+                        ],
+                    },
+                    False,
+                )
+            )
         if draw(st.integers(0, 4)):  # usually answered; sometimes the user speaks last
             out.append(({"role": "assistant", "content": draw(texts())}, False))
     return out
@@ -53,7 +70,7 @@ def histories(draw):
 def test_request_is_valid_and_within_budget_or_overflows(history, system, budget, max_tokens):
     try:
         conv = Conversation(system, model="claude-sonnet-4-6", budget=budget)
-    except Exception:
+    except convo.InvalidConfigError:
         return  # budgets smaller than the system prompt are refused at construction
     for message, pinned in history:
         conv.add(message, pinned=pinned)
@@ -75,3 +92,48 @@ def test_request_is_valid_and_within_budget_or_overflows(history, system, budget
     assert sent[-1] == all_api[-1]
     remaining = iter(all_api)  # `sent` is a subsequence of the history, in order
     assert all(any(m == h for h in remaining) for m in sent)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    kind=st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=3, max_size=12).filter(
+        lambda t: (
+            t
+            not in (
+                "text",
+                "image",
+                "document",
+                "thinking",
+                "redacted_thinking",
+                "compaction",
+                "tool_use",
+                "tool_result",
+            )
+            and not t.endswith("_tool_result")
+            and not t.endswith("_tool_use")
+            and t not in ("search_result", "container_upload")
+        )
+    ),
+    fields=st.dictionaries(st.text(min_size=1, max_size=6).filter(lambda k: k != "type"), JSON, max_size=4),
+    role=st.sampled_from(["user", "assistant"]),
+)
+def test_an_unknown_block_round_trips_verbatim(kind, fields, role, tmp_path_factory):
+    """Whatever a newer API sends, convo hands it back exactly: in the message, the request and a save."""
+    block = {"type": kind, **fields}
+    history = [{"role": "user", "content": "q"}, {"role": role, "content": [block, {"type": "text", "text": "x"}]}]
+    if role == "assistant":
+        history.append({"role": "user", "content": "more"})
+    assert [m.to_api() for m in check_history(history)] == history
+    conv = Conversation(model="claude-sonnet-4-6", budget=100_000)
+    conv.extend(history)
+    assert conv.request()["messages"] == history
+    path = tmp_path_factory.mktemp("c") / "c.json"
+    conv.save(path)
+    assert Conversation.load(path).request()["messages"] == history

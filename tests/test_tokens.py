@@ -136,3 +136,23 @@ def test_counter_protocol():
 def test_bad_factor_is_rejected():
     with pytest.raises(convo.InvalidConfigError):
         OfflineCounter(text_factor=0)
+
+
+def test_every_block_type_is_counted():
+    from convo import to_message
+    from convo.tokens import OfflineCounter
+
+    counter = OfflineCounter()
+    words = "Oslo is cold and dark in the winter months. " * 20
+    search = {"type": "search_result", "source": "https://kb.example/1", "title": "Oslo",
+              "content": [{"type": "text", "text": words}]}  # fmt: skip
+    server = [
+        {"type": "server_tool_use", "id": "srvtoolu_1", "name": "web_search", "input": {"query": "Oslo"}},
+        {"type": "web_search_tool_result", "tool_use_id": "srvtoolu_1",
+         "content": [{"type": "web_search_result", "url": "https://x.example", "title": "Oslo", "encrypted_content": words}]},
+    ]  # fmt: skip
+    unknown = {"type": "hologram", "data": words}
+    base = counter.count_text(words)
+    assert counter.count_message(to_message({"role": "user", "content": [search]})) >= base
+    assert counter.count_message(to_message({"role": "assistant", "content": server})) >= base
+    assert counter.count_message(to_message({"role": "user", "content": [unknown]})) >= base
