@@ -33,7 +33,7 @@ from ._preflight import check_request
 from ._resume import AsyncStream, Restart, Stream, stream_flow
 from .budget import Budget
 from .cache import Cache
-from .messages import Message, check_history, to_message, to_system
+from .messages import Message, check_final, check_history, to_message, to_system
 from .models import DEFAULT_MODEL, Catalogue
 from .prices import PriceTable
 from .ratelimit import RateLimiter, RateLimits
@@ -178,6 +178,8 @@ class _Base:
         api_messages = [_api_message(m) for m in messages]
         if any(type(m["content"]) is not str for m in api_messages):
             check_history(api_messages)  # tool_use/tool_result pairing: refuse before sending
+        elif api_messages and api_messages[-1]["role"] == "assistant":
+            check_final([to_message(api_messages[-1])])  # no trailing whitespace on a prefill
         request: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": api_messages}
         system = to_system(system)
         if system:

@@ -38,7 +38,7 @@ from .models import DEFAULT_MODEL, Catalogue, ModelInfo
 from .receipts import Receipt
 from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection
 from .summarize import Summary
-from .tokens import TokenCounter, default_counter, fixed_tokens
+from .tokens import TokenCounter, calibrated_budget, default_counter, fixed_tokens
 
 __all__ = ["Conversation"]
 
@@ -389,7 +389,7 @@ class Conversation(Talking):
             pinned_prefix=self._pinned_prefix,
             fixed=self._fixed if fixed is None else fixed,
             max_tokens=max_tokens,
-            budget=self.budget,
+            budget=calibrated_budget(self.counter, self.model, self.budget, max_tokens),
             counter=self.counter,
             summary=self._summary,
             model=self.model,

@@ -90,7 +90,7 @@ CONVERSATION_CASES = {
     "int content": (lambda c: c.add_user(42), "content"),
     "bytes content": (lambda c: c.add_user(b"hello"), "content"),
     "empty block list": (lambda c: c.add_user([]), "empty"),
-    "unknown block type": (lambda c: c.add_user([{"type": "video", "url": "x"}]), "video"),
+    "block type not a string": (lambda c: c.add_user([{"type": 42}]), "type"),
     "text block without text": (lambda c: c.add_user([{"type": "text"}]), "text"),
     "image without data": (lambda c: c.add_user([IMG_NO_DATA]), "data"),
     "image not base64": (lambda c: c.add_user([{**IMG_NO_DATA, "source": {**IMG_NO_DATA["source"], "data": "@@@"}}]),
