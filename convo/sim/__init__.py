@@ -5,7 +5,7 @@ Message Batches, with an offline model, rate limits and fault injection.
 >>> from convo.sim import Simulator
 >>> with Simulator(seed=0, rpm=50, faults=["529", "ok"]) as sim:
 ...     client = anthropic.Anthropic(base_url=sim.base_url, api_key="test")
-...     reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=200,
+...     reply = client.messages.create(model="claude-sonnet-4-6", max_tokens=200,
 ...                                    messages=[{"role": "user", "content": "Hello"}])
 
 Point the official SDK (or convo's client) at ``sim.base_url``; ``sim.requests`` shows what
@@ -13,9 +13,14 @@ was sent. ``convo.sim.run(port=8080)`` serves in the foreground.
 """
 
 from .app import Recorded
+from .errors import SimConfigError
 from .faults import Fault, Faults
 from .limits import ManualClock, RateLimits
 from .model import OfflineModel, Reply
 from .server import Simulator, run
+from .tokens import Tokenizer
 
-__all__ = ["Fault", "Faults", "ManualClock", "OfflineModel", "RateLimits", "Recorded", "Reply", "Simulator", "run"]
+__all__ = [
+    "Fault", "Faults", "ManualClock", "OfflineModel", "RateLimits", "Recorded", "Reply", "SimConfigError", "Simulator",
+    "Tokenizer", "run",
+]  # fmt: skip

@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .._exceptions import InvalidConfigError
-from ..tokens import TokenCounter, default_counter
 from .app import Recorded, SimState, make_app
 from .cache import PromptCache
 from .faults import Fault, Faults
+from .errors import SimConfigError
 from .limits import RateLimits
+from .tokens import Tokenizer
 
 __all__ = ["Simulator", "run"]
 
@@ -72,10 +72,10 @@ class Simulator:
         max_request_bytes: int = 32 * 1024 * 1024,
         max_batch_bytes: int = 256 * 1024 * 1024,
         record: int | None = 10_000,
-        counter: TokenCounter | None = None,
+        counter: Tokenizer | None = None,
     ) -> None:
         if latency < 0 or token_latency < 0 or batch_seconds < 0:
-            raise InvalidConfigError("latency, token_latency and batch_seconds must not be negative")
+            raise SimConfigError("latency, token_latency and batch_seconds must not be negative")
         clock = clock or time.time
         self.host = host
         self._port = port
@@ -91,7 +91,7 @@ class Simulator:
             max_request_bytes=max_request_bytes,
             max_batch_bytes=max_batch_bytes,
             record=record,
-            counter=counter or default_counter(),
+            counter=counter or Tokenizer(),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
