@@ -179,8 +179,9 @@ class OfflineModel:
 
     # -- the whole answer ----------------------------------------------------------------
 
-    def compose(self, messages: Sequence[Turn], max_tokens: int = 1024) -> str:
+    def compose(self, messages: Sequence[Turn | Mapping[str, Any]], max_tokens: int = 1024) -> str:
         """The unbounded answer to a conversation (before stop sequences and max_tokens)."""
+        messages = as_turns(messages)
         users = [m for m in messages if m.role == "user"]
         results = _results(users[-1]) if users else []
         if results:
@@ -432,8 +433,8 @@ class OfflineModel:
             at, stop_sequence = min(hits)
             text, stop_reason, calls = text[:at], "stop_sequence", ()
         deltas, n, cut = self._fit(split_deltas(text), max_tokens - used)
-        if not deltas and text and not any(b.type == "thinking" for b in blocks):
-            # Even a tiny max_tokens yields a text block: the first character or so.
+        if not deltas and text and not blocks and self._count(text[0]) <= max_tokens - used:
+            # Even a tiny max_tokens yields some text: the first character.
             deltas, n = (text[0],), self._count(text[0])
         used += n
         if deltas or not blocks:
