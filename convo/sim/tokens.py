@@ -94,6 +94,11 @@ def _piece(piece: str) -> tuple[int, int]:
     return sum(2 if ord(c) > 0x2000 else 1 for c in piece), 0
 
 
+def _scaled(n: int, factor: float) -> int:
+    """``n`` tokens under a tokenizer ``factor`` times as fine (rounded; never 0 for some text)."""
+    return max(1 if n else 0, math.floor(n * factor + 0.5))
+
+
 class Tokenizer:
     """Counts tokens the way the simulated API does, per catalogue ``tokenizer`` label."""
 
@@ -106,7 +111,7 @@ class Tokenizer:
             alpha += a
             cjk += c
         fa, fc = FACTORS.get(label, (1.0, 1.0))
-        return math.ceil(alpha * fa) + math.ceil(cjk * fc)
+        return _scaled(alpha, fa) + _scaled(cjk, fc)
 
     # -- blocks -----------------------------------------------------------------------
 
