@@ -10,8 +10,7 @@ import anthropic
 import httpx2
 import pytest
 
-from convo.sim import SimConfigError
-from convo.sim import Fault, Faults, Simulator
+from convo.sim import Fault, Faults, SimConfigError, Simulator
 
 MODEL = "claude-sonnet-4-6"
 HELLO = [{"role": "user", "content": "Hello there, can you help me plan a trip to Kyoto in spring?"}]

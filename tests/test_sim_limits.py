@@ -8,8 +8,7 @@ from datetime import datetime
 import anthropic
 import pytest
 
-from convo.sim import SimConfigError
-from convo.sim import ManualClock, RateLimits, Simulator
+from convo.sim import ManualClock, RateLimits, SimConfigError, Simulator
 from convo.sim.limits import Bucket, model_class
 
 MODEL = "claude-sonnet-4-6"

@@ -114,9 +114,11 @@ def test_max_tokens_zero_warms_the_cache_and_returns_nothing(client):
     msg = ok(client, model=mid, max_tokens=0)
     assert msg.content == [] and msg.stop_reason == "max_tokens" and msg.usage.output_tokens == 0
     assert msg.usage.input_tokens > 0
-    with pytest.raises(anthropic.BadRequestError, match="cannot be streamed"):
-        with client.messages.stream(model=mid, max_tokens=0, messages=HI) as stream:
-            stream.until_done()
+    with (
+        pytest.raises(anthropic.BadRequestError, match="cannot be streamed"),
+        client.messages.stream(model=mid, max_tokens=0, messages=HI) as stream,
+    ):
+        stream.until_done()
 
 
 # -- prefill --------------------------------------------------------------------------------------

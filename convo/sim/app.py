@@ -44,7 +44,6 @@ _JSON = "application/json"
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 _MALFORMED = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_del\n\n'
 RID = web.RequestKey("rid", str)
-RECORD = web.RequestKey("record", object)
 MODEL = web.RequestKey("model", str)
 _UNKNOWN = p.sse("sim_unknown_event", {"type": "sim_unknown_event", "note": "clients must ignore unknown events"})
 
@@ -64,6 +63,9 @@ class Recorded:
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
+
+
+RECORD: web.RequestKey[Recorded | None] = web.RequestKey("record")
 
 
 def _mask(name: str, value: str) -> str:
@@ -262,8 +264,9 @@ class _Handlers:
         input_tokens = s.count(req)
         rules.check_context(req, input_tokens)
         fault = s.faults.next()
-        if fault.kind != "ok" and request[RECORD] is not None:
-            request[RECORD].fault = str(fault)
+        rec = request[RECORD]
+        if fault.kind != "ok" and rec is not None:
+            rec.fault = str(fault)
         if fault.kind == "status":
             headers = {}
             if fault.retry_after is not None:

@@ -23,8 +23,7 @@ __all__ = ["Block", "Reply", "ToolCall", "json_chunks", "pick_tools", "server_to
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _FILLER = frozenset(
-    "a an the to for on in at of about with from by and or please use using call calling run invoke tool "
-    "function me my us it this that then also next".split()
+    ["a", "an", "the", "to", "for", "on", "in", "at", "of", "about", "with", "from", "by", "and", "or", "please", "use", "using", "call", "calling", "run", "invoke", "tool", "function", "me", "my", "us", "it", "this", "that", "then", "also", "next"]
 )
 _JSON_PIECE = re.compile(r'[^\s:,]*[:,]?\s*')
 
@@ -123,7 +122,7 @@ def pick_tools(
         return []
     by_name = {t["name"]: t for t in custom}
     found = _mentions(text, list(by_name))
-    if kind == "tool":
+    if kind == "tool" and choice is not None:
         found = [f for f in found if f[2] == choice["name"]] or [(0, 0, choice["name"])]
     elif not found and kind == "any":
         found = [(0, 0, custom[0]["name"])]

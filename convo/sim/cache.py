@@ -88,7 +88,7 @@ def _ttl(cc: Any, where: str) -> str:
     ttl = cc.get("ttl", "5m")
     if ttl not in TTLS:
         raise invalid(f"{where}.cache_control.ttl: Input should be '5m' or '1h', got {ttl!r}")
-    return ttl
+    return str(ttl)
 
 
 def _strip(obj: Mapping[str, Any]) -> str:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DATA", "Model", "Catalogue", "catalogue"]
+__all__ = ["DATA", "Catalogue", "Model", "catalogue"]
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "models.json"
 
@@ -50,7 +50,7 @@ class Model:
         """RFC 3339 release time (the epoch when the file does not know it, as the API allows)."""
         if self.released:
             d = date.fromisoformat(self.released)
-            return datetime(d.year, d.month, d.day, tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return datetime(d.year, d.month, d.day, tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return "1970-01-01T00:00:00Z"
 
     @classmethod

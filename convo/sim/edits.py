@@ -80,9 +80,9 @@ def check_config(config: Any, *, thinking_enabled: bool) -> list[dict[str, Any]]
             if names is not None and not (isinstance(names, list) and all(isinstance(t, str) for t in names)):
                 raise ValueError(f"{where}.exclude_tools: Input should be a list of tool names")
             inputs = e.get("clear_tool_inputs")
-            if inputs is not None and not isinstance(inputs, bool):
-                if not (isinstance(inputs, list) and all(isinstance(t, str) for t in inputs)):
-                    raise ValueError(f"{where}.clear_tool_inputs: Input should be a boolean or a list of tool names")
+            listed = isinstance(inputs, list) and all(isinstance(t, str) for t in inputs)
+            if inputs is not None and not isinstance(inputs, bool) and not listed:
+                raise ValueError(f"{where}.clear_tool_inputs: Input should be a boolean or a list of tool names")
         elif kind == CLEAR_THINKING:
             _no_extra(e, {"type", "keep"}, where)
             keep = e.get("keep")
@@ -182,10 +182,12 @@ def _clear_tool_uses(turns: list[Turn], e: Mapping[str, Any], input_tokens: int)
             if kind == "tool_result" and b["tool_use_id"] in victims and b.get("content") != PLACEHOLDER:
                 b = {**b, "content": PLACEHOLDER}
                 cleared.add(b["tool_use_id"])
-            elif kind == "tool_use" and b["id"] in victims and b.get("input"):
-                if inputs is True or (isinstance(inputs, list) and b["name"] in inputs):
-                    b = {**b, "input": {}}
-                    cleared.add(b["id"])
+            elif (
+                kind == "tool_use" and b["id"] in victims and b.get("input")
+                and (inputs is True or (isinstance(inputs, list) and b["name"] in inputs))
+            ):  # fmt: skip
+                b = {**b, "input": {}}
+                cleared.add(b["id"])
             blocks.append(b)
         out.append(Turn(t.role, tuple(blocks)))
     return out, len(cleared)

@@ -57,7 +57,7 @@ class ErrorReply(Exception):
         status: int,
         message: str | None = None,
         *,
-        type: str | None = None,  # noqa: A002 - the API's own field name
+        type: str | None = None,
         headers: Mapping[str, str] | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:

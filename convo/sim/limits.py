@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .catalogue import catalogue
 from .errors import SimConfigError
@@ -40,7 +40,7 @@ class ManualClock:
 
 def rfc3339(t: float, *, micro: bool = False) -> str:
     """Epoch seconds as ``2025-02-24T22:25:30Z`` (with microseconds when ``micro``)."""
-    dt = datetime.fromtimestamp(t, tz=timezone.utc)
+    dt = datetime.fromtimestamp(t, tz=UTC)
     if micro:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -67,7 +67,7 @@ def _thousands(n: int, cap: int) -> int:
 class Bucket:
     """A continuously refilled bucket: ``capacity`` per minute, level may go below zero (debt)."""
 
-    __slots__ = ("capacity", "rate", "_level", "_stamp")
+    __slots__ = ("_level", "_stamp", "capacity", "rate")
 
     def __init__(self, capacity: int, now: float) -> None:
         self.capacity = capacity
@@ -188,7 +188,8 @@ class RateLimits:
         family, as the API sends them; limits not configured report :data:`UNLIMITED`, full."""
         pool, now = (self._pool(model) if self.limits else {}), self.clock()
         out: dict[str, str] = {}
-        token_parts, default_parts = [], []
+        token_parts: list[tuple[int, int, float]] = []
+        default_parts: list[tuple[int, int, float]] = []
         for name in ("requests", "input_tokens", "output_tokens"):
             bucket = pool.get(name)
             if bucket is None:

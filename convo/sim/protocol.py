@@ -9,8 +9,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import DEFAULT_MESSAGES, ERROR_TYPES, ErrorReply, error_type, invalid  # noqa: F401
-from .events import (  # noqa: F401  (the response shapes, used through this module by app.py)
+from .errors import DEFAULT_MESSAGES, ERROR_TYPES, ErrorReply, error_type, invalid
+from .events import (  # the response shapes, used through this module by app.py
     BLOCK_START,
     BLOCK_STOP,
     MESSAGE_STOP,
@@ -26,20 +26,33 @@ from .events import (  # noqa: F401  (the response shapes, used through this mod
     start_event,
     usage_json,
 )
-from .request import Request, parse_count_request, parse_message_request  # noqa: F401
+from .request import Request, parse_count_request, parse_message_request
 
 __all__ = [
+    "BLOCK_START",
+    "BLOCK_STOP",
+    "DEFAULT_MESSAGES",
     "ERROR_TYPES",
+    "MESSAGE_STOP",
+    "PING",
     "ErrorReply",
     "Ids",
     "Request",
+    "block_json",
     "content_events",
+    "delta_event",
     "dumps",
     "error_body",
+    "error_event",
+    "error_type",
+    "invalid",
+    "message_delta_event",
     "message_json",
     "parse_count_request",
     "parse_message_request",
     "sse",
+    "start_event",
+    "usage_json",
 ]
 
 def error_body(err: ErrorReply, request_id: str | None) -> dict[str, Any]:

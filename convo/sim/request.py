@@ -284,9 +284,8 @@ def _tools(tools: Any) -> list[dict[str, Any]] | None:
     for k, t in enumerate(tools):
         if not isinstance(t, Mapping) or not isinstance(t.get("name"), str) or not t["name"]:
             raise invalid(f"tools.{k}.name: Field required")
-        if "type" not in t or t.get("type") == "custom":
-            if not isinstance(t.get("input_schema"), Mapping):
-                raise invalid(f"tools.{k}.custom.input_schema: Field required")
+        if ("type" not in t or t.get("type") == "custom") and not isinstance(t.get("input_schema"), Mapping):
+            raise invalid(f"tools.{k}.custom.input_schema: Field required")
         names.append(t["name"])
     if len(set(names)) != len(names):
         raise invalid(f"tools: Tool names must be unique, got {names}")

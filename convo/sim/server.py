@@ -17,8 +17,8 @@ from aiohttp import web
 
 from .app import Recorded, SimState, make_app
 from .cache import PromptCache
-from .faults import Fault, Faults
 from .errors import SimConfigError
+from .faults import Fault, Faults
 from .limits import RateLimits
 from .tokens import Tokenizer
 

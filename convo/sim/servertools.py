@@ -66,7 +66,7 @@ def server_step(tool: Mapping[str, Any] | None, text: str, key: str) -> list[Blo
     if name == "web_fetch":
         url = (re.findall(r"https?://\S+", text) or ["https://example.com/"])[0]
         args: dict[str, Any] = {"url": url}
-        result = {
+        result: dict[str, Any] = {
             "type": "web_fetch_tool_result", "tool_use_id": uid,
             "content": {"type": "web_fetch_result", "url": url, "retrieved_at": "2026-01-01T00:00:00Z",
                         "content": {"type": "document", "title": url,

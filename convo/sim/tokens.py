@@ -243,8 +243,6 @@ def image_tokens(source: Mapping[str, Any]) -> int:
     size = image_size(head)
     if size is None:
         return IMAGE_MAX_TOKENS
-    w, h = size
-    scale = min(1.0, IMAGE_MAX_EDGE / max(w, h, 1))
-    w, h = w * scale, h * scale
-    tokens = w * h / 750
+    scale = min(1.0, IMAGE_MAX_EDGE / max(*size, 1))
+    tokens = size[0] * scale * size[1] * scale / 750
     return max(1, min(IMAGE_MAX_TOKENS, math.ceil(tokens)))
