@@ -2,8 +2,11 @@
 
 Each rule reads the parsed :class:`~convo.sim.request.Request` and the catalogue's entry for
 its model, and raises a 400 :class:`~convo.sim.errors.ErrorReply` (404 for models) when it
-breaks. Messages quoted from real API errors are marked "quoted"; the others follow the same
-style.
+breaks. Messages quoted from real API errors are marked "quoted" (the quotes come from the
+fact sheet's "Request rules seen in real 400s" and public issue threads); the others are the
+simulator's wording in the same style. Shape rules (fields, block types, roles, tool pairing,
+the first turn) live in :mod:`convo.sim.request`; e.g. ``messages: first message must use the
+"user" role`` is quoted from a real 400 (github.com/tonyljx/TextWordExplain/issues/2).
 
 =============================  =========================================================  ===============================
 rule                           source                                                     models
@@ -12,8 +15,9 @@ unknown / retired model: 404   https://platform.claude.com/docs/en/api/errors   
 ``model: <name>`` (quoted)                                                                snapshots are known)
 max_tokens above the model's   https://platform.claude.com/docs/en/about-claude/models/   all (``max_tokens``;
 maximum (quoted)               overview                                                   ``max_tokens_batch`` in batches)
-max_tokens 0 (cache warming)   prompt-caching page; the reply is empty, ``max_tokens``    all; refused with stream or
-                                                                                          thinking
+max_tokens 0 (cache warming):  observed behaviour reported in                              all; refused with stream or
+empty content, ``max_tokens``  github.com/anthony-chaudhary/fak/issues/718 (not found in  thinking
+stop, 0 output tokens          the docs crawl)
 prompt longer than the         https://platform.claude.com/docs/en/build-with-claude/     all (``max_input_tokens``)
 context window                 context-windows
 assistant prefill (quoted)     https://platform.claude.com/docs/en/about-claude/models/   ``prefill`` false
@@ -32,7 +36,8 @@ temperature only 1, top_k      extended-thinking page (quoted)                  
 unset with thinking
 temperature and top_p not      models overview / migration guide (quoted)                 ``sampling`` exclusive
 both set
-non-default sampling           migration guide (quoted for temperature)                   ``sampling`` default_only
+non-default sampling           migration guide (quoted for temperature; top_p / top_k     ``sampling`` default_only
+                               use the same wording)
 effort accepted                https://platform.claude.com/docs/en/build-with-claude/     ``effort`` true
                                effort
 images: at most 5 MB (quoted), https://platform.claude.com/docs/en/build-with-claude/     all

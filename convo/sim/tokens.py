@@ -15,7 +15,9 @@ Each pre-token then costs what a vocabulary of common pieces would give it:
 
 The catalogue's ``tokenizer`` label picks a factor: ``claude-5`` (the newer models' tokenizer)
 spends more tokens on alphabetic text and code but about the same on CJK, which is what
-comparisons of the two tokenizers report (e.g. English ~1.4x, Chinese ~1x).
+comparisons of the two tokenizers report (English ~1.42x, Spanish ~1.33x, Python ~1.27x,
+Mandarin ~1.0x: simonwillison.net/2026/Jun/30/claude-sonnet-5/, as quoted in public notes).
+Images cost width * height / 750 tokens after downscaling (the vision page).
 """
 
 from __future__ import annotations
