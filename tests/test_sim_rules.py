@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import itertools
 import json
 from pathlib import Path
 
 import anthropic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import convo.sim
 from convo.sim import Simulator, rules
@@ -280,3 +283,37 @@ def test_server_tool_and_unknown_blocks_are_accepted(client):
     ]  # fmt: skip
     assert ok(client, model=mid, messages=history).content[0].text == "fine"
     refused(client, "string 'type'", model=mid, messages=[{"role": "user", "content": [{"text": "no type"}]}])
+
+
+def test_batches_allow_the_larger_batch_max_tokens():
+    from convo.sim import ManualClock
+
+    mid = next((m for m, e in SERVED.items() if e["max_tokens_batch"]), None)
+    if mid is None:
+        pytest.skip("no model in the catalogue with max_tokens_batch")
+    top, batch_top = SERVED[mid]["max_tokens"], SERVED[mid]["max_tokens_batch"]
+    clock = ManualClock()
+    with Simulator(clock=clock, batch_seconds=1) as s, anthropic.Anthropic(base_url=s.base_url, api_key="t") as c:
+        params = [
+            {"model": mid, "max_tokens": top + 1, "messages": [{"role": "user", "content": 'say "big"'}]},
+            {"model": mid, "max_tokens": batch_top + 1, "messages": HI},
+        ]
+        batch = c.messages.batches.create(requests=[{"custom_id": f"r{i}", "params": p} for i, p in enumerate(params)])
+        clock.advance(2)
+        results = {r.custom_id: r.result for r in c.messages.batches.results(batch.id)}
+    assert results["r0"].type == "succeeded" and results["r0"].message.content[0].text == "big"
+    assert results["r1"].type == "errored" and f"{batch_top + 1} > {batch_top}" in results["r1"].error.error.message
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["user", "assistant"]), st.text(min_size=1, max_size=20)), min_size=1,
+                max_size=8))  # fmt: skip
+def test_consecutive_turns_of_one_role_merge_and_keep_every_block(turns):
+    from convo.sim.request import parse_turns
+
+    raw = [{"role": "user", "content": "start"}] + [{"role": r, "content": t} for r, t in turns]
+    if not raw[-1]["content"].strip() or any(not t.strip() for _, t in turns[:-1]):
+        return  # whitespace-only messages are refused; covered elsewhere
+    parsed = parse_turns(raw)
+    assert all(a.role != b.role for a, b in itertools.pairwise(parsed))
+    assert [b["text"] for t in parsed for b in t.blocks] == [m["content"] for m in raw]

@@ -1,5 +1,10 @@
-"""An embedded Anthropic-compatible server: the Messages API, streaming, count_tokens and
-Message Batches, with an offline model, rate limits and fault injection.
+"""An embedded Anthropic-compatible server: the Messages API, streaming, count_tokens,
+Message Batches and the Models API, with an offline model, rate limits and fault injection.
+
+It is a second implementation of the API, not a mirror of convo: it imports nothing of convo
+outside this package. It reads the same model data file (``convo/data/models.json``) with
+its own loader, parses requests with its own rules (:mod:`convo.sim.rules`, each with its
+source), and counts tokens with its own tokenizer (:mod:`convo.sim.tokens`).
 
 >>> import anthropic
 >>> from convo.sim import Simulator

@@ -212,7 +212,8 @@ def parse_turns(raw: Any) -> list[Turn]:
                 f"messages.{i}: all messages must have non-empty content except for the optional final assistant message"
             )
         texts = [b for b in blocks if b["type"] == "text"]
-        if blocks and len(texts) == len(blocks) and not any(b["text"].strip() for b in texts) and not last:
+        final_prefill = last and role == "assistant"
+        if blocks and len(texts) == len(blocks) and not any(b["text"].strip() for b in texts) and not final_prefill:
             raise invalid(f"messages.{i}: text content blocks must contain non-whitespace text")
         if turns and turns[-1].role == role:  # the API merges consecutive turns of one role
             turns[-1] = Turn(role, turns[-1].blocks + blocks)

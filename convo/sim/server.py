@@ -41,7 +41,7 @@ class Simulator:
 
     >>> with Simulator(seed=0) as sim:
     ...     client = anthropic.Anthropic(base_url=sim.base_url, api_key="test")
-    ...     client.messages.create(model="claude-sonnet-4-5", max_tokens=100,
+    ...     client.messages.create(model="claude-sonnet-4-6", max_tokens=100,
     ...                            messages=[{"role": "user", "content": "Hi"}])
 
     ``latency``: seconds before the first byte; ``token_latency``: seconds per streamed delta.
