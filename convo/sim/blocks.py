@@ -1,5 +1,6 @@
-"""The blocks of a reply (thinking, text, tool_use), and the request options that ask for the
-ones besides text (``tools``, ``tool_choice``, ``thinking``), checked the way the API checks them.
+"""The blocks of a reply (thinking, text, tool_use, server-tool steps) and which tool calls
+the offline model makes (the request's ``tools`` and ``tool_choice`` are checked in
+:mod:`convo.sim.request` and :mod:`convo.sim.rules`).
 
 The offline model calls a tool when ``tool_choice`` forces one (``any`` / ``tool``) or when
 the last user message names it ("use get_weather for Paris"); several named tools make
