@@ -95,6 +95,8 @@ def test_a_server_tool_the_message_asks_for_runs_one_step(client):
     msg = create(client, ask, tools=SEARCH)
     assert [b.type for b in msg.content] == ["server_tool_use", "web_search_tool_result", "text"]
     assert msg.stop_reason == "end_turn"
+    assert msg.usage.server_tool_use.web_search_requests == 1
+    assert streamed(client, ask, tools=SEARCH).usage.server_tool_use.web_search_requests == 1
     dump = [b.model_dump(exclude={"parsed_output"}) for b in msg.content]
     assert [b.model_dump(exclude={"parsed_output"}) for b in streamed(client, ask, tools=SEARCH).content] == dump
     assert [b.type for b in create(client, ask).content] == ["text"]  # no server tool offered, none used

@@ -26,6 +26,7 @@ from . import protocol as p
 from . import rules
 from .batches import BatchStore
 from .cache import PromptCache
+from .events import server_tool_usage
 from .faults import STOP_KINDS, STREAM_KINDS, Fault, Faults
 from .limits import RateLimits
 from .model import Block, OfflineModel, Reply, turn_text
@@ -367,7 +368,7 @@ class _Handlers:
         head = p.start_event(msg_id, req.name, cache["input_tokens"], cache) + opening
         tail = closing + p.message_delta_event(
             reply.stop_reason, reply.stop_sequence, reply.output_tokens, applied, iterations, cache=cache,
-            stop_details=reply.stop_details,
+            stop_details=reply.stop_details, server_tools=server_tool_usage(reply.blocks),
         ) + p.MESSAGE_STOP
         at = min(fault.after, len(deltas)) if fault.kind in STREAM_KINDS else -1
         try:

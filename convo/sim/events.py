@@ -69,6 +69,14 @@ def block_json(block: Block) -> dict[str, Any]:
     return dict(block.body or {"type": block.type})
 
 
+def server_tool_usage(blocks: Sequence[Block]) -> dict[str, int] | None:
+    """``usage.server_tool_use``: the web searches and fetches a reply ran (None when none)."""
+    names = [b.name for b in blocks if b.type == "server_tool_use"]
+    if not names:
+        return None
+    return {"web_search_requests": names.count("web_search"), "web_fetch_requests": names.count("web_fetch")}
+
+
 def message_json(
     msg_id: str, model: str, reply: Reply, input_tokens: int, *, service_tier: str = "standard",
     cache: Mapping[str, Any] | None = None, applied: list[dict[str, Any]] | None = None,
@@ -82,6 +90,9 @@ def message_json(
         usage["iterations"] = iterations
     if reply.stop_details is not None:
         extra["stop_details"] = reply.stop_details
+    tools = server_tool_usage(reply.blocks)
+    if tools is not None:
+        usage["server_tool_use"] = tools
     return extra | {
         "id": msg_id,
         "type": "message",
@@ -186,7 +197,7 @@ def content_events(blocks: Sequence[Block]) -> tuple[bytes, list[bytes], bytes]:
 def message_delta_event(
     stop_reason: str, stop_sequence: str | None, output_tokens: int, applied: list[dict[str, Any]] | None = None,
     iterations: list[dict[str, Any]] | None = None, cache: Mapping[str, Any] | None = None,
-    stop_details: Mapping[str, Any] | None = None,
+    stop_details: Mapping[str, Any] | None = None, server_tools: Mapping[str, int] | None = None,
 ) -> bytes:
     """The final delta; its usage is cumulative and, as real streams do, repeats the input and
     cache fields (``cache``: the fields of the request's cache usage) beside ``output_tokens``."""
@@ -197,6 +208,8 @@ def message_delta_event(
     usage["output_tokens"] = output_tokens
     if iterations is not None:
         usage["iterations"] = iterations
+    if server_tools is not None:
+        usage["server_tool_use"] = server_tools
     delta: dict[str, Any] = {"stop_reason": stop_reason, "stop_sequence": stop_sequence}
     if stop_details is not None:
         delta["stop_details"] = dict(stop_details)
