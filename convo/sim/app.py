@@ -379,9 +379,8 @@ class _Handlers:
                 return resp
             await resp.write(head)
             for i in range(len(deltas) + 1):
-                if i == at:
-                    if not await self._stream_fault(request, resp, fault):
-                        return resp
+                if i == at and not await self._stream_fault(request, resp, fault):
+                    return resp
                 if i == len(deltas):
                     break
                 if s.token_latency > 0:
