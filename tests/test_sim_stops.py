@@ -132,6 +132,13 @@ def test_a_continuation_that_is_not_a_prefix_is_answered_normally(client):
     assert text and text != full and not full.endswith(text)
 
 
+def test_continue_after_a_finished_answer_is_a_new_request(client):
+    full = create(client).content[0].text
+    history = [*ASK, {"role": "assistant", "content": full}, {"role": "user", "content": "Continue, please."}]
+    text = create(client, history).content[0].text
+    assert text.strip() and text != full
+
+
 def test_continuation_keeps_the_tool_calls():
     model = OfflineModel(seed=0)
     tools = [{"name": "get_time", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},

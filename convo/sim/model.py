@@ -262,7 +262,8 @@ class OfflineModel:
         if prefill is None and not paused and is_continuation(turns):
             earlier, partial = turns[:-2], turns[-2].text
             said, said_calls = self._answer(earlier, tools, tool_choice, max_tokens)
-            if said.startswith(partial.rstrip()):
+            # A finished answer followed by "continue" is a new request, not a recovery.
+            if said.startswith(partial.rstrip()) and said[len(partial.rstrip()) :].strip():
                 base, prefill, text, calls = earlier, partial, said, said_calls
         users = [m for m in base if m.role == "user"]
         last = users[-1].text if users else ""

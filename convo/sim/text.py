@@ -99,7 +99,7 @@ def turn_text(turn: Turn) -> str:
     return "\n\n".join(p for p in parts if p)
 
 
-_CONTINUE = re.compile(r"\bcontinue\b|\bkeep going\b|继续", re.IGNORECASE)
+_CONTINUE = re.compile(r"\bcontinu(?:e|ing)\b|\bresume\b|\bkeep going\b|\bcarry on\b|继续", re.IGNORECASE)
 
 
 def is_continuation(turns: Sequence[Turn]) -> bool:
