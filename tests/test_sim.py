@@ -6,15 +6,18 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from pathlib import Path
 
 import anthropic
 import pytest
 
-import convo
-from convo.sim import Simulator
-from convo.tokens import default_counter
+import convo.sim
+from convo.sim import Simulator, Tokenizer
 
 MODEL = "claude-sonnet-4-6"
+_MODELS = json.loads((Path(convo.sim.__file__).parent.parent / "data" / "models.json").read_text())["models"]
+#: A served model that accepts assistant prefill (read from the catalogue, not hard-coded).
+PREFILL_MODEL = next(m for m, e in _MODELS.items() if e["prefill"] and e["status"] != "retired")
 HELLO = [{"role": "user", "content": "Hello there, can you help me plan a trip to Kyoto in spring?"}]
 ZH_TEXT = (
     "手机电池用久了容量会慢慢下降，这是锂离子电池的正常老化现象，并不是手机出了故障。"
@@ -50,7 +53,8 @@ def client(sim):
 
 def create(client, messages=HELLO, **kw):
     kw.setdefault("max_tokens", 200)
-    return client.messages.create(model=MODEL, messages=messages, **kw)
+    kw.setdefault("model", MODEL)
+    return client.messages.create(messages=messages, **kw)
 
 
 # -- non-streaming -------------------------------------------------------------------------
@@ -71,18 +75,32 @@ def test_create_returns_a_message_shaped_like_the_api(client):
     assert msg.content[0].type == "text" and "Kyoto" in msg.content[0].text
 
 
-def test_usage_comes_from_convos_counter(client):
+def test_usage_comes_from_the_simulators_own_tokenizer(client):
     system = "You are terse."
     msg = create(client, system=system)
-    assert msg.usage.input_tokens == convo.count_tokens(HELLO, system=system)
-    assert msg.usage.output_tokens == default_counter().count_text(msg.content[0].text)
+    label = _MODELS[MODEL]["tokenizer"]
+    tok = Tokenizer()
+    text_tokens = tok.count_text(HELLO[0]["content"], label) + tok.count_text(system, label)
+    assert msg.usage.input_tokens > text_tokens  # the text plus the request's framing
+    assert msg.usage.output_tokens == tok.count_text(msg.content[0].text, label)
+
+
+def test_usage_is_not_convos_estimate():
+    import convo
+
+    with Simulator(seed=0) as s, anthropic.Anthropic(base_url=s.base_url, api_key="t", max_retries=0) as c:
+        texts = [HELLO[0]["content"], EN_TEXT, ZH_TEXT, "def f(x):\n    return x ** 2  # squares 12345678"]
+        for text in texts:
+            msgs = [{"role": "user", "content": text}]
+            counted = c.messages.count_tokens(model=MODEL, messages=msgs).input_tokens
+            assert counted != convo.count_tokens(msgs), text
 
 
 def test_count_tokens_matches_create_usage(client):
     tools = [{"name": "get_weather", "description": "Weather", "input_schema": {"type": "object"}}]
     counted = client.messages.count_tokens(model=MODEL, messages=HELLO, system="Be brief.", tools=tools)
     msg = create(client, system="Be brief.", tools=tools)
-    assert counted.input_tokens == msg.usage.input_tokens == convo.count_tokens(HELLO, system="Be brief.", tools=tools)
+    assert counted.input_tokens == msg.usage.input_tokens
 
 
 def test_max_tokens_stops_the_reply(client):
@@ -138,7 +156,7 @@ def test_summary_of_earlier_turns(client):
 
 
 def test_prefill_is_accepted(client):
-    msg = create(client, [*HELLO, {"role": "assistant", "content": "Sure,"}])
+    msg = create(client, [*HELLO, {"role": "assistant", "content": "Sure,"}], model=PREFILL_MODEL)
     assert msg.stop_reason == "end_turn"
 
 
@@ -161,8 +179,8 @@ def test_stream_text_matches_the_non_streaming_reply(client):
         final = stream.get_final_message()
     assert len(deltas) > 5 and "".join(deltas) == expected == final.content[0].text
     assert final.stop_reason == "end_turn"
-    assert final.usage.input_tokens == convo.count_tokens(HELLO)
-    assert final.usage.output_tokens == default_counter().count_text(expected)
+    assert final.usage.input_tokens == client.messages.count_tokens(model=MODEL, messages=HELLO).input_tokens
+    assert final.usage.output_tokens == create(client).usage.output_tokens
 
 
 def test_stream_event_order(client):
@@ -228,14 +246,18 @@ def test_async_client_create_and_stream(sim):
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [
-        ({"max_tokens": 0}, "max_tokens"),
+        ({"max_tokens": -1}, "max_tokens"),
         ({"messages": []}, "at least one message"),
-        ({"messages": [{"role": "assistant", "content": "Hi"}]}, "first message must be a user message"),
-        ({"messages": [{"role": "user", "content": ""}]}, "empty"),
-        ({"messages": [{"role": "system", "content": "Be nice"}]}, "unknown role 'system'"),
+        ({"messages": [{"role": "assistant", "content": "Hi"}]}, 'first message must use the "user" role'),
+        ({"messages": [{"role": "user", "content": ""}]}, "non-empty content"),
+        ({"messages": [{"role": "user", "content": [{"type": "text", "text": ""}]}]}, "must be non-empty"),
+        ({"messages": [{"role": "user", "content": "  "}, {"role": "assistant", "content": "x"},
+                       {"role": "user", "content": "y"}]}, "non-whitespace"),
+        ({"messages": [{"role": "system", "content": "Be nice"}]}, "Input should be 'user' or 'assistant'"),
+        ({"messages": [{"role": "user", "content": [{"type": 3}]}]}, "string 'type'"),
         (
             {"messages": [{"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_9"}]}]},
-            "answers no tool_use",
+            "unexpected `tool_use_id` found in `tool_result` blocks: toolu_9",
         ),
         (
             {
@@ -432,12 +454,12 @@ def test_run_serves_in_the_foreground_until_interrupted():
 
 
 def test_prefill_with_trailing_whitespace_is_rejected(client):
-    with pytest.raises(anthropic.BadRequestError, match="trailing whitespace"):
-        create(client, [*HELLO, {"role": "assistant", "content": "Sure, "}])
+    with pytest.raises(anthropic.BadRequestError, match="final assistant content cannot end with trailing whitespace"):
+        create(client, [*HELLO, {"role": "assistant", "content": "Sure, "}], model=PREFILL_MODEL)
 
 
 def test_prefill_continues_the_same_answer(client):
-    full = create(client).content[0].text
+    full = create(client, model=PREFILL_MODEL).content[0].text
     prefill = full[:20].rstrip()
-    rest = create(client, [*HELLO, {"role": "assistant", "content": prefill}]).content[0].text
+    rest = create(client, [*HELLO, {"role": "assistant", "content": prefill}], model=PREFILL_MODEL).content[0].text
     assert prefill + rest == full

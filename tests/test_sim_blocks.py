@@ -6,17 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import anthropic
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convo import check_history
-from convo.sim import OfflineModel, Simulator
-from convo.tokens import default_counter
+import convo.sim
+from convo.sim import OfflineModel, Simulator, Tokenizer
 
 MODEL = "claude-sonnet-4-6"
+_MODELS = json.loads((Path(convo.sim.__file__).parent.parent / "data" / "models.json").read_text())["models"]
+#: A served model that takes prefill and extended thinking (read from the catalogue).
+PREFILL_MODEL = next(
+    m for m, e in _MODELS.items() if e["prefill"] and e["thinking"]["enabled"] and e["status"] != "retired"
+)
 WEATHER = {
     "name": "get_weather",
     "description": "Current weather for a place",
@@ -54,7 +59,12 @@ def client(sim):
 
 def create(client, messages=ASK_TOOL, **kw):
     kw.setdefault("max_tokens", 2000)
-    return client.messages.create(model=MODEL, messages=messages, **kw)
+    kw.setdefault("model", MODEL)
+    return client.messages.create(messages=messages, **kw)
+
+
+def count(text):
+    return Tokenizer().count_text(text, _MODELS[MODEL]["tokenizer"])
 
 
 def dumped(message):
@@ -90,8 +100,7 @@ def test_a_named_tool_is_called_with_input_from_its_schema(client):
     assert call.type == "tool_use" and call.name == "get_weather" and call.id.startswith("toolu_01")
     assert call.input == {"location": "Paris", "unit": "celsius", "days": 1, "details": True}
     assert msg.stop_reason == "tool_use"
-    counter = default_counter()
-    assert msg.usage.output_tokens == counter.count_text(text.text) + counter.count_text(json.dumps(call.input))
+    assert msg.usage.output_tokens == count(text.text) + count(json.dumps(call.input, ensure_ascii=False))
     assert dumped(create(client, tools=TOOLS)) == dumped(msg)  # deterministic, ids included
 
 
@@ -152,8 +161,8 @@ def test_tool_result_round_trip(client):
 
 
 def test_a_prefill_continues_the_text_then_makes_the_same_call(client):
-    full = create(client, tools=TOOLS)
-    rest = create(client, [*ASK_TOOL, {"role": "assistant", "content": "I'll use"}], tools=TOOLS)
+    full = create(client, tools=TOOLS, model=PREFILL_MODEL)
+    rest = create(client, [*ASK_TOOL, {"role": "assistant", "content": "I'll use"}], tools=TOOLS, model=PREFILL_MODEL)
     assert rest.content[0].text == " get_weather."
     assert dumped(rest)[1:] == dumped(full)[1:] and rest.stop_reason == "tool_use"
 
@@ -173,7 +182,7 @@ def test_max_tokens_and_stop_sequences_end_before_the_call(client):
 )
 def test_any_message_naming_a_tool_gets_a_schema_shaped_call_within_max_tokens(words, max_tokens):
     model = OfflineModel(seed=0)
-    messages = check_history([{"role": "user", "content": f"use get_weather for {words}"}])
+    messages = [{"role": "user", "content": f"use get_weather for {words}"}]
     reply = model.reply(messages, max_tokens=max_tokens, tools=[WEATHER])
     assert reply.output_tokens <= max(1, max_tokens)
     calls = [b for b in reply.blocks if b.type == "tool_use"]
@@ -195,8 +204,7 @@ def test_thinking_comes_first_with_a_signature(client):
     thinking, text = msg.content
     assert thinking.type == "thinking" and "hiking" in thinking.thinking and len(thinking.signature) > 40
     assert dumped(msg)[1:] == dumped(plain)
-    counter = default_counter()
-    assert msg.usage.output_tokens == counter.count_text(thinking.thinking) + counter.count_text(text.text)
+    assert msg.usage.output_tokens == count(thinking.thinking) + count(text.text)
     assert create(client, ASK, thinking={"type": "adaptive"}).content[0] == thinking
 
 
@@ -245,11 +253,13 @@ def test_thinking_then_a_tool_call_and_its_result(client):
          "`max_tokens` must be greater than `thinking.budget_tokens`"),
         ({"thinking": {"type": "enabled"}}, ASK, "budget_tokens: Field required"),
         ({"thinking": {"type": "sometimes"}}, ASK, "does not match any of the expected tags"),
-        ({"thinking": THINK}, [*ASK, {"role": "assistant", "content": "Sure"}], "must start with a thinking block"),
+        ({"thinking": THINK, "model": PREFILL_MODEL}, [*ASK, {"role": "assistant", "content": "Sure"}],
+         "must start with a thinking block"),
         ({"thinking": THINK, "tools": TOOLS, "tool_choice": {"type": "any"}}, ASK, "forces tool use"),
         ({"tools": TOOLS, "tool_choice": {"type": "tool", "name": "nope"}}, ASK, "no tool named 'nope'"),
         ({"tools": TOOLS, "tool_choice": {"type": "maybe"}}, ASK, "expected tags: 'auto', 'any', 'tool', 'none'"),
-        ({}, [*ASK, {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "s"}]}],
+        ({"model": PREFILL_MODEL},
+         [*ASK, {"role": "assistant", "content": [{"type": "thinking", "thinking": "hm", "signature": "s"}]}],
          "When thinking is disabled"),
     ],
 )  # fmt: skip

@@ -90,8 +90,9 @@ def test_one_hour_ttl(client, clock):
 
 def test_minimum_cacheable_length_depends_on_the_model(client):
     medium = BIG[: len(BIG) // 2]  # about 2,000 tokens: enough for Sonnet, not for Haiku 4.5
+    # From the catalogue (min_cache_tokens), for every id a model answers to.
     assert min_cacheable(MODEL) == 1024 and min_cacheable("claude-haiku-4-5") == 4096
-    assert min_cacheable("claude-3-5-haiku-latest") == 2048
+    assert min_cacheable("claude-haiku-4-5-20251001") == 4096
     u = ask(client, system=system(medium))
     assert u.cache_creation_input_tokens > 1024
     for _ in range(2):

@@ -10,8 +10,7 @@ import anthropic
 import httpx2
 import pytest
 
-from convo import InvalidConfigError
-from convo.sim import Fault, Faults, Simulator
+from convo.sim import Fault, Faults, SimConfigError, Simulator
 
 MODEL = "claude-sonnet-4-6"
 HELLO = [{"role": "user", "content": "Hello there, can you help me plan a trip to Kyoto in spring?"}]
@@ -276,12 +275,12 @@ def test_fault_parsing():
 
 @pytest.mark.parametrize("bad", ["bogus", "200", "drop@x", "drop@-1", ""])
 def test_bad_fault_specs(bad):
-    with pytest.raises(InvalidConfigError):
+    with pytest.raises(SimConfigError):
         Faults([bad])
 
 
 def test_rates_must_be_probabilities():
-    with pytest.raises(InvalidConfigError, match="sum to at most 1"):
+    with pytest.raises(SimConfigError, match="sum to at most 1"):
         Faults({"500": 0.7, "529": 0.6})
-    with pytest.raises(InvalidConfigError):
+    with pytest.raises(SimConfigError):
         Faults({"500": 2})

@@ -8,8 +8,7 @@ from datetime import datetime
 import anthropic
 import pytest
 
-from convo import InvalidConfigError
-from convo.sim import ManualClock, RateLimits, Simulator
+from convo.sim import ManualClock, RateLimits, SimConfigError, Simulator
 from convo.sim.limits import Bucket, model_class
 
 MODEL = "claude-sonnet-4-6"
@@ -95,13 +94,17 @@ def test_headers_for_each_limit_and_tokens_as_their_sum():
     assert h["anthropic-ratelimit-requests-reset"].endswith("Z")
 
 
-def test_no_limits_no_headers():
-    assert RateLimits().headers(MODEL) == {}
+def test_without_limits_every_header_family_is_still_sent_generously():
+    h = RateLimits().headers(MODEL)
+    families = ("requests", "tokens", "input-tokens", "output-tokens")
+    assert set(h) == {f"anthropic-ratelimit-{f}-{k}" for f in families for k in ("limit", "remaining", "reset")}
+    for f in families:
+        assert int(h[f"anthropic-ratelimit-{f}-remaining"]) == int(h[f"anthropic-ratelimit-{f}-limit"]) >= 1_000_000
 
 
 @pytest.mark.parametrize("bad", [0, -5, 1.5, True, "10"])
 def test_limits_must_be_positive_ints(bad):
-    with pytest.raises(InvalidConfigError):
+    with pytest.raises(SimConfigError):
         RateLimits(rpm=bad)
 
 
@@ -122,7 +125,9 @@ def test_requests_per_minute_end_to_end(clock):
             assert raw.headers["anthropic-ratelimit-requests-limit"] == "3"
             remaining.append(raw.headers["anthropic-ratelimit-requests-remaining"])
         assert remaining == ["2", "1", "0"]
-        assert "anthropic-ratelimit-tokens-limit" not in raw.headers  # no token limits configured
+        # no token limits configured: those headers report the generous defaults, untouched
+        assert raw.headers["anthropic-ratelimit-input-tokens-remaining"] == raw.headers[
+            "anthropic-ratelimit-input-tokens-limit"]
         with pytest.raises(anthropic.RateLimitError) as info:
             c.messages.create(model=MODEL, max_tokens=50, messages=HELLO)
         err = info.value
@@ -143,7 +148,7 @@ def test_token_headers_agree_with_usage(clock):
         assert int(h["anthropic-ratelimit-output-tokens-remaining"]) == 2_000 - usage.output_tokens
         assert h["anthropic-ratelimit-tokens-limit"] == "12000"
         assert int(h["anthropic-ratelimit-tokens-remaining"]) == 12_000 - usage.input_tokens - usage.output_tokens
-        assert "anthropic-ratelimit-requests-limit" not in h
+        assert int(h["anthropic-ratelimit-requests-limit"]) >= 1_000_000  # not configured: generous
 
 
 def test_streams_carry_the_headers_and_are_limited_too(clock):

@@ -5,17 +5,15 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from convo import check_history
-from convo.sim import OfflineModel
+from convo.sim import OfflineModel, Tokenizer
 from convo.sim.model import is_cjk, split_deltas, split_sentences
-from convo.tokens import default_counter
 
 model = OfflineModel(seed=0)
 
 
 def ask(text: str, **kw):
     kw.setdefault("max_tokens", 500)
-    return model.reply(check_history([{"role": "user", "content": text}]), **kw)
+    return model.reply([{"role": "user", "content": text}], **kw)
 
 
 def test_cjk_detection():
@@ -47,8 +45,8 @@ def test_acknowledgement_mentions_key_words_and_is_deterministic():
     a = ask("Can you recommend some hiking trails near Denver for beginners?")
     assert "hiking" in a.text and "Denver" in a.text
     assert a == ask("Can you recommend some hiking trails near Denver for beginners?")
-    assert OfflineModel(seed=0).compose(check_history([{"role": "user", "content": "hi there friend"}])) == (
-        OfflineModel(seed=0).compose(check_history([{"role": "user", "content": "hi there friend"}]))
+    assert OfflineModel(seed=0).compose([{"role": "user", "content": "hi there friend"}]) == (
+        OfflineModel(seed=0).compose([{"role": "user", "content": "hi there friend"}])
     )
 
 
@@ -84,7 +82,7 @@ def test_finish_never_exceeds_max_tokens(text, max_tokens):
     reply = model.finish(text, max_tokens=max_tokens)
     assert text.startswith(reply.text)
     assert "".join(reply.deltas) == reply.text
-    assert reply.output_tokens == max(1, default_counter().count_text(reply.text))
+    assert reply.output_tokens == max(1, Tokenizer().count_text(reply.text))
     assert reply.output_tokens <= max_tokens
     if reply.stop_reason == "end_turn":
         assert reply.text == text
@@ -92,8 +90,8 @@ def test_finish_never_exceeds_max_tokens(text, max_tokens):
 
 def test_a_prefill_is_continued_seamlessly():
     question = [{"role": "user", "content": "Tell me about the weather today in the city of Oslo"}]
-    full = model.reply(check_history(question), max_tokens=500).text
+    full = model.reply(question, max_tokens=500).text
     for cut in (1, 11, 30, len(full) - 1):
         prefill = full[:cut].rstrip()
-        rest = model.reply(check_history([*question, {"role": "assistant", "content": prefill}]), max_tokens=500)
+        rest = model.reply([*question, {"role": "assistant", "content": prefill}], max_tokens=500)
         assert prefill + rest.text == full

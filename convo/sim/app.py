@@ -3,7 +3,8 @@
 Every request passes one middleware that gives it a ``request-id``, records it (secrets
 masked), checks auth and ``anthropic-version`` and turns :class:`ErrorReply` into the API's
 error envelope. ``POST /v1/messages`` then meets, in order: body validation, the fault
-schedule, the rate limits, and the offline model.
+schedule, the rate limits, and the offline model. Every response carries the
+``anthropic-ratelimit-*`` headers.
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ from typing import Any, NoReturn
 
 from aiohttp import web
 
-from .. import context_edits
-from ..tokens import TokenCounter, default_counter
+from . import edits as ctx
 from . import protocol as p
+from . import rules
 from .batches import BatchStore
 from .cache import PromptCache
-from .faults import STREAM_KINDS, Fault, Faults
+from .events import server_tool_usage
+from .faults import STOP_KINDS, STREAM_KINDS, Fault, Faults
 from .limits import RateLimits
-from .model import Block, OfflineModel, Reply, _message_text
+from .model import Block, OfflineModel, Reply, turn_text
+from .modelsapi import models_page, retrieve
 from .protocol import ErrorReply
+from .request import Request
+from .tokens import Tokenizer
 
 __all__ = ["Recorded", "SimState", "make_app"]
 
@@ -40,7 +45,6 @@ _JSON = "application/json"
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 _MALFORMED = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_del\n\n'
 RID = web.RequestKey("rid", str)
-RECORD = web.RequestKey("record", object)
 MODEL = web.RequestKey("model", str)
 _UNKNOWN = p.sse("sim_unknown_event", {"type": "sim_unknown_event", "note": "clients must ignore unknown events"})
 
@@ -60,6 +64,9 @@ class Recorded:
 
     def header(self, name: str, default: str | None = None) -> str | None:
         return self.headers.get(name.lower(), default)
+
+
+RECORD: web.RequestKey[Recorded | None] = web.RequestKey("record")
 
 
 def _mask(name: str, value: str) -> str:
@@ -83,7 +90,7 @@ class SimState:
     max_request_bytes: int = 32 * 1024 * 1024
     max_batch_bytes: int = 256 * 1024 * 1024
     record: int | None = 10_000
-    counter: TokenCounter = field(default_factory=default_counter)
+    counter: Tokenizer = field(default_factory=Tokenizer)
 
     def __post_init__(self) -> None:
         self.model = OfflineModel(self.seed, self.counter)
@@ -94,19 +101,24 @@ class SimState:
 
     # -- shared pieces -------------------------------------------------------------------
 
-    def answer(self, req: p.MessageRequest) -> Reply:
+    def answer(self, req: Request, stop: str = "") -> Reply:
         return self.model.reply(
             req.messages, max_tokens=req.max_tokens, stop_sequences=req.stop_sequences,
-            tools=req.tools, tool_choice=req.tool_choice, thinking=req.thinking,
+            tools=req.tools, tool_choice=req.tool_choice, thinking=req.thinking, label=req.label, stop=stop,
         )  # fmt: skip
+
+    def count(self, req: Request) -> int:
+        return self.counter.count_request(req.messages, system=req.system, tools=req.tools, label=req.label)
 
     def _run_batch_request(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         try:
             req = p.parse_message_request(params)
+            rules.check(req, batch=True)
+            input_tokens = self.count(req)
+            rules.check_context(req, input_tokens)
         except ErrorReply as err:
             return "errored", p.error_body(err, self.ids.request())
-        input_tokens = self.counter.count_request(req.messages, system=req.system, tools=req.tools)
-        msg = p.message_json(self.ids.message(), req.model, self.answer(req), input_tokens, service_tier="batch")
+        msg = p.message_json(self.ids.message(), req.name, self.answer(req), input_tokens, service_tier="batch")
         return "succeeded", msg
 
 
@@ -182,9 +194,7 @@ def make_app(state: SimState) -> web.Application:
         rid = request.get(RID)
         if rid is not None:
             response.headers["request-id"] = rid
-        model = request.get(MODEL)
-        if model is not None and state.limits.enabled:
-            response.headers.update(state.limits.headers(model))
+        response.headers.update(state.limits.headers(request.get(MODEL) or ""))
 
     app = web.Application(
         middlewares=[envelope], client_max_size=max(state.max_request_bytes, state.max_batch_bytes) + 1
@@ -193,6 +203,8 @@ def make_app(state: SimState) -> web.Application:
     h = _Handlers(state)
     app.router.add_post("/v1/messages", h.messages)
     app.router.add_post("/v1/messages/count_tokens", h.count_tokens)
+    app.router.add_get("/v1/models", h.models_list)
+    app.router.add_get("/v1/models/{id}", h.models_retrieve)
     app.router.add_post("/v1/messages/batches", h.batch_create)
     app.router.add_get("/v1/messages/batches", h.batch_list)
     app.router.add_get("/v1/messages/batches/{id}", h.batch_retrieve)
@@ -246,13 +258,16 @@ class _Handlers:
     async def messages(self, request: web.Request) -> web.StreamResponse:
         s = self.s
         req = p.parse_message_request(await self._body(request, s.max_request_bytes))
-        request[MODEL] = req.model
-        raw_tokens = s.counter.count_request(req.messages, system=req.system, tools=req.tools)
+        request[MODEL] = req.name
+        rules.check(req)
+        raw_tokens = s.count(req)
         applied, summary, pause = self._edit(request, req)
-        input_tokens = s.counter.count_request(req.messages, system=req.system, tools=req.tools)
+        input_tokens = s.count(req)
+        rules.check_context(req, input_tokens)
         fault = s.faults.next()
-        if fault.kind != "ok" and request[RECORD] is not None:
-            request[RECORD].fault = str(fault)
+        rec = request[RECORD]
+        if fault.kind != "ok" and rec is not None:
+            rec.fault = str(fault)
         if fault.kind == "status":
             headers = {}
             if fault.retry_after is not None:
@@ -266,19 +281,20 @@ class _Handlers:
                 details={"error_code": "enforced_spend_limit_reached"},
             )
         plan = s.cache.plan(
-            req.model, req.messages, system=req.system, tools=req.tools, auto=req.cache_control, total=input_tokens
-        )
+            req.name, req.messages, system=req.system, tools=req.tools, auto=req.cache_control, total=input_tokens,
+            label=req.label,
+        )  # fmt: skip
         # Cache reads do not count toward the input-tokens-per-minute limit.
-        exceeded = s.limits.admit(req.model, input_tokens - plan.usage.read)
+        exceeded = s.limits.admit(req.name, input_tokens - plan.usage.read)
         if exceeded is not None:
             raise ErrorReply(429, exceeded.message, headers={"retry-after": str(exceeded.retry_after)})
         s.cache.commit(plan)
         cache = plan.usage.fields()
-        reply = s.answer(req)
+        reply = s.answer(req, fault.kind if fault.kind in STOP_KINDS else "")
         iterations = None
         if summary is not None:  # the compaction block leads; its own usage is an iteration
-            reply, iterations = self._compacted(reply, summary, pause, raw_tokens, cache)
-        s.limits.charge_output(req.model, reply.output_tokens)
+            reply, iterations = self._compacted(req, reply, summary, pause, raw_tokens, cache)
+        s.limits.charge_output(req.name, reply.output_tokens)
         msg_id = s.ids.message()
         if req.stream:
             return await self._stream(request, req, reply, msg_id, cache, fault, applied, iterations)
@@ -290,12 +306,10 @@ class _Handlers:
         if wait > 0:
             await asyncio.sleep(wait)
         return _json(
-            p.message_json(msg_id, req.model, reply, input_tokens, cache=cache, applied=applied, iterations=iterations)
+            p.message_json(msg_id, req.name, reply, input_tokens, cache=cache, applied=applied, iterations=iterations)
         )
 
-    def _edit(
-        self, request: web.Request, req: p.MessageRequest
-    ) -> tuple[list[dict[str, Any]] | None, str | None, bool]:
+    def _edit(self, request: web.Request, req: Request) -> tuple[list[dict[str, Any]] | None, str | None, bool]:
         """Apply the request's context edits to its history (needs the beta header, as the API does).
 
         Returns the ``applied_edits`` report, the compaction summary (if the history was
@@ -303,34 +317,31 @@ class _Handlers:
         if req.edits is None:
             return None, None, False
         betas = {b.strip() for b in (request.headers.get("anthropic-beta") or "").split(",")}
-        needed = [context_edits.BETA]
-        compaction = next((e for e in req.edits if e["type"] == context_edits.COMPACT), None)
-        if compaction is not None:
-            needed.append(context_edits.COMPACT_BETA)
-        for beta in needed:
+        for beta in ctx.betas_needed(req.edits):
             if beta not in betas:
                 raise p.invalid(f"context_management: requires the beta header 'anthropic-beta: {beta}'")
-        count, system, tools = self.s.counter.count_request, req.system, req.tools
+        counter, system, tools, label = self.s.counter, req.system, req.tools, req.label
 
-        def size(ms: Any) -> int:
-            return count(ms, system=system, tools=tools)
+        def size(turns: Any) -> int:
+            return counter.count_request(turns, system=system, tools=tools, label=label)
 
-        req.messages, applied = context_edits.apply_edits(req.messages, req.edits, size)
+        req.messages, applied = ctx.apply_edits(req.messages, req.edits, size)
         summary = None
+        compaction = next((e for e in req.edits if e["type"] == ctx.COMPACT), None)
         if compaction is not None:
             model = self.s.model
-            req.messages, summary = context_edits.compact(
+            req.messages, summary = ctx.compact(
                 req.messages, compaction, size,
-                lambda ms, _instructions: model.summarize("\n\n".join(_message_text(m) for m in ms)),
+                lambda turns, _instructions: model.summarize("\n\n".join(turn_text(t) for t in turns)),
             )  # fmt: skip
         return applied, summary, bool(compaction and compaction.get("pause_after_compaction"))
 
     def _compacted(
-        self, reply: Reply, summary: str, pause: bool, raw_tokens: int, cache: dict[str, Any]
+        self, req: Request, reply: Reply, summary: str, pause: bool, raw_tokens: int, cache: dict[str, Any]
     ) -> tuple[Reply, list[dict[str, Any]]]:
         block = Block(type="compaction", deltas=(summary,))
         zero = {"cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
-        out = self.s.counter.count_text(summary)
+        out = self.s.counter.count_text(summary, req.label)
         its = [{"type": "compaction", "input_tokens": raw_tokens, "output_tokens": out, **zero}]
         if pause:  # the summary alone; the client sends the next request
             return Reply((block,), "compaction", None, 0), its
@@ -339,10 +350,12 @@ class _Handlers:
             "cache_creation_input_tokens": cache["cache_creation_input_tokens"],
             "cache_read_input_tokens": cache["cache_read_input_tokens"],
         })  # fmt: skip
-        return Reply((block, *reply.blocks), reply.stop_reason, reply.stop_sequence, reply.output_tokens), its
+        return Reply(
+            (block, *reply.blocks), reply.stop_reason, reply.stop_sequence, reply.output_tokens, reply.stop_details
+        ), its
 
     async def _stream(
-        self, request: web.Request, req: p.MessageRequest, reply: Reply, msg_id: str, cache: dict[str, Any],
+        self, request: web.Request, req: Request, reply: Reply, msg_id: str, cache: dict[str, Any],
         fault: Fault, applied: list[dict[str, Any]] | None = None, iterations: list[dict[str, Any]] | None = None,
     ) -> web.StreamResponse:
         s = self.s
@@ -352,9 +365,10 @@ class _Handlers:
         resp.enable_chunked_encoding()
         await resp.prepare(request)
         opening, deltas, closing = p.content_events(reply.blocks)
-        head = p.start_event(msg_id, req.model, cache["input_tokens"], cache) + opening
+        head = p.start_event(msg_id, req.name, cache["input_tokens"], cache) + opening
         tail = closing + p.message_delta_event(
-            reply.stop_reason, reply.stop_sequence, reply.output_tokens, applied, iterations
+            reply.stop_reason, reply.stop_sequence, reply.output_tokens, applied, iterations, cache=cache,
+            stop_details=reply.stop_details, server_tools=server_tool_usage(reply.blocks),
         ) + p.MESSAGE_STOP
         at = min(fault.after, len(deltas)) if fault.kind in STREAM_KINDS else -1
         try:
@@ -365,9 +379,8 @@ class _Handlers:
                 return resp
             await resp.write(head)
             for i in range(len(deltas) + 1):
-                if i == at:
-                    if not await self._stream_fault(request, resp, fault):
-                        return resp
+                if i == at and not await self._stream_fault(request, resp, fault):
+                    return resp
                 if i == len(deltas):
                     break
                 if s.token_latency > 0:
@@ -406,8 +419,15 @@ class _Handlers:
 
     async def count_tokens(self, request: web.Request) -> web.Response:
         req = p.parse_count_request(await self._body(request, self.s.max_request_bytes))
-        n = self.s.counter.count_request(req.messages, system=req.system, tools=req.tools)
-        return _json({"input_tokens": n})
+        request[MODEL] = req.name
+        rules.check_content(req)
+        return _json({"input_tokens": self.s.count(req)})
+
+    async def models_list(self, request: web.Request) -> web.Response:
+        return _json(models_page(request.query))
+
+    async def models_retrieve(self, request: web.Request) -> web.Response:
+        return _json(retrieve(request.match_info["id"]))
 
     # -- batches -------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
-"""The blocks of a reply (thinking, text, tool_use), and the request options that ask for the
-ones besides text (``tools``, ``tool_choice``, ``thinking``), checked the way the API checks them.
+"""The blocks of a reply (thinking, text, tool_use, server-tool steps) and which tool calls
+the offline model makes (the request's ``tools`` and ``tool_choice`` are checked in
+:mod:`convo.sim.request` and :mod:`convo.sim.rules`).
 
 The offline model calls a tool when ``tool_choice`` forces one (``any`` / ``tool``) or when
 the last user message names it ("use get_weather for Paris"); several named tools make
@@ -17,25 +18,15 @@ import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from ..messages import Message
-
-__all__ = [
-    "Block", "Reply", "ToolCall", "check_final_assistant", "check_thinking", "check_tool_choice", "check_tools",
-    "json_chunks", "pick_tools", "thinking_signature",
-]  # fmt: skip
+__all__ = ["Block", "Reply", "ToolCall", "json_chunks", "pick_tools", "server_tools", "thinking_signature"]
 
 _B62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-_CHOICES = ("auto", "any", "tool", "none")
-_THINKING = ("enabled", "disabled", "adaptive", "between_tools")
 _FILLER = frozenset(
-    "a an the to for on in at of about with from by and or please use using call calling run invoke tool "
-    "function me my us it this that then also next".split()
+    ["a", "an", "the", "to", "for", "on", "in", "at", "of", "about", "with", "from", "by", "and", "or", "please", "use", "using", "call", "calling", "run", "invoke", "tool", "function", "me", "my", "us", "it", "this", "that", "then", "also", "next"]
 )
 _JSON_PIECE = re.compile(r'[^\s:,]*[:,]?\s*')
-DOCS = "https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
 
 ToolCall = tuple[str, dict[str, Any]]  # (tool name, input)
 
@@ -44,12 +35,13 @@ ToolCall = tuple[str, dict[str, Any]]  # (tool name, input)
 class Block:
     """One content block of a reply, as the stream sends it."""
 
-    type: str  # thinking | text | tool_use
+    type: str  # thinking | text | tool_use | server_tool_use | compaction | a server tool's result
     deltas: tuple[str, ...]  # the thinking_delta / text_delta / input_json_delta payloads
     signature: str = ""  # thinking: sent in one signature_delta after the deltas
     id: str = ""  # tool_use
     name: str = ""  # tool_use
     input: Any = None  # tool_use: the input object the deltas spell out
+    body: Any = None  # a server tool result: its whole block (sent at once, without deltas)
 
     @property
     def value(self) -> str:
@@ -66,9 +58,10 @@ class Reply:
     """What the model produces for one request."""
 
     blocks: tuple[Block, ...]  # in order: thinking, text, tool_use...
-    stop_reason: str  # end_turn | max_tokens | stop_sequence | tool_use
+    stop_reason: str  # end_turn | max_tokens | stop_sequence | tool_use | pause_turn | refusal | ...
     stop_sequence: str | None
     output_tokens: int
+    stop_details: dict[str, Any] | None = None  # refusal: {type, category, explanation}
 
     @property
     def text(self) -> str:
@@ -82,102 +75,6 @@ class Reply:
     @property
     def events(self) -> int:
         return sum(b.events for b in self.blocks)
-
-
-# -- request checks (ValueError with the API's message; the protocol makes it a 400) ----------
-
-
-def check_tools(tools: Any) -> list[dict[str, Any]] | None:
-    if tools is None:
-        return None
-    if not isinstance(tools, list) or not all(isinstance(t, Mapping) and t.get("name") for t in tools):
-        raise ValueError("tools: Input should be a list of tool definitions, each with a 'name'")
-    names = [t["name"] for t in tools]
-    if len(set(names)) != len(names):
-        raise ValueError(f"tools: Tool names must be unique, got {names}")
-    for t in tools:
-        if "type" not in t and not isinstance(t.get("input_schema"), Mapping):
-            raise ValueError(f"tools.{t['name']}.input_schema: Field required")
-    return tools
-
-
-def check_tool_choice(choice: Any, tools: Sequence[Mapping[str, Any]] | None) -> dict[str, Any] | None:
-    if choice is None:
-        return None
-    kind = choice.get("type") if isinstance(choice, Mapping) else None
-    if kind not in _CHOICES:
-        raise ValueError(
-            f"tool_choice: Input tag {kind!r} found using 'type' does not match any of the expected tags: "
-            + ", ".join(repr(c) for c in _CHOICES)
-        )
-    if kind == "tool":
-        names = [t["name"] for t in tools or ()]
-        if not isinstance(choice.get("name"), str):
-            raise ValueError("tool_choice.tool.name: Field required")
-        if choice["name"] not in names:
-            raise ValueError(f"tool_choice.name: no tool named {choice['name']!r} in tools (tools: {names})")
-    return dict(choice)
-
-
-def check_thinking(thinking: Any, max_tokens: int | None) -> dict[str, Any] | None:
-    """The thinking config when thinking is on, None when it is off; ValueError when invalid."""
-    if thinking is None:
-        return None
-    kind = thinking.get("type") if isinstance(thinking, Mapping) else None
-    if kind not in _THINKING:
-        raise ValueError(
-            f"thinking: Input tag {kind!r} found using 'type' does not match any of the expected tags: "
-            + ", ".join(repr(t) for t in _THINKING)
-        )
-    if thinking.get("display") not in (None, "summarized", "omitted"):
-        raise ValueError(f"thinking.{kind}.display: Input should be 'summarized' or 'omitted'")
-    if kind == "disabled":
-        return None
-    if kind == "enabled":
-        budget = thinking.get("budget_tokens")
-        if budget is None:
-            raise ValueError("thinking.enabled.budget_tokens: Field required")
-        if isinstance(budget, bool) or not isinstance(budget, int):
-            raise ValueError(f"thinking.enabled.budget_tokens: Input should be a valid integer, got {budget!r}")
-        if budget < 1024:
-            raise ValueError("thinking.enabled.budget_tokens: Input should be greater than or equal to 1024")
-        if max_tokens is not None and max_tokens <= budget:
-            raise ValueError(
-                "`max_tokens` must be greater than `thinking.budget_tokens`. Please consult our documentation "
-                f"at {DOCS}#max-tokens-and-context-window-size"
-            )
-    return dict(thinking)
-
-
-def check_final_assistant(messages: Sequence[Message], thinking: Any) -> None:
-    """The API's thinking rules for the last assistant turn (a prefill, or a call whose results
-    end the request): with thinking on it must start with a thinking block; off, hold none."""
-    last = messages[-1]
-    if thinking is None:
-        if last.role == "assistant":
-            for k, block in enumerate(last.blocks):
-                if block.type in ("thinking", "redacted_thinking"):
-                    raise ValueError(
-                        f"messages.{len(messages) - 1}.content.{k}: When thinking is disabled, an `assistant` message "
-                        "in the final position cannot contain `thinking`. To use thinking blocks, enable `thinking` "
-                        "in your request."
-                    )
-        return
-    i = len(messages) - 1 if last.role == "assistant" else len(messages) - 2 if last.tool_result_ids() else -1
-    if i < 0:
-        return
-    first = messages[i].blocks[0].type
-    if first not in ("thinking", "redacted_thinking"):
-        raise ValueError(
-            f"messages.{i}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. When "
-            "`thinking` is enabled, a final `assistant` message must start with a thinking block (preceeding the "
-            "lastmost set of `tool_use` and `tool_result` blocks). We recommend you include thinking blocks from "
-            f"previous turns. To avoid this requirement, disable `thinking`. Please consult our documentation at {DOCS}"
-        )
-
-
-def forces_tool(choice: Mapping[str, Any] | None) -> bool:
-    return choice is not None and choice.get("type") in ("any", "tool")
 
 
 # -- which tools, with what input ---------------------------------------------------------------
@@ -210,6 +107,12 @@ def _argument(text: str, start: int, end: int, stop: int) -> str:
     return " ".join(words[:12]).strip(".,;:!?") or "example"
 
 
+def server_tools(tools: Sequence[Mapping[str, Any]] | None) -> list[Mapping[str, Any]]:
+    """The request's server tools (``web_search_*``, ``web_fetch_*``, ``code_execution_*`` ...)."""
+    return [t for t in tools or () if isinstance(t.get("type"), str) and t["type"] != "custom"
+            and not isinstance(t.get("input_schema"), Mapping)]
+
+
 def pick_tools(
     tools: Sequence[Mapping[str, Any]] | None, choice: Mapping[str, Any] | None, text: str
 ) -> list[ToolCall]:
@@ -220,7 +123,7 @@ def pick_tools(
         return []
     by_name = {t["name"]: t for t in custom}
     found = _mentions(text, list(by_name))
-    if kind == "tool":
+    if kind == "tool" and choice is not None:
         found = [f for f in found if f[2] == choice["name"]] or [(0, 0, choice["name"])]
     elif not found and kind == "any":
         found = [(0, 0, custom[0]["name"])]

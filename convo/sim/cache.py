@@ -22,9 +22,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..messages import Message, TextBlock
-from ..tokens import TokenCounter, fixed_tokens
-from .protocol import ErrorReply, invalid
+from .catalogue import catalogue
+from .errors import ErrorReply, invalid
+from .request import Turn
+from .tokens import MESSAGE_OVERHEAD, REQUEST_OVERHEAD, TOOLS_OVERHEAD, Tokenizer
 
 __all__ = ["CacheUsage", "PromptCache", "min_cacheable"]
 
@@ -34,13 +35,9 @@ TTLS = {"5m": 300.0, "1h": 3600.0}
 
 
 def min_cacheable(model: str) -> int:
-    """The shortest prefix the API caches for ``model`` (from the prompt-caching docs)."""
-    m = model.lower()
-    if "haiku-3" in m or "3-haiku" in m or "3-5-haiku" in m:
-        return 2048
-    if "haiku" in m or "opus-4-5" in m or "opus-4-6" in m:
-        return 4096  # Haiku 4.5, Opus 4.5 and 4.6
-    return 1024  # Sonnet 4.x, 3.7; Opus 4, 4.1
+    """The shortest prefix the API caches for ``model`` (the catalogue's ``min_cache_tokens``)."""
+    found = catalogue().find(model)
+    return found.min_cache_tokens if found is not None else 1024
 
 
 @dataclass(frozen=True)
@@ -91,7 +88,7 @@ def _ttl(cc: Any, where: str) -> str:
     ttl = cc.get("ttl", "5m")
     if ttl not in TTLS:
         raise invalid(f"{where}.cache_control.ttl: Input should be '5m' or '1h', got {ttl!r}")
-    return ttl
+    return str(ttl)
 
 
 def _strip(obj: Mapping[str, Any]) -> str:
@@ -101,7 +98,7 @@ def _strip(obj: Mapping[str, Any]) -> str:
 class PromptCache:
     """The cache entries of one simulator: prefix digest -> (ttl, expiry)."""
 
-    def __init__(self, counter: TokenCounter, clock: Callable[[], float]) -> None:
+    def __init__(self, counter: Tokenizer, clock: Callable[[], float]) -> None:
         self.counter = counter
         self.clock = clock
         self._entries: dict[bytes, tuple[str, float]] = {}
@@ -119,47 +116,38 @@ class PromptCache:
     def _blocks(
         self,
         model: str,
-        messages: Sequence[Message],
-        system: str | Sequence[TextBlock] | None,
+        messages: Sequence[Turn],
+        system: Sequence[Mapping[str, Any]],
         tools: Sequence[Mapping[str, Any]] | None,
         auto: Any,
+        label: str,
     ) -> list[_Block]:
         """The request's blocks in cache order, with prefix tokens, digests and breakpoints."""
         h = hashlib.blake2b(model.encode(), digest_size=16)
         out: list[_Block] = []
         pending: list[tuple[int, str]] = []  # (block index, ttl) of breakpoints
+        count = self.counter
+        tokens = REQUEST_OVERHEAD + (TOOLS_OVERHEAD if tools else 0)
 
-        def add(item: str, tokens: int, cc: Any, where: str) -> None:
+        def add(item: str, cost: int, cc: Any, where: str) -> None:
+            nonlocal tokens
+            tokens += cost
             h.update(item.encode() + b"\x1e")
             out.append(_Block(tokens, h.copy().digest()))
             if cc is not None:
                 pending.append((len(out) - 1, _ttl(cc, where)))
 
-        count = self.counter
-        tools = list(tools or ())
-        for i, tool in enumerate(tools):
-            add("t" + _strip(tool), fixed_tokens(count, None, tools[: i + 1]), tool.get("cache_control"), f"tools.{i}")
-        if isinstance(system, str):  # a string is the same prefix as one text block
-            add("s" + _strip({"type": "text", "text": system}), fixed_tokens(count, system, tools or None), None, "system")
-        elif system:
-            for j, b in enumerate(system):
-                cc = (b.model_extra or {}).get("cache_control")
-                add("s" + _strip(b.model_dump(mode="json", exclude_none=True)), fixed_tokens(count, system[: j + 1], tools or None), cc,
-                    f"system.{j}")  # fmt: skip
-        base = fixed_tokens(count, system, tools or None)
+        for i, tool in enumerate(tools or ()):
+            add("t" + _strip(tool), count.count_tool(tool, label), tool.get("cache_control"), f"tools.{i}")
+        for j, b in enumerate(system):
+            add("s" + _strip(b), count.count_block(b, label), b.get("cache_control"), f"system.{j}")
         for i, m in enumerate(messages):
-            if isinstance(m.content, str):
-                text = _strip({"type": "text", "text": m.content})
-                add(f"m{i}{m.role}" + text, base + count.count_message(m), None, "")
-            else:
-                for j, b in enumerate(m.content):
-                    tokens = base + count.count_message(m.model_copy(update={"content": m.content[: j + 1]}))
-                    cc = (b.model_extra or {}).get("cache_control")
-                    item = _strip(b.model_dump(mode="json", exclude_none=True))
-                    add(f"m{i}{m.role}" + item, tokens, cc, f"messages.{i}.content.{j}")
-            base += count.count_message(m)
+            tokens += MESSAGE_OVERHEAD
+            for j, b in enumerate(m.blocks):
+                where = f"messages.{i}.content.{j}"
+                add(f"m{i}{m.role}" + _strip(b), count.count_block(b, label), b.get("cache_control"), where)
         if auto is not None:
-            ttl = _ttl(auto, "request")
+            ttl = _ttl(auto, "cache_control")
             if out and not any(at == len(out) - 1 for at, _ in pending):
                 pending.append((len(out) - 1, ttl))
         if len(pending) > MAX_BREAKPOINTS:
@@ -174,20 +162,19 @@ class PromptCache:
             out[at].ttl = ttl
         return out
 
-    # -- planning and committing -----------------------------------------------------------------
-
     def plan(
         self,
         model: str,
-        messages: Sequence[Message],
+        messages: Sequence[Turn],
         *,
-        system: str | Sequence[TextBlock] | None = None,
+        system: Sequence[Mapping[str, Any]] = (),
         tools: Sequence[Mapping[str, Any]] | None = None,
         auto: Any = None,
         total: int,
+        label: str = "",
     ) -> Plan:
         """Look the request up (changing nothing); raise a 400 ErrorReply for bad breakpoints."""
-        blocks = self._blocks(model, messages, system, tools, auto)
+        blocks = self._blocks(model, messages, system, tools, auto, label)
         points = [i for i, b in enumerate(blocks) if b.ttl is not None]
         if not points:
             return Plan(CacheUsage(total))

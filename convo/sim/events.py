@@ -64,7 +64,17 @@ def block_json(block: Block) -> dict[str, Any]:
         return {"type": "thinking", "thinking": block.value, "signature": block.signature}
     if block.type == "compaction":
         return {"type": "compaction", "content": block.value}
-    return {"type": "tool_use", "id": block.id, "name": block.name, "input": block.input}
+    if block.type in ("tool_use", "server_tool_use"):
+        return {"type": block.type, "id": block.id, "name": block.name, "input": block.input}
+    return dict(block.body or {"type": block.type})
+
+
+def server_tool_usage(blocks: Sequence[Block]) -> dict[str, int] | None:
+    """``usage.server_tool_use``: the web searches and fetches a reply ran (None when none)."""
+    names = [b.name for b in blocks if b.type == "server_tool_use"]
+    if not names:
+        return None
+    return {"web_search_requests": names.count("web_search"), "web_fetch_requests": names.count("web_fetch")}
 
 
 def message_json(
@@ -74,10 +84,15 @@ def message_json(
 ) -> dict[str, Any]:
     """A complete Message object, shaped like the API's (``applied``: context edits, when asked
     for; ``iterations``: ``usage.iterations``, reported when the server compacted)."""
-    extra = {} if applied is None else {"context_management": {"applied_edits": applied}}
+    extra: dict[str, Any] = {} if applied is None else {"context_management": {"applied_edits": applied}}
     usage = usage_json(input_tokens, reply.output_tokens, cache=cache, service_tier=service_tier)
     if iterations is not None:
         usage["iterations"] = iterations
+    if reply.stop_details is not None:
+        extra["stop_details"] = reply.stop_details
+    tools = server_tool_usage(reply.blocks)
+    if tools is not None:
+        usage["server_tool_use"] = tools
     return extra | {
         "id": msg_id,
         "type": "message",
@@ -90,7 +105,9 @@ def message_json(
     }
 
 
-def start_event(msg_id: str, model: str, input_tokens: int, cache: Mapping[str, Any] | None = None) -> bytes:
+def start_event(
+    msg_id: str, model: str, input_tokens: int, cache: Mapping[str, Any] | None = None, service_tier: str = "standard"
+) -> bytes:
     return sse(
         "message_start",
         {
@@ -107,6 +124,7 @@ def start_event(msg_id: str, model: str, input_tokens: int, cache: Mapping[str, 
                     **(cache or {"input_tokens": input_tokens, "cache_creation_input_tokens": 0,
                                  "cache_read_input_tokens": 0}),
                     "output_tokens": 1,
+                    "service_tier": service_tier,
                 },
             },
         },
@@ -121,6 +139,7 @@ _DELTAS = {
     "text": ("text_delta", "text"),
     "thinking": ("thinking_delta", "thinking"),
     "tool_use": ("input_json_delta", "partial_json"),
+    "server_tool_use": ("input_json_delta", "partial_json"),
     "compaction": ("compaction_delta", "content"),  # one delta carries the whole summary
 }
 
@@ -140,8 +159,10 @@ def _block_start(index: int, block: Block) -> bytes:
         opened = {"type": "thinking", "thinking": "", "signature": ""}
     elif block.type == "compaction":
         opened = {"type": "compaction", "content": None}
-    else:
-        opened = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
+    elif block.type in ("tool_use", "server_tool_use"):
+        opened = {"type": block.type, "id": block.id, "name": block.name, "input": {}}
+    else:  # a server tool's result arrives whole, without deltas
+        opened = block_json(block)
     return sse("content_block_start", {"type": "content_block_start", "index": index, "content_block": opened})
 
 
@@ -153,30 +174,46 @@ def content_events(blocks: Sequence[Block]) -> tuple[bytes, list[bytes], bytes]:
     """A stream's content as (opening, pieces, closing): the opening is the first block's start
     and a ping; each piece is one content_block_delta event, followed, at the end of a block, by
     its stop and the next block's start; the closing stops the last block. Stream faults land
-    between pieces, so they count deltas across all blocks."""
+    between pieces, so they count deltas across all blocks. Blocks without deltas (a server
+    tool's result) ride on the piece before them."""
     if not blocks:
         return b"", [], b""
+    opening = _block_start(0, blocks[0]) + PING
     pieces: list[bytes] = []
     for i, block in enumerate(blocks):
-        events = [delta_event(d, i, block.type) for d in block.deltas]
+        if i > 0:
+            turn = _block_stop(i - 1) + _block_start(i, block)
+            if pieces:
+                pieces[-1] += turn
+            else:
+                opening += turn
+        pieces.extend(delta_event(d, i, block.type) for d in block.deltas)
         if block.type == "thinking":
             delta = {"type": "signature_delta", "signature": block.signature}
-            events.append(sse("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}))
-        if i + 1 < len(blocks):
-            events[-1] += _block_stop(i) + _block_start(i + 1, blocks[i + 1])
-        pieces.extend(events)
-    return _block_start(0, blocks[0]) + PING, pieces, _block_stop(len(blocks) - 1)
+            pieces.append(sse("content_block_delta", {"type": "content_block_delta", "index": i, "delta": delta}))
+    return opening, pieces, _block_stop(len(blocks) - 1)
 
 
 def message_delta_event(
     stop_reason: str, stop_sequence: str | None, output_tokens: int, applied: list[dict[str, Any]] | None = None,
-    iterations: list[dict[str, Any]] | None = None,
+    iterations: list[dict[str, Any]] | None = None, cache: Mapping[str, Any] | None = None,
+    stop_details: Mapping[str, Any] | None = None, server_tools: Mapping[str, int] | None = None,
 ) -> bytes:
-    event: dict[str, Any] = {
-        "type": "message_delta",
-        "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-        "usage": {"output_tokens": output_tokens} | ({} if iterations is None else {"iterations": iterations}),
-    }
+    """The final delta; its usage is cumulative and, as real streams do, repeats the input and
+    cache fields (``cache``: the fields of the request's cache usage) beside ``output_tokens``."""
+    usage: dict[str, Any] = {
+        k: v for k, v in (cache or {}).items()
+        if k in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+    }  # fmt: skip
+    usage["output_tokens"] = output_tokens
+    if iterations is not None:
+        usage["iterations"] = iterations
+    if server_tools is not None:
+        usage["server_tool_use"] = server_tools
+    delta: dict[str, Any] = {"stop_reason": stop_reason, "stop_sequence": stop_sequence}
+    if stop_details is not None:
+        delta["stop_details"] = dict(stop_details)
+    event: dict[str, Any] = {"type": "message_delta", "delta": delta, "usage": usage}
     if applied is not None:  # the API reports context edits on the final delta
         event["context_management"] = {"applied_edits": applied}
     return sse("message_delta", event)

@@ -15,6 +15,11 @@ A fault is written as a short spec, ``kind`` or ``kind@n``:
 ``stall@n``        after ``n`` deltas only ``ping`` events for ``stall_seconds``, then the rest
 ``hang@n``         after ``n`` deltas nothing at all for ``stall_seconds`` (a client read timeout)
 ``unknown@n``      an unknown event type after ``n`` deltas; clients must ignore it (not a failure)
+``pause_turn``     a server-tool step (``server_tool_use`` + ``web_search_tool_result``), then
+                   ``stop_reason: "pause_turn"``; send the content back and the model goes on
+``refusal``        part of the answer, then ``stop_reason: "refusal"`` with ``stop_details``
+                   (``type: "refusal"``, ``category``, ``explanation``)
+``model_context_window_exceeded``  part of the answer, then that stop reason
 =================  ==========================================================================
 
 Stream faults on a non-streaming request: ``drop`` resets the connection before the response,
@@ -33,12 +38,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .._exceptions import InvalidConfigError
+from .errors import SimConfigError
 
-__all__ = ["Fault", "Faults", "STREAM_KINDS"]
+__all__ = ["STOP_KINDS", "STREAM_KINDS", "Fault", "Faults"]
 
 STREAM_KINDS = frozenset({"sse_error", "drop", "truncate", "malformed", "stall", "hang", "unknown"})
-_NAMED = STREAM_KINDS | {"ok", "spend_limit"}
+#: Faults that change how the reply ends (streaming or not), not whether it arrives.
+STOP_KINDS = frozenset({"pause_turn", "refusal", "model_context_window_exceeded"})
+_NAMED = STREAM_KINDS | STOP_KINDS | {"ok", "spend_limit"}
 
 
 @dataclass(frozen=True)
@@ -55,25 +62,25 @@ class Fault:
         if isinstance(spec, Fault):
             return spec
         if not isinstance(spec, str) or not spec.strip():
-            raise InvalidConfigError(f"a fault spec is a string like '500' or 'sse_error@3', got {spec!r}")
+            raise SimConfigError(f"a fault spec is a string like '500' or 'sse_error@3', got {spec!r}")
         name, _, arg = spec.strip().partition("@")
         number: float | None = None
         if arg:
             try:
                 number = float(arg)
             except ValueError:
-                raise InvalidConfigError(f"fault {spec!r}: the part after '@' must be a number") from None
+                raise SimConfigError(f"fault {spec!r}: the part after '@' must be a number") from None
             if number < 0:
-                raise InvalidConfigError(f"fault {spec!r}: the part after '@' must not be negative")
+                raise SimConfigError(f"fault {spec!r}: the part after '@' must not be negative")
         if name.isdigit() and len(name) == 3:
             status = int(name)
             if not 400 <= status <= 599:
-                raise InvalidConfigError(f"fault {spec!r}: a status fault needs a 4xx or 5xx code")
+                raise SimConfigError(f"fault {spec!r}: a status fault needs a 4xx or 5xx code")
             retry_after = number if number is not None else (1.0 if status == 429 else None)
             return cls("status", status=status, retry_after=retry_after)
         if name not in _NAMED:
             known = ", ".join(sorted(_NAMED | {"429", "500", "529"}))
-            raise InvalidConfigError(f"unknown fault {name!r}; use a status code or one of: {known}")
+            raise SimConfigError(f"unknown fault {name!r}; use a status code or one of: {known}")
         if name == "spend_limit":
             return cls("spend_limit", status=429)
         return cls(name, after=int(number or 0))
@@ -112,7 +119,7 @@ class Faults:
     ) -> None:
         if isinstance(schedule, Mapping):  # Faults({"429": 0.1}) reads naturally; accept it
             if rates is not None:
-                raise InvalidConfigError("give the rates once: Faults(rates={...}) or Faults({...})")
+                raise SimConfigError("give the rates once: Faults(rates={...}) or Faults({...})")
             schedule, rates = None, schedule
         if isinstance(schedule, (str, Fault)):
             schedule = [schedule]
@@ -121,13 +128,13 @@ class Faults:
         total = 0.0
         for spec, p in (rates or {}).items():
             if not isinstance(p, (int, float)) or not 0 <= p <= 1:
-                raise InvalidConfigError(f"fault rate for {spec!r} must be a probability in [0, 1], got {p!r}")
+                raise SimConfigError(f"fault rate for {spec!r} must be a probability in [0, 1], got {p!r}")
             total += p
             self._rates.append((total, Fault.parse(spec)))
         if total > 1 + 1e-9:
-            raise InvalidConfigError(f"fault rates add up to {total:g}; they must sum to at most 1")
+            raise SimConfigError(f"fault rates add up to {total:g}; they must sum to at most 1")
         if stall_seconds < 0 or ping_interval <= 0:
-            raise InvalidConfigError("stall_seconds must be >= 0 and ping_interval > 0")
+            raise SimConfigError("stall_seconds must be >= 0 and ping_interval > 0")
         self.seed = seed
         self.stall_seconds = stall_seconds
         self.ping_interval = ping_interval

@@ -15,9 +15,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from .._exceptions import InvalidConfigError
+from .catalogue import catalogue
+from .errors import SimConfigError
 
 __all__ = ["Bucket", "Exceeded", "ManualClock", "RateLimits", "model_class", "rfc3339"]
 
@@ -39,14 +40,18 @@ class ManualClock:
 
 def rfc3339(t: float, *, micro: bool = False) -> str:
     """Epoch seconds as ``2025-02-24T22:25:30Z`` (with microseconds when ``micro``)."""
-    dt = datetime.fromtimestamp(t, tz=timezone.utc)
+    dt = datetime.fromtimestamp(t, tz=UTC)
     if micro:
         return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return dt.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def model_class(model: str) -> str:
-    """The rate-limit pool a model belongs to: its family name, else the model itself."""
+    """The rate-limit pool a model belongs to: its catalogue family, else a family named in the id,
+    else the model itself."""
+    found = catalogue().find(model)
+    if found is not None:
+        return found.family
     lowered = model.lower()
     for family in ("opus", "sonnet", "haiku"):
         if family in lowered:
@@ -62,7 +67,7 @@ def _thousands(n: int, cap: int) -> int:
 class Bucket:
     """A continuously refilled bucket: ``capacity`` per minute, level may go below zero (debt)."""
 
-    __slots__ = ("capacity", "rate", "_level", "_stamp")
+    __slots__ = ("_level", "_stamp", "capacity", "rate")
 
     def __init__(self, capacity: int, now: float) -> None:
         self.capacity = capacity
@@ -95,6 +100,8 @@ class Exceeded:
     message: str
 
 
+#: What the headers report for a limit that is not configured: generous, never reached.
+UNLIMITED = {"requests": 1_000_000, "input_tokens": 1_000_000_000, "output_tokens": 200_000_000}
 _LABELS = {
     "requests": "requests per minute",
     "input_tokens": "input tokens per minute",
@@ -124,7 +131,7 @@ class RateLimits:
             if value is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise InvalidConfigError(f"{name} limit must be a positive int per minute or None, got {value!r}")
+                raise SimConfigError(f"{name} limit must be a positive int per minute or None, got {value!r}")
             self.limits[name] = value
         self.clock = clock
         self.round_remaining = round_remaining
@@ -177,25 +184,29 @@ class RateLimits:
             bucket.take(output_tokens, self.clock())
 
     def headers(self, model: str) -> dict[str, str]:
-        """The ``anthropic-ratelimit-*`` headers for a response to a request for ``model``."""
-        if not self.limits:
-            return {}
-        pool, now = self._pool(model), self.clock()
+        """The ``anthropic-ratelimit-*`` headers for a response to a request for ``model``: every
+        family, as the API sends them; limits not configured report :data:`UNLIMITED`, full."""
+        pool, now = (self._pool(model) if self.limits else {}), self.clock()
         out: dict[str, str] = {}
-        token_parts = []
-        for name, bucket in pool.items():
-            remaining = max(0, math.floor(bucket.level(now)))
-            reset = bucket.full_at(now)
+        token_parts: list[tuple[int, int, float]] = []
+        default_parts: list[tuple[int, int, float]] = []
+        for name in ("requests", "input_tokens", "output_tokens"):
+            bucket = pool.get(name)
+            if bucket is None:
+                capacity, remaining, reset = UNLIMITED[name], UNLIMITED[name], now
+            else:
+                capacity, remaining, reset = bucket.capacity, max(0, math.floor(bucket.level(now))), bucket.full_at(now)
             if name != "requests":
-                token_parts.append((bucket.capacity, remaining, reset))
+                (token_parts if bucket is not None else default_parts).append((capacity, remaining, reset))
                 if self.round_remaining:
-                    remaining = _thousands(remaining, bucket.capacity)
+                    remaining = _thousands(remaining, capacity)
             prefix = f"anthropic-ratelimit-{name.replace('_', '-')}"
-            out[f"{prefix}-limit"] = str(bucket.capacity)
+            out[f"{prefix}-limit"] = str(capacity)
             out[f"{prefix}-remaining"] = str(remaining)
             out[f"{prefix}-reset"] = rfc3339(math.ceil(reset))
+        token_parts = token_parts or default_parts
         if token_parts:
-            # No narrower (workspace) limit exists here, so "tokens" is input + output.
+            # No narrower (workspace) limit exists here, so "tokens" is the configured token limits' sum.
             limit = sum(p[0] for p in token_parts)
             remaining = sum(p[1] for p in token_parts)
             if self.round_remaining:

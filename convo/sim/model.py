@@ -13,12 +13,19 @@
   and a signature.
 * After a prefilled assistant turn it continues: when the prefill is the start of the answer
   it would have given, it sends exactly the rest, then the same tool calls (so a resumed
-  stream can be stitched).
+  stream can be stitched). The same holds for a *continuation request*, the form models
+  without prefill need: the history, an assistant turn with the partial text, then a user
+  message asking to continue; the reply is the rest of the answer to the history before
+  the partial turn, or a normal answer when the partial text is not its start.
+* Given a server tool (``web_search``, ``web_fetch``, ``code_execution``) that the message
+  names or asks for ("search the web for ..."), it runs one step: a ``server_tool_use`` block
+  and the tool's result block, then its answer. A paused turn (``pause_turn``) sent back as the
+  final assistant message is continued with the answer.
 * Otherwise it acknowledges the last message: its key words and a short paraphrase, with the
   wording picked by a generator seeded from ``seed`` and the conversation.
 
-The reply is cut at the first stop sequence and at ``max_tokens`` (counted with convo's own
-counter, over thinking, text and tool input alike), and split into deltas: a word at a time,
+The reply is cut at the first stop sequence and at ``max_tokens`` (counted with the
+simulator's tokenizer, over thinking, text and tool input alike), and split into deltas: a word at a time,
 or a few characters at a time for CJK.
 """
 
@@ -33,122 +40,66 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..messages import DocumentBlock, Message, TextBlock, ToolResultBlock
-from ..tokens import TokenCounter, default_counter
 from .blocks import (
     Block,
     Reply,
     ToolCall,
     json_chunks,
     pick_tools,
+    server_tools,
     thinking_signature,
     tool_id,
 )
-
-__all__ = ["Block", "OfflineModel", "Reply", "split_deltas"]
-
-_CJK_CHARS = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
-_CJK = re.compile(f"[{_CJK_CHARS}]")
-_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_PIECE = re.compile(f"[{_CJK_CHARS}]{{1,3}}[^\\S\\n]*|[^\\s{_CJK_CHARS}]+\\s*|\\s+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])|\n+")
-_WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
-_INTENT = re.compile(
-    r"\b(?:summar(?:y|ies|ize|ized|izing|ise|ised|ising)|analy[sz]e|analysis|tl;?dr)\b|总结|摘要|概括|概述|归纳|分析",
-    re.IGNORECASE,
+from .request import Turn
+from .servertools import REFUSAL, server_step, wants_server_tool
+from .text import (
+    _INTENT,
+    _LABEL,
+    _SAY,
+    as_turns,
+    inner_text,
+    is_cjk,
+    is_continuation,
+    split_deltas,
+    split_sentences,
+    terms,
+    turn_text,
 )
-_SAY = re.compile(r"""\b(?:say|reply with|respond with|repeat)\s*:?\s*["“]([^"”]+)["”]""", re.IGNORECASE)
-_STOPWORDS = frozenset(
-    """a about above after again against all also am an and any are as at be because been before being
-    below between both but by can could did do does doing down during each few for from further had has
-    have having he her here hers herself him himself his how i if in into is it its itself just me more
-    most my myself no nor not now of off on once only or other our ours ourselves out over own same she
-    should so some such than that the their theirs them themselves then there these they this those
-    through to too under until up very was we were what when where which while who whom why will with
-    would you your yours yourself yourselves please text following below above tell me let us use one
-    two like get got make made may might must shall want s t don isn it's i'm that's there's""".split()
-)
-_ZH_STOP = frozenset("的了和是在我有你他她它这那也就都而及与着或一个上下不人们之为以于中".replace(" ", ""))
+from .tokens import Tokenizer
 
-
-def is_cjk(text: str) -> bool:
-    """True when CJK characters make up a good share of the text's letters."""
-    if text.isascii():
-        return False
-    cjk = len(_CJK.findall(text))
-    letters = sum(1 for ch in text if ch.isalpha())
-    return cjk > 0 and cjk >= 0.3 * max(1, letters)
-
-
-def split_deltas(text: str) -> list[str]:
-    """The text as stream deltas: words with their trailing space, or 1-3 CJK characters."""
-    return _PIECE.findall(text)
-
-
-_LABEL = re.compile(r"^\s*(?:Summary:|摘要：)\s*")
-
-
-def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
-
-
-def _terms(sentence: str) -> list[str]:
-    """The words a sentence is scored by: content words, and Han character bigrams."""
-    words = [w for w in _WORD.findall(sentence.lower()) if len(w) > 2 and w not in _STOPWORDS]
-    for run in _HAN.findall(sentence):
-        if len(run) == 1:
-            words.append(run)
-        words.extend(a + b for a, b in zip(run, run[1:]) if a not in _ZH_STOP and b not in _ZH_STOP)
-    return words
-
-
-def _message_text(message: Message) -> str:
-    """All text a message carries: text blocks, text documents and tool results."""
-    if isinstance(message.content, str):
-        return message.content
-    parts: list[str] = []
-    for block in message.content:
-        if isinstance(block, TextBlock):
-            parts.append(block.text)
-        elif isinstance(block, DocumentBlock):
-            src = block.source
-            if src.type == "text":
-                parts.append(src.data)
-            elif src.type == "content":
-                inner = src.content
-                parts.append(inner if isinstance(inner, str) else "\n".join(getattr(b, "text", "") for b in inner))
-        elif isinstance(block, ToolResultBlock):
-            c = block.content
-            if isinstance(c, str):
-                parts.append(c)
-            elif c:
-                parts.extend(b.text for b in c if isinstance(b, TextBlock))
-    return "\n\n".join(p for p in parts if p)
-
+__all__ = [
+    "Block", "OfflineModel", "Reply", "as_turns", "is_cjk", "is_continuation", "split_deltas", "split_sentences",
+    "turn_text",
+]  # fmt: skip
 
 class OfflineModel:
     """Deterministic replies for a seed; see the module docstring for what it says.
 
-    ``counter`` counts output tokens (and enforces ``max_tokens``); it defaults to convo's
-    process-wide offline counter, so ``usage`` agrees with :func:`convo.count_tokens`.
+    ``counter`` counts output tokens (and enforces ``max_tokens``): the simulator's own
+    :class:`~convo.sim.tokens.Tokenizer`; ``label`` picks the model's tokenizer.
     """
 
-    def __init__(self, seed: int = 0, counter: TokenCounter | None = None) -> None:
+    def __init__(self, seed: int = 0, counter: Tokenizer | None = None) -> None:
         self.seed = seed
-        self.counter = counter if counter is not None else default_counter()
+        self.counter = counter if counter is not None else Tokenizer()
+        self.label = ""
+
+    def _count(self, text: str) -> int:
+        return self.counter.count_text(text, self.label)
 
     def __repr__(self) -> str:
         return f"OfflineModel(seed={self.seed})"
 
     # -- the whole answer ----------------------------------------------------------------
 
-    def compose(self, messages: Sequence[Message], max_tokens: int = 1024) -> str:
+    def compose(self, messages: Sequence[Turn | Mapping[str, Any]], max_tokens: int = 1024) -> str:
         """The unbounded answer to a conversation (before stop sequences and max_tokens)."""
+        messages = as_turns(messages)
         users = [m for m in messages if m.role == "user"]
         results = _results(users[-1]) if users else []
         if results:
             return _report(results)
-        last = _message_text(users[-1]) if users else ""
+        last = turn_text(users[-1]) if users else ""
         said = _SAY.search(last)
         if said:
             return said.group(1)
@@ -158,15 +109,15 @@ class OfflineModel:
                 return self.summarize(source, max_tokens)
         return self._acknowledge(last, messages)
 
-    def _source(self, last: str, messages: Sequence[Message]) -> str:
+    def _source(self, last: str, messages: Sequence[Turn]) -> str:
         """The text to summarize: the last message without its instruction, or what came before."""
         sentences = split_sentences(last)
-        rest = [s for s in sentences if not (_INTENT.search(s) and len(_terms(s)) <= 12)]
+        rest = [s for s in sentences if not (_INTENT.search(s) and len(terms(s)) <= 12)]
         if len(rest) >= 2 or (rest and len(rest[0]) > 200):
             return "\n".join(rest)
-        earlier = [_message_text(m) for m in messages[:-1] if m is not messages[-1]]
+        earlier = [turn_text(m) for m in messages[:-1] if m is not messages[-1]]
         if messages and messages[-1].role == "assistant":  # a prefill: skip it and the instruction
-            earlier = [_message_text(m) for m in messages[:-2]]
+            earlier = [turn_text(m) for m in messages[:-2]]
         text = "\n".join(t for t in earlier if t)
         return text or "\n".join(rest)
 
@@ -178,24 +129,24 @@ class OfflineModel:
         prefix = "摘要：" if zh else "Summary: "
         if not sentences:
             return prefix.strip()
-        terms = [_terms(s) for s in sentences]
-        freq = Counter(t for ts in terms for t in ts)
+        per_sentence = [terms(s) for s in sentences]
+        freq = Counter(t for ts in per_sentence for t in ts)
         top = max(freq.values(), default=1)
 
         def score(i: int) -> float:
-            ts = terms[i]
+            ts = per_sentence[i]
             if not ts:
                 return 0.0
             return sum(freq[t] / top for t in ts) / math.sqrt(len(ts))
 
         want = max(1, min(6, round(len(sentences) * 0.3)))
-        budget = max_tokens - self.counter.count_text(prefix)
+        budget = max_tokens - self._count(prefix)
         chosen: list[int] = []
         used = 0
         for i in sorted(range(len(sentences)), key=lambda i: (-score(i), i)):
             if len(chosen) >= want:
                 break
-            cost = self.counter.count_text(sentences[i])
+            cost = self._count(sentences[i])
             if chosen and used + cost > budget:
                 continue
             chosen.append(i)
@@ -203,10 +154,10 @@ class OfflineModel:
         joiner = "" if zh else " "
         return prefix + joiner.join(sentences[i] for i in sorted(chosen))
 
-    def _acknowledge(self, last: str, messages: Sequence[Message]) -> str:
+    def _acknowledge(self, last: str, messages: Sequence[Turn]) -> str:
         key = f"{self.seed}\x00{len(messages)}\x00{last}".encode()
         rng = random.Random(zlib.crc32(key))
-        words = _terms(last)
+        words = terms(last)
         counts = Counter(words)
         keywords = sorted(dict.fromkeys(words), key=lambda w: -counts[w])[:3]
         turn = sum(1 for m in messages if m.role == "user")
@@ -243,10 +194,10 @@ class OfflineModel:
 
     # -- thinking ------------------------------------------------------------------------
 
-    def think(self, messages: Sequence[Message], text: str, calls: Sequence[ToolCall]) -> str:
+    def think(self, messages: Sequence[Turn], text: str, calls: Sequence[ToolCall]) -> str:
         """A few sentences of reasoning that lead to the answer ``text`` (and the ``calls``)."""
         users = [m for m in messages if m.role == "user"]
-        last = _message_text(users[-1]) if users else ""
+        last = turn_text(users[-1]) if users else ""
         zh = is_cjk(last)
         if calls:
             shown = [(name, json.dumps(args, ensure_ascii=not zh)) for name, args in calls]
@@ -257,7 +208,7 @@ class OfflineModel:
         elif users and _results(users[-1]):
             steps = ["工具已经返回了结果，我把它告诉用户。" if zh else "The tool returned its result, so I can report it."]
         else:
-            counts = Counter(_terms(last))
+            counts = Counter(terms(last))
             words = [w for w, _ in counts.most_common(3)]
             about = ("、".join(words) if zh else ", ".join(words)) or ("这条消息" if zh else "their message")
             steps = [f"用户提到了{about}。" if zh else f"The user wrote about {about}."]
@@ -270,49 +221,84 @@ class OfflineModel:
 
     # -- one request ---------------------------------------------------------------------
 
+    def _answer(
+        self, turns: Sequence[Turn], tools: Sequence[Mapping[str, Any]] | None,
+        tool_choice: Mapping[str, Any] | None, max_tokens: int,
+    ) -> tuple[str, list[ToolCall]]:
+        users = [m for m in turns if m.role == "user"]
+        calls = pick_tools(tools, tool_choice, users[-1].text if users else "")
+        if calls:
+            names = list(dict.fromkeys(name for name, _ in calls))
+            listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+            return f"I'll use {listed}.", calls
+        return self.compose(turns, max_tokens), calls
+
     def reply(
         self,
-        messages: Sequence[Message],
+        messages: Sequence[Turn | Mapping[str, Any]],
         *,
         max_tokens: int,
         stop_sequences: Sequence[str] = (),
         tools: Sequence[Mapping[str, Any]] | None = None,
         tool_choice: Mapping[str, Any] | None = None,
         thinking: Mapping[str, Any] | None = None,
+        label: str = "",
+        stop: str = "",
     ) -> Reply:
         """The answer to one request, cut at the first stop sequence and at ``max_tokens``.
 
         ``tools``, ``tool_choice`` and ``thinking`` are the request's (already checked);
-        ``thinking`` is None when it is off.
+        ``thinking`` is None when it is off. ``label`` is the model's tokenizer. ``stop`` asks
+        for an unusual ending: ``pause_turn`` (a server-tool step, then a pause), ``refusal``
+        or ``model_context_window_exceeded`` (the answer cut part-way).
         """
-        prefill = None
-        if messages and messages[-1].role == "assistant":
-            messages, prefill = messages[:-1], messages[-1].text
-        users = [m for m in messages if m.role == "user"]
-        calls = pick_tools(tools, tool_choice, users[-1].text if users else "")
-        if calls:
-            names = list(dict.fromkeys(name for name, _ in calls))
-            listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-            text = f"I'll use {listed}."
-        else:
-            text = self.compose(messages, max_tokens)
+        self.label = label
+        turns = as_turns(messages)
+        base, prefill, paused = turns, None, False
+        if turns and turns[-1].role == "assistant":
+            paused = any(b.get("type") == "server_tool_use" for b in turns[-1].blocks)
+            base, prefill = turns[:-1], (None if paused else turns[-1].text)
+        text, calls = self._answer(base, tools, tool_choice, max_tokens)
+        if prefill is None and not paused and is_continuation(turns):
+            earlier, partial = turns[:-2], turns[-2].text
+            said, said_calls = self._answer(earlier, tools, tool_choice, max_tokens)
+            # A finished answer followed by "continue" is a new request, not a recovery.
+            if said.startswith(partial.rstrip()) and said[len(partial.rstrip()) :].strip():
+                base, prefill, text, calls = earlier, partial, said, said_calls
+        users = [m for m in base if m.role == "user"]
+        last = users[-1].text if users else ""
+        key = _conversation_key(self.seed, base)
+        step: list[Block] = []
+        if prefill is None and not paused:
+            tool = wants_server_tool(server_tools(tools), last)
+            if tool is not None or stop == "pause_turn":
+                step = server_step(tool, last, key)
+        if stop == "pause_turn":
+            return self.finish("", max_tokens=max_tokens, pre=step, stop="pause_turn")
         reasoning = None
-        if thinking is not None and prefill is None:
-            if thinking.get("type") != "between_tools" or (users and _results(users[-1])):
-                reasoning = self.think(messages, text, calls)
-        if prefill is not None and text.startswith(prefill):
+        if (
+            thinking is not None and prefill is None and not paused
+            and (thinking.get("type") != "between_tools" or (users and _results(users[-1])))
+        ):  # fmt: skip
+            reasoning = self.think(base, text, calls)
+        if prefill is not None:
             # The rest of what it would have said, so partial text + continuation == the answer.
-            text = text[len(prefill) :]
-        key = _conversation_key(self.seed, messages) if calls else ""
+            if text.startswith(prefill):
+                text = text[len(prefill) :]
+            elif text.startswith(prefill.rstrip()):
+                text = text[len(prefill.rstrip()) :]
+        if stop in ("refusal", "model_context_window_exceeded"):
+            pieces = split_deltas(text)
+            text, calls = "".join(pieces[: max(1, len(pieces) // 3)]), []
         omit = thinking is not None and thinking.get("display") == "omitted"
         return self.finish(
-            text, max_tokens=max_tokens, stop_sequences=stop_sequences, thinking=reasoning, calls=calls, key=key,
-            omit_thinking=omit,
+            text, max_tokens=max_tokens, stop_sequences=stop_sequences, thinking=reasoning, calls=calls,
+            key=key if calls else "", omit_thinking=omit, pre=step, stop=stop,
         )  # fmt: skip
 
     def _fit(self, deltas: list[str], budget: int) -> tuple[tuple[str, ...], int, bool]:
         """The longest prefix of ``deltas`` within ``budget`` tokens: (deltas, tokens, was cut)."""
-        count = self.counter.count_text
+        count = self._count
         n = count("".join(deltas))
         if n <= budget:
             return tuple(deltas), n, False
@@ -335,10 +321,15 @@ class OfflineModel:
         calls: Sequence[ToolCall] = (),
         key: str = "",
         omit_thinking: bool = False,
+        pre: Sequence[Block] = (),
+        stop: str = "",
     ) -> Reply:
-        """Lay out the blocks (thinking, text, tool calls) within ``max_tokens`` and the stop
-        sequences, and split them into deltas. Output tokens count every block; the API
-        reports at least one, even for an empty reply."""
+        """Lay out the blocks (thinking, server-tool steps ``pre``, text, tool calls) within
+        ``max_tokens`` and the stop sequences, and split them into deltas. Output tokens count
+        every block; the API reports at least one, even for an empty reply. ``max_tokens`` 0
+        (a cache-warming request) produces nothing. ``stop`` overrides the stop reason."""
+        if max_tokens <= 0:
+            return Reply((), "max_tokens", None, 0)
         blocks: list[Block] = []
         used = 0
         if thinking is not None:
@@ -347,42 +338,49 @@ class OfflineModel:
             blocks.append(Block("thinking", () if omit_thinking else deltas, signature=sig))
             if cut:
                 return Reply(tuple(blocks), "max_tokens", None, max(1, used))
+        for block in pre:
+            blocks.append(block)
+            used += self._count(block.value) + (3 if block.type == "server_tool_use" else 0)
+        if stop == "pause_turn":
+            return Reply(tuple(blocks), "pause_turn", None, max(1, used))
         stop_reason, stop_sequence = "end_turn", None
         hits = [(text.find(s), s) for s in stop_sequences if s and s in text]
         if hits:
             at, stop_sequence = min(hits)
             text, stop_reason, calls = text[:at], "stop_sequence", ()
         deltas, n, cut = self._fit(split_deltas(text), max_tokens - used)
+        if not deltas and text and not blocks and self._count(text[0]) <= max_tokens - used:
+            # Even a tiny max_tokens yields some text: the first character.
+            deltas, n = (text[0],), self._count(text[0])
         used += n
-        if deltas:
+        if deltas or not blocks:
             blocks.append(Block("text", deltas))
         if cut:
             return Reply(tuple(blocks), "max_tokens", None, max(1, used))
         for i, (name, args) in enumerate(calls):
             payload = json.dumps(args, ensure_ascii=False)
-            n = self.counter.count_text(payload)
+            n = self._count(payload)
             if used + n > max_tokens:
                 return Reply(tuple(blocks), "max_tokens", None, max(1, used))
             blocks.append(Block("tool_use", json_chunks(payload), id=tool_id(key, i), name=name, input=args))
             used += n
             stop_reason = "tool_use"
+        if stop in ("refusal", "model_context_window_exceeded"):
+            details = dict(REFUSAL) if stop == "refusal" else None
+            return Reply(tuple(blocks), stop, None, max(1, used), stop_details=details)
         return Reply(tuple(blocks), stop_reason, stop_sequence, max(1, used))
 
 
-def _conversation_key(seed: int, messages: Sequence[Message]) -> str:
+def _conversation_key(seed: int, messages: Sequence[Turn]) -> str:
     return "\x00".join([str(seed), *(json.dumps(m.to_api(), sort_keys=True, ensure_ascii=False) for m in messages)])
 
 
-def _results(message: Message) -> list[tuple[str, bool]]:
-    """The tool results a user message carries: (text, is_error) each."""
-    if isinstance(message.content, str):
-        return []
+def _results(message: Turn) -> list[tuple[str, bool]]:
+    """The tool results a user turn carries: (text, is_error) each."""
     out = []
-    for block in message.content:
-        if isinstance(block, ToolResultBlock):
-            c = block.content
-            text = c if isinstance(c, str) else " ".join(b.text for b in c or () if isinstance(b, TextBlock))
-            out.append((text.strip() or "(empty)", bool(block.is_error)))
+    for block in message.of_type("tool_result"):
+        text = inner_text(block.get("content"))
+        out.append((text.strip() or "(empty)", bool(block.get("is_error"))))
     return out
 
 

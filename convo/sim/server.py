@@ -15,12 +15,12 @@ from typing import Any
 
 from aiohttp import web
 
-from .._exceptions import InvalidConfigError
-from ..tokens import TokenCounter, default_counter
 from .app import Recorded, SimState, make_app
 from .cache import PromptCache
+from .errors import SimConfigError
 from .faults import Fault, Faults
 from .limits import RateLimits
+from .tokens import Tokenizer
 
 __all__ = ["Simulator", "run"]
 
@@ -41,7 +41,7 @@ class Simulator:
 
     >>> with Simulator(seed=0) as sim:
     ...     client = anthropic.Anthropic(base_url=sim.base_url, api_key="test")
-    ...     client.messages.create(model="claude-sonnet-4-5", max_tokens=100,
+    ...     client.messages.create(model="claude-sonnet-4-6", max_tokens=100,
     ...                            messages=[{"role": "user", "content": "Hi"}])
 
     ``latency``: seconds before the first byte; ``token_latency``: seconds per streamed delta.
@@ -72,10 +72,10 @@ class Simulator:
         max_request_bytes: int = 32 * 1024 * 1024,
         max_batch_bytes: int = 256 * 1024 * 1024,
         record: int | None = 10_000,
-        counter: TokenCounter | None = None,
+        counter: Tokenizer | None = None,
     ) -> None:
         if latency < 0 or token_latency < 0 or batch_seconds < 0:
-            raise InvalidConfigError("latency, token_latency and batch_seconds must not be negative")
+            raise SimConfigError("latency, token_latency and batch_seconds must not be negative")
         clock = clock or time.time
         self.host = host
         self._port = port
@@ -91,7 +91,7 @@ class Simulator:
             max_request_bytes=max_request_bytes,
             max_batch_bytes=max_batch_bytes,
             record=record,
-            counter=counter or default_counter(),
+            counter=counter or Tokenizer(),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

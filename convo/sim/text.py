@@ -1,0 +1,110 @@
+"""The offline model's reading of text: languages, sentences, key terms, stream pieces, and
+the turns of a request (their text, and whether the last one asks to continue)."""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .request import Turn
+
+__all__ = [
+    "as_turns", "inner_text", "is_cjk", "is_continuation", "split_deltas", "split_sentences", "terms", "turn_text",
+]  # fmt: skip
+
+_CJK_CHARS = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
+_CJK = re.compile(f"[{_CJK_CHARS}]")
+_HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_PIECE = re.compile(f"[{_CJK_CHARS}]{{1,3}}[^\\S\\n]*|[^\\s{_CJK_CHARS}]+\\s*|\\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])|\n+")
+_WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
+_INTENT = re.compile(
+    r"\b(?:summar(?:y|ies|ize|ized|izing|ise|ised|ising)|analy[sz]e|analysis|tl;?dr)\b|总结|摘要|概括|概述|归纳|分析",
+    re.IGNORECASE,
+)
+_SAY = re.compile(r"""\b(?:say|reply with|respond with|repeat)\s*:?\s*["“]([^"”]+)["”]""", re.IGNORECASE)
+_STOPWORDS = frozenset(
+    ["a", "about", "above", "after", "again", "against", "all", "also", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "herself", "him", "himself", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "myself", "no", "nor", "not", "now", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "ourselves", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "themselves", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "yourself", "yourselves", "please", "text", "following", "below", "above", "tell", "me", "let", "us", "use", "one", "two", "like", "get", "got", "make", "made", "may", "might", "must", "shall", "want", "s", "t", "don", "isn", "it's", "i'm", "that's", "there's"]
+)
+_ZH_STOP = frozenset("的了和是在我有你他她它这那也就都而及与着或一个上下不人们之为以于中".replace(" ", ""))
+
+
+def is_cjk(text: str) -> bool:
+    """True when CJK characters make up a good share of the text's letters."""
+    if text.isascii():
+        return False
+    cjk = len(_CJK.findall(text))
+    letters = sum(1 for ch in text if ch.isalpha())
+    return cjk > 0 and cjk >= 0.3 * max(1, letters)
+
+
+def split_deltas(text: str) -> list[str]:
+    """The text as stream deltas: words with their trailing space, or 1-3 CJK characters."""
+    return _PIECE.findall(text)
+
+
+_LABEL = re.compile(r"^\s*(?:Summary:|摘要：)\s*")
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+
+
+def terms(sentence: str) -> list[str]:
+    """The words a sentence is scored by: content words, and Han character bigrams."""
+    words = [w for w in _WORD.findall(sentence.lower()) if len(w) > 2 and w not in _STOPWORDS]
+    for run in _HAN.findall(sentence):
+        if len(run) == 1:
+            words.append(run)
+        words.extend(a + b for a, b in itertools.pairwise(run) if a not in _ZH_STOP and b not in _ZH_STOP)
+    return words
+
+
+def as_turns(messages: Sequence[Turn | Mapping[str, Any]]) -> list[Turn]:
+    """Turns from turns or API-shaped message dicts (string content becomes one text block)."""
+    out = []
+    for m in messages:
+        if isinstance(m, Turn):
+            out.append(m)
+            continue
+        content = m.get("content")
+        blocks = ({"type": "text", "text": content},) if isinstance(content, str) else tuple(dict(b) for b in content or ())
+        out.append(Turn(str(m.get("role")), blocks))
+    return out
+
+
+def inner_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "\n".join(b.get("text", "") for b in content or () if isinstance(b, Mapping) and b.get("type") == "text")
+
+
+def turn_text(turn: Turn) -> str:
+    """All text a turn carries: text blocks, text documents and tool results."""
+    parts: list[str] = []
+    for block in turn.blocks:
+        kind = block.get("type")
+        if kind == "text":
+            parts.append(block["text"])
+        elif kind == "document":
+            src = block.get("source") or {}
+            if src.get("type") == "text":
+                parts.append(src.get("data") or "")
+            elif src.get("type") == "content":
+                parts.append(inner_text(src.get("content")))
+        elif kind == "tool_result":
+            parts.append(inner_text(block.get("content")))
+    return "\n\n".join(p for p in parts if p)
+
+
+_CONTINUE = re.compile(r"\bcontinu(?:e|ing)\b|\bresume\b|\bkeep going\b|\bcarry on\b|继续", re.IGNORECASE)
+
+
+def is_continuation(turns: Sequence[Turn]) -> bool:
+    """A continuation request: a user message asking to go on, right after an assistant turn with text."""
+    if len(turns) < 3 or turns[-1].role != "user" or turns[-2].role != "assistant":
+        return False
+    last = turns[-1]
+    return not last.tool_result_ids() and bool(_CONTINUE.search(last.text)) and bool(turns[-2].text)
