@@ -149,9 +149,14 @@ def test_fallback_model_after_repeated_overload(fresh):
 
 
 def test_count_tokens_is_exact_from_the_api(fresh):
+    """count_tokens is the server's own count (what usage then reports), not convo's estimate."""
     c = client(fresh)
-    n = c.count_tokens([{"role": "user", "content": "Hello, Claude"}], system="Be brief.")
-    assert n == convo.count_tokens([{"role": "user", "content": "Hello, Claude"}], system="Be brief.")
+    ask = [{"role": "user", "content": "Hello, Claude"}]
+    n = c.count_tokens(ask, system="Be brief.")
+    assert fresh.requests[-1].path == "/v1/messages/count_tokens"
+    assert n == c.create(ask, system="Be brief.", max_tokens=10).usage.input_tokens
+    longer = c.count_tokens([{"role": "user", "content": "Hello, Claude. " * 40}], system="Be brief.")
+    assert longer > n + 40  # it counts the text sent
 
 
 def test_exact_counter_through_the_sdk(fresh):
@@ -160,8 +165,12 @@ def test_exact_counter_through_the_sdk(fresh):
     sdk = anthropic.Anthropic(api_key=KEY, base_url=fresh.base_url)
     exact = convo.ExactCounter(sdk, model=MODEL)
     msgs = [convo.to_message({"role": "user", "content": "How many tokens is this?"})]
-    assert exact.count_request(msgs, system="sys") == convo.count_tokens(msgs, system="sys")
-    assert exact.count_message(msgs[0]) == convo.OfflineCounter().count_message(msgs[0])
+    served = client(fresh).create([{"role": "user", "content": "How many tokens is this?"}], system="sys", max_tokens=10)
+    assert exact.count_request(msgs, system="sys") == served.usage.input_tokens  # the server's count
+    # a message's own tokens: the request with it minus the request without it
+    before = [convo.to_message({"role": "user", "content": "."}), convo.to_message({"role": "assistant", "content": "."})]
+    alone = exact.count_request(before)
+    assert exact.count_message(msgs[0]) == exact.count_request([*before, msgs[0]]) - alone > 0
 
 
 def test_exact_counter_reports_an_unreachable_api():

@@ -6,10 +6,13 @@ import asyncio
 
 import pytest
 
+import convo
+
 from convo import AsyncClient, Client, Conversation, Summarize
 from convo.prices import PriceTable
 from convo.receipts import Receipt
 from convo.sim import Simulator
+from convo.tokens import calibration_of
 
 MODEL = "claude-sonnet-4-6"
 
@@ -26,7 +29,7 @@ def client(sim):
 
 
 def test_each_send_yields_a_receipt_that_matches_the_request(sim, client):
-    conv = Conversation("You are terse.", model=MODEL, budget=900, max_tokens=200, client=client)
+    conv = Conversation("You are terse.", model=MODEL, budget=600, max_tokens=200, client=client)
     conv.add_user("Remember the code word: heron.", pinned=True)
     conv.add_assistant("Noted: heron.")
     for i in range(8):
@@ -35,10 +38,19 @@ def test_each_send_yields_a_receipt_that_matches_the_request(sim, client):
     r = conv.last_receipt
     body = sim.requests[-1].body
     assert r.kept_messages == len(body["messages"])
-    assert r.dropped_messages > 0 and r.dropped_tokens > 0  # the budget forced trimming
+    everything = [m.to_api() for m in conv.messages[:-1]]
+    assert client.count_tokens(everything, system="You are terse.") + 200 > 600  # by the server's count, all would not fit
+    assert r.dropped_messages > 0 and r.dropped_tokens > 0  # so the budget forced trimming
     assert r.pinned_messages == 2 and body["messages"][0]["content"] == "Remember the code word: heron."
     assert r.kept_messages + r.dropped_messages == len(conv) - 1  # all but the reply just added
-    assert r.estimated_input == r.input_tokens  # the simulator counts with convo's counter
+    # input_tokens is the server's count of what was sent; the estimate is convo's own
+    assert r.input_tokens == client.count_tokens(body["messages"], system=body["system"])
+    assert r.estimated_input == convo.count_tokens(body["messages"], system=body["system"], counter=conv.counter)
+    cal = calibration_of(conv.counter)
+    assert cal is not None and cal.samples(MODEL) >= 8
+    # corrected by what the responses taught, the estimate is the server's count within the margin
+    assert r.input_tokens * (1 - cal.margin) <= cal.apply(MODEL, r.estimated_input) <= r.input_tokens * 1.10
+    assert r.input_tokens + 200 <= 600 / (1 - cal.margin)  # and so the request fits the budget within it
     assert r.cache_read == r.cache_write == 0 and r.breakpoints == ()
     usage = {"input_tokens": r.input_tokens, "output_tokens": r.output_tokens}
     assert r.cost == pytest.approx(PriceTable.default().cost(usage, MODEL))
