@@ -334,13 +334,23 @@ def test_a_tool_loop_over_the_budget_is_sent_when_the_server_will_clear_it(fresh
 
 
 def test_send_keeps_the_compaction_block_in_the_history(fresh):
-    edits = ServerEdits(compact=True, compact_trigger_tokens=2000, clear_tool_uses=False)
+    trigger = 2000
+    edits = ServerEdits(compact=True, compact_trigger_tokens=trigger, clear_tool_uses=False)
     with quick_client(fresh) as client:
         conv = Conversation(model=MODEL, budget=100_000, strategy=edits, client=client)
-        for i in range(12):
+        for i in range(60):  # grow the history until the server's own count passes the trigger
             conv.send(f"Tell me about item {i}: " + "facts and details " * 30)
+            sent = fresh.requests[-1].body["messages"]
+            size = client.count_tokens(sent)
+            compacted = any(b.type == "compaction" for b in conv.messages[-1].blocks)
+            assert compacted == (size >= trigger), (i, size)  # compacted exactly when past the trigger
+            if compacted:
+                break
+        sends = i + 1
+        assert sends > 2  # it took several turns to get there
+        conv.send("And one more thing.")
     kinds = [b.type for m in conv.messages for b in m.blocks]
-    assert "compaction" in kinds and len(conv.messages) == 24
+    assert "compaction" in kinds and len(conv.messages) == 2 * (sends + 1)
     sent = fresh.requests[-1].body["messages"]
     assert any(isinstance(m["content"], list) and m["content"][0]["type"] == "compaction" for m in sent)
-    assert fresh.requests[-1].status == 200
+    assert fresh.requests[-1].path == "/v1/messages" and fresh.requests[-1].status == 200
