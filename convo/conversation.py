@@ -38,7 +38,7 @@ from .models import DEFAULT_MODEL, Catalogue, ModelInfo
 from .receipts import Receipt
 from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection
 from .summarize import Summary
-from .tokens import TokenCounter, calibrated_budget, default_counter, fixed_tokens
+from .tokens import TokenCounter, calibrated_budget, calibration_of, default_counter, fixed_tokens
 
 __all__ = ["Conversation"]
 
@@ -381,6 +381,7 @@ class Conversation(Talking):
             )
 
     def _state(self, max_tokens: int, fixed: int | None = None) -> TrimState:
+        cal = calibration_of(self.counter)
         return TrimState(
             messages=self._messages,
             starts=self._starts,
@@ -393,6 +394,8 @@ class Conversation(Talking):
             counter=self.counter,
             summary=self._summary,
             model=self.model,
+            factor=cal.factor(self.model) if cal is not None else 1.0,
+            limit=self.budget,
         )
 
     # -- turns and pins --------------------------------------------------------------------

@@ -13,6 +13,7 @@ Strategies compose: ``first | second`` uses ``first`` and falls back to ``second
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Union
@@ -36,6 +37,10 @@ class TrimState:
     token total of the first ``k`` of them. ``fixed`` is the request's framing, system prompt
     and tools. ``summary`` is the conversation's stored summary of its first turns, if any
     (see :class:`~convo.Summarize`); strategies that do not summarize ignore it.
+
+    ``budget`` is in the counter's uncorrected units: the conversation shrinks its budget by
+    the model's calibration ``factor`` (see :func:`~convo.tokens.calibrated_budget`) and keeps
+    the budget it was given as ``limit``, so that errors speak in the server's tokens.
     """
 
     messages: Sequence[Message]
@@ -49,6 +54,8 @@ class TrimState:
     counter: TokenCounter | None = None
     summary: Summary | None = None
     model: str = ""  # the conversation's model (server-side edits depend on it)
+    factor: float = 1.0  # the calibration factor ``budget`` was fitted with
+    limit: int | None = None  # the budget as given (None: ``budget`` itself)
 
     @property
     def turns(self) -> int:
@@ -86,15 +93,21 @@ class TrimState:
     def overflow(self) -> ContextOverflowError:
         """The error for a history whose must-keep part does not fit."""
         last = self.turns - 1
-        needed = self.minimum()
+        needed, allowed = self.minimum(), self.budget
         pinned = self.pinned_before(last)
+        corrected = ""
+        if self.limit is not None:  # in the server's tokens: the estimate corrected, the budget as given
+            needed = self.max_tokens + math.ceil((needed - self.max_tokens) * self.factor)
+            allowed = self.limit
+            if self.factor != 1.0:
+                corrected = f" (estimates below x{self.factor:.3f}, as learned from the model's responses)"
         return ContextOverflowError(
-            f"the request needs at least {needed} tokens but the budget allows {self.budget}: "
+            f"the request needs at least {needed} tokens but the budget allows {allowed}{corrected}: "
             f"system prompt and framing {self.fixed}, pinned turns {pinned}, the last turn "
             f"{self.turn_tokens(last)}, max_tokens {self.max_tokens}. Raise the budget, lower "
             "max_tokens, unpin messages or shorten the last message.",
             needed=needed,
-            allowed=self.budget,
+            allowed=allowed,
         )
 
 

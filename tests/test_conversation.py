@@ -1,4 +1,5 @@
 import json
+import math
 import os
 import stat
 
@@ -15,6 +16,7 @@ from convo import (
     check_history,
     count_tokens,
 )
+from convo.tokens import CachedCounter, OfflineCounter, calibration_of
 
 MODEL = "claude-sonnet-4-6"
 
@@ -28,8 +30,12 @@ def chat(n=20, budget=100_000, system="You are terse.", **kw):
 
 
 def fits(conv, request):
+    """convo's promise: the estimate, corrected by what the model's responses taught the counter
+    (a process-wide counter: other tests' responses teach it too), plus max_tokens fits the budget."""
     used = count_tokens(request["messages"], system=request.get("system"), tools=request.get("tools"), counter=conv.counter)
-    return used + request["max_tokens"] <= conv.budget
+    cal = calibration_of(conv.counter)
+    factor = cal.factor(conv.model) if cal is not None else 1.0
+    return used * factor + request["max_tokens"] <= conv.budget + 1e-6
 
 
 def test_request_is_ready_for_the_sdk():
@@ -111,6 +117,27 @@ def test_overflow_when_the_last_turn_cannot_fit():
         conv.request(max_tokens=100)
     assert info.value.allowed == 300 and info.value.needed > 300
     assert "budget" in str(info.value)
+
+
+@pytest.mark.parametrize("ratio", [0.8, 1.3])
+def test_a_calibrated_counter_fits_and_overflows_in_the_servers_tokens(ratio):
+    counter = CachedCounter(OfflineCounter())
+    calibration_of(counter).observe(MODEL, 1000, int(1000 * ratio))  # as if a response had said so
+    conv = chat(n=60, budget=2000, counter=counter)
+    conv.add_user("And the sunset?")
+    req = conv.request(max_tokens=300)
+    assert fits(conv, req) and len(req["messages"]) < len(conv.messages)
+    plain = chat(n=60, budget=2000, counter=CachedCounter(OfflineCounter()))
+    plain.add_user("And the sunset?")
+    kept = len(plain.request(max_tokens=300)["messages"])
+    assert (len(req["messages"]) > kept) if ratio < 1 else (len(req["messages"]) < kept)  # more or less room
+    big = Conversation("sys", model=MODEL, budget=300, counter=counter)
+    big.add_user("word " * 400)
+    with pytest.raises(ContextOverflowError) as info:
+        big.request(max_tokens=100)
+    raw = count_tokens(big.messages, system="sys", counter=counter)
+    assert info.value.allowed == 300 and info.value.needed == 100 + math.ceil(raw * ratio)
+    assert f"x{ratio:.3f}" in str(info.value)
 
 
 def test_undo_drops_the_last_exchange():
