@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 import convo
 from convo import ContextOverflowError, Conversation, check_history, count_tokens
+from convo.tokens import CachedCounter, OfflineCounter, calibration_of
 
 WORDS = ["the", "sky", "is", "blue", "because", "light", "scatters", "tool", "result", "data", "Python"]
 HAN = "天空为什么是蓝色的因为光线散射我们今天学习中文和编程"
@@ -66,10 +67,15 @@ def histories(draw):
     system=st.one_of(st.none(), texts()),
     budget=st.one_of(st.integers(1, 400), st.integers(400, 5000), st.integers(5000, 200_000)),
     max_tokens=st.integers(1, 4096),
+    ratio=st.sampled_from([None, 0.7, 1.4]),
 )
-def test_request_is_valid_and_within_budget_or_overflows(history, system, budget, max_tokens):
+def test_request_is_valid_and_within_budget_or_overflows(history, system, budget, max_tokens, ratio):
+    counter = None  # the process-wide counter, as taught by whatever ran before
+    if ratio is not None:  # or one a response has taught that the server counts more, or less
+        counter = CachedCounter(OfflineCounter())
+        calibration_of(counter).observe("claude-sonnet-4-6", 1000, int(1000 * ratio))
     try:
-        conv = Conversation(system, model="claude-sonnet-4-6", budget=budget)
+        conv = Conversation(system, model="claude-sonnet-4-6", budget=budget, counter=counter)
     except convo.InvalidConfigError:
         return  # budgets smaller than the system prompt are refused at construction
     for message, pinned in history:
@@ -83,7 +89,10 @@ def test_request_is_valid_and_within_budget_or_overflows(history, system, budget
     check_history(sent)  # first turn is user, pairs intact, no empty content, valid blocks
     assert sent[0]["role"] == "user"
     used = count_tokens(sent, system=req.get("system"), counter=conv.counter)
-    assert used + max_tokens <= budget
+    # the estimate corrected by what the model's responses taught the (process-wide) counter
+    cal = calibration_of(conv.counter)
+    factor = cal.factor(conv.model) if cal is not None else 1.0
+    assert used * factor + max_tokens <= budget + 1e-6
     assert used == conv.tokens or max_tokens != conv.max_tokens
     # The newest turn and every pinned message are always sent, in history order.
     all_api = [m.to_api() for m in conv.messages]
