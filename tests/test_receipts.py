@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 import convo
-
 from convo import AsyncClient, Client, Conversation, Summarize
 from convo.prices import PriceTable
 from convo.receipts import Receipt

@@ -17,7 +17,7 @@ from convo import (
 )
 from convo.strategies import TrimState, strategy_from_config
 from convo.summarize import HEADER, Summarize, Summary
-from convo.tokens import default_counter
+from convo.tokens import CachedCounter, OfflineCounter, calibrated_budget, calibration_of, default_counter
 
 from .helpers import quick_aclient, quick_client
 
@@ -32,7 +32,7 @@ def fact(i):
     return f"Fact {i}: river {i} runs through the valley of town {i}. It is {i * 7} km long and full of trout."
 
 
-def chat(c, strategy=None, budget=2000):
+def chat(c, strategy=None, budget=2000, counter=None):
     conv = Conversation(
         "Be brief.",
         model=MODEL,
@@ -40,6 +40,7 @@ def chat(c, strategy=None, budget=2000):
         max_tokens=200,
         strategy=strategy or Summarize(keep_last=2, max_summary_tokens=200),
         client=c,
+        counter=counter,
     )
     conv.add_user(PINNED, pinned=True)
     conv.add_assistant("Noted, Ada.")
@@ -55,8 +56,17 @@ def is_summary_request(body):
 
 
 def within_budget(conv, body):
+    """The estimate, corrected by what responses taught the counter, plus max_tokens fits."""
     used = count_tokens(body["messages"], system=body.get("system"), counter=conv.counter)
-    return used + body["max_tokens"] <= conv.budget
+    cal = calibration_of(conv.counter)
+    factor = cal.factor(conv.model) if cal is not None else 1.0
+    return used * factor + body["max_tokens"] <= conv.budget + 1e-6
+
+
+def own_counter():
+    """A counter that learns only from this test's responses (the default one is process-wide,
+    taught by every test before), so that where trimming starts does not depend on test order."""
+    return CachedCounter(OfflineCounter())
 
 
 # -- on the simulator -----------------------------------------------------------------------
@@ -110,19 +120,29 @@ def test_each_turn_is_summarized_once_and_the_summary_rolls(fresh):
 
 
 def test_failed_summarizing_falls_back_to_the_window(fresh):
-    conv = chat(client(fresh), budget=1500)
-    for i in range(9):
+    counter = own_counter()
+    conv = chat(client(fresh, counter=counter), budget=1500, counter=counter)
+
+    def next_summarizes(i):  # would the whole history plus fact(i) pass the trigger (calibrated)?
+        messages = [*(m.to_api() for m in conv.messages), {"role": "user", "content": fact(i)}]
+        size = count_tokens(messages, system="Be brief.", counter=counter) + 200
+        return size > conv.strategy.trigger * calibrated_budget(counter, MODEL, conv.budget, 200)
+
+    i = 0
+    while not next_summarizes(i):
         conv.send(fact(i))
-    assert conv.summary is None
+        i += 1
+        assert i < 60
+    assert i > 3 and conv.summary is None  # everything fitted so far: nothing summarized
     fresh.faults = ["400"]  # the summarizing request fails (400 is not retried)
-    reply = conv.send(fact(9))
-    assert reply and conv.messages[-2].text == fact(9)  # the user's turn was kept and answered
+    reply = conv.send(fact(i))
+    assert reply and conv.messages[-2].text == fact(i)  # the user's turn was kept and answered
     assert conv.summary is None and conv.summary_error.startswith("BadRequestError")
     assert "summarizing failed" in conv.last_selection.note
     sent = posts(fresh)[-1]
-    assert sent["messages"][-1]["content"] == fact(9) and within_budget(conv, sent)
+    assert sent["messages"][-1]["content"] == fact(i) and within_budget(conv, sent)
     assert sent["messages"][0]["content"] == PINNED
-    conv.send(fact(10))  # the next turn summarizes again and clears the error
+    conv.send(fact(i + 1))  # the next turn summarizes again and clears the error
     assert conv.summary is not None and conv.summary_error is None
     assert "summarizing failed" not in conv.last_selection.note
 
@@ -322,7 +342,7 @@ def test_config_round_trip_and_bad_settings():
 
 
 def test_no_client_and_no_summarizer_is_recorded_not_fatal():
-    conv = Conversation(model=MODEL, budget=1000, max_tokens=100, strategy=Summarize(keep_last=1))
+    conv = Conversation(model=MODEL, budget=1000, max_tokens=100, strategy=Summarize(keep_last=1), counter=own_counter())
     for i in range(12):
         conv.add_user(fact(i))
         conv.add_assistant("ok " * 20)
