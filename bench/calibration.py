@@ -14,13 +14,11 @@ The error is (estimate - server) / server: positive is an overestimate (safe: tr
 early), negative an underestimate (a context-overflow error at the API). Reported: the median,
 and the worst underestimate.
 
-The server's count is whatever the simulator counts. Until the simulator has a tokenizer of its
-own it counts with convo's counter, so both errors are 0: the run only checks the plumbing.
-``--server-factor F`` gives the simulator a counter with ``text_factor=F`` instead (a tokenizer
-that spends F/1.10 times as many tokens on text), to see the calibration at work now.
+The server's count is the simulator's: it has a tokenizer of its own (``convo/sim/tokens.py``),
+written independently of convo's estimate and differing from it per language and per model
+family, as a real tokenizer does.
 
-Run: ``.venv/bin/python bench/calibration.py`` (``--quick``: fewer models, writes nothing;
-``--server-factor 1.4``). Writes ``bench/results/calibration.md``. Takes a few seconds.
+Run: ``.venv/bin/python bench/calibration.py`` (``--quick``: fewer models, writes nothing). Writes ``bench/results/calibration.md``. Takes a few seconds.
 """
 
 from __future__ import annotations
@@ -148,22 +146,17 @@ def pct(x: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="one model, print only")
-    parser.add_argument("--server-factor", type=float, default=None,
-                        help="give the simulator a counter with this text_factor (default: its own counter)")  # fmt: skip
     args = parser.parse_args()
     models = MODELS[:1] if args.quick else MODELS
     zh = chinese()
     if len(zh) < TURNS + PROBES:
         raise SystemExit(f"{ZH_SAMPLE} has {len(zh)} paragraphs; {TURNS + PROBES} are needed")
-    kwargs: dict[str, Any] = {}
-    if args.server_factor is not None:
-        kwargs["counter"] = CachedCounter(OfflineCounter(text_factor=args.server_factor))
     rows = []
-    with Simulator(seed=0, **kwargs) as sim:
+    with Simulator(seed=0) as sim:
         for language, texts in (("English", ENGLISH), ("Chinese", zh)):
             for model in models:
                 rows.append(run(sim, language, texts, model))
-    server = f"a counter with text_factor={args.server_factor}" if args.server_factor is not None else "its own counter"
+    server = "its own tokenizer"
     lines = [
         "# Offline estimate vs the server's count, before and after 5 turns",
         "",
