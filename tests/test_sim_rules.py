@@ -295,6 +295,7 @@ def test_server_tool_and_unknown_blocks_are_accepted(client):
                 {"type": "web_search_result", "url": "https://example.com", "title": "Tides",
                  "encrypted_content": "abc", "page_age": None}]},
             {"type": "text", "text": "Here are the tides."},
+            {"type": "container_upload", "file_id": "file_02"},  # a response block, sent back
         ]},
         {"role": "user", "content": [
             {"type": "search_result", "source": "https://example.com", "title": "T",
@@ -306,6 +307,8 @@ def test_server_tool_and_unknown_blocks_are_accepted(client):
     ]  # fmt: skip
     assert ok(client, model=mid, messages=history).content[0].text == "fine"
     refused(client, "string 'type'", model=mid, messages=[{"role": "user", "content": [{"text": "no type"}]}])
+    refused(client, "`search_result` blocks can only be in `user` messages", model=mid, messages=[
+        *HI, {"role": "assistant", "content": [history[2]["content"][0]]}, {"role": "user", "content": "ok"}])  # fmt: skip
 
 
 def test_batches_allow_the_larger_batch_max_tokens():
