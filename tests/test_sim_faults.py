@@ -82,6 +82,17 @@ def test_any_status_code(sim, client):
         create(client)
 
 
+def test_injected_client_errors_say_they_were_injected(sim, client):
+    sim.faults.push("400", "403")
+    with pytest.raises(anthropic.BadRequestError) as e400:
+        create(client)
+    with pytest.raises(anthropic.PermissionDeniedError) as e403:
+        create(client)
+    for err, spec in ((e400.value, "400"), (e403.value, "403")):
+        assert f"an injected '{spec}' fault" in err.api_message and "the request itself is valid" in err.api_message
+    assert e400.value.api_message.startswith("Invalid request")
+
+
 def test_sdk_retries_a_529_and_succeeds(sim):
     sim.faults.push("529@0.01", "529@0.01")
     retrying = anthropic.Anthropic(base_url=sim.base_url, api_key="test", max_retries=2)

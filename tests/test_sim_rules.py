@@ -29,12 +29,23 @@ HI = [{"role": "user", "content": "Hello, how are you today?"}]
 
 def where(**want):
     """A served model id whose catalogue fields match ``want`` (``thinking_enabled=...`` reads
-    ``thinking.enabled``)."""
+    ``thinking.enabled``; a callable value tests the field). Read from the data file, not
+    through the simulator's catalogue, so a slip in its reader cannot pick the model too."""
     for mid, e in SERVED.items():
         fields = {**e, **{f"thinking_{k}": v for k, v in e["thinking"].items()}}
-        if all(fields.get(k) == v for k, v in want.items()):
+        if all(v(fields.get(k)) if callable(v) else fields.get(k) == v for k, v in want.items()):
             return mid
     pytest.skip(f"no model in the catalogue with {want}")
+
+
+def test_where_agrees_with_the_simulators_catalogue():
+    for want in ({"prefill": True}, {"thinking_always_on": False}, {"sampling": "exclusive"},
+                 {"thinking_adaptive": True, "thinking_always_on": False}):  # fmt: skip
+        picked = catalogue().where(**want)
+        assert picked is not None and all(getattr(picked, k) == v for k, v in want.items())
+        mine = catalogue().find(where(**want))
+        assert mine is not None and all(getattr(mine, k) == v for k, v in want.items())
+    assert catalogue().where(sampling=lambda s: s == "no such mode") is None
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +171,7 @@ def test_thinking_types_per_model(client):
             thinking={"type": "enabled", "budget_tokens": 1024})  # fmt: skip
     no_adaptive = where(thinking_adaptive=False)
     refused(client, "'adaptive' is not supported", model=no_adaptive, thinking={"type": "adaptive"})
-    adaptive = where(thinking_adaptive=True)
+    adaptive = where(thinking_adaptive=True, thinking_always_on=False)
     msg = ok(client, model=adaptive, thinking={"type": "adaptive"})
     assert msg.content[0].type == "thinking"
     assert ok(client, model=adaptive, thinking={"type": "disabled"}).content[0].type == "text"
@@ -191,7 +202,7 @@ def test_always_on_models_through_the_sdk(client):
 
 
 def test_sampling_with_thinking(client):
-    mid = where(thinking_adaptive=True)
+    mid = where(thinking_adaptive=True, sampling=lambda s: s != "default_only")
     refused(client, "`temperature` may only be set to 1 when thinking is enabled",
             model=mid, thinking={"type": "adaptive"}, temperature=0.5)  # fmt: skip
     refused(client, "`top_k` must be unset when thinking is enabled", model=mid, thinking={"type": "adaptive"}, top_k=5)
@@ -208,7 +219,19 @@ def test_default_only_sampling(client):
     mid = where(sampling="default_only")
     refused(client, "`temperature` is deprecated for this model.", model=mid, temperature=0.2)
     refused(client, "`top_p` is deprecated for this model.", model=mid, top_p=0.5)
+    refused(client, "`top_k` is deprecated for this model.", model=mid, top_k=5)
     assert ok(client, model=mid, temperature=1).content  # the default is accepted
+
+
+def test_default_only_sampling_is_checked_before_the_thinking_rule(client):
+    """An always-on thinking model answers a non-default temperature with the deprecation, not
+    the thinking rule (claude-fable-5 in github.com/The-PR-Agent/pr-agent/issues/2456)."""
+    mid = where(sampling="default_only", thinking_always_on=True)
+    refused(client, "`temperature` is deprecated for this model.", model=mid, temperature=0.5)
+    refused(client, "`temperature` is deprecated for this model.", model=mid, temperature=0.5,
+            thinking={"type": "adaptive"})  # fmt: skip
+    refused(client, "`top_k` is deprecated for this model.", model=mid, top_k=5)
+    assert ok(client, model=mid, temperature=1).content[0].type == "thinking"
 
 
 def test_effort(client):
@@ -255,7 +278,7 @@ def test_cache_control_on_empty_text_and_too_many_breakpoints(client):
 
 
 def test_whitespace_blocks_beside_text_and_consecutive_turns_are_accepted(client):
-    mid = next(iter(SERVED))
+    mid = where(thinking_always_on=False)
     content = [{"type": "text", "text": "  "}, {"type": "text", "text": 'say "merged"'}]
     assert ok(client, model=mid, messages=[{"role": "user", "content": content}]).content[0].text == "merged"
     two = [{"role": "user", "content": "First part."}, {"role": "user", "content": 'Then say "both"'}]
@@ -263,7 +286,7 @@ def test_whitespace_blocks_beside_text_and_consecutive_turns_are_accepted(client
 
 
 def test_server_tool_and_unknown_blocks_are_accepted(client):
-    mid = next(iter(SERVED))
+    mid = where(thinking_always_on=False)
     history = [
         {"role": "user", "content": "Search the web for tide tables"},
         {"role": "assistant", "content": [
@@ -272,6 +295,7 @@ def test_server_tool_and_unknown_blocks_are_accepted(client):
                 {"type": "web_search_result", "url": "https://example.com", "title": "Tides",
                  "encrypted_content": "abc", "page_age": None}]},
             {"type": "text", "text": "Here are the tides."},
+            {"type": "container_upload", "file_id": "file_02"},  # a response block, sent back
         ]},
         {"role": "user", "content": [
             {"type": "search_result", "source": "https://example.com", "title": "T",
@@ -283,14 +307,14 @@ def test_server_tool_and_unknown_blocks_are_accepted(client):
     ]  # fmt: skip
     assert ok(client, model=mid, messages=history).content[0].text == "fine"
     refused(client, "string 'type'", model=mid, messages=[{"role": "user", "content": [{"text": "no type"}]}])
+    refused(client, "`search_result` blocks can only be in `user` messages", model=mid, messages=[
+        *HI, {"role": "assistant", "content": [history[2]["content"][0]]}, {"role": "user", "content": "ok"}])  # fmt: skip
 
 
 def test_batches_allow_the_larger_batch_max_tokens():
     from convo.sim import ManualClock
 
-    mid = next((m for m, e in SERVED.items() if e["max_tokens_batch"]), None)
-    if mid is None:
-        pytest.skip("no model in the catalogue with max_tokens_batch")
+    mid = where(max_tokens_batch=bool, thinking_always_on=False)
     top, batch_top = SERVED[mid]["max_tokens"], SERVED[mid]["max_tokens_batch"]
     clock = ManualClock()
     with Simulator(clock=clock, batch_seconds=1) as s, anthropic.Anthropic(base_url=s.base_url, api_key="t") as c:

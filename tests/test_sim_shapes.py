@@ -14,7 +14,8 @@ from convo.sim import Simulator
 
 DATA = json.loads((Path(convo.sim.__file__).parent.parent / "data" / "models.json").read_text())["models"]
 SERVED = [m for m, e in DATA.items() if e["status"] != "retired"]
-MODEL = SERVED[0]
+#: Replies that open with text (thinking not always on).
+MODEL = next(m for m in SERVED if not DATA[m]["thinking"]["always_on"])
 HI = [{"role": "user", "content": "Tell me about the history of the printing press in Europe."}]
 FAMILIES = ("requests", "tokens", "input-tokens", "output-tokens")
 

@@ -14,7 +14,9 @@ import convo.sim
 from convo.sim import OfflineModel, Simulator
 
 DATA = json.loads((Path(convo.sim.__file__).parent.parent / "data" / "models.json").read_text())["models"]
-NO_PREFILL = next(m for m, e in DATA.items() if not e["prefill"] and e["status"] != "retired")
+#: Replies that open with text: a model without prefill whose thinking is not always on.
+NO_PREFILL = next(m for m, e in DATA.items()
+                  if not e["prefill"] and not e["thinking"]["always_on"] and e["status"] != "retired")  # fmt: skip
 ASK = [{"role": "user", "content": "Tell me about the history of the printing press in Europe."}]
 SEARCH = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]
 CONTINUE = "Your previous reply was cut off. Please continue exactly where you stopped."

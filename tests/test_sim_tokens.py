@@ -51,6 +51,39 @@ def test_counts_are_deterministic_and_roughly_additive(a, b):
     assert joined <= tok.count_text(a) + tok.count_text(b) + 1
 
 
+def test_numerals_capitals_and_contractions_stay_additive():
+    for a, b in (("¼", "²¹¹"), ("AAAAAa", "AAAAAAa"), ("A'aa", "aaa'a")):  # once found by hypothesis
+        assert tok.count_text(a + b) <= tok.count_text(a) + tok.count_text(b) + 1, (a, b)
+    assert tok.count_text("Constitution") > tok.count_text("constitution")  # a capital costs a letter more
+    assert tok.count_text("don't") == tok.count_text("don") + 1
+
+
+def test_a_counter_with_count_text_counts_the_simulators_text():
+    """``Simulator(counter=...)`` takes a convo counter: its count_text counts the text, the
+    simulator's framing and block costs stay."""
+    import anthropic
+    import pytest
+
+    from convo.sim import SimConfigError, Simulator, TextTokenizer
+    from convo.sim.tokens import as_tokenizer
+
+    class Doubled:
+        def count_text(self, text: str) -> int:
+            return 2 * tok.count_text(text)
+
+    wrapped = as_tokenizer(Doubled())
+    assert isinstance(wrapped, TextTokenizer) and wrapped.count_text(EN) == 2 * tok.count_text(EN)
+    assert as_tokenizer(None).count_text(EN) == tok.count_text(EN) and as_tokenizer(tok) is tok
+    with pytest.raises(SimConfigError, match="count_text"):
+        as_tokenizer(object())
+    hi = [{"role": "user", "content": EN}]
+    counts = []
+    for counter in (None, Doubled()):
+        with Simulator(counter=counter) as s, anthropic.Anthropic(base_url=s.base_url, api_key="t") as c:
+            counts.append(c.messages.count_tokens(model="claude-haiku-4-5", messages=hi).input_tokens)
+    assert counts[1] - counts[0] == tok.count_text(EN)  # only the text doubled
+
+
 def test_image_tokens_follow_the_vision_formula():
     for w, h in ((200, 200), (400, 300)):
         src = {"type": "base64", "media_type": "image/png", "data": base64.b64encode(png_bytes(w, h)).decode()}

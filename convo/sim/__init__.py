@@ -23,9 +23,9 @@ from .faults import Fault, Faults
 from .limits import ManualClock, RateLimits
 from .model import OfflineModel, Reply
 from .server import Simulator, run
-from .tokens import Tokenizer
+from .tokens import TextTokenizer, Tokenizer
 
 __all__ = [
     "Fault", "Faults", "ManualClock", "OfflineModel", "RateLimits", "Recorded", "Reply", "SimConfigError", "Simulator",
-    "Tokenizer", "run",
+    "TextTokenizer", "Tokenizer", "run",
 ]  # fmt: skip

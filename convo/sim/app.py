@@ -26,6 +26,7 @@ from . import protocol as p
 from . import rules
 from .batches import BatchStore
 from .cache import PromptCache
+from .errors import injected_message
 from .events import server_tool_usage
 from .faults import STOP_KINDS, STREAM_KINDS, Fault, Faults
 from .limits import RateLimits
@@ -273,7 +274,7 @@ class _Handlers:
             if fault.retry_after is not None:
                 headers["retry-after"] = f"{fault.retry_after:g}"
             status = fault.status or 500
-            raise ErrorReply(status, p.DEFAULT_MESSAGES.get(status, f"Injected fault ({status})."), headers=headers)
+            raise ErrorReply(status, injected_message(status, str(fault)), headers=headers)
         if fault.kind == "spend_limit":
             raise ErrorReply(
                 429,

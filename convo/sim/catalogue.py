@@ -16,6 +16,9 @@ from typing import Any
 
 __all__ = ["DATA", "Catalogue", "Model", "catalogue"]
 
+#: A wanted field value, or a test of it (``sampling=lambda s: s != "default_only"``).
+Want = Any
+
 DATA = Path(__file__).resolve().parent.parent / "data" / "models.json"
 
 
@@ -85,6 +88,18 @@ class Catalogue:
     def find(self, name: str) -> Model | None:
         """The model ``name`` names (id, alias or snapshot), retired ones included; else None."""
         return self._by_name.get(name)
+
+    def where(self, **want: Want) -> Model | None:
+        """The first served model (newest first) whose fields match ``want``; else None.
+
+        Tests pick models by the property they need (``where(thinking_always_on=False,
+        prefill=True)``) rather than by position, so a new catalogue entry cannot change what
+        they exercise. A callable value is a test of the field; anything else must be equal.
+        """
+        for m in self.served():
+            if all(v(getattr(m, k)) if callable(v) else getattr(m, k) == v for k, v in want.items()):
+                return m
+        return None
 
     def served(self) -> list[Model]:
         """The models the Models API lists: not retired, newest release first."""

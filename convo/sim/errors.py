@@ -7,7 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["DEFAULT_MESSAGES", "ERROR_TYPES", "ErrorReply", "SimConfigError", "error_type", "invalid"]
+__all__ = [
+    "DEFAULT_MESSAGES", "ERROR_TYPES", "ErrorReply", "SimConfigError", "error_type", "injected_message", "invalid",
+]  # fmt: skip
 
 
 class SimConfigError(ValueError):
@@ -41,6 +43,16 @@ DEFAULT_MESSAGES = {
     504: "The request timed out while processing. Use streaming for long requests.",
     529: "Overloaded",
 }
+
+
+def injected_message(status: int, fault: str) -> str:
+    """The message of an injected status fault. Throttling and server errors use the API's own
+    wording (clients match on it); a client error says it was injected, since nothing in the
+    request is wrong and a bare "Invalid request." would send the reader looking for a cause."""
+    if status == 429 or status >= 500:
+        return DEFAULT_MESSAGES.get(status, f"Injected fault ({status}).")
+    what = DEFAULT_MESSAGES.get(status, "The request was refused.").rstrip(".")
+    return f"{what}: an injected {fault!r} fault from the simulator's fault schedule (the request itself is valid)"
 
 
 def error_type(status: int) -> str:

@@ -38,7 +38,9 @@ _ROLES = ("user", "assistant")
 _CHOICES = ("auto", "any", "tool", "none")
 _THINKING = ("enabled", "disabled", "adaptive", "between_tools")
 _IMAGE_SOURCES = ("base64", "url", "file")
-_USER_ONLY = frozenset({"tool_result", "image", "document", "search_result", "container_upload"})
+#: Not ``container_upload``: it is also a response block (the SDK's ``ContentBlock`` union holds
+#: ``ContainerUploadBlock``, "a file uploaded to the container"), so assistant turns sent back hold it.
+_USER_ONLY = frozenset({"tool_result", "image", "document", "search_result"})
 _ASSISTANT_ONLY = frozenset({"tool_use", "thinking", "redacted_thinking", "server_tool_use", "mcp_tool_use"})
 
 

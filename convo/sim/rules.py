@@ -37,7 +37,8 @@ unset with thinking
 temperature and top_p not      models overview / migration guide (quoted)                 ``sampling`` exclusive
 both set
 non-default sampling           migration guide (quoted for temperature; top_p / top_k     ``sampling`` default_only
-                               use the same wording)
+(checked before the thinking   use the same wording); fable-5 in                          (always-on thinking ones too)
+sampling rule)                 github.com/The-PR-Agent/pr-agent/issues/2456
 effort accepted                https://platform.claude.com/docs/en/build-with-claude/     ``effort`` true
                                effort
 images: at most 5 MB (quoted), https://platform.claude.com/docs/en/build-with-claude/     all
@@ -146,19 +147,23 @@ def _thinking(req: Request) -> None:
 
 
 def _sampling(req: Request) -> None:
+    """Sampling parameters. On ``default_only`` models the deprecation is checked first: the
+    always-on thinking models answer a non-default temperature with "`temperature` is
+    deprecated for this model." (claude-fable-5 in github.com/The-PR-Agent/pr-agent/issues/2456),
+    not with the thinking rule, which only models that still take sampling parameters reach."""
     t, p, k = req.temperature, req.top_p, req.top_k
+    mode = req.model.sampling
+    if mode == "default_only":
+        for name, value, default in (("temperature", t, 1), ("top_p", p, 1), ("top_k", k, None)):
+            if value is not None and value != default:
+                raise invalid(f"`{name}` is deprecated for this model.")
     if req.thinking is not None:
         if t is not None and t != 1:
             raise invalid("`temperature` may only be set to 1 when thinking is enabled")
         if k is not None:
             raise invalid("`top_k` must be unset when thinking is enabled")
-    mode = req.model.sampling
     if mode == "exclusive" and t is not None and p is not None:
         raise invalid("`temperature` and `top_p` cannot both be specified for this model")
-    if mode == "default_only":
-        for name, value, default in (("temperature", t, 1), ("top_p", p, 1), ("top_k", k, None)):
-            if value is not None and value != default:
-                raise invalid(f"`{name}` is deprecated for this model.")
 
 
 def _effort(req: Request) -> None:

@@ -20,7 +20,7 @@ from .cache import PromptCache
 from .errors import SimConfigError
 from .faults import Fault, Faults
 from .limits import RateLimits
-from .tokens import Tokenizer
+from .tokens import Tokenizer, as_tokenizer
 
 __all__ = ["Simulator", "run"]
 
@@ -51,6 +51,8 @@ class Simulator:
     ``clock``: epoch seconds for rate limits and batches (inject one to move time in tests).
     ``batch_seconds``: how long a batch takes. ``round_remaining``: round token ``remaining``
     headers to thousands like the API. ``record``: how many requests ``requests`` keeps.
+    ``counter``: the simulator's :class:`Tokenizer`, or any object with ``count_text(text)``
+    (a convo counter) to count text with, keeping the simulator's framing and block costs.
     """
 
     def __init__(
@@ -72,7 +74,7 @@ class Simulator:
         max_request_bytes: int = 32 * 1024 * 1024,
         max_batch_bytes: int = 256 * 1024 * 1024,
         record: int | None = 10_000,
-        counter: Tokenizer | None = None,
+        counter: Tokenizer | object | None = None,
     ) -> None:
         if latency < 0 or token_latency < 0 or batch_seconds < 0:
             raise SimConfigError("latency, token_latency and batch_seconds must not be negative")
@@ -91,7 +93,7 @@ class Simulator:
             max_request_bytes=max_request_bytes,
             max_batch_bytes=max_batch_bytes,
             record=record,
-            counter=counter or Tokenizer(),
+            counter=as_tokenizer(counter),
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -29,11 +29,13 @@ import math
 import re
 import struct
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["Tokenizer", "image_size", "image_tokens"]
+from .errors import SimConfigError
+
+__all__ = ["TextTokenizer", "Tokenizer", "as_tokenizer", "image_size", "image_tokens"]
 
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _KANA_HANGUL = "\u3040-\u30ff\uac00-\ud7af\u3000-\u303f\uff00-\uffef"
@@ -61,15 +63,16 @@ PDF_PAGE_TOKENS = 1800
 
 def _word(piece: str) -> int:
     w = piece.lstrip(" ")
+    if "'" in w:  # a contraction: the word, then its suffix ('s, 're, 'll) as one more token
+        return _word(w[: w.index("'")]) + 1
     n = len(w)
     if not w.isascii():
         return max(1, math.ceil(n / 3))
     if n > 1 and w.isupper():
         return max(1, math.ceil(n / 3))
-    base = 1 if n <= 7 else 1 + math.ceil((n - 7) / 5)
-    if w[0].isupper() and n > 4:
-        base += 1 if n > 9 else 0
-    return base
+    if w[0].isupper():
+        n += 1  # a capital costs about a letter more; kept inside the length so joining stays additive
+    return 1 if n <= 7 else 1 + math.ceil((n - 7) / 5)
 
 
 @lru_cache(maxsize=65536)
@@ -88,7 +91,7 @@ def _piece(piece: str) -> tuple[int, int]:
         return math.ceil(len(piece) / 4), 0
     if ch == "_":
         return math.ceil(len(piece) / 4), 0
-    if piece.lstrip(" ")[:1].isalpha():
+    if piece.lstrip(" ")[:1].isalnum():  # letters, and numerals that are not digits (¼, ²)
         return _word(piece), 0
     # punctuation and symbols
     if len(set(piece)) == 1 and len(piece) > 1:
@@ -192,6 +195,38 @@ class Tokenizer:
         for m in messages:
             n += MESSAGE_OVERHEAD + sum(self.count_block(b, label) for b in m.blocks)
         return n
+
+
+class TextTokenizer(Tokenizer):
+    """The simulator's tokenizer with bare text counted by another counter's ``count_text``
+    (a convo counter, say, to make the server count unlike the client). Framing, blocks,
+    tools and images stay the simulator's; only text runs through the given counter."""
+
+    def __init__(self, count_text: Callable[[str], int]) -> None:
+        self._count = count_text
+
+    def __repr__(self) -> str:
+        return f"TextTokenizer({self._count!r})"
+
+    def count_text(self, text: str, label: str = "") -> int:
+        return int(self._count(text)) if text else 0
+
+
+def as_tokenizer(counter: object) -> Tokenizer:
+    """``counter`` as the simulator's tokenizer: a :class:`Tokenizer` as it is, an object with
+    ``count_text(text) -> int`` (such as a convo token counter) wrapped in a
+    :class:`TextTokenizer`, None for the default."""
+    if counter is None:
+        return Tokenizer()
+    if isinstance(counter, Tokenizer):
+        return counter
+    count = getattr(counter, "count_text", None)
+    if callable(count):
+        return TextTokenizer(count)
+    raise SimConfigError(
+        f"counter: {counter!r} is not a convo.sim.Tokenizer and has no count_text(text) method; pass a "
+        "Tokenizer, or an object whose count_text(text) returns an int"
+    )
 
 
 # -- images ------------------------------------------------------------------------------
