@@ -69,3 +69,15 @@ def redis_url(tmp_path_factory):
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_calibration():
+    """Each test starts with the shared default counter untaught, so no test depends on which
+    test files ran before it (the calibration is process-wide by design)."""
+    from convo.tokens import calibration_of, default_counter
+
+    cal = calibration_of(default_counter())
+    if cal is not None:
+        cal.reset()
+    yield

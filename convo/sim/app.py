@@ -196,6 +196,9 @@ def make_app(state: SimState) -> web.Application:
         if rid is not None:
             response.headers["request-id"] = rid
         response.headers.update(state.limits.headers(request.get(MODEL) or ""))
+        rec = request.get(RECORD)
+        if rec is not None:  # now, not after the handler: a stream's client may read it all first
+            rec.status = response.status
 
     app = web.Application(
         middlewares=[envelope], client_max_size=max(state.max_request_bytes, state.max_batch_bytes) + 1
