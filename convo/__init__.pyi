@@ -1,0 +1,95 @@
+"""The types of convo's public names, one line each: ``from .module import Name as Name``.
+
+convo/__init__.py reads this file to import each name on first use; adding a public name is one
+line here, in ruff's import order (tests/test_exports.py checks the form).
+"""
+
+__version__: str
+
+from ._exceptions import APIConnectionError as APIConnectionError
+from ._exceptions import APIError as APIError
+from ._exceptions import AuthenticationError as AuthenticationError
+from ._exceptions import BadRequestError as BadRequestError
+from ._exceptions import ContextOverflowError as ContextOverflowError
+from ._exceptions import ConversationFileError as ConversationFileError
+from ._exceptions import ConvoError as ConvoError
+from ._exceptions import InvalidConfigError as InvalidConfigError
+from ._exceptions import InvalidInputError as InvalidInputError
+from ._exceptions import InvalidMessageError as InvalidMessageError
+from ._exceptions import NotFoundError as NotFoundError
+from ._exceptions import OverloadedError as OverloadedError
+from ._exceptions import PermissionDeniedError as PermissionDeniedError
+from ._exceptions import RateLimitError as RateLimitError
+from ._exceptions import RequestTooLargeError as RequestTooLargeError
+from ._exceptions import ServerError as ServerError
+from ._exceptions import SpendLimitError as SpendLimitError
+from ._exceptions import StreamError as StreamError
+from ._exceptions import StreamRestartedError as StreamRestartedError
+from ._exceptions import TokenCountError as TokenCountError
+from ._resume import Restart as Restart
+from .batch import Result as Result
+from .budget import Budget as Budget
+from .budget import BudgetExceededError as BudgetExceededError
+from .cache import Cache as Cache
+from .cache import CacheError as CacheError
+from .cache import MemoryCache as MemoryCache
+from .cache import RedisCache as RedisCache
+from .cache import SQLiteCache as SQLiteCache
+from .cache import cache_key as cache_key
+from .cache import is_cacheable as is_cacheable
+from .checkpoint import Checkpoint as Checkpoint
+from .chunking import Chunk as Chunk
+from .chunking import TextFileError as TextFileError
+from .chunking import chunk_file as chunk_file
+from .chunking import chunk_text as chunk_text
+from .client import AsyncClient as AsyncClient
+from .client import AsyncStream as AsyncStream
+from .client import Client as Client
+from .client import Stream as Stream
+from .context_edits import AppliedEdit as AppliedEdit
+from .context_edits import Compaction as Compaction
+from .context_edits import ServerEdits as ServerEdits
+from .context_edits import applied_edits as applied_edits
+from .context_edits import compaction_of as compaction_of
+from .context_edits import supports_context_edits as supports_context_edits
+from .conversation import Conversation as Conversation
+from .mapreduce import MapReduceResult as MapReduceResult
+from .mapreduce import amap_reduce as amap_reduce
+from .mapreduce import map_reduce as map_reduce
+from .messages import CompactionBlock as CompactionBlock
+from .messages import DocumentBlock as DocumentBlock
+from .messages import ImageBlock as ImageBlock
+from .messages import Message as Message
+from .messages import RedactedThinkingBlock as RedactedThinkingBlock
+from .messages import TextBlock as TextBlock
+from .messages import ThinkingBlock as ThinkingBlock
+from .messages import ToolResultBlock as ToolResultBlock
+from .messages import ToolUseBlock as ToolUseBlock
+from .messages import check_history as check_history
+from .messages import to_message as to_message
+from .prices import PriceTable as PriceTable
+from .prices import UnknownModelError as UnknownModelError
+from .ratelimit import MemoryStore as MemoryStore
+from .ratelimit import RateLimits as RateLimits
+from .ratelimit import RedisStore as RedisStore
+from .receipts import Receipt as Receipt
+from .redact import Finding as Finding
+from .redact import Redaction as Redaction
+from .redact import Redactor as Redactor
+from .redact import Restorer as Restorer
+from .redact import restore as restore
+from .redact import restore_message as restore_message
+from .retry import RetryBudget as RetryBudget
+from .retry import RetryPolicy as RetryPolicy
+from .strategies import Selection as Selection
+from .strategies import SlidingWindow as SlidingWindow
+from .strategies import Strategy as Strategy
+from .strategies import TrimState as TrimState
+from .summarize import Summarize as Summarize
+from .summarize import Summary as Summary
+from .tokens import CachedCounter as CachedCounter
+from .tokens import ExactCounter as ExactCounter
+from .tokens import OfflineCounter as OfflineCounter
+from .tokens import TokenCounter as TokenCounter
+from .tokens import count_tokens as count_tokens
+from .usage import Stats as Stats
