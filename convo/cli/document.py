@@ -115,7 +115,9 @@ def spending_check(backend: Backend, cost: float, requests: int, max_usd: float 
     if not sys.stdin.isatty():
         note(f"this summary may cost {what}; --max-usd USD caps it")
         return
-    if not click.confirm(f"convo: this summary may cost {what}. Go on?", default=False, err=True):
+    # Asked on stderr and read from stdin by hand: click.confirm (8.1) writes a space to stdout.
+    click.echo(f"convo: this summary may cost {what}. Go on? [y/N]: ", err=True, nl=False)
+    if sys.stdin.readline().strip().lower() not in ("y", "yes"):
         raise BudgetExceededError(
             "not confirmed; nothing was sent (--max-usd USD sets a limit without asking, --yes skips the question)",
             needed=cost, left=0.0,
