@@ -395,3 +395,13 @@ def test_user_errors_in_process(args, status, message, tmp_path, monkeypatch, ca
     assert exit_.value.code == status
     line = one_error_line(err)
     assert message in line and SECRET not in line
+
+
+def test_without_the_sim_extra_the_error_says_how_to_install_it(tmp_path):
+    (tmp_path / "x.txt").write_text("A short text to summarize.", encoding="utf-8")
+    code = ("import sys; sys.modules['aiohttp'] = None  # as if convo[sim] were not installed\n"
+            "from convo.cli import main; main(['summarize', 'x.txt'])")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=_env(),
+                         timeout=120, check=False)
+    assert run.returncode == 1 and run.stdout == ""
+    assert "pip install 'convo[sim]'" in one_error_line(run.stderr.splitlines()[-1])
