@@ -405,3 +405,17 @@ def test_without_the_sim_extra_the_error_says_how_to_install_it(tmp_path):
                          timeout=120, check=False)
     assert run.returncode == 1 and run.stdout == ""
     assert "pip install 'convo[sim]'" in one_error_line(run.stderr.splitlines()[-1])
+
+
+def test_a_wrong_key_or_model_error_names_the_variable_or_option(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.txt").write_text("Some text to count.", encoding="utf-8")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", SECRET)
+    with Simulator(seed=0, api_key="another-key-entirely") as locked:
+        for args, fix in ((["count", "x.txt", "--exact"], "check ANTHROPIC_API_KEY (the key sent to "),
+                          (["summarize", "x.txt", "--no-progress"], "or use --sim to run offline")):
+            with pytest.raises(SystemExit) as exit_:
+                main([*args, "--base-url", locked.base_url])
+            _, err = capsys.readouterr()
+            line = one_error_line(err.splitlines()[-1])
+            assert exit_.value.code == 1 and "401" in line and fix in line and SECRET not in line

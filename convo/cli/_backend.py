@@ -21,7 +21,14 @@ from typing import Any, Literal, TypeVar
 
 import click
 
-from .._exceptions import APIConnectionError, InvalidConfigError
+from .._exceptions import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    InvalidConfigError,
+    NotFoundError,
+    PermissionDeniedError,
+)
 
 DEFAULT_MODEL = "claude-sonnet-4-6"
 #: The key sent to the simulator, or to a --base-url server when ANTHROPIC_API_KEY is unset.
@@ -152,6 +159,9 @@ def open_client(
             yield client, backend
     except APIConnectionError as exc:
         raise APIConnectionError(connection_hint(str(exc), backend), attempts=exc.attempts) from None
+    except (AuthenticationError, PermissionDeniedError, NotFoundError) as exc:
+        raise type(exc)(api_hint(exc, backend, model or DEFAULT_MODEL), status_code=exc.status_code,
+                        error_type=exc.error_type, request_id=exc.request_id, attempts=exc.attempts) from None
     finally:
         if sim is not None:
             sim.close()
@@ -169,6 +179,24 @@ def connection_hint(message: str, backend: Backend) -> str:
     else:
         fix = "the embedded simulator stopped answering; run again"
     return f"{first}: could not reach {backend.url}; {fix}"
+
+
+def explain(exc: Exception, backend: Backend, model: str) -> str:
+    """The message of ``exc`` with what to do on the command line, where there is something."""
+    if isinstance(exc, APIConnectionError):
+        return connection_hint(str(exc), backend)
+    if isinstance(exc, (AuthenticationError, PermissionDeniedError, NotFoundError)):
+        return api_hint(exc, backend, model)
+    return str(exc)
+
+
+def api_hint(exc: APIError, backend: Backend, model: str) -> str:
+    """An API error with the CLI option or variable that fixes it (not a Python argument)."""
+    if isinstance(exc, NotFoundError):
+        fix = f"check --model ({model})" + ("" if backend.kind == "api" else f" and --base-url ({backend.url})")
+    else:
+        fix = f"check ANTHROPIC_API_KEY (the key sent to {backend.url}), or use --sim to run offline"
+    return f"{one_line(str(exc))}; {fix}"
 
 
 def usd(value: float | None) -> str:

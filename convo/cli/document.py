@@ -20,14 +20,14 @@ from typing import Any
 
 import click
 
-from .._exceptions import APIConnectionError, ConvoError, InvalidInputError, TokenCountError
+from .._exceptions import ConvoError, InvalidInputError, TokenCountError
 from ..budget import BudgetExceededError
 from ._backend import (
     DEFAULT_MODEL,
     Backend,
     backend_options,
     choose,
-    connection_hint,
+    explain,
     note,
     one_line,
     open_client,
@@ -225,7 +225,7 @@ def count(files: tuple[str, ...], chunk_tokens: int, exact: bool, as_json: bool,
                 try:
                     doc["tokens_exact"] = client.count_tokens([{"role": "user", "content": doc["text"]}])
                 except ConvoError as exc:
-                    why = connection_hint(str(exc), backend) if isinstance(exc, APIConnectionError) else str(exc)
+                    why = explain(exc, backend, model)
                     raise TokenCountError(
                         f"the exact count of {doc['file']} failed ({one_line(why)}); the offline estimate is "
                         f"{doc['tokens_estimate']:,} tokens (drop --exact to use it)"
