@@ -1,175 +1,52 @@
 """convo: multi-turn conversations for the Claude API that fit their token budget.
 
 >>> import convo
->>> conv = convo.Conversation("You are terse.", model="claude-sonnet-5-5", budget=8000)
+>>> conv = convo.Conversation("You are terse.", model="claude-sonnet-4-6", budget=8000)
 >>> conv.add_user("Hello")
 >>> conv.request()["messages"]
 [{'role': 'user', 'content': 'Hello'}]
+
+Every public name is imported on first use, so ``import convo`` (and ``convo --help``) loads
+neither the SDK nor tiktoken, numpy or aiohttp until something needs them. The names and their
+modules are listed once, in ``__init__.pyi`` beside this file, which type checkers read too:
+adding a public name is one line there.
 """
 
-from ._exceptions import (
-    APIConnectionError,
-    APIError,
-    AuthenticationError,
-    BadRequestError,
-    ContextOverflowError,
-    ConversationFileError,
-    ConvoError,
-    InvalidConfigError,
-    InvalidInputError,
-    InvalidMessageError,
-    ModelRuleError,
-    NotFoundError,
-    OverloadedError,
-    PermissionDeniedError,
-    RateLimitError,
-    RequestTooLargeError,
-    ServerError,
-    SpendLimitError,
-    StreamError,
-    StreamRestartedError,
-    TokenCountError,
-)
-from ._resume import Restart
-from .batch import Result
-from .budget import Budget, BudgetExceededError
-from .cache import (
-    Cache,
-    CacheError,
-    MemoryCache,
-    RedisCache,
-    SQLiteCache,
-    cache_key,
-    is_cacheable,
-)
-from .checkpoint import Checkpoint
-from .chunking import Chunk, TextFileError, chunk_file, chunk_text
-from .client import AsyncClient, AsyncStream, Client, Stream
-from .context_edits import AppliedEdit, Compaction, ServerEdits, applied_edits, compaction_of, supports_context_edits
-from .conversation import Conversation
-from .mapreduce import MapReduceResult, amap_reduce, map_reduce
-from .messages import (
-    CompactionBlock,
-    DocumentBlock,
-    ImageBlock,
-    Message,
-    RedactedThinkingBlock,
-    TextBlock,
-    ThinkingBlock,
-    ToolResultBlock,
-    ToolUseBlock,
-    check_history,
-    to_message,
-)
-from .models import Catalogue, ModelInfo
-from .prices import PriceTable, UnknownModelError
-from .ratelimit import MemoryStore, RateLimits, RedisStore
-from .receipts import Receipt
-from .redact import Finding, Redaction, Redactor, Restorer, restore, restore_message
-from .retry import RetryBudget, RetryPolicy
-from .strategies import Selection, SlidingWindow, Strategy, TrimState
-from .summarize import Summarize, Summary
-from .tokens import (
-    CachedCounter,
-    ExactCounter,
-    OfflineCounter,
-    TokenCounter,
-    count_tokens,
-)
-from .usage import Stats
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "APIConnectionError",
-    "APIError",
-    "AppliedEdit",
-    "AsyncClient",
-    "AsyncStream",
-    "AuthenticationError",
-    "BadRequestError",
-    "Budget",
-    "BudgetExceededError",
-    "Cache",
-    "CacheError",
-    "CachedCounter",
-    "Catalogue",
-    "Checkpoint",
-    "Chunk",
-    "Client",
-    "Compaction",
-    "CompactionBlock",
-    "ContextOverflowError",
-    "Conversation",
-    "ConversationFileError",
-    "ConvoError",
-    "DocumentBlock",
-    "ExactCounter",
-    "Finding",
-    "ImageBlock",
-    "InvalidConfigError",
-    "InvalidInputError",
-    "InvalidMessageError",
-    "MapReduceResult",
-    "MemoryCache",
-    "MemoryStore",
-    "Message",
-    "ModelInfo",
-    "ModelRuleError",
-    "NotFoundError",
-    "OfflineCounter",
-    "OverloadedError",
-    "PermissionDeniedError",
-    "PriceTable",
-    "RateLimitError",
-    "RateLimits",
-    "Receipt",
-    "RedactedThinkingBlock",
-    "Redaction",
-    "Redactor",
-    "RedisCache",
-    "RedisStore",
-    "RequestTooLargeError",
-    "Restart",
-    "Restorer",
-    "Result",
-    "RetryBudget",
-    "RetryPolicy",
-    "SQLiteCache",
-    "Selection",
-    "ServerEdits",
-    "ServerError",
-    "SlidingWindow",
-    "SpendLimitError",
-    "Stats",
-    "Strategy",
-    "Stream",
-    "StreamError",
-    "StreamRestartedError",
-    "Summarize",
-    "Summary",
-    "TextBlock",
-    "TextFileError",
-    "ThinkingBlock",
-    "TokenCountError",
-    "TokenCounter",
-    "ToolResultBlock",
-    "ToolUseBlock",
-    "TrimState",
-    "UnknownModelError",
-    "__version__",
-    "amap_reduce",
-    "applied_edits",
-    "cache_key",
-    "check_history",
-    "chunk_file",
-    "chunk_text",
-    "compaction_of",
-    "count_tokens",
-    "is_cacheable",
-    "map_reduce",
-    "restore",
-    "restore_message",
-    "supports_context_edits",
-    "to_message",
-]
+
+def _read_exports() -> dict[str, str]:
+    """``{name: module}`` from the stub's ``from .module import Name as Name`` lines."""
+    path = os.path.join(os.path.dirname(__file__), "__init__.pyi")
+    with open(path, encoding="utf-8") as f:
+        exports: dict[str, str] = {}
+        for line in f:
+            words = line.split()
+            if len(words) == 6 and words[0] == "from" and words[2] == "import" and words[4] == "as":
+                if words[3] != words[5] or not words[1].startswith("."):
+                    raise ImportError(f"convo/__init__.pyi: {line.strip()!r} should read 'from .module import X as X'")
+                exports[words[3]] = words[1]
+    return exports
+
+
+_EXPORTS = _read_exports()
+__all__ = sorted([*_EXPORTS, "__version__"])  # noqa: PLE0605 (built from the stub, one list)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'convo' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -21,7 +21,6 @@ recorded as soon as it exists, so a restarted call resumes polling that batch.
 from __future__ import annotations
 
 import logging
-import sys
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -39,6 +38,7 @@ from ._exceptions import (
     api_error,
 )
 from ._flow import Call, Flow, Gather, Next, Now, Outcome, Sleep
+from ._progress import OnProgress, Progress
 from .checkpoint import Checkpoint, canonical, digest
 
 __all__ = ["Result", "batch_flow"]
@@ -93,6 +93,7 @@ def batch_flow(
     checkpoint: Any = None,
     progress: bool = True,
     via: str = "messages",
+    on_progress: OnProgress | None = None,
 ) -> Flow:
     """The whole batch as one flow (see the module doc); returns ``list[Result]`` in input order."""
     if via not in ("messages", "batches_api"):
@@ -105,7 +106,7 @@ def batch_flow(
         raise InvalidInputError("requests must be an iterable of request dicts, e.g. [{'messages': [...]}, ...]")
     total = len(requests) if hasattr(requests, "__len__") else None
     store = Checkpoint(checkpoint) if checkpoint is not None else None
-    bar = _bar(progress, total)
+    bar = Progress(total, desc="batch", unit="req", bar=progress, leave=True, on_progress=on_progress)
     try:
         if via == "messages":
             return (yield from _via_messages(client, requests, concurrency, store, bar))
@@ -359,22 +360,3 @@ def _from_batch(index: int, result: Any, latency: float, batch_id: str) -> Resul
     )
     return Result(index, None, error, 1 if kind else 0, latency)
 
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
-def _bar(progress: bool, total: int | None) -> Any:
-    """A tqdm bar on a terminal; nothing when output is redirected or ``progress=False``."""
-    if not progress or not sys.stderr.isatty():
-        return _NoBar()
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="req", desc="batch", dynamic_ncols=True)

@@ -18,7 +18,6 @@ chunks that had not finished, and a different document never reuses stale answer
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from ._calls import CallContext, call_flow
 from ._drivers import run_async, run_sync
 from ._exceptions import InvalidConfigError
 from ._flow import Flow, Gather, Outcome
+from ._progress import OnProgress, Progress
 from .checkpoint import Checkpoint, digest
 from .chunking import Chunk, chunk_text
 
@@ -95,6 +95,7 @@ def map_reduce(
     max_tokens: int = 1024,
     context_tokens: int = 100_000,
     model: str | None = None,
+    on_progress: OnProgress | None = None,
 ) -> MapReduceResult:
     """Run ``instruction`` over every chunk of a document, then combine the answers into one.
 
@@ -103,8 +104,9 @@ def map_reduce(
     defaults to the client's ``max_concurrency``. ``reduce_instruction`` replaces the default
     combining instruction. ``max_tokens`` bounds each answer; ``context_tokens`` bounds each
     combining request (input + ``max_tokens``). ``checkpoint``: a file path that stores finished
-    chunks, so a second run after a crash redoes only the rest. ``progress``: a progress bar on
-    stderr when it is a terminal. Raises the first chunk's error if every chunk failed.
+    chunks, so a second run after a crash redoes only the rest. ``progress``: a progress bar
+    (``tqdm.auto``: on a terminal, or a widget in Jupyter). ``on_progress(done, total)``: called
+    after every chunk's answer (those from the checkpoint included), for applications. Raises the first chunk's error if every chunk failed.
     """
     from .client import Client
 
@@ -112,7 +114,7 @@ def map_reduce(
         raise InvalidConfigError(f"map_reduce needs a convo.Client, got {type(client).__name__}; use amap_reduce for an AsyncClient")
     job = _Job.build(text_or_chunks, instruction, client, chunk_tokens, concurrency, reduce_instruction,
                      max_tokens, context_tokens, model)
-    with _Run(job, checkpoint, progress) as run:
+    with _Run(job, checkpoint, progress, on_progress) as run:
         return run_sync(run.flow(), client._env)
 
 
@@ -129,6 +131,7 @@ async def amap_reduce(
     max_tokens: int = 1024,
     context_tokens: int = 100_000,
     model: str | None = None,
+    on_progress: OnProgress | None = None,
 ) -> MapReduceResult:
     """The async twin of :func:`map_reduce` (``client`` is a :class:`convo.AsyncClient`)."""
     from .client import AsyncClient
@@ -137,7 +140,7 @@ async def amap_reduce(
         raise InvalidConfigError(f"amap_reduce needs a convo.AsyncClient, got {type(client).__name__}; use map_reduce for a Client")
     job = _Job.build(text_or_chunks, instruction, client, chunk_tokens, concurrency, reduce_instruction,
                      max_tokens, context_tokens, model)
-    with _Run(job, checkpoint, progress) as run:
+    with _Run(job, checkpoint, progress, on_progress) as run:
         return await run_async(run.flow(), client._env)
 
 
@@ -243,10 +246,10 @@ def _text(reply: Any) -> str:
 class _Run:
     """One execution: the job, its checkpoint and progress bar, the partials and the usage."""
 
-    def __init__(self, job: _Job, checkpoint: Any, progress: bool) -> None:
+    def __init__(self, job: _Job, checkpoint: Any, progress: bool, on_progress: OnProgress | None) -> None:
         self.job = job
         self.store = Checkpoint(checkpoint) if checkpoint is not None else None
-        self.bar = _bar(len(job.chunks), progress)
+        self.bar = Progress(len(job.chunks), desc="map", unit="chunk", bar=progress, on_progress=on_progress)
         self.usage = dict.fromkeys((*_USAGE_KEYS, "requests"), 0)
         self.cost: float | None = 0.0
         self._lock = threading.Lock()
@@ -255,8 +258,7 @@ class _Run:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        self.bar.close()
         if self.store is not None:
             self.store.close()
 
@@ -279,8 +281,7 @@ class _Run:
                 if saved is not None:
                     partials[i] = Partial(chunk, saved["text"], cached=True)
         todo = [i for i, p in enumerate(partials) if p is None]
-        if self.bar is not None:
-            self.bar.update(len(job.chunks) - len(todo))
+        self.bar.update(len(job.chunks) - len(todo))
 
         def finished(k: int, outcome: Outcome) -> None:
             i = todo[k]
@@ -292,8 +293,7 @@ class _Run:
                 partials[i] = Partial(job.chunks[i], text)
             else:
                 partials[i] = Partial(job.chunks[i], error=outcome.error)
-            if self.bar is not None:
-                self.bar.update(1)
+            self.bar.update(1)
 
         flows = (call_flow(job.map_request(i), job.ctx) for i in todo)
         yield Gather(flows, job.concurrency, finished)
@@ -301,8 +301,7 @@ class _Run:
         answers = [p.text or "" for p in done if p.ok]
         if not answers:
             raise done[0].error  # type: ignore[misc]
-        if self.bar is not None:
-            self.bar.set_description("combining")
+        self.bar.set_description("combining")
         text, levels = yield from self._reduce(answers)
         return MapReduceResult(text, done, self.usage, self.cost, levels)
 
@@ -342,11 +341,3 @@ def _given(text: str) -> Flow:
     """A group of one needs no request: its answer passes on as it is."""
     return text
     yield  # pragma: no cover - makes this a generator
-
-
-def _bar(total: int, progress: bool) -> Any:
-    if not progress or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc="map", unit="chunk", file=sys.stderr, leave=False, dynamic_ncols=True)

@@ -299,3 +299,36 @@ def test_chunk_file_missing_or_directory(tmp_path):
         chunk_file(tmp_path / "missing.txt")
     with pytest.raises(TextFileError, match="is a directory"):
         chunk_file(tmp_path)
+
+
+# -- numpy is optional: the pure-Python running sums are the same numbers --------------------------
+
+_MIXED = st.text(alphabet=st.sampled_from(list("ab Z9.,!?\n\t#") + list("中文。，日本語のテキスト한국어") + ["😀", "𠀋", "é", "ß"]),
+                 max_size=400)
+
+
+@given(_MIXED)
+@settings(max_examples=60, deadline=None)
+def test_pure_python_token_starts_equal_numpy(text):
+    pytest.importorskip("numpy")
+    from convo import _sums
+
+    n1, with_numpy = _sums.token_starts(text, use_numpy=True)
+    n2, pure = _sums.token_starts(text, use_numpy=False)
+    assert n1 == n2 and with_numpy.tolist() == pure.tolist()
+    assert pure[n2] == len(text.encode())  # the last start is the text's size in bytes
+
+
+@given(_MIXED)
+@settings(max_examples=60, deadline=None)
+def test_pure_python_char_sums_equal_numpy(text):
+    pytest.importorskip("numpy")
+    from convo import _sums
+    from convo.tokens import _CJK
+
+    numpy_sums = [m.tolist() for m in _sums.char_sums(text, use_numpy=True)]
+    pure_sums = [m.tolist() for m in _sums.char_sums(text, use_numpy=False)]
+    assert numpy_sums == pure_sums
+    byte_at, cjk_before = pure_sums
+    assert byte_at[-1] == len(text.encode()) and cjk_before[-1] == len(_CJK.findall(text))
+    assert _CJK.match(chr(_sums.first_cjk())) and not any(_CJK.match(chr(c)) for c in range(_sums.first_cjk()))

@@ -5,7 +5,8 @@
     convo count report.txt --exact           # tokens, chunks, input cost per model
     convo sim --port 8080 --rpm 50           # the simulator, for any client
 
-Without ``ANTHROPIC_API_KEY`` the commands run on the embedded simulator. A user error (a bad
+Without ``ANTHROPIC_API_KEY`` the commands run on the embedded simulator, and say so: a
+``SIMULATED`` line on stderr, ``"backend": "simulator"`` in JSON. A user error (a bad
 option, a missing file, an error from the API) prints one line on stderr and exits non-zero,
 without a traceback; the API key is never printed.
 """
@@ -33,7 +34,8 @@ __all__ = ["cli", "main"]
 def cli() -> None:
     """Multi-turn conversations, long documents and rate-limited batches for the Claude API.
 
-    Uses the real API when ANTHROPIC_API_KEY is set, else an embedded offline simulator.
+    Uses the real API when ANTHROPIC_API_KEY is set, else an embedded offline simulator (and
+    says so: its figures are labelled SIMULATED).
     """
 
 

@@ -2,7 +2,12 @@
 
 On a terminal it prompts and keeps going after an error (printed on one line). With piped
 input every line is one message or command, each reply goes to stdout followed by a newline,
-and the first error ends the run with a non-zero status, so a script can tell.
+and the first error ends the run with a non-zero status, so a script can tell. Replies are the
+only thing on stdout: what commands print, and notices (turns dropped or summarized to fit the
+budget), go to stderr.
+
+A message of several lines: end a line with a backslash to go on on the next one, or put the
+message between two lines that hold only three double quotes, as in a Python string.
 """
 
 from __future__ import annotations
@@ -14,23 +19,31 @@ from typing import Any
 import click
 
 from .._exceptions import ConvoError
-from ._backend import DEFAULT_MODEL, backend_options, note, one_line, open_client, usd
+from ._backend import DEFAULT_MODEL, backend_options, choose, note, one_line, open_client, usd
 
 HELP = """\
 /save FILE   save the conversation (JSON)     /load FILE   load a saved conversation
 /tokens      token use against the budget     /stats       requests, tokens and cost so far
 /undo        drop the last exchange           /reset       forget the history
-/help        this list                        /quit        leave (or Ctrl-D)"""
+/help        this list                        /quit        leave (or Ctrl-D)
+Several lines: end a line with \\ to go on, or put the message between two lines of three
+double quotes."""
+#: A line holding only this opens or closes a message of several lines.
+BLOCK = '"""'
+
 
 
 class Chat:
     """The chat loop's state: the conversation, the client and where output goes."""
 
-    def __init__(self, conv: Any, client: Any, *, interactive: bool, write: Callable[[str], Any]) -> None:
+    def __init__(self, conv: Any, client: Any, *, interactive: bool, write: Callable[[str], Any],
+                 tell: Callable[[str], Any] | None = None) -> None:
         self.conv = conv
         self.client = client
         self.interactive = interactive
-        self.write = write
+        self.write = write  # replies (stdout)
+        self.tell = tell or (lambda text: click.echo(text, err=True))  # what commands print (stderr)
+        self.continuing = False  # inside a message of several lines (the prompt shows it)
         self.commands: dict[str, Callable[[str], bool | None]] = {
             "/save": self.save,
             "/load": self.load,
@@ -46,9 +59,8 @@ class Chat:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self, lines: Iterable[str]) -> int:
-        """Handle each line; returns the exit status."""
-        for line in lines:
-            text = line.rstrip("\r\n")
+        """Handle each message (one line, or several joined, see the module doc); returns the exit status."""
+        for text in self.messages(lines):
             if not text.strip():
                 continue
             try:
@@ -59,6 +71,35 @@ class Chat:
                     raise
                 note(f"error: {one_line(exc.format_message() if isinstance(exc, click.UsageError) else str(exc))}")
         return 0
+
+    def messages(self, lines: Iterable[str]) -> Iterable[str]:
+        """Lines joined into messages: a trailing backslash continues a line; \"\"\" opens and closes a block."""
+        pending: list[str] | None = None
+        block = False
+        for line in lines:
+            text = line.rstrip("\r\n")
+            if text.strip() == BLOCK:
+                block = not block
+                if block:
+                    pending = pending or []
+                    self.continuing = True
+                    continue
+            elif block:
+                assert pending is not None
+                pending.append(text)
+                continue
+            elif text.endswith("\\"):
+                pending = [*(pending or []), text[:-1]]
+                self.continuing = True
+                continue
+            else:
+                pending = [*(pending or []), text]
+            message, pending = "\n".join(pending or []), None
+            self.continuing = False
+            yield message
+        if pending:  # the input ended inside a block or after a backslash: send what there is
+            self.continuing = False
+            yield "\n".join(pending)
 
     def handle(self, text: str) -> bool:
         """One line: a command or a message. False when the chat should end."""
@@ -74,6 +115,8 @@ class Chat:
     def reply(self, text: str) -> None:
         """Send a message and stream the answer; Ctrl-C stops it and takes the message back."""
         before, failed = self.conv.summary, self.conv.summary_error
+        sel = self.conv.last_selection
+        dropped = sel.start if sel is not None else 0
         stream = self.conv.stream(text)
         wrote = False
         try:
@@ -95,9 +138,15 @@ class Chat:
             note(f"summarized the first {summary.turns} turn(s) to stay within the budget")
         elif self.conv.summary_error and self.conv.summary_error != failed:
             note(f"summarizing failed ({self.conv.summary_error}); dropped the oldest turns instead")
+        elif (sel := self.conv.last_selection) is not None and sel.start > dropped and summary is None:
+            note(
+                f"the oldest {sel.start - dropped} turn(s) no longer fit the {self.conv.budget:,}-token budget and were "
+                f"dropped: the model no longer sees the first {sel.start} (/tokens shows the budget; "
+                "--strategy summarize keeps a summary of them instead)"
+            )
 
     def say(self, text: str) -> None:
-        self.write(text + "\n")
+        self.tell(text)
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -157,7 +206,7 @@ def _need_path(arg: str, command: str) -> str:
     return arg
 
 
-def _prompt_lines() -> Iterable[str]:
+def _prompt_lines(session: Chat) -> Iterable[str]:
     """Lines typed at the prompt (with line editing); Ctrl-C clears the line, Ctrl-D ends."""
     try:
         import readline  # noqa: F401  (line editing and history for input())
@@ -165,7 +214,7 @@ def _prompt_lines() -> Iterable[str]:
         pass
     while True:
         try:
-            yield input("you> ")
+            yield input("...> " if session.continuing else "you> ")
         except KeyboardInterrupt:
             print()
         except EOFError:
@@ -190,21 +239,24 @@ def _write(text: str) -> None:
               help="Start from a conversation saved with /save.")
 @backend_options
 def chat(system: str | None, budget: int | None, strategy: str | None, max_tokens: int | None,
-         load_path: str | None, model: str | None, base_url: str | None, force_sim: bool) -> int:
+         load_path: str | None, model: str | None, base_url: str | None, force_sim: bool,
+         timeout: float | None) -> int:
     """Chat with streamed replies. Piped input: one message or /command per line.
 
-    Commands: /save FILE, /load FILE, /tokens, /undo, /reset, /stats, /help, /quit.
+    Commands: /save FILE, /load FILE, /tokens, /undo, /reset, /stats, /help, /quit; their output
+    goes to stderr, replies to stdout. Several lines: end a line with \\ to go on, or write the
+    message between two lines of three double quotes.
     """
     interactive = sys.stdin.isatty()
     conv = _conversation(system, budget, strategy, max_tokens, load_path, model)
     # On a terminal the simulator streams at a readable pace; piped runs get replies at once.
     sim_options = {"token_latency": 0.01} if interactive else {}
-    with open_client(base_url, force_sim, conv.model, sim_options=sim_options) as client:
+    with open_client(choose(base_url, force_sim), conv.model, timeout=timeout, sim_options=sim_options) as (client, _):
         conv.client = client
         session = Chat(conv, client, interactive=interactive, write=_write)
         if interactive:
             note(f"chatting with {conv.model}, budget {conv.budget:,} tokens; /help for commands, Ctrl-D to leave")
-            return session.run(_prompt_lines())
+            return session.run(_prompt_lines(session))
         return session.run(sys.stdin)
 
 
