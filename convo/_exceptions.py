@@ -212,7 +212,7 @@ def api_error(exc: Any, *, attempts: int = 1, spend_limit: bool = False) -> Conv
     if status is None:
         what = type(exc).__name__
         return APIConnectionError(
-            f"could not complete the request after {attempts} attempt(s): {what}: {exc}. "
+            f"could not complete the request after {attempts} attempt(s): {what}: {str(exc).rstrip('.')}. "
             "Check the network and base_url; a timeout can be raised with Client(timeout=...)",
             attempts=attempts,
         )

@@ -10,7 +10,7 @@ punctuation followed by a space, after a line break followed by text) a piece al
 whatever comes before or after. Between two such places the whole-text tokens are exactly the
 tokens of any span around them, so only the few characters between a span's ends and the
 nearest such places are tokenized again. The whole-text tokens are kept as a running sum of
-their byte lengths (numpy), so finding the token at a place is one binary search, and the CJK
+their byte lengths (running sums, see ``_sums``), so finding the token at a place is one binary search, and the CJK
 count and character-to-byte mapping of dense non-Latin text are running sums too.
 """
 
@@ -22,8 +22,7 @@ import unicodedata
 from bisect import bisect_left, bisect_right
 from typing import Protocol
 
-import numpy as np
-
+from ._sums import char_sums, first_cjk, token_starts
 from .tokens import _CJK, CachedCounter, OfflineCounter, TokenCounter, _encoding
 
 #: How far (characters) to look for a place where tiktoken's pieces always split.
@@ -78,19 +77,14 @@ class OfflineMeasure:
         self.text, self.limit, self.estimate = text, limit, counter.estimate
         self.factor, self.cjk_factor = counter.text_factor, counter.cjk_factor
         self._encode = enc.encode_ordinary
-        if hasattr(enc, "encode_to_numpy"):  # tiktoken >= 0.9: == encode_ordinary, without a list
-            tokens = enc.encode_to_numpy(text, disallowed_special=())
-        else:
-            tokens = np.array(enc.encode_ordinary(text), np.uint32)
-        self.ntok = len(tokens)
         # starts[t]: byte offset where whole-text token t starts (starts[ntok]: the text's size).
-        self.starts = _running_sum(_token_lengths().take(tokens), 4 * len(text))
+        self.ntok, self.starts = token_starts(text)
         self.ascii = text.isascii()
         self.data = b"" if self.ascii else text.encode()
         self.char_bytes: memoryview | None = None  # byte offset of each character (dense text only)
         self.cjk_before: memoryview | None = None  # CJK characters before each character (dense text only)
         if len(self.data) > _DENSE * len(text):
-            self.char_bytes, self.cjk_before = _char_sums(text)
+            self.char_bytes, self.cjk_before = char_sums(text)
         self.per_token = len(text) / max(1, self.ntok)  # characters per token
         sample = text[: int(4 * limit * self.per_token) + 64]
         self.density = 0.0 if self.ascii else self._cjk(0, len(sample)) / max(1.0, len(sample) / self.per_token)
@@ -221,58 +215,9 @@ class OfflineMeasure:
 
 
 @functools.cache
-def _token_lengths() -> np.ndarray:
-    """Length in bytes of every token of the encoding (0 for unused ids)."""
-    enc = _encoding()
-    lengths = np.zeros(enc.max_token_value + 1, np.uint8)  # cl100k's longest token has 128 bytes
-    step = 4096
-    for lo in range(0, enc.max_token_value + 1, step):
-        ids = list(range(lo, min(lo + step, enc.max_token_value + 1)))
-        try:
-            lengths[lo : lo + len(ids)] = [len(b) for b in enc.decode_tokens_bytes(ids)]
-        except KeyError:  # a block with unused ids (near the special tokens): one at a time
-            for i in ids:
-                try:
-                    lengths[i] = len(enc.decode_single_token_bytes(i))
-                except KeyError:
-                    pass
-    return lengths
-
-
-@functools.cache
-def _cjk_table() -> np.ndarray:
-    """True for each code point in the Basic Multilingual Plane that tokens._CJK matches."""
-    table = np.zeros(0x10000, bool)
-    table[[m.start() for m in _CJK.finditer("".join(map(chr, range(0x10000))))]] = True
-    return table
-
-
-@functools.cache
 def _cjk_possible() -> re.Pattern[str]:
     """Matches any character from the first one tokens._CJK matches on."""
-    return re.compile(f"[{chr(int(np.argmax(_cjk_table())))}-\U0010ffff]")
-
-
-def _char_sums(text: str) -> tuple[memoryview, memoryview]:
-    """Running sums over the characters of ``text``: UTF-8 bytes, and CJK characters."""
-    cp = np.frombuffer(text.encode("utf-32-le"), np.uint32)
-    size = 1 + (cp >= 0x80).astype(np.uint8) + (cp >= 0x800) + (cp >= 0x10000)
-    cjk = _cjk_table().take(np.minimum(cp, 0xFFFF))
-    for high in np.unique(cp[cp > 0xFFFF]):  # rare: emoji, historic scripts, CJK extensions
-        cjk[cp == high] = _CJK.match(chr(high)) is not None
-    return _running_sum(size, 4 * len(text)), _running_sum(cjk, len(text))
-
-
-def _running_sum(values: np.ndarray, bound: int) -> memoryview:
-    """[0, v0, v0 + v1, ...] for a sum known to stay under ``bound``.
-
-    A memoryview: reading one number from it, or bisecting it, is several times faster than
-    from the numpy array (a plain int, no numpy scalar).
-    """
-    out = np.empty(len(values) + 1, np.int32 if bound < 2**31 else np.int64)  # int32 sums several times faster
-    out[0] = 0
-    np.cumsum(values, dtype=out.dtype, out=out[1:])
-    return memoryview(out)
+    return re.compile(f"[{chr(first_cjk())}-\U0010ffff]")
 
 
 # -- where tiktoken's pieces always split ----------------------------------------------------------

@@ -292,6 +292,7 @@ class Client(_Base):
         checkpoint: str | os.PathLike[str] | None = None,
         progress: bool = True,
         via: str = "messages",
+        on_progress: Callable[[int, int | None], object] | None = None,
     ) -> list[Any]:
         """Send many requests (dicts of ``create``'s arguments); a ``list[Result]`` in input order.
 
@@ -299,11 +300,15 @@ class Client(_Base):
         ``concurrency``: items in flight (default ``max_concurrency``, which still caps calls on
         the wire). ``checkpoint=path``: successes are saved as they arrive and a re-run sends only
         the rest (failed items are sent again). ``via="batches_api"``: use the Message Batches API.
-        See :mod:`convo.batch`.
+        ``on_progress(done, total)`` is called as items finish (``total`` is None for an
+        iterable of unknown length). See :mod:`convo.batch`.
         """
         from .batch import batch_flow
 
-        flow = batch_flow(self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via)
+        flow = batch_flow(
+            self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via,
+            on_progress=on_progress,
+        )
         results: list[Any] = run_sync(flow, self._env)
         return results
 
@@ -380,10 +385,14 @@ class AsyncClient(_Base):
         checkpoint: str | os.PathLike[str] | None = None,
         progress: bool = True,
         via: str = "messages",
+        on_progress: Callable[[int, int | None], object] | None = None,
     ) -> list[Any]:
         """The async twin of :meth:`Client.batch` (``concurrency`` tasks on this event loop)."""
         from .batch import batch_flow
 
-        flow = batch_flow(self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via)
+        flow = batch_flow(
+            self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via,
+            on_progress=on_progress,
+        )
         results: list[Any] = await run_async(flow, self._env)
         return results

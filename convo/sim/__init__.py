@@ -17,6 +17,11 @@ Point the official SDK (or convo's client) at ``sim.base_url``; ``sim.requests``
 was sent. ``convo.sim.run(port=8080)`` serves in the foreground.
 """
 
+try:
+    import aiohttp  # noqa: F401  (the HTTP server; an extra, so say how to get it)
+except ImportError as exc:
+    raise ImportError("convo.sim needs aiohttp: pip install 'convo[sim]'", name="aiohttp") from exc
+
 from .app import Recorded
 from .errors import SimConfigError
 from .faults import Fault, Faults
