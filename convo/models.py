@@ -81,6 +81,7 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, model_id: str, entry: Mapping[str, Any]) -> ModelInfo:
+        """One entry of ``models.json`` (its ``models[model_id]`` object), as a ModelInfo."""
         t = entry["thinking"]
         return cls(
             id=model_id,
@@ -207,6 +208,7 @@ class Catalogue:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Catalogue:
+        """A catalogue from data in the shape of ``convo/data/models.json`` (for a custom file)."""
         models = {mid: ModelInfo.from_json(mid, entry) for mid, entry in data["models"].items()}
         return cls(models, batch_discount=float(data.get("batch_discount", 0.5)))
 
