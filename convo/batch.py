@@ -185,8 +185,9 @@ def _ready(result: Result) -> Flow:
     yield  # pragma: no cover - makes this a generator
 
 
-def _normalize(client: Any, index: int, item: Any) -> dict[str, Any]:
-    """An item (``client.create``'s keyword arguments as a dict) as the request that is sent."""
+def _normalize(client: Any, index: int, item: Any, *, batch: bool = False) -> dict[str, Any]:
+    """An item (``client.create``'s keyword arguments as a dict) as the request that is sent;
+    ``batch``: it goes through the Message Batches API (checked against that API's caps)."""
     if not isinstance(item, Mapping):
         raise InvalidInputError(
             f"request {index} is a {type(item).__name__}; each request must be a dict such as "
@@ -199,7 +200,7 @@ def _normalize(client: Any, index: int, item: Any) -> dict[str, Any]:
     system = params.pop("system", None)
     max_tokens = params.pop("max_tokens", 1024)
     model = params.pop("model", None)
-    return client._request(messages, system, max_tokens, model, params)
+    return client._request(messages, system, max_tokens, model, params, batch=batch)
 
 
 def _dump(result: Result) -> dict[str, Any]:
@@ -223,7 +224,7 @@ def _via_batches_api(client: Any, requests: Iterable[Any], store: Checkpoint | N
     for index, item in enumerate(requests):
         results.append(None)
         try:
-            request = _normalize(client, index, item)
+            request = _normalize(client, index, item, batch=True)
         except ConvoError as exc:
             results[index] = Result(index, error=exc)
             bar.update(1)

@@ -420,3 +420,11 @@ def test_a_wrong_key_or_model_error_names_the_variable_or_option(tmp_path, monke
             _, err = capsys.readouterr()
             line = one_error_line(err.splitlines()[-1])
             assert exit_.value.code == 1 and "401" in line and fix in line and SECRET not in line
+
+
+def test_sim_with_a_bad_fault_spec_says_what_is_wrong(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["sim", "--port", "0", "--faults", "bogus@x"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert "bogus@x" in err and "must be a number" in err and "Traceback" not in err

@@ -70,6 +70,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         status = 130
     except ConvoError as exc:
         status = _fail(str(exc), 1)
+    except ValueError as exc:  # the simulator's own settings errors (convo.sim.SimConfigError)
+        if type(exc).__name__ != "SimConfigError":
+            raise
+        status = _fail(str(exc), 2)
     except BrokenPipeError:  # `convo ... | head`: the reader left; say nothing more
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
