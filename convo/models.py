@@ -81,6 +81,9 @@ class ModelInfo:
 
     @classmethod
     def from_json(cls, model_id: str, entry: Mapping[str, Any]) -> ModelInfo:
+        """Build the entry for ``model_id`` from its object in ``models.json`` (schema in the file's
+        ``_about``); a missing required field raises KeyError.
+        """
         t = entry["thinking"]
         return cls(
             id=model_id,
@@ -207,6 +210,9 @@ class Catalogue:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Catalogue:
+        """Build a catalogue from the parsed ``models.json`` document (its ``models`` and
+        ``batch_discount``).
+        """
         models = {mid: ModelInfo.from_json(mid, entry) for mid, entry in data["models"].items()}
         return cls(models, batch_discount=float(data.get("batch_discount", 0.5)))
 
