@@ -93,6 +93,9 @@ class MemoryCache(_Closing):
             return sum(1 for _, deadline in self._items.values() if deadline is None or deadline > now)
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The value stored under ``key``, or None when it is absent or expired; a hit becomes the most
+        recently used entry.
+        """
         with self._lock:
             item = self._items.get(key)
             if item is None:
@@ -105,6 +108,11 @@ class MemoryCache(_Closing):
         return _loads(text)
 
     def set(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        """Store ``value`` (a JSON dict) under ``key`` for ``ttl`` seconds (None: the cache's ``ttl``).
+
+        Past ``max_items``, the least recently used entries are dropped. InvalidInputError if ``value``
+        is not plain JSON (use :func:`convo.cache.to_entry` for a Message).
+        """
         text = _dumps(value)
         ttl = _check_ttl(ttl) or self.ttl
         with self._lock:
@@ -114,14 +122,17 @@ class MemoryCache(_Closing):
                 self._items.popitem(last=False)
 
     def delete(self, key: str) -> None:
+        """Remove ``key``; a key that is not there is no error."""
         with self._lock:
             self._items.pop(key, None)
 
     def clear(self) -> None:
+        """Remove every entry."""
         with self._lock:
             self._items.clear()
 
     def close(self) -> None:
+        """Empty the cache, freeing its memory (it holds nothing else open, and stays usable)."""
         self.clear()
 
 
@@ -207,6 +218,9 @@ class SQLiteCache(_Closing):
                 raise CacheError(f"SQLite cache {self.path!r} failed: {exc}; is it a cache file convo created?") from None
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The value stored under ``key``, or None when it is absent, expired or not a JSON dict;
+        CacheError if the file cannot be read.
+        """
         rows, _ = self._run("SELECT value, expires FROM convo_cache WHERE key = ?", (key,))
         if not rows:
             return None
@@ -216,6 +230,11 @@ class SQLiteCache(_Closing):
         return _loads(text)
 
     def set(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        """Store ``value`` (a JSON dict) under ``key`` for ``ttl`` seconds (None: the cache's ``ttl``).
+
+        Every few hundred writes also sweeps out expired rows. InvalidInputError if ``value`` is not
+        plain JSON; CacheError if the file cannot be written.
+        """
         text = _dumps(value)
         ttl = _check_ttl(ttl) or self.ttl
         expires = None if ttl is None else self._clock() + ttl
@@ -235,12 +254,15 @@ class SQLiteCache(_Closing):
         return rows[0][0]
 
     def delete(self, key: str) -> None:
+        """Remove ``key``; a key that is not there is no error."""
         self._run("DELETE FROM convo_cache WHERE key = ?", (key,))
 
     def clear(self) -> None:
+        """Remove every entry from the file (other processes using it see it empty too)."""
         self._run("DELETE FROM convo_cache")
 
     def close(self) -> None:
+        """Close this process's connection to the file; any later call raises CacheError."""
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
@@ -324,16 +346,25 @@ class RedisCache(_Closing):
         )
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """The value stored under ``prefix`` + ``key``, or None when it is absent, expired or not a JSON
+        dict; CacheError if Redis fails.
+        """
         raw = self._call("get", lambda r: r.get(self.prefix + key))
         return None if raw is None else _loads(raw)
 
     def set(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        """Store ``value`` (a JSON dict) under ``prefix`` + ``key`` for ``ttl`` seconds (None: the
+        cache's ``ttl``; neither: no expiry).
+
+        InvalidInputError if ``value`` is not plain JSON; CacheError if Redis fails.
+        """
         text = _dumps(value)
         ttl = _check_ttl(ttl) or self.ttl
         px = None if ttl is None else max(1, math.ceil(ttl * 1000))
         self._call("set", lambda r: r.set(self.prefix + key, text.encode("utf-8"), px=px))
 
     def delete(self, key: str) -> None:
+        """Remove ``prefix`` + ``key``; a key that is not there is no error."""
         self._call("delete", lambda r: r.delete(self.prefix + key))
 
     def clear(self) -> None:
@@ -353,4 +384,5 @@ class RedisCache(_Closing):
         self._call("clear", sweep)
 
     def close(self) -> None:
+        """Close the connections to Redis."""
         self._redis.close()

@@ -135,38 +135,87 @@ class APIError(ConvoError):
 
 
 class BadRequestError(APIError):
+    """The API refused the request as malformed (400, or 422); it is not retried.
+
+    The message quotes what the API objected to: fix that and send again.
+    """
+
     hint = "the request is invalid; fix what the API names (it is not retried)"
 
 
 class AuthenticationError(APIError):
+    """The API refused the API key (401): it is missing, wrong or revoked. Not retried.
+
+    Set ``ANTHROPIC_API_KEY`` or pass ``Client(api_key=...)`` with a valid key.
+    """
+
     hint = "check the API key (ANTHROPIC_API_KEY or Client(api_key=...))"
 
 
 class PermissionDeniedError(APIError):
+    """The key is valid but may not use this model or feature (403). Not retried.
+
+    Check the key's workspace and permissions, or use another model.
+    """
+
     hint = "this key may not use this model or feature; check the key's workspace and permissions"
 
 
 class NotFoundError(APIError):
+    """The API knows no such model, path or id (404). Not retried.
+
+    Check the model name and the client's ``base_url``.
+    """
+
     hint = "check the model name and the base_url"
 
 
 class RequestTooLargeError(APIError):
+    """The request body is over the API's size limit (413). Not retried.
+
+    Send less in one request: chunk a long document (:func:`convo.map_reduce`) or send files by
+    id instead of inline.
+    """
+
     hint = "the request is over the API's size limit (32 MB); send less, e.g. chunk the document"
 
 
 class RateLimitError(APIError):
+    """Still rate limited (429) after convo's retries.
+
+    Send more slowly, or give ``Client(limits=RateLimits(...))`` so requests are paced
+    before they are sent.
+    """
+
     hint = "still rate limited after retrying; slow down, or set Client(limits=...) to pace requests"
 
 
 class SpendLimitError(RateLimitError):
+    """The account's spend limit is reached: a 429 that says so and gives no ``retry-after``. Raised at
+    once, never retried, since waiting does not help.
+
+    Raise the spend limit in the Claude Console, or wait for the next calendar month.
+    """
+
     hint = "the account's spend limit is reached; raise it in the console (retrying will not help)"
 
 
 class OverloadedError(APIError):
+    """The API was still overloaded (529) after the retries and any ``fallback_models``.
+
+    Try again later, or pass ``Client(fallback_models=[...])``: after ``RetryPolicy.fallback_after``
+    overloaded answers in a row, convo moves to the next model.
+    """
+
     hint = "the API is overloaded; retry later or name fallback_models"
 
 
 class ServerError(APIError):
+    """The API failed with a 5xx status (other than 529) and the retries did not help.
+
+    Try again later; ``request_id`` identifies the failed request.
+    """
+
     hint = "the API failed; retry later"
 
 

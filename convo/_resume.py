@@ -364,6 +364,7 @@ class Stream:
         return self.text_stream
 
     def until_done(self) -> None:
+        """Read the stream to its end, discarding the text (the final message is then ready)."""
         for _ in self.text_stream:
             pass
 
@@ -373,9 +374,15 @@ class Stream:
         return self._final
 
     def get_final_text(self) -> str:
+        """The final message's text blocks joined: all the text, stitched across any resumes
+        (waits for the end).
+        """
         return "".join(b.text for b in self.get_final_message().content if b.type == "text")
 
     def close(self) -> None:
+        """Stop the stream early and free its connection and concurrency slot; leaving the
+        ``with`` block does this.
+        """
         self.text_stream.close()
         close = getattr(self._run, "close", None)
         if close is not None:
@@ -416,18 +423,28 @@ class AsyncStream:
         return self.text_stream
 
     async def until_done(self) -> None:
+        """Read the stream to its end, discarding the text (the final message is then ready)."""
         async for _ in self.text_stream:
             pass
 
     async def get_final_message(self) -> Any:
+        """The whole message (an ``anthropic.types.Message``), stitched across any
+        resumes; awaits the end.
+        """
         await self.until_done()
         return self._final
 
     async def get_final_text(self) -> str:
+        """The final message's text blocks joined: all the text, stitched across any
+        resumes (awaits the end).
+        """
         message = await self.get_final_message()
         return "".join(b.text for b in message.content if b.type == "text")
 
     async def close(self) -> None:
+        """Stop the stream early and free its connection and concurrency slot; leaving the
+        ``async with`` block does this.
+        """
         await self.text_stream.aclose()
         aclose = getattr(self._run, "aclose", None)
         if aclose is not None:

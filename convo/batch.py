@@ -75,6 +75,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
+        """Whether the item succeeded (``error`` is None)."""
         return self.error is None
 
     @property

@@ -73,10 +73,14 @@ class Budget:
 
     @property
     def left(self) -> float:
+        """USD still free: the cap less what was spent and what requests in flight hold."""
         with self._lock:
             return self.usd - self.spent - self._held
 
     def user_spent(self, user: str | None) -> float:
+        """USD spent so far by ``user`` (None: requests without a user); holds in
+        flight are not included.
+        """
         with self._lock:
             return self._user_spent[user]
 
@@ -124,6 +128,9 @@ class Budget:
                 self.on_alert(fraction, self.spent, self.usd)
 
     def as_dict(self) -> dict[str, Any]:
+        """A snapshot for logs and metrics: ``usd`` (the cap), ``spent``, ``held`` (by requests in
+        flight), ``left``, and ``by_user`` (the users who have spent anything).
+        """
         with self._lock:
             return {
                 "usd": self.usd,

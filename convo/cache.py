@@ -66,11 +66,20 @@ KEY_VERSION = "convo-cache-1"  # bump when the key recipe changes, so old entrie
 class Cache(Protocol):
     """What the client needs from a cache. ``ttl`` is in seconds; None means the cache's default."""
 
-    def get(self, key: str) -> dict[str, Any] | None: ...
-    def set(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None: ...
-    def delete(self, key: str) -> None: ...
-    def clear(self) -> None: ...
-    def close(self) -> None: ...
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The value stored under ``key``, or None when it is absent or expired."""
+
+    def set(self, key: str, value: dict[str, Any], ttl: float | None = None) -> None:
+        """Store ``value`` (a JSON dict) under ``key`` for ``ttl`` seconds, replacing what was there."""
+
+    def delete(self, key: str) -> None:
+        """Remove ``key``; a key that is not there is no error."""
+
+    def clear(self) -> None:
+        """Remove every entry this cache holds."""
+
+    def close(self) -> None:
+        """Release what the cache holds open (a connection, a file)."""
 
 
 # -- keys and entries --------------------------------------------------------------------------

@@ -114,6 +114,7 @@ class Checkpoint:
             self._db.execute("COMMIT")
 
     def meta(self, name: str) -> Any | None:
+        """The bookkeeping value stored under ``name`` by :meth:`set_meta`, or None."""
         with self._lock:
             row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
         return None if row is None else json.loads(row[0])
@@ -136,6 +137,7 @@ class Checkpoint:
             return self._db.execute("SELECT count(*) FROM entries").fetchone()[0]
 
     def close(self) -> None:
+        """Close the file. Nothing is lost: every ``put`` was on disk when it returned."""
         with self._lock:
             self._db.close()
 

@@ -276,6 +276,7 @@ class Client(_Base):
         return self.catalogue
 
     def close(self) -> None:
+        """Close the SDK's HTTP connections; ``with Client(...) as client:`` does this on exit."""
         self.sdk.close()
 
     def __enter__(self) -> Client:
@@ -332,6 +333,9 @@ class AsyncClient(_Base):
         model: str | None = None,
         **params: Any,
     ) -> Any:
+        """The async twin of :meth:`Client.create`: ``messages.create`` with retries; returns an
+        ``anthropic.types.Message``.
+        """
         request = self._request(messages, system, max_tokens, model, params)
         return await run_async(call_flow(request, self._ctx), self._env)
 
@@ -345,6 +349,11 @@ class AsyncClient(_Base):
         on_restart: Callable[[Restart], Any] | None = None,
         **params: Any,
     ) -> AsyncStream:
+        """The async twin of :meth:`Client.stream`:
+        ``async with client.stream(...) as s: async for text in s.text_stream: ...``.
+
+        ``on_restart`` may be a coroutine function; it is awaited.
+        """
         request = self._request(messages, system, max_tokens, model, params)
         flow = stream_flow(request, self._ctx, can_restart=on_restart is not None)
         return AsyncStream(drive_async(flow, self._env), on_restart)
@@ -352,6 +361,9 @@ class AsyncClient(_Base):
     async def count_tokens(
         self, messages: Iterable[Any], *, system: Any = None, model: str | None = None, **params: Any
     ) -> int:
+        """The async twin of :meth:`Client.count_tokens`: exact input tokens from the API's
+        count_tokens endpoint.
+        """
         request = self._request(messages, system, 1, model, params, method="count_tokens")
         return int((await run_async(call_flow(request, self._ctx, "count_tokens"), self._env)).input_tokens)
 
@@ -369,6 +381,9 @@ class AsyncClient(_Base):
         return self.catalogue
 
     async def close(self) -> None:
+        """Close the SDK's HTTP connections;
+        ``async with AsyncClient(...) as client:`` does this on exit.
+        """
         await self.sdk.close()
 
     async def __aenter__(self) -> AsyncClient:

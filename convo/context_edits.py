@@ -274,6 +274,9 @@ class ServerEdits(Strategy):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ServerEdits:
+        """Rebuild from :meth:`config` (as saved with a conversation); a custom ``fallback`` was not
+        saved and comes back as a :class:`SlidingWindow`.
+        """
         from .strategies import strategy_from_config
 
         kw = {k: v for k, v in config.items() if k not in ("type", "fallback")}

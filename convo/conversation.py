@@ -168,6 +168,7 @@ class Conversation(Talking):
 
     @property
     def system(self) -> str | tuple[TextBlock, ...] | None:
+        """The system prompt, as normalized at construction: a str, a tuple of text blocks, or None."""
         return self._system
 
     @property
@@ -257,6 +258,9 @@ class Conversation(Talking):
         self._refresh_pins()
 
     def unpin(self, index: int) -> None:
+        """Let the turn holding message ``index`` be dropped again (negative indices count from the
+        end); unpinning a turn that is not pinned does nothing.
+        """
         self._pinned.discard(self._turn_of(index))
         self._refresh_pins()
 

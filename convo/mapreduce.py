@@ -53,6 +53,7 @@ class Partial:
 
     @property
     def ok(self) -> bool:
+        """Whether this chunk was answered (``error`` is None)."""
         return self.error is None
 
 
@@ -79,6 +80,7 @@ class MapReduceResult:
 
     @property
     def ok(self) -> bool:
+        """Whether every chunk was answered, so ``text`` covers the whole document."""
         return not self.failed
 
 

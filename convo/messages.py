@@ -150,6 +150,12 @@ class TextBlock(_Model):
 
 
 class ImageBlock(_Model):
+    """An image for the model to look at, in a user message or a tool result.
+
+    ``source`` is base64 data (``media_type`` ``image/jpeg``, ``image/png``, ``image/gif`` or
+    ``image/webp``; the data must decode), a URL, or the id of an uploaded file.
+    """
+
     type: Literal["image"] = "image"
     source: Annotated[Base64ImageSource | URLSource | FileSource, Field(discriminator="type")]
 
@@ -160,6 +166,13 @@ class ContentSource(_Model):
 
 
 class DocumentBlock(_Model):
+    """A document for the model to read, in a user message or a tool result.
+
+    ``source`` is a base64 PDF, plain text, custom content (``type: "content"``: a string or text and
+    image blocks), a URL, or the id of an uploaded file; ``title`` and ``context`` are optional text
+    sent with it. Other fields (``citations``, ``cache_control``) pass through as given.
+    """
+
     type: Literal["document"] = "document"
     source: Base64PDFSource | PlainTextSource | ContentSource | URLSource | FileSource
     title: str | None = None
@@ -167,6 +180,12 @@ class DocumentBlock(_Model):
 
 
 class ToolUseBlock(_Model):
+    """The model's call of one of your tools: ``name`` with the arguments in ``input``.
+
+    Answer it in the next message, a user message, with a :class:`ToolResultBlock` of the same ``id``;
+    convo checks this pairing before sending.
+    """
+
     type: Literal["tool_use"] = "tool_use"
     id: str = Field(min_length=1)
     name: str = Field(min_length=1)
@@ -277,6 +296,12 @@ ToolResultContent = Annotated[
 
 
 class ToolResultBlock(_Model):
+    """Your answer to a :class:`ToolUseBlock`, matched by ``tool_use_id``.
+
+    ``content`` is a string or blocks (text, image, document, search result); ``is_error=True`` tells
+    the model the call failed. Tool results come before any other block of their user message.
+    """
+
     type: Literal["tool_result"] = "tool_result"
     tool_use_id: str = Field(min_length=1)
     content: str | tuple[ToolResultContent, ...] | None = None
@@ -284,12 +309,25 @@ class ToolResultBlock(_Model):
 
 
 class ThinkingBlock(_Model):
+    """The model's extended thinking, with the ``signature`` the API uses to check that the
+    block came from Claude.
+
+    Send it back unchanged with the rest of the assistant turn; in a tool-use loop with
+    thinking the API needs it.
+    """
+
     type: Literal["thinking"] = "thinking"
     thinking: str
     signature: str
 
 
 class RedactedThinkingBlock(_Model):
+    """Thinking the API returned encrypted (``data``, not human-readable).
+
+    Send it back unchanged, like a :class:`ThinkingBlock`; the API decrypts it, so the model
+    keeps its reasoning.
+    """
+
     type: Literal["redacted_thinking"] = "redacted_thinking"
     data: str
 
@@ -372,11 +410,13 @@ class Message(_Model):
         return "".join(b.text for b in self.content if isinstance(b, TextBlock))
 
     def tool_use_ids(self) -> list[str]:
+        """The ids of this message's tool calls (``tool_use`` blocks), in order."""
         if isinstance(self.content, str):
             return []
         return [b.id for b in self.content if isinstance(b, ToolUseBlock)]
 
     def tool_result_ids(self) -> list[str]:
+        """The ``tool_use_id`` of each of this message's ``tool_result`` blocks, in order."""
         if isinstance(self.content, str):
             return []
         return [b.tool_use_id for b in self.content if isinstance(b, ToolResultBlock)]

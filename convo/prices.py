@@ -123,6 +123,11 @@ class PriceTable:
         return cls(models, batch_discount=catalogue.batch_discount)
 
     def price(self, model: str) -> ModelPrice:
+        """The rates for ``model``; a dated (``-YYYYMMDD``) or ``-latest`` name falls
+        back to its base name.
+
+        UnknownModelError, listing the known models, when the table has neither.
+        """
         found = self.models.get(model)
         if found is None:
             found = self.models.get(_SUFFIX.sub("", model))

@@ -93,6 +93,11 @@ class MemoryStore:
         return min(bucket.capacity, level + (now - at) * bucket.rate)
 
     def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> tuple[float, tuple[float, ...]]:
+        """Take each amount from its bucket in ``scope``, all at once (levels may go below zero).
+
+        Returns the seconds until every bucket is back at zero, and a mark per bucket (its running total
+        of reservations, this one included) for :meth:`recheck`.
+        """
         with self._lock:
             now = self.clock()
             wait = 0.0
@@ -108,6 +113,9 @@ class MemoryStore:
             return wait, tuple(marks)
 
     def recheck(self, scope: str, demands: list[tuple[Bucket, float]], marks: tuple[float, ...]) -> float:
+        """Seconds the reservation that got ``marks`` must still wait, counting refunds made since (a
+        refund to a request ahead in line lets the ones behind it go sooner).
+        """
         with self._lock:
             now = self.clock()
             wait = 0.0
@@ -120,6 +128,9 @@ class MemoryStore:
             return wait
 
     def adjust(self, scope: str, bucket: Bucket, delta: float, cap_at: float | None = None) -> None:
+        """Give ``delta`` units back to ``bucket`` in ``scope`` (a negative ``delta`` takes more);
+        ``cap_at`` then lowers the level to at most that, to match what the server reports.
+        """
         with self._lock:
             now = self.clock()
             key = (scope, bucket.name)
@@ -129,6 +140,7 @@ class MemoryStore:
             self._levels[key] = (level, now)
 
     def level(self, scope: str, bucket: Bucket) -> float:
+        """The current level of ``bucket`` in ``scope``, refill included (full if it was never used)."""
         with self._lock:
             return self._level((scope, bucket.name), bucket, self.clock())
 
@@ -210,12 +222,24 @@ class RedisStore:
         return float(out[0]), tuple(float(m) for m in out[1:])
 
     def reserve(self, scope: str, demands: list[tuple[Bucket, float]]) -> tuple[float, tuple[float, ...]]:
+        """Take each amount from its bucket in ``scope``, all at once (levels may go below zero).
+
+        Returns the seconds until every bucket is back at zero, and a mark per bucket (its running total
+        of reservations, this one included) for :meth:`recheck`. Runs on the Redis server's clock;
+        ConvoError if Redis fails.
+        """
         return self._run(scope, [(b, amount, -1.0, -1.0) for b, amount in demands])
 
     def recheck(self, scope: str, demands: list[tuple[Bucket, float]], marks: tuple[float, ...]) -> float:
+        """Seconds the reservation that got ``marks`` must still wait, counting refunds made since (a
+        refund to a request ahead in line lets the ones behind it go sooner).
+        """
         return self._run(scope, [(b, 0.0, -1.0, mark) for (b, _), mark in zip(demands, marks)])[0]
 
     def adjust(self, scope: str, bucket: Bucket, delta: float, cap_at: float | None = None) -> None:
+        """Give ``delta`` units back to ``bucket`` in ``scope`` (a negative ``delta`` takes more);
+        ``cap_at`` then lowers the level to at most that, to match what the server reports.
+        """
         self._run(scope, [(bucket, -delta, -1.0 if cap_at is None else max(cap_at, 0.0), -2.0)])
 
 

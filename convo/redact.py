@@ -270,6 +270,9 @@ class Restorer:
         self._held = ""
 
     def feed(self, delta: str) -> str:
+        """The part of the text so far that can be shown now, placeholders restored; a tail that may
+        still grow into a placeholder is held back for the next call.
+        """
         text = self._held + delta
         cut = text.rfind("[")
         if cut >= 0 and text[cut:] in self._prefixes:
@@ -279,6 +282,7 @@ class Restorer:
         return restore(text, self.mapping)
 
     def flush(self) -> str:
+        """The text still held back, restored; call it once when the stream has ended."""
         text, self._held = self._held, ""
         return restore(text, self.mapping)
 

@@ -143,6 +143,7 @@ class RetryBudget:
 
     @property
     def tokens(self) -> int:
+        """Retry tokens left now (``capacity`` when none are spent)."""
         return self._tokens
 
     def acquire(self, exc: BaseException) -> int | None:
@@ -236,6 +237,9 @@ class RetryPolicy:
             raise InvalidConfigError("budget must be >= 0 and fallback_after >= 1")
 
     def new_budget(self) -> RetryBudget | None:
+        """A fresh :class:`RetryBudget` of ``budget`` tokens for one client, or None when
+        ``budget`` is 0 (no quota).
+        """
         return RetryBudget(self.budget) if self.budget else None
 
     def retrying(self, budget: RetryBudget | None, spent: list[int]) -> tenacity.Retrying:

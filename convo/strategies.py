@@ -59,6 +59,7 @@ class TrimState:
 
     @property
     def turns(self) -> int:
+        """How many turns the history has."""
         return len(self.starts)
 
     def turn(self, i: int) -> Sequence[Message]:
@@ -67,6 +68,7 @@ class TrimState:
         return self.messages[self.starts[i] : end]
 
     def turn_tokens(self, i: int) -> int:
+        """Tokens of turn ``i``, from the running totals."""
         return self.prefix[i + 1] - self.prefix[i]
 
     def pinned_before(self, start: int) -> int:
@@ -214,6 +216,7 @@ class SlidingWindow(Strategy):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> SlidingWindow:
+        """Rebuild from :meth:`config` (as saved with a conversation); no ``low_water`` means 1.0."""
         return cls(low_water=config.get("low_water", 1.0))
 
 

@@ -212,6 +212,10 @@ class Summarize(Strategy):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Summarize:
+        """Rebuild from :meth:`config` (as saved with a conversation); missing settings take their
+        defaults, and a custom ``summarizer`` was not saved: pass the strategy to
+        ``Conversation.load(strategy=...)`` to keep one.
+        """
         keys = ("trigger", "keep_last", "max_summary_tokens", "model", "low_water", "max_calls")
         return cls(**{k: config[k] for k in keys if k in config})
 

@@ -150,6 +150,7 @@ class OfflineCounter:
         return f"OfflineCounter(text_factor={self.text_factor}, cjk_factor={self.cjk_factor})"
 
     def count_text(self, text: str) -> int:
+        """Estimated tokens of bare text, without any message overhead (0 for empty text)."""
         if not text:
             return 0
         return self.estimate(len(self._encode(text)), 0 if text.isascii() else len(_CJK.findall(text)))
@@ -164,12 +165,18 @@ class OfflineCounter:
         return max(1, math.ceil(self.text_factor * bpe_tokens + self.cjk_factor * cjk_chars))
 
     def count_message(self, message: Message) -> int:
+        """Estimated tokens one message adds to a request: its blocks plus the role and block overheads.
+
+        A base64 image is sized from its pixels and a base64 PDF by its pages; an image or document
+        given by URL or file id is charged a fixed ceiling, since it cannot be seen.
+        """
         content = message.content
         if isinstance(content, str):
             return MESSAGE_OVERHEAD + self.count_text(content)
         return MESSAGE_OVERHEAD + BLOCK_OVERHEAD * (len(content) - 1) + sum(self._count_block(b) for b in content)
 
     def count_system(self, system: str | Sequence[TextBlock] | None) -> int:
+        """Estimated tokens of a system prompt (a str or text blocks), overhead included; 0 for none."""
         if not system:
             return 0
         if isinstance(system, str):
@@ -177,6 +184,9 @@ class OfflineCounter:
         return MESSAGE_OVERHEAD + sum(self.count_text(b.text) for b in system)
 
     def count_tools(self, tools: Sequence[Mapping[str, Any]] | None) -> int:
+        """Estimated tokens of ``tools``: each definition's JSON, plus the tool-use system prompt the
+        API adds once when tools are given; 0 for none.
+        """
         if not tools:
             return 0
         return TOOLS_OVERHEAD + sum(
@@ -197,6 +207,11 @@ class OfflineCounter:
         tools: Sequence[Mapping[str, Any]] | None = None,
         model: str | None = None,
     ) -> int:
+        """Estimated input tokens of a whole request: framing, system prompt, tools and messages.
+
+        ``model`` is accepted for the :class:`TokenCounter` protocol; the estimate
+        does not depend on it.
+        """
         return self.fixed_tokens(system, tools) + sum(self.count_message(m) for m in messages)
 
     # -- blocks --------------------------------------------------------------------------
@@ -289,12 +304,19 @@ class CachedCounter:
         return calibration_of(self.inner)
 
     def count_text(self, text: str) -> int:
+        """The wrapped counter's count of bare text (texts are not cached, only messages)."""
         return self.inner.count_text(text)
 
     def fixed_tokens(self, system: Any = None, tools: Sequence[Mapping[str, Any]] | None = None) -> int:
+        """The wrapped counter's tokens for what is not messages: framing, system prompt
+        and tools (not cached).
+        """
         return fixed_tokens(self.inner, system, tools)
 
     def count_message(self, message: Message) -> int:
+        """The wrapped counter's count for ``message``, from the cache when a message with the same
+        content was counted before.
+        """
         hit = self._by_id.get(id(message))
         if hit is not None and hit[0] is message:
             self.hits += 1
@@ -326,6 +348,11 @@ class CachedCounter:
         tools: Sequence[Mapping[str, Any]] | None = None,
         model: str | None = None,
     ) -> int:
+        """Input tokens of a whole request: the fixed part plus each message's cached count.
+
+        A wrapped counter without ``fixed_tokens`` (such as :class:`ExactCounter`) counts the whole
+        request itself instead, in one go.
+        """
         if not hasattr(self.inner, "fixed_tokens"):  # e.g. the exact counter: one request, nothing to reuse
             return self.inner.count_request(messages, system=system, tools=tools, model=model)
         return self.fixed_tokens(system, tools) + sum(self.count_message(m) for m in messages)
@@ -368,6 +395,11 @@ class ExactCounter:
             ) from exc
 
     def count_text(self, text: str) -> int:
+        """The API's count for ``text`` alone: a request holding it as the only message, less a baseline
+        request (counted once); 0 for blank text.
+
+        TokenCountError if the call fails.
+        """
         if not text.strip():
             return 0
         return max(0, self._call([Message(role="user", content=text)]) - self._base())
@@ -378,6 +410,12 @@ class ExactCounter:
         return self._baseline
 
     def count_message(self, message: Message) -> int:
+        """Tokens ``message`` adds to a request, overhead included: the API's count of a short request
+        with it less the same request without it.
+
+        Costs two calls for a user message, one for an assistant message once the baseline is known;
+        TokenCountError if a call fails.
+        """
         if message.role == "user":
             return max(
                 0,
@@ -394,6 +432,9 @@ class ExactCounter:
         tools: Sequence[Mapping[str, Any]] | None = None,
         model: str | None = None,
     ) -> int:
+        """The API's exact input tokens for the whole request, in one call (``model`` overrides the
+        counter's); TokenCountError if the call fails.
+        """
         return self._call(messages, system, tools, model)
 
 

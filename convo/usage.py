@@ -55,20 +55,28 @@ class Stats:
 
     @property
     def clock(self) -> Callable[[], float]:
+        """The clock these stats time calls with (the client's)."""
         return self._clock
 
     # -- recording (called by the client) --------------------------------------------------
 
     def attempt_failed(self, exc: BaseException) -> None:
+        """Record one failed attempt (a 429 counts as rate limited); the call itself may
+        still succeed on a retry.
+        """
         with self._lock:
             if getattr(exc, "status_code", None) == 429:
                 self.rate_limited += 1
 
     def retried(self) -> None:
+        """Record that a failed attempt is being tried again."""
         with self._lock:
             self.retries += 1
 
     def count(self, name: str, n: int = 1) -> None:
+        """Add ``n`` to the counter named ``name`` (e.g. ``"fallbacks"``,
+        ``"stream_resumes"``, ``"cache_hits"``).
+        """
         with self._lock:
             setattr(self, name, getattr(self, name) + n)
 
@@ -118,6 +126,13 @@ class Stats:
     # -- reading ----------------------------------------------------------------------------
 
     def as_dict(self) -> dict[str, Any]:
+        """A snapshot of every counter, for code and dashboards.
+
+        ``requests`` counts calls, however many attempts each took. Derived figures: ``success_rate``,
+        ``requests_per_minute`` since the stats began, and p50/p99 of latency and time to first token
+        (streams) over recent successful calls (None before any). ``users`` is the per-user ledger
+        (``"-"`` for calls without a user).
+        """
         with self._lock:
             elapsed = max(self._clock() - self._started, 1e-9)
             latency, ttft = list(self._latency), list(self._ttft)
