@@ -20,6 +20,7 @@ recorded as soon as it exists, so a restarted call resumes polling that batch.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import types
 from collections.abc import Iterable, Mapping
@@ -28,6 +29,7 @@ from typing import Any
 
 import anthropic
 
+from . import _guards as guards
 from ._calls import CallContext, _Attempts, call_flow
 from ._exceptions import (
     APIError,
@@ -122,30 +124,31 @@ def batch_flow(
 
 
 def _via_messages(client: Any, requests: Iterable[Any], concurrency: int, store: Checkpoint | None, bar: Any) -> Flow:
+    ctx: CallContext = client._ctx
     keys: dict[int, str] = {}  # digests of the items in flight, for the checkpoint
     broken: list[BaseException] = []
 
     def flows() -> Iterable[Flow]:
         for index, item in enumerate(requests):
             try:
-                request = _normalize(client, index, item)
+                sent, mapping = guards.protect(ctx, _normalize(client, index, item))
             except ConvoError as exc:
-                yield _ready(Result(index, error=exc))
+                yield _ready((Result(index, error=exc), {}))
                 continue
             if store is not None:
-                key = keys[index] = digest(request)
+                key = keys[index] = digest(sent)
                 saved = store.get(str(index), key)
                 if saved is not None:
                     keys.pop(index)
-                    yield _ready(_load(index, saved))
+                    yield _ready((_load(index, saved), mapping))
                     continue
-            yield _item_flow(index, request, client._ctx)
+            yield _item_flow(index, sent, mapping, ctx)
 
     def on_done(index: int, outcome: Outcome) -> None:
-        result = outcome.value if outcome.ok else Result(index, error=outcome.error)
+        result = outcome.value[0] if outcome.ok else Result(index, error=outcome.error)
         key = keys.pop(index, None)
         if store is not None and key is not None and result.ok and not broken:
-            try:
+            try:  # the reply as the server wrote it: placeholders, never the restored values
                 store.put(str(index), key, _dump(result))
             except Exception as exc:  # the results are still good; only the checkpoint stops growing
                 broken.append(exc)
@@ -153,36 +156,44 @@ def _via_messages(client: Any, requests: Iterable[Any], concurrency: int, store:
         bar.update(1)
 
     outcomes = yield Gather(flows(), concurrency, on_done)
-    return [o.value if o.ok else Result(i, error=o.error) for i, o in enumerate(outcomes)]
+    return [_restored(*o.value) if o.ok else Result(i, error=o.error) for i, o in enumerate(outcomes)]
 
 
-def _item_flow(index: int, request: dict[str, Any], ctx: CallContext) -> Flow:
-    """``call_flow`` for one item, counting its attempts and turning a failure into a Result."""
+def _item_flow(index: int, sent: dict[str, Any], mapping: dict[str, str], ctx: CallContext) -> Flow:
+    """``call_flow`` for one (redacted) item, counting its attempts and turning a failure into a
+    Result; returns it with the mapping that restores its reply."""
     start = yield Now()
-    inner = call_flow(request, ctx)
+    inner = call_flow(sent, ctx)
     attempts, message, error = 0, None, None
     try:
         effect = next(inner)
         while True:
             attempts += isinstance(effect, Call)
             try:
-                sent = yield effect
+                got = yield effect
             except Exception as exc:
                 effect = inner.throw(exc)
             else:
-                effect = inner.send(sent)
+                effect = inner.send(got)
     except StopIteration as stop:
         message = stop.value
     except Exception as exc:
         error = exc
     finally:
         inner.close()
-    return Result(index, message, error, attempts, (yield Now()) - start)
+    return Result(index, message, error, attempts, (yield Now()) - start), mapping
 
 
-def _ready(result: Result) -> Flow:
+def _restored(result: Result, mapping: dict[str, str]) -> Result:
+    """``result`` with the placeholders of its reply put back, for the caller."""
+    if result.message is None or not mapping:
+        return result
+    return dataclasses.replace(result, message=guards.restore(result.message, mapping))
+
+
+def _ready(value: tuple[Result, dict[str, str]]) -> Flow:
     """A flow that is already done (an item loaded from the checkpoint or rejected up front)."""
-    return result
+    return value
     yield  # pragma: no cover - makes this a generator
 
 
@@ -217,47 +228,58 @@ def _load(index: int, saved: dict[str, Any]) -> Result:
 
 
 def _via_batches_api(client: Any, requests: Iterable[Any], store: Checkpoint | None, bar: Any) -> Flow:
+    """Each item redacted and its worst case held (batch prices) before its batch is submitted;
+    each result settled into the budget and the stats, then restored (see ``_guards``)."""
     ctx: CallContext = client._ctx
     results: list[Result | None] = []
+    open_: dict[int, tuple[guards.Ticket, dict[str, str]]] = {}  # held, not yet settled
     submitted: list[tuple[Any, list[tuple[int, str]]]] = []  # (batch, [(index, digest)])
     chunk: list[tuple[int, str, dict[str, Any]]] = []
     size = 0
-    for index, item in enumerate(requests):
-        results.append(None)
-        try:
-            request = _normalize(client, index, item, batch=True)
-        except ConvoError as exc:
-            results[index] = Result(index, error=exc)
-            bar.update(1)
-            continue
-        text = canonical(request)
-        key = digest(text)
-        saved = store.get(str(index), key) if store is not None else None
-        if saved is not None:
-            results[index] = _load(index, saved)
-            bar.update(1)
-            continue
-        chunk.append((index, key, request))
-        size += len(text) + 64
-        if len(chunk) >= MAX_BATCH_REQUESTS or size >= MAX_BATCH_BYTES:
+    try:
+        for index, item in enumerate(requests):
+            results.append(None)
+            try:
+                sent, mapping = guards.protect(ctx, _normalize(client, index, item, batch=True))
+                text = canonical(sent)
+                key = digest(text)
+                saved = store.get(str(index), key) if store is not None else None
+                if saved is None:
+                    open_[index] = (guards.hold(ctx, sent), mapping)
+            except ConvoError as exc:  # unusable, or over the budget: it fails alone, unsent
+                results[index] = Result(index, error=exc)
+                bar.update(1)
+                continue
+            if saved is not None:
+                results[index] = _restored(_load(index, saved), mapping)
+                bar.update(1)
+                continue
+            chunk.append((index, key, sent))
+            size += len(text) + 64
+            if len(chunk) >= MAX_BATCH_REQUESTS or size >= MAX_BATCH_BYTES:
+                submitted.append(((yield from _submit(chunk, store, ctx)), [(i, k) for i, k, _ in chunk]))
+                chunk, size = [], 0
+        if chunk:
             submitted.append(((yield from _submit(chunk, store, ctx)), [(i, k) for i, k, _ in chunk]))
-            chunk, size = [], 0
-    if chunk:
-        submitted.append(((yield from _submit(chunk, store, ctx)), [(i, k) for i, k, _ in chunk]))
-    del chunk
-    for batch, items in submitted:
-        batch = yield from _wait(batch, ctx, bar)
-        got = yield from _download(batch.id, ctx)
-        latency = (batch.ended_at - batch.created_at).total_seconds() if batch.ended_at else 0.0
-        done = []
-        for index, key in items:
-            result = _from_batch(index, got.pop(str(index), None), latency, batch.id)
-            results[index] = result
-            if result.ok:
-                done.append((str(index), key, _dump(result)))
-        if store is not None:  # all of a batch's results or none; the batch is then consumed
-            store.put_many(done, meta={_batch_name(items): None})
-        bar.update(len(items))
+        del chunk
+        for batch, items in submitted:
+            batch = yield from _wait(batch, ctx, bar)
+            got = yield from _download(batch.id, ctx)
+            latency = (batch.ended_at - batch.created_at).total_seconds() if batch.ended_at else 0.0
+            done = []
+            for index, key in items:
+                result = _from_batch(index, got.pop(str(index), None), latency, batch.id)
+                ticket, mapping = open_.pop(index)
+                guards.settle(ctx, ticket, result.message, result.error, latency)
+                if result.ok:  # the reply as the server wrote it: placeholders, never restored values
+                    done.append((str(index), key, _dump(result)))
+                results[index] = _restored(result, mapping)
+            if store is not None:  # all of a batch's results or none; the batch is then consumed
+                store.put_many(done, meta={_batch_name(items): None})
+            bar.update(len(items))
+    finally:  # an error, a cancellation: what no result settled is given back to the budget
+        for ticket, _ in open_.values():
+            guards.release(ctx, ticket)
     return results
 
 

@@ -25,11 +25,13 @@ from typing import Any
 
 from ._calls import CallContext, call_flow
 from ._drivers import run_async, run_sync
+from ._guards import protect
 from ._exceptions import InvalidConfigError
 from ._flow import Flow, Gather, Outcome
 from ._progress import OnProgress, Progress
 from .checkpoint import Checkpoint, digest
 from .chunking import Chunk, chunk_text
+from .redact import restore
 
 __all__ = ["MapReduceResult", "Partial", "amap_reduce", "map_reduce"]
 
@@ -276,12 +278,15 @@ class _Run:
     def flow(self) -> Flow:
         job, store = self.job, self.store
         partials: list[Partial | None] = [None] * len(job.chunks)
-        keys = [digest(job.map_request(i)) for i in range(len(job.chunks))] if store is not None else []
+        # Redacted once, here: the checkpoint keys and stores what the server saw and wrote
+        # (placeholders), and each answer is restored for the caller only.
+        sent = [protect(job.ctx, job.map_request(i)) for i in range(len(job.chunks))]
+        keys = [digest(request) for request, _ in sent] if store is not None else []
         if store is not None:
             for i, chunk in enumerate(job.chunks):
                 saved = store.get(f"map:{i}", keys[i])
                 if saved is not None:
-                    partials[i] = Partial(chunk, saved["text"], cached=True)
+                    partials[i] = Partial(chunk, restore(saved["text"], sent[i][1]), cached=True)
         todo = [i for i, p in enumerate(partials) if p is None]
         self.bar.update(len(job.chunks) - len(todo))
 
@@ -292,12 +297,12 @@ class _Run:
                 self.charge(outcome.value)
                 if store is not None:  # on disk before the next chunk is counted done
                     store.put(f"map:{i}", keys[i], {"text": text})
-                partials[i] = Partial(job.chunks[i], text)
+                partials[i] = Partial(job.chunks[i], restore(text, sent[i][1]))
             else:
                 partials[i] = Partial(job.chunks[i], error=outcome.error)
             self.bar.update(1)
 
-        flows = (call_flow(job.map_request(i), job.ctx) for i in todo)
+        flows = (call_flow(sent[i][0], job.ctx) for i in todo)
         yield Gather(flows, job.concurrency, finished)
         done = [p for p in partials if p is not None]
         answers = [p.text or "" for p in done if p.ok]
