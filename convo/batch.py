@@ -16,6 +16,15 @@ digest of its normalized request, so a different batch never gets another batch'
 price, up to 24 h of latency): it submits them (``custom_id`` = the index), polls with backoff,
 downloads the results and maps them back in input order. With a checkpoint the batch id is
 recorded as soon as it exists, so a restarted call resumes polling that batch.
+
+Both ways go through the client's guards, as ``create`` does. Each item is redacted before it
+leaves (its digest, its place in a batch, its request); through the Batches API its worst case
+is answered from the response cache when it can be, else held on the budget at batch prices
+before the batch is submitted (an item the budget cannot
+cover fails alone with ``BudgetExceededError`` and is not sent), and each result is settled at
+batch prices into the budget and ``client.stats`` (one request per item); holds no result
+settled are given back on any exit. Checkpoints store replies as the server wrote them, with
+placeholders; the caller's results are restored. See ``_guards``.
 """
 
 from __future__ import annotations
@@ -23,14 +32,14 @@ from __future__ import annotations
 import dataclasses
 import logging
 import types
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass
 from typing import Any
 
 import anthropic
 
 from . import _guards as guards
-from ._calls import CallContext, _Attempts, call_flow
+from ._calls import CallContext, _Attempts, _cache_get, _cache_key, _cache_put, call_flow
 from ._exceptions import (
     APIError,
     ConvoError,
@@ -107,7 +116,7 @@ def batch_flow(
         raise InvalidConfigError(f"concurrency must be a positive int, got {concurrency!r}")
     if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
         raise InvalidInputError("requests must be an iterable of request dicts, e.g. [{'messages': [...]}, ...]")
-    total = len(requests) if hasattr(requests, "__len__") else None
+    total = len(requests) if isinstance(requests, Sized) else None
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     bar = Progress(total, desc="batch", unit="req", bar=progress, leave=True, on_progress=on_progress)
     try:
@@ -150,7 +159,7 @@ def _via_messages(client: Any, requests: Iterable[Any], concurrency: int, store:
         if store is not None and key is not None and result.ok and not broken:
             try:  # the reply as the server wrote it: placeholders, never the restored values
                 store.put(str(index), key, _dump(result))
-            except Exception as exc:  # the results are still good; only the checkpoint stops growing
+            except Exception as exc:  # noqa: BLE001 -- the results are still good; only the checkpoint stops growing
                 broken.append(exc)
                 log.warning("convo: cannot write the checkpoint %s (%s); going on without it", store.path, exc)
         bar.update(1)
@@ -171,13 +180,13 @@ def _item_flow(index: int, sent: dict[str, Any], mapping: dict[str, str], ctx: C
             attempts += isinstance(effect, Call)
             try:
                 got = yield effect
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- the call's failure goes back into call_flow
                 effect = inner.throw(exc)
             else:
                 effect = inner.send(got)
     except StopIteration as stop:
         message = stop.value
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 -- one item's failure is its Result, never the batch's
         error = exc
     finally:
         inner.close()
@@ -212,7 +221,8 @@ def _normalize(client: Any, index: int, item: Any, *, batch: bool = False) -> di
     system = params.pop("system", None)
     max_tokens = params.pop("max_tokens", 1024)
     model = params.pop("model", None)
-    return client._request(messages, system, max_tokens, model, params, batch=batch)
+    request: dict[str, Any] = client._request(messages, system, max_tokens, model, params, batch=batch)
+    return request
 
 
 def _dump(result: Result) -> dict[str, Any]:
@@ -232,7 +242,7 @@ def _via_batches_api(client: Any, requests: Iterable[Any], store: Checkpoint | N
     each result settled into the budget and the stats, then restored (see ``_guards``)."""
     ctx: CallContext = client._ctx
     results: list[Result | None] = []
-    open_: dict[int, tuple[guards.Ticket, dict[str, str]]] = {}  # held, not yet settled
+    open_: dict[int, tuple[guards.Ticket, dict[str, str], str | None]] = {}  # held, not yet settled
     submitted: list[tuple[Any, list[tuple[int, str]]]] = []  # (batch, [(index, digest)])
     chunk: list[tuple[int, str, dict[str, Any]]] = []
     size = 0
@@ -244,14 +254,17 @@ def _via_batches_api(client: Any, requests: Iterable[Any], store: Checkpoint | N
                 text = canonical(sent)
                 key = digest(text)
                 saved = store.get(str(index), key) if store is not None else None
-                if saved is None:
-                    open_[index] = (guards.hold(ctx, sent), mapping)
+                cache_key = _cache_key(ctx, sent) if saved is None else None
+                cached = yield from _cache_get(ctx, cache_key)
+                if saved is None and cached is None:
+                    open_[index] = (guards.hold(ctx, sent), mapping, cache_key)
             except ConvoError as exc:  # unusable, or over the budget: it fails alone, unsent
                 results[index] = Result(index, error=exc)
                 bar.update(1)
                 continue
-            if saved is not None:
-                results[index] = _restored(_load(index, saved), mapping)
+            if saved is not None or cached is not None:
+                found = _load(index, saved) if saved is not None else Result(index, cached)
+                results[index] = _restored(found, mapping)
                 bar.update(1)
                 continue
             chunk.append((index, key, sent))
@@ -269,16 +282,17 @@ def _via_batches_api(client: Any, requests: Iterable[Any], store: Checkpoint | N
             done = []
             for index, key in items:
                 result = _from_batch(index, got.pop(str(index), None), latency, batch.id)
-                ticket, mapping = open_.pop(index)
+                ticket, mapping, cache_key = open_.pop(index)
                 guards.settle(ctx, ticket, result.message, result.error, latency)
                 if result.ok:  # the reply as the server wrote it: placeholders, never restored values
                     done.append((str(index), key, _dump(result)))
+                    yield from _cache_put(ctx, cache_key, result.message)
                 results[index] = _restored(result, mapping)
             if store is not None:  # all of a batch's results or none; the batch is then consumed
                 store.put_many(done, meta={_batch_name(items): None})
             bar.update(len(items))
     finally:  # an error, a cancellation: what no result settled is given back to the budget
-        for ticket, _ in open_.values():
+        for ticket, _, _ in open_.values():
             guards.release(ctx, ticket)
     return results
 
@@ -328,7 +342,7 @@ def _api(method: str, kwargs: dict[str, Any], ctx: CallContext) -> Flow:
             continue
         try:
             return (yield Call(method, kwargs))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- every failure goes to the retry policy
             attempts.failed(exc)
 
 
@@ -355,7 +369,7 @@ def _download(batch_id: str, ctx: CallContext) -> Flow:
             lines = _Lines((yield Call("messages.batches.results", {"message_batch_id": batch_id})))
             while (line := (yield Next(lines))) is not None:
                 got[line.custom_id] = line.result
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- every failure goes to the retry policy
             attempts.failed(exc)
             continue
         return got

@@ -13,7 +13,9 @@ It is written once, as a flow of effects (``_flow``), so :func:`map_reduce` and
 :func:`amap_reduce` share every decision. With ``checkpoint=path`` each finished chunk is
 stored at once (SQLite, fsynced), keyed by its index and a digest of its request — the chunk
 text, the instruction, the model — so running again after a crash or Ctrl-C sends only the
-chunks that had not finished, and a different document never reuses stale answers.
+chunks that had not finished, and a different document never reuses stale answers. With a
+client's ``redactor``, the checkpoint holds the answers as the server wrote them (placeholders,
+never the values they stand for); ``partials`` and ``text`` are restored.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ from __future__ import annotations
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from ._calls import CallContext, call_flow
 from ._drivers import run_async, run_sync
-from ._guards import protect
 from ._exceptions import InvalidConfigError
 from ._flow import Flow, Gather, Outcome
+from ._guards import protect
 from ._progress import OnProgress, Progress
 from .checkpoint import Checkpoint, digest
 from .chunking import Chunk, chunk_text
@@ -119,7 +121,8 @@ def map_reduce(
     job = _Job.build(text_or_chunks, instruction, client, chunk_tokens, concurrency, reduce_instruction,
                      max_tokens, context_tokens, model)
     with _Run(job, checkpoint, progress, on_progress) as run:
-        return run_sync(run.flow(), client._env)
+        result: MapReduceResult = run_sync(run.flow(), client._env)
+    return result
 
 
 async def amap_reduce(
@@ -145,7 +148,8 @@ async def amap_reduce(
     job = _Job.build(text_or_chunks, instruction, client, chunk_tokens, concurrency, reduce_instruction,
                      max_tokens, context_tokens, model)
     with _Run(job, checkpoint, progress, on_progress) as run:
-        return await run_async(run.flow(), client._env)
+        result: MapReduceResult = await run_async(run.flow(), client._env)
+    return result
 
 
 def _positive(value: Any, what: str, hint: str) -> int:
@@ -258,10 +262,10 @@ class _Run:
         self.cost: float | None = 0.0
         self._lock = threading.Lock()
 
-    def __enter__(self) -> _Run:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.bar.close()
         if self.store is not None:
             self.store.close()
@@ -307,7 +311,8 @@ class _Run:
         done = [p for p in partials if p is not None]
         answers = [p.text or "" for p in done if p.ok]
         if not answers:
-            raise done[0].error  # type: ignore[misc]
+            first = done[0].error
+            raise first if first is not None else InvalidConfigError("no chunk was answered")
         self.bar.set_description("combining")
         text, levels = yield from self._reduce(answers)
         return MapReduceResult(text, done, self.usage, self.cost, levels)
@@ -334,8 +339,8 @@ class _Run:
                 job.concurrency,
             )
             for outcome in outcomes:
-                if not outcome.ok:
-                    raise outcome.error  # type: ignore[misc]
+                if outcome.error is not None:
+                    raise outcome.error
             texts = [o.value if isinstance(o.value, str) else self._taken(o.value) for o in outcomes]
             levels += 1
 

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convo import AsyncClient, Budget, BudgetExceededError, Client, Redactor, RequestTooLargeError
+from convo import AsyncClient, Budget, BudgetExceededError, Client, Redactor, RequestTooLargeError, SQLiteCache
 from convo.mapreduce import map_reduce
 from convo.prices import PriceTable
 from convo.sim import ManualClock, Simulator
@@ -233,6 +233,25 @@ def test_async_batches_api_is_guarded_the_same(timed, clock):
     assert_no_raw(bodies(timed), raw_forms(email, card))
     assert budget.spent == pytest.approx(batch_cost(results)) == pytest.approx(stats.as_dict()["cost_usd"])
     assert stats.as_dict()["requests"] == 3
+
+
+def test_batches_api_items_use_the_response_cache_which_holds_placeholders(timed, clock, tmp_path):
+    timed.clear_requests()
+    email, card = "alan.turing@example.org", "4000 0566 5566 5556"
+    cache = SQLiteCache(tmp_path / "cache.db")
+    c = client(timed, clock, redactor=Redactor(mode="placeholder"), cache=cache, budget=Budget(usd=1))
+    items = [ask(f"{i} " + sentence(email, card), temperature=0) for i in range(3)]
+    first = c.batch(items, via="batches_api", progress=False)
+    assert len(bodies(timed)) == 1
+    timed.clear_requests()
+    again = c.batch(items, via="batches_api", progress=False)  # answered by the cache: nothing submitted
+    reply = c.create(items[1]["messages"], max_tokens=40, temperature=0)  # create shares those answers
+    assert timed.requests == []
+    assert [r.text for r in again] == [r.text for r in first] == [f"{i} " + sentence(email, card) for i in range(3)]
+    assert reply.content[0].text == first[1].text
+    assert c.stats.as_dict()["cache_hits"] == 4 and c.stats.as_dict()["requests"] == 3
+    cache.close()
+    assert_no_raw([p.read_bytes() for p in tmp_path.iterdir()], raw_forms(email, card))
 
 
 # -- checkpoints hold placeholders ---------------------------------------------------------------
