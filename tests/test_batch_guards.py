@@ -14,7 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from convo import AsyncClient, Budget, BudgetExceededError, Client, Redactor, RequestTooLargeError, SQLiteCache
+from convo import (
+    AsyncClient,
+    Budget,
+    BudgetExceededError,
+    Client,
+    RateLimits,
+    Redactor,
+    RequestTooLargeError,
+    SQLiteCache,
+)
 from convo.mapreduce import map_reduce
 from convo.prices import PriceTable
 from convo.sim import ManualClock, Simulator
@@ -252,6 +261,26 @@ def test_batches_api_items_use_the_response_cache_which_holds_placeholders(timed
     assert c.stats.as_dict()["cache_hits"] == 4 and c.stats.as_dict()["requests"] == 3
     cache.close()
     assert_no_raw([p.read_bytes() for p in tmp_path.iterdir()], raw_forms(email, card))
+
+
+def test_batch_items_do_not_draw_on_the_messages_api_rate_limits(timed, clock):
+    """The Message Batches API has its own limits: 30 batched items under rpm=2 wait for nothing,
+    and leave the Messages API's buckets full for the next create."""
+    timed.clear_requests()
+    slept = []
+
+    def sleep(seconds):
+        slept.append(seconds)
+        clock.advance(seconds)
+
+    c = Client(api_key="test", base_url=timed.base_url, model=MODEL, limits=RateLimits(rpm=2, learn=False), sleep=sleep,
+               clock=clock)
+    results = c.batch([ask(f"item {i}") for i in range(30)], via="batches_api", progress=False)
+    assert all(r.ok for r in results) and sum(slept) < 200  # polls only: the batch takes 120 s
+    slept.clear()
+    c.create(ask("now")["messages"], max_tokens=10)
+    c.create(ask("and now")["messages"], max_tokens=10)
+    assert slept == []  # two requests fit rpm=2 at once: the batch took nothing from the bucket
 
 
 # -- checkpoints hold placeholders ---------------------------------------------------------------
