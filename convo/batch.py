@@ -17,13 +17,13 @@ price, up to 24 h of latency): it submits them (``custom_id`` = the index), poll
 downloads the results and maps them back in input order. With a checkpoint the batch id is
 recorded as soon as it exists, so a restarted call resumes polling that batch.
 
-Both ways go through the client's guards, as ``create`` does. Each item is redacted before it
-leaves (its digest, its place in a batch, its request); through the Batches API its worst case
-is answered from the response cache when it can be, else held on the budget at batch prices
-before the batch is submitted (an item the budget cannot
-cover fails alone with ``BudgetExceededError`` and is not sent), and each result is settled at
-batch prices into the budget and ``client.stats`` (one request per item); holds no result
-settled are given back on any exit. Checkpoints store replies as the server wrote them, with
+Both ways go through the client's guards, in ``create``'s order. Each item is redacted before
+anything is done with it (its digest, its place in a batch, its request). Through the Batches
+API an item is then answered from the response cache when it can be; else its worst case is held
+on the budget at batch prices before the batch is submitted (an item the budget cannot cover
+fails alone with ``BudgetExceededError`` and is not sent), and its result is settled at batch
+prices into the budget and ``client.stats`` (one request per item); holds that no result settled
+are given back on any exit. Checkpoints store replies as the server wrote them, with
 placeholders; the caller's results are restored. See ``_guards``.
 """
 
