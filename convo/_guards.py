@@ -8,8 +8,9 @@ run at other moments, in the same order, from the same pieces of ``_calls``:
 
 1. :func:`protect` as the item is read: the request redacted (``_calls._protect``), before it
    is digested for the checkpoint, put in a batch or sent; the response cache is asked next
-   (``_calls._cache_get``, by ``batch``); then :func:`hold` before the batch is submitted: its worst case held on the budget at batch prices (the estimate with ``ESTIMATE_MARGIN`` at
-   the highest input rate, plus ``max_tokens`` of output, times the price table's
+   (``_calls._cache_get``, by ``batch``); then :func:`hold` before the batch is submitted: its
+   worst case held on the budget at batch prices (the estimate with ``ESTIMATE_MARGIN`` at the
+   highest input rate, plus ``max_tokens`` of output, times the price table's
    ``batch_discount``). A refused item never leaves; the others go on.
 2. :func:`settle` for each result: the hold replaced by the cost of its usage at batch prices,
    the cost and the tokens counted in ``client.stats`` (one request per item), the estimate fed
