@@ -6,7 +6,6 @@ history and the fitting, and this one the calls that go through a client.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import sys
 from collections.abc import AsyncIterator, Iterator
@@ -58,8 +57,7 @@ class Talking:
         """
         mark = self._add_turn(content, "send")
         try:
-            with contextlib.suppress(Exception):  # kept in summary_error; the window takes over
-                self.compact(max_tokens, tools=params.get("tools"))
+            self._compact(max_tokens, params.get("tools"), False, quiet=True)
             request = self.request(max_tokens, **params)
             reply = self._unredact(self._record(self._need_client().create(**request)))
         except BaseException:
@@ -77,8 +75,7 @@ class Talking:
     def _stream(self, content: Any, max_tokens: int | None, params: dict[str, Any]) -> Iterator[str]:
         mark = self._add_turn(content, "stream")
         try:
-            with contextlib.suppress(Exception):  # kept in summary_error; the window takes over
-                self.compact(max_tokens, tools=params.get("tools"))
+            self._compact(max_tokens, params.get("tools"), False, quiet=True)
             request = self.request(max_tokens, **params)
             restorer = self._restorer()
             with self._need_client().stream(**request) as s:
@@ -96,8 +93,7 @@ class Talking:
         """The async twin of :meth:`send` (needs an :class:`~convo.AsyncClient`)."""
         mark = self._add_turn(content, "asend")
         try:
-            with contextlib.suppress(Exception):
-                await self.acompact(max_tokens, tools=params.get("tools"))
+            await self._acompact(max_tokens, params.get("tools"), False, quiet=True)
             request = self.request(max_tokens, **params)
             reply = self._unredact(self._record(await self._need_client().create(**request)))
         except BaseException:
@@ -114,8 +110,7 @@ class Talking:
     async def _astream(self, content: Any, max_tokens: int | None, params: dict[str, Any]) -> AsyncIterator[str]:
         mark = self._add_turn(content, "astream")
         try:
-            with contextlib.suppress(Exception):
-                await self.acompact(max_tokens, tools=params.get("tools"))
+            await self._acompact(max_tokens, params.get("tools"), False, quiet=True)
             request = self.request(max_tokens, **params)
             restorer = self._restorer()
             async with self._need_client().stream(**request) as s:
@@ -192,10 +187,19 @@ class Talking:
         """Run the strategy's summarizing step now (a :class:`Summarize`, also inside a composite);
         True if turns were folded.
 
-        :meth:`send` and :meth:`stream` do this before each request. It folds only past the
-        strategy's trigger, unless ``force``; ``tools`` you will send count toward the budget.
+        :meth:`send` and :meth:`stream` do this before each request: there a failed summary is
+        kept in ``summary_error`` and the window takes over. It folds only past the strategy's
+        trigger, unless ``force``; ``tools`` you will send count toward the budget.
         Raises the summarizer's error (also kept in ``summary_error``), changing nothing else.
         """
+        return self._compact(max_tokens, tools, force, quiet=False)
+
+    async def acompact(self, max_tokens: int | None = None, *, force: bool = False, tools: Any = None) -> bool:
+        """The async twin of :meth:`compact`."""
+        return await self._acompact(max_tokens, tools, force, quiet=False)
+
+    def _compact(self, max_tokens: int | None, tools: Any, force: bool, *, quiet: bool) -> bool:
+        """Fold as planned; ``quiet``: a failed summary is only recorded (the turn goes on)."""
         fold = self._plan_fold(max_tokens, tools, force)
         if fold is None:
             return False
@@ -206,16 +210,18 @@ class Talking:
                 text = writer.summarize(fold, self.client, self.model, limit)
             except ClientMismatchError:
                 raise  # a wrong call, not a failed summary: nothing is recorded
-            except Exception as exc:
-                self.summary_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # the summarizer is user code or a model call: any failure
+                if not self._failed(exc, quiet):
+                    return False
                 raise
             limit = self._commit_summary(fold, text)
             if limit is None:
                 return True
+        if quiet:
+            return False
         raise ConvoError(self.summary_error)
 
-    async def acompact(self, max_tokens: int | None = None, *, force: bool = False, tools: Any = None) -> bool:
-        """The async twin of :meth:`compact`."""
+    async def _acompact(self, max_tokens: int | None, tools: Any, force: bool, *, quiet: bool) -> bool:
         fold = self._plan_fold(max_tokens, tools, force)
         if fold is None:
             return False
@@ -224,13 +230,21 @@ class Talking:
         for _ in range(writer.max_calls):
             try:
                 text = await writer.asummarize(fold, self.client, self.model, limit)
-            except Exception as exc:
-                self.summary_error = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # as in _compact
+                if not self._failed(exc, quiet):
+                    return False
                 raise
             limit = self._commit_summary(fold, text)
             if limit is None:
                 return True
+        if quiet:
+            return False
         raise ConvoError(self.summary_error)
+
+    def _failed(self, exc: Exception, quiet: bool) -> bool:
+        """Record a failed summary; True when it should be raised."""
+        self.summary_error = f"{type(exc).__name__}: {exc}"
+        return not quiet
 
     def _commit_summary(self, fold: Fold, text: str) -> int | None:
         """Store the summary if it is shorter than what it replaces (None); else record why and
