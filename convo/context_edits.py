@@ -25,6 +25,7 @@ pure function over a history: the simulator serves it, and tests can predict the
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -161,7 +162,9 @@ class ServerEdits(Strategy):
     As a strategy it sends the whole history when the server's clearing is predicted (by
     :func:`apply_edits` with the conversation's counter) to bring it under the budget, and
     otherwise selects turns like ``fallback``. :meth:`params` gives the request fields;
-    :meth:`observe` reads a reply.
+    :meth:`observe` reads a reply. The fallback's own hooks are used too: its params are
+    merged in, it observes each reply, and it plans a fold (a :class:`~convo.Summarize`
+    fallback summarizes) whenever the whole history would not be sent.
     """
 
     clear_tool_uses: bool = True
@@ -269,9 +272,18 @@ class ServerEdits(Strategy):
         """The fallback's fold (e.g. a :class:`~convo.Summarize` fallback), unless the server's
         edits make the whole history fit, so that the fallback would not be used (``force``
         asks the fallback regardless)."""
-        if not force and self._edited(state) is not None:
-            return None
-        return as_strategy(self.fallback).plan(state, force=force)
+        fold = as_strategy(self.fallback).plan(state, force=force)
+        if fold is None or force:
+            return fold
+        return None if self._edited(state) is not None else fold
+
+    def __copy__(self) -> ServerEdits:
+        """A copy with its own fallback and its own record of the last reply (for ``conv.fork()``)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.fallback = copy.copy(self.fallback)
+        twin.last_applied = list(self.last_applied)
+        return twin
 
     def _edited(self, state: TrimState) -> int | None:
         """The whole history's size after the server's edits, when they are active and it fits."""

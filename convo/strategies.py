@@ -18,6 +18,7 @@ when the conversation is saved, never swapped for another when it is loaded.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Union
@@ -321,6 +322,10 @@ class OrElse(Strategy):
 
     def __or__(self, other: StrategyLike) -> OrElse:
         return OrElse((*self.strategies, other))
+
+    def __copy__(self) -> OrElse:
+        """A copy whose parts are copies too (so ``conv.fork()`` shares no part's state)."""
+        return type(self)(tuple(copy.copy(s) for s in self.strategies))
 
     def __call__(self, state: TrimState) -> Selection:
         reasons: list[str] = []

@@ -180,6 +180,22 @@ def test_a_plain_object_with_some_hooks_is_used_as_it_is():
     assert as_strategy(lambda s: 0).params(MODEL) == {} and as_strategy(lambda s: 0).plan(state([1])) is None
 
 
+def test_a_fork_has_its_own_parts(fresh):
+    edits = ServerEdits(trigger_tokens=1000, fallback=SlidingWindow() | Recorder())
+    with quick_client(fresh) as client:
+        conv = Conversation(model=MODEL, budget=100_000, strategy=Recorder() | edits, client=client)
+        conv.extend(tool_history(8))
+        conv.add_assistant("Noted.")
+        twin = conv.fork()
+        twin.send("And now?")
+    assert twin.strategy == conv.strategy
+    mine, theirs = conv.strategy.strategies[1], twin.strategy.strategies[1]
+    assert theirs.last_applied and not mine.last_applied  # the fork's reply is the fork's
+    # every part is copied (a custom part's own state is as its __copy__ makes it)
+    assert theirs.fallback is not mine.fallback and theirs.fallback.strategies[1] is not mine.fallback.strategies[1]
+    assert twin.strategy.strategies[0] is not conv.strategy.strategies[0]
+
+
 def test_params_merge_nested_fields_and_join_beta_headers():
     compact = ServerEdits(compact=True, fallback=ServerEdits(clear_thinking=True, clear_tool_uses=False))
     params = compact.params(MODEL)
