@@ -62,7 +62,7 @@ def saved_strategy(strategy: StrategyLike) -> dict[str, Any]:
     try:
         json.dumps(config)
         strategy_from_config(config)
-    except (InvalidConfigError, TypeError, ValueError) as exc:
+    except (InvalidConfigError, KeyError, TypeError, ValueError) as exc:
         raise unsavable(strategy, f"its config does not rebuild it: {exc}") from None
     return config
 

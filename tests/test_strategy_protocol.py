@@ -357,3 +357,25 @@ def test_a_file_without_a_strategy_gets_the_default():
     data = Conversation(model=MODEL, budget=9000, prompt_cache=True).to_dict()
     del data["strategy"]
     assert Conversation.from_dict(data).strategy == SlidingWindow(low_water=0.65)
+
+
+@dataclass
+class Forgetful(Strategy):
+    """Registered, but its config leaves out a setting its from_config needs."""
+
+    size: int = 3
+    name: ClassVar[str] = "test_forgetful"
+
+    def __call__(self, st_: Any) -> int:
+        return 0
+
+    @classmethod
+    def from_config(cls, config: Any) -> Forgetful:
+        return cls(size=config["size"])
+
+
+def test_a_config_that_does_not_rebuild_its_strategy_is_refused_at_save(tmp_path):
+    conv = Conversation(model=MODEL, budget=9000, strategy=SlidingWindow() | Forgetful())
+    with pytest.raises(ConversationFileError, match="does not rebuild it"):
+        conv.save(tmp_path / "c.json")
+    assert not (tmp_path / "c.json").exists()
