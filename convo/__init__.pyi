@@ -10,6 +10,7 @@ from ._exceptions import APIConnectionError as APIConnectionError
 from ._exceptions import APIError as APIError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import BadRequestError as BadRequestError
+from ._exceptions import ClientMismatchError as ClientMismatchError
 from ._exceptions import ContextOverflowError as ContextOverflowError
 from ._exceptions import ConversationFileError as ConversationFileError
 from ._exceptions import ConvoError as ConvoError

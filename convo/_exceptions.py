@@ -7,7 +7,8 @@
     │   ├── InvalidMessageError                a message or history breaks an API rule
     │   ├── ModelRuleError                     a request breaks its model's rule: not sent
     │   ├── InvalidConfigError                 a bad budget, model, system prompt, strategy...
-    │   │   └── UnknownModelError              no price for a model (convo.prices)
+    │   │   ├── UnknownModelError              no price for a model (convo.prices)
+    │   │   └── ClientMismatchError            a sync method with an AsyncClient, or the reverse
     │   └── TextFileError                      a file to chunk is missing, binary or not UTF-8
     ├── ContextOverflowError                   what must be kept cannot fit in the budget
     ├── ConversationFileError                  a saved conversation cannot be read or written
@@ -41,6 +42,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientMismatchError",
     "ContextOverflowError",
     "ConversationFileError",
     "ConvoError",
@@ -75,6 +77,13 @@ class InvalidMessageError(InvalidInputError):
 
 class InvalidConfigError(InvalidInputError):
     """A setting (budget, model, system prompt, strategy, ...) is unusable."""
+
+
+class ClientMismatchError(InvalidConfigError):
+    """A sync method (``send``, ``stream``) was called with an :class:`~convo.AsyncClient`, or an
+    async one (``asend``, ``astream``) with a :class:`~convo.Client`. Raised before anything was
+    sent or changed; the message names the method (or the client) to use instead.
+    """
 
 
 class ModelRuleError(InvalidInputError):

@@ -20,23 +20,26 @@ from ._exceptions import (
     InvalidInputError,
     InvalidMessageError,
 )
-from .strategies import StrategyLike, strategy_from_config
+from .strategies import Strategy, StrategyLike, as_strategy, strategy_from_config, unsavable
 from .summarize import Summary
 from .tokens import TokenCounter
 
 if TYPE_CHECKING:
     from .conversation import Conversation
 
-__all__ = ["FILE_FORMAT", "FILE_VERSION", "from_dict", "load", "save", "to_dict", "write_atomic"]
+__all__ = ["FILE_FORMAT", "FILE_VERSION", "from_dict", "load", "save", "saved_strategy", "to_dict", "write_atomic"]
 
 FILE_FORMAT = "convo.conversation"
 FILE_VERSION = 1
 
 
-def to_dict(conv: Conversation) -> dict[str, Any]:
-    """The saved form: versioned, JSON-able, no secrets."""
+def to_dict(conv: Conversation, *, strategy: bool = True) -> dict[str, Any]:
+    """The saved form: versioned, JSON-able, no secrets.
+
+    The strategy's config is checked by rebuilding it, so a strategy that could not be loaded
+    raises ConversationFileError now; ``strategy=False`` marks it as not saved instead.
+    """
     system = conv.system
-    strategy = conv.strategy
     summary = conv.summary
     return {
         "format": FILE_FORMAT,
@@ -45,12 +48,23 @@ def to_dict(conv: Conversation) -> dict[str, Any]:
         "budget": conv.budget,
         "max_tokens": conv.max_tokens,
         "system": system if system is None or isinstance(system, str) else [b.model_dump(mode="json") for b in system],
-        "strategy": strategy.config() if hasattr(strategy, "config") else {"type": "custom"},
+        "strategy": saved_strategy(conv.strategy) if strategy else {"type": "custom"},
         "messages": [m.to_api() for m in conv.messages],
         "pinned": conv.pinned,
         "prompt_cache": conv.prompt_cache,
         **({"summary": {"text": summary.text, "turns": summary.turns}} if summary else {}),
     }
+
+
+def saved_strategy(strategy: StrategyLike) -> dict[str, Any]:
+    """The strategy's config, checked: ConversationFileError if it could not be rebuilt from it."""
+    config = as_strategy(strategy).config()
+    try:
+        json.dumps(config)
+        strategy_from_config(config)
+    except (InvalidConfigError, KeyError, TypeError, ValueError) as exc:
+        raise unsavable(strategy, f"its config does not rebuild it: {exc}") from None
+    return config
 
 
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
@@ -72,8 +86,9 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
-def save(conv: Conversation, path: str | os.PathLike[str]) -> None:
-    write_atomic(path, json.dumps(to_dict(conv), ensure_ascii=False, indent=1))
+def save(conv: Conversation, path: str | os.PathLike[str], *, strategy: bool = True) -> None:
+    """Write :func:`to_dict` to ``path`` atomically (nothing is written if the strategy is refused)."""
+    write_atomic(path, json.dumps(to_dict(conv, strategy=strategy), ensure_ascii=False, indent=1))
 
 
 def from_dict(
@@ -101,7 +116,7 @@ def from_dict(
             model=data["model"],
             budget=data["budget"],
             max_tokens=data.get("max_tokens"),
-            strategy=strategy if strategy is not None else strategy_from_config(data.get("strategy")),
+            strategy=strategy if strategy is not None else _load_strategy(data.get("strategy")),
             counter=counter,
             prompt_cache=data.get("prompt_cache", False),
         )
@@ -150,6 +165,15 @@ def load(
         return from_dict(cls, data, strategy=strategy, counter=counter)
     except ConversationFileError as exc:
         raise ConversationFileError(f"{path}: {exc}") from None
+
+
+def _load_strategy(config: Any) -> Strategy | None:
+    """The saved strategy, rebuilt exactly; None (the default) for files that have none."""
+    if config is None:
+        return None
+    if not isinstance(config, Mapping):
+        raise InvalidConfigError(f"'strategy' must be an object with a 'type', got {config!r}")
+    return strategy_from_config(config)
 
 
 def _load_summary(data: Any, turns: int) -> Summary | None:

@@ -25,15 +25,13 @@ pure function over a history: the simulator serves it, and tests can predict the
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
-
-from ._exceptions import InvalidConfigError
-from .strategies import Selection, SlidingWindow, Strategy, StrategyLike, TrimState, as_selection
 
 from ._edit_rules import (  # noqa: F401  (re-exported: the public names of the edits)
     _COMPACT_TRIGGER,
@@ -50,6 +48,21 @@ from ._edit_rules import (  # noqa: F401  (re-exported: the public names of the 
     check_config,
     compact,
 )
+from ._exceptions import InvalidConfigError
+from .strategies import (
+    Selection,
+    SlidingWindow,
+    Strategy,
+    StrategyLike,
+    TrimState,
+    as_selection,
+    as_strategy,
+    merge_params,
+    strategy_from_config,
+)
+
+if TYPE_CHECKING:
+    from .summarize import Fold
 
 __all__ = [
     "BETA",
@@ -73,7 +86,7 @@ _MODEL = re.compile(r"^claude-(?:(?:opus|sonnet|haiku)-(\d+)|(\d+)-\d+-(?:opus|s
 def supports_context_edits(model: str) -> bool:
     """True for the models that take context edits: Claude 4 and later (opus, sonnet, haiku)."""
     m = _MODEL.match(model or "")
-    return bool(m) and int(m.group(1) or m.group(2)) >= 4
+    return m is not None and int(m.group(1) or m.group(2)) >= 4
 
 
 class AppliedEdit(BaseModel):
@@ -149,7 +162,9 @@ class ServerEdits(Strategy):
     As a strategy it sends the whole history when the server's clearing is predicted (by
     :func:`apply_edits` with the conversation's counter) to bring it under the budget, and
     otherwise selects turns like ``fallback``. :meth:`params` gives the request fields;
-    :meth:`observe` reads a reply.
+    :meth:`observe` reads a reply. The fallback's own hooks are used too: its params are
+    merged in, it observes each reply, and it plans a fold (a :class:`~convo.Summarize`
+    fallback summarizes) whenever the whole history would not be sent.
     """
 
     clear_tool_uses: bool = True
@@ -229,26 +244,54 @@ class ServerEdits(Strategy):
         return out
 
     def params(self, model: str) -> dict[str, Any]:
-        """Extra request fields for ``model``: ``context_management`` and the beta header, or {}."""
-        if not self.active(model):
-            return {}
-        betas = f"{BETA},{COMPACT_BETA}" if self.compact else BETA
-        return {"context_management": {"edits": self.edits()}, "extra_headers": {"anthropic-beta": betas}}
+        """Extra request fields for ``model``: ``context_management`` and the beta header when the
+        edits are active, merged with the fallback's own."""
+        own: dict[str, Any] = {}
+        if self.active(model):
+            betas = f"{BETA},{COMPACT_BETA}" if self.compact else BETA
+            own = {"context_management": {"edits": self.edits()}, "extra_headers": {"anthropic-beta": betas}}
+        return merge_params(own, as_strategy(self.fallback).params(model))
 
     def observe(self, reply: Any) -> list[AppliedEdit]:
-        """Read what the server cleared (:attr:`last_applied`) and compacted (:attr:`last_compaction`)."""
+        """Read what the server cleared (:attr:`last_applied`) and compacted (:attr:`last_compaction`);
+        the fallback observes the reply too."""
         self.last_applied = applied_edits(reply)
         self.last_compaction = compaction_of(reply)
+        as_strategy(self.fallback).observe(reply)
         return self.last_applied
 
     def __call__(self, state: TrimState) -> Selection:
+        estimate = self._edited(state)
+        if estimate is not None:
+            raw = state.cost(0)
+            note = "" if estimate == raw else f"the server's edits bring {raw} tokens down to {estimate}"
+            return Selection(0, note=note, estimate=estimate)
+        return as_selection(self.fallback(state))
+
+    def plan(self, state: TrimState, *, force: bool = False) -> Fold | None:
+        """The fallback's fold (e.g. a :class:`~convo.Summarize` fallback), unless the server's
+        edits make the whole history fit, so that the fallback would not be used (``force``
+        asks the fallback regardless)."""
+        fold = as_strategy(self.fallback).plan(state, force=force)
+        if fold is None or force:
+            return fold
+        return None if self._edited(state) is not None else fold
+
+    def __copy__(self) -> ServerEdits:
+        """A copy with its own fallback and its own record of the last reply (for ``conv.fork()``)."""
+        twin = object.__new__(type(self))
+        twin.__dict__.update(self.__dict__)
+        twin.fallback = copy.copy(self.fallback)
+        twin.last_applied = list(self.last_applied)
+        return twin
+
+    def _edited(self, state: TrimState) -> int | None:
+        """The whole history's size after the server's edits, when they are active and it fits."""
         if self.active(state.model) and state.counter is not None and state.turns:
             estimate = self.estimate(state)
             if estimate <= state.budget:
-                raw = state.cost(0)
-                note = "" if estimate == raw else f"the server's edits bring {raw} tokens down to {estimate}"
-                return Selection(0, note=note, estimate=estimate)
-        return as_selection(self.fallback(state))
+                return estimate
+        return None
 
     def estimate(self, state: TrimState) -> int:
         """The whole history's request size (input + max_tokens) after the server's clearing edits.
@@ -261,27 +304,24 @@ class ServerEdits(Strategy):
         return state.fixed + state.max_tokens + sum(count(m) for m in edited)
 
     def config(self) -> dict[str, Any]:
-        fb = self.fallback.config() if isinstance(self.fallback, Strategy) else {"type": "custom"}
         return {
-            "type": self.name, "clear_tool_uses": self.clear_tool_uses, "clear_thinking": self.clear_thinking,
-            "trigger_tokens": self.trigger_tokens, "keep_tool_uses": self.keep_tool_uses,
-            "clear_at_least": self.clear_at_least, "exclude_tools": list(self.exclude_tools),
-            "clear_tool_inputs": self.clear_tool_inputs, "keep_thinking_turns": self.keep_thinking_turns,
-            "compact": self.compact, "compact_trigger_tokens": self.compact_trigger_tokens,
-            "compact_instructions": self.compact_instructions, "pause_after_compaction": self.pause_after_compaction,
-            "supported": self.supported, "fallback": fb,
+            "type": self._saved_type(), "clear_tool_uses": self.clear_tool_uses,
+            "clear_thinking": self.clear_thinking, "trigger_tokens": self.trigger_tokens,
+            "keep_tool_uses": self.keep_tool_uses, "clear_at_least": self.clear_at_least,
+            "exclude_tools": list(self.exclude_tools), "clear_tool_inputs": self.clear_tool_inputs,
+            "keep_thinking_turns": self.keep_thinking_turns, "compact": self.compact,
+            "compact_trigger_tokens": self.compact_trigger_tokens, "compact_instructions": self.compact_instructions,
+            "pause_after_compaction": self.pause_after_compaction, "supported": self.supported,
+            "fallback": as_strategy(self.fallback).config(),
         }  # fmt: skip
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> ServerEdits:
-        """Rebuild from :meth:`config` (as saved with a conversation); a custom ``fallback`` was not
-        saved and comes back as a :class:`SlidingWindow`.
-        """
-        from .strategies import strategy_from_config
-
+    def from_config(cls, config: Mapping[str, Any]) -> ServerEdits:
+        """Rebuild from :meth:`config` (as saved with a conversation), the fallback included."""
         kw = {k: v for k, v in config.items() if k not in ("type", "fallback")}
         kw["exclude_tools"] = tuple(kw.get("exclude_tools") or ())
-        return cls(**kw, fallback=strategy_from_config(config.get("fallback")))
+        fallback = config.get("fallback")
+        return cls(**kw, fallback=SlidingWindow() if fallback is None else strategy_from_config(fallback))
 
 
 # -- the server's side ---------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import _breakpoints, _persist, receipts
-from ._exceptions import InvalidConfigError, InvalidInputError, InvalidMessageError, ModelRuleError
+from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError, InvalidMessageError, ModelRuleError
 from ._talk import Talking
 from .messages import (
     Message,
@@ -36,7 +36,7 @@ from .messages import (
 )
 from .models import DEFAULT_MODEL, Catalogue, ModelInfo
 from .receipts import Receipt
-from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection
+from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection, as_strategy, merge_params
 from .summarize import Summary
 from .tokens import TokenCounter, calibrated_budget, calibration_of, default_counter, fixed_tokens
 
@@ -210,7 +210,7 @@ class Conversation(Talking):
         state = self._state(self.max_tokens)
         try:
             selection = as_selection(self.strategy(state))
-        except Exception:
+        except ConvoError:  # overflow, or no strategy fits: what must be sent
             return state.minimum() - self.max_tokens
         return state.cost(selection) - self.max_tokens
 
@@ -346,10 +346,8 @@ class Conversation(Talking):
             )
         request["messages"] = [m.to_api() for m in self._selected(selection)]
         request.update(params)
-        server = getattr(self.strategy, "params", None)  # a strategy that asks the API to edit context
-        if server is not None:
-            for key, value in server(self.model).items():
-                request.setdefault(key, value)
+        # A strategy may add fields (server-side edits and their beta header); the caller's win a clash.
+        request = merge_params(request, as_strategy(self.strategy).params(self.model))
         marks = []
         if self.prompt_cache:
             marks = _breakpoints.place(request, summary=bool(selection.context), ttl=self.prompt_cache)
@@ -424,13 +422,19 @@ class Conversation(Talking):
 
     # -- files (see convo._persist) ------------------------------------------------------------
 
-    def to_dict(self) -> dict[str, Any]:
-        """The saved form: versioned, JSON-able, no secrets."""
-        return _persist.to_dict(self)
+    def to_dict(self, *, strategy: bool = True) -> dict[str, Any]:
+        """The saved form: versioned, JSON-able, no secrets. See :meth:`save` for ``strategy``."""
+        return _persist.to_dict(self, strategy=strategy)
 
-    def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the conversation as JSON, atomically: a crash leaves the old file or the new one."""
-        _persist.save(self, path)
+    def save(self, path: str | os.PathLike[str], *, strategy: bool = True) -> None:
+        """Write the conversation as JSON, atomically: a crash leaves the old file or the new one.
+
+        The strategy is saved with its settings and rebuilt exactly by :meth:`load`. One that
+        cannot be (a plain function, a ``Summarize`` with a custom ``summarizer``) raises
+        :class:`~convo.ConversationFileError` here, writing nothing; ``strategy=False`` saves
+        without it, and ``load`` then needs ``strategy=...``.
+        """
+        _persist.save(self, path, strategy=strategy)
 
     @classmethod
     def from_dict(
@@ -443,5 +447,9 @@ class Conversation(Talking):
     def load(
         cls, path: str | os.PathLike[str], *, strategy: StrategyLike | None = None, counter: TokenCounter | None = None
     ) -> Conversation:
-        """Read a conversation written by :meth:`save`. Raises ConversationFileError if it cannot."""
+        """Read a conversation written by :meth:`save`. Raises ConversationFileError if it cannot.
+
+        ``strategy`` replaces the saved one; it is required for a file saved without its
+        strategy (``save(path, strategy=False)``).
+        """
         return _persist.load(cls, path, strategy=strategy, counter=counter)

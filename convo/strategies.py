@@ -6,149 +6,87 @@ its ``tool_result`` and a thinking block with its reply — together with their 
 and chooses which turns to send. It never mutates the conversation, so a test builds a state
 and calls the strategy: no network, no sleeping.
 
+Besides fitting, a strategy may plan a summarizing step, add request fields and read each
+reply: :class:`StrategyProtocol` lists these hooks, :class:`Strategy` gives no-op defaults, and
+the conversation calls every hook through :func:`as_strategy`, so a plain callable works too.
 Strategies compose: ``first | second`` uses ``first`` and falls back to ``second`` when
-``first`` raises a :class:`~convo.ConvoError` or returns a selection that does not fit.
+``first`` raises a :class:`~convo.ConvoError` or returns a selection that does not fit; a
+composite passes every other hook on to its parts. Built-in strategies save and load exactly
+(:meth:`Strategy.config`, :func:`strategy_from_config`); one that cannot be rebuilt is refused
+when the conversation is saved, never swapped for another when it is loaded.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
-from collections.abc import Callable, Sequence
+import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, ClassVar, Union
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Union
 
-from ._exceptions import ContextOverflowError, ConvoError, InvalidConfigError
-from .messages import Message
-from .tokens import TokenCounter
+from ._exceptions import ContextOverflowError, ConversationFileError, ConvoError, InvalidConfigError
+from ._trim import Selection, TrimState, as_selection
 
 if TYPE_CHECKING:
-    from .summarize import Summary
+    from .summarize import Fold
 
-__all__ = ["Selection", "SlidingWindow", "Strategy", "StrategyLike", "TrimState", "stepped_start", "strategy_from_config"]
+__all__ = [
+    "OrElse",
+    "Selection",
+    "SlidingWindow",
+    "Strategy",
+    "StrategyLike",
+    "StrategyProtocol",
+    "TrimState",
+    "as_selection",
+    "as_strategy",
+    "merge_params",
+    "stepped_start",
+    "strategy_from_config",
+]
 
 
-@dataclass(frozen=True, slots=True)
-class TrimState:
-    """What a strategy sees. Built by the conversation without copying its history.
+#: What ``Conversation(strategy=...)`` takes: a :class:`Strategy`, or any callable from a state to a
+#: selection (or to the first turn kept), with any of the other hooks of :class:`StrategyProtocol`.
+StrategyLike = Union["Strategy", Callable[[TrimState], Selection | int]]
 
-    ``prefix[i]`` is the token total of turns ``0..i-1`` (so ``len(prefix) == turns + 1``);
-    ``pinned`` lists the turns that must be kept, ascending, and ``pinned_prefix[k]`` is the
-    token total of the first ``k`` of them. ``fixed`` is the request's framing, system prompt
-    and tools. ``summary`` is the conversation's stored summary of its first turns, if any
-    (see :class:`~convo.Summarize`); strategies that do not summarize ignore it.
 
-    ``budget`` is in the counter's uncorrected units: the conversation shrinks its budget by
-    the model's calibration ``factor`` (see :func:`~convo.tokens.calibrated_budget`) and keeps
-    the budget it was given as ``limit``, so that errors speak in the server's tokens.
+class StrategyProtocol(Protocol):
+    """Every hook the conversation calls on its strategy, declared once.
+
+    ``__call__`` fits: it picks the turns to send (pure). ``plan`` returns the turns to fold
+    into the summary before fitting, or None; the returned :class:`~convo.summarize.Fold` names
+    the writer that summarizes them (see :class:`~convo.Summarize`). ``params`` gives extra
+    request fields for a model (server-side edits, beta headers); ``observe`` reads each reply;
+    ``config`` is the JSON-able form saved with a conversation and rebuilt by
+    :func:`strategy_from_config`. Subclass :class:`Strategy` for no-op defaults of all but
+    ``__call__``; a plain callable is a strategy with only ``__call__``.
     """
 
-    messages: Sequence[Message]
-    starts: Sequence[int]
-    prefix: Sequence[int]
-    pinned: Sequence[int]
-    pinned_prefix: Sequence[int]
-    fixed: int
-    max_tokens: int
-    budget: int
-    counter: TokenCounter | None = None
-    summary: Summary | None = None
-    model: str = ""  # the conversation's model (server-side edits depend on it)
-    factor: float = 1.0  # the calibration factor ``budget`` was fitted with
-    limit: int | None = None  # the budget as given (None: ``budget`` itself)
+    def __call__(self, state: TrimState) -> Selection | int: ...
 
-    @property
-    def turns(self) -> int:
-        """How many turns the history has."""
-        return len(self.starts)
+    def plan(self, state: TrimState, *, force: bool = False) -> Fold | None: ...
 
-    def turn(self, i: int) -> Sequence[Message]:
-        """The messages of turn ``i``."""
-        end = self.starts[i + 1] if i + 1 < len(self.starts) else len(self.messages)
-        return self.messages[self.starts[i] : end]
+    def params(self, model: str) -> dict[str, Any]: ...
 
-    def turn_tokens(self, i: int) -> int:
-        """Tokens of turn ``i``, from the running totals."""
-        return self.prefix[i + 1] - self.prefix[i]
+    def observe(self, reply: Any) -> object: ...
 
-    def pinned_before(self, start: int) -> int:
-        """Tokens of the pinned turns that come before turn ``start``."""
-        return self.pinned_prefix[bisect.bisect_left(self.pinned, start)]
-
-    def cost(self, selection: Selection | int) -> int:
-        """Estimated input tokens + max_tokens of the request a selection makes (its own
-        ``estimate`` when it has one, e.g. after the server's context edits)."""
-        sel = as_selection(selection)
-        if sel.estimate is not None:
-            return sel.estimate
-        context = 0
-        if sel.context:
-            count = self.counter.count_message if self.counter else (lambda m: 0)
-            context = sum(count(m) for m in sel.context)
-        kept = self.prefix[-1] - self.prefix[sel.start] + self.pinned_before(sel.start)
-        return self.fixed + self.max_tokens + context + kept
-
-    def minimum(self) -> int:
-        """The smallest possible request: everything pinned plus the last turn."""
-        return self.cost(self.turns - 1)
-
-    def overflow(self) -> ContextOverflowError:
-        """The error for a history whose must-keep part does not fit."""
-        last = self.turns - 1
-        needed, allowed = self.minimum(), self.budget
-        pinned = self.pinned_before(last)
-        corrected = ""
-        if self.limit is not None:  # in the server's tokens: the estimate corrected, the budget as given
-            needed = self.max_tokens + math.ceil((needed - self.max_tokens) * self.factor)
-            allowed = self.limit
-            if self.factor != 1.0:
-                corrected = f" (estimates below x{self.factor:.3f}, as learned from the model's responses)"
-        return ContextOverflowError(
-            f"the request needs at least {needed} tokens but the budget allows {allowed}{corrected}: "
-            f"system prompt and framing {self.fixed}, pinned turns {pinned}, the last turn "
-            f"{self.turn_tokens(last)}, max_tokens {self.max_tokens}. Raise the budget, lower "
-            "max_tokens, unpin messages or shorten the last message.",
-            needed=needed,
-            allowed=allowed,
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Selection:
-    """A strategy's answer: send turns ``start..`` plus the pinned turns before ``start``.
-
-    ``context`` messages (for example a summary of what was dropped) go first. ``note`` says
-    why, when a strategy fell back or did something worth recording. ``estimate``, when set,
-    is the request's size (input + max_tokens) as the model will see it — smaller than the
-    history sent when the server edits it (:class:`~convo.ServerEdits`); the budget checks it.
-    """
-
-    start: int
-    context: tuple[Message, ...] = ()
-    note: str = ""
-    estimate: int | None = None
-
-
-StrategyLike = Union["Strategy", Callable[[TrimState], Union[Selection, int]]]
-
-
-def as_selection(value: Selection | int) -> Selection:
-    if isinstance(value, Selection):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return Selection(start=value)
-    raise InvalidConfigError(f"a strategy must return a Selection or a turn index, got {type(value).__name__}")
+    def config(self) -> dict[str, Any]: ...
 
 
 class Strategy:
-    """Base of the built-in strategies: adds composition with ``|`` and a saved config."""
+    """Base of the strategies: no-op hooks (see :class:`StrategyProtocol`), ``|`` and saving.
+
+    A subclass that sets its own ``name`` is registered under it, so a saved conversation can
+    rebuild it: override :meth:`config` and :meth:`from_config` when it has settings. One
+    without its own ``name`` cannot be saved, and :meth:`config` says so at save time.
+    """
 
     name: ClassVar[str] = ""
     registry: ClassVar[dict[str, type[Strategy]]] = {}
 
     def __init_subclass__(cls, **kw: Any) -> None:
         super().__init_subclass__(**kw)
-        if cls.name:
+        if cls.__dict__.get("name"):  # its own name: a subclass of SlidingWindow is not one
             Strategy.registry[cls.name] = cls
 
     def __call__(self, state: TrimState) -> Selection:  # pragma: no cover - abstract
@@ -157,17 +95,121 @@ class Strategy:
     def __or__(self, other: StrategyLike) -> OrElse:
         return OrElse((self, other))
 
+    def plan(self, state: TrimState, *, force: bool = False) -> Fold | None:
+        """The turns to summarize before fitting; None: this strategy does not summarize."""
+        return None
+
+    def params(self, model: str) -> dict[str, Any]:
+        """Extra request fields for ``model``; none by default."""
+        return {}
+
+    def observe(self, reply: Any) -> object:
+        """Read a reply to a request this strategy fitted; nothing by default."""
+        return None
+
     def config(self) -> dict[str, Any]:
-        """A JSON-able description, saved with a conversation so ``load`` can rebuild it."""
-        return {"type": self.name}
+        """A JSON-able description, saved with a conversation so ``load`` can rebuild it.
+
+        Raises :class:`~convo.ConversationFileError` for a strategy that cannot be rebuilt.
+        """
+        return {"type": self._saved_type()}
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Strategy:
+        """Rebuild from :meth:`config`; the default takes no settings."""
+        return cls()
+
+    def _saved_type(self) -> str:
+        kind = type(self)
+        if not kind.__dict__.get("name") or Strategy.registry.get(kind.name) is not kind:
+            raise unsavable(self, f"{kind.__name__} has no registered name")
+        return kind.name
 
 
-def strategy_from_config(config: dict[str, Any] | None) -> Strategy:
-    """Rebuild a built-in strategy from :meth:`Strategy.config`; unknown ones become a window."""
-    if not config or config.get("type") not in Strategy.registry:
-        return SlidingWindow()
-    cls = Strategy.registry[config["type"]]
-    return cls.from_config(config)  # type: ignore[attr-defined]
+def unsavable(strategy: object, why: str) -> ConversationFileError:
+    """The error for a strategy that a saved conversation could not rebuild."""
+    return ConversationFileError(
+        f"the strategy {label(strategy)} cannot be saved ({why}), so a saved conversation could not rebuild it. "
+        "Save with conv.save(path, strategy=False) and pass Conversation.load(path, strategy=...), or make it "
+        "a Strategy subclass with its own name, config() and from_config()"
+    )
+
+
+def as_strategy(strategy: StrategyLike) -> Strategy:
+    """``strategy`` with every hook: a :class:`Strategy` as is, anything else adapted."""
+    return strategy if isinstance(strategy, Strategy) else _Adapted(strategy)
+
+
+class _Adapted(Strategy):
+    """A plain callable (or an object with some of the hooks) seen as a Strategy: the hooks it
+    defines are used, the others are no-ops, and it cannot be saved unless it has ``config``."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: StrategyLike) -> None:
+        self.inner = inner
+
+    def __call__(self, state: TrimState) -> Selection:
+        return as_selection(self.inner(state))
+
+    def plan(self, state: TrimState, *, force: bool = False) -> Fold | None:
+        hook = getattr(self.inner, "plan", None)
+        return hook(state, force=force) if hook is not None else None
+
+    def params(self, model: str) -> dict[str, Any]:
+        hook = getattr(self.inner, "params", None)
+        return dict(hook(model)) if hook is not None else {}
+
+    def observe(self, reply: Any) -> object:
+        hook = getattr(self.inner, "observe", None)
+        return hook(reply) if hook is not None else None
+
+    def config(self) -> dict[str, Any]:
+        hook = getattr(self.inner, "config", None)
+        if hook is None:
+            raise unsavable(self.inner, "it is a plain callable")
+        return dict(hook())
+
+
+def strategy_from_config(config: Mapping[str, Any]) -> Strategy:
+    """Rebuild a strategy from :meth:`Strategy.config`, exactly; a type it does not know is an error.
+
+    Raises :class:`~convo.InvalidConfigError` (``Conversation.load`` reports it as a
+    :class:`~convo.ConversationFileError`) rather than put another strategy in its place.
+    """
+    kind = config.get("type") if isinstance(config, Mapping) else None
+    if kind == "custom":
+        raise InvalidConfigError(
+            "the conversation was saved without its strategy (a custom one); pass it again: "
+            "Conversation.load(path, strategy=...)"
+        )
+    from . import context_edits, summarize  # noqa: F401  (register the built-ins defined there)
+
+    cls = Strategy.registry.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        known = ", ".join(sorted(Strategy.registry))
+        raise InvalidConfigError(
+            f"unknown strategy {config!r} (known types: {known}); import the module that defines it "
+            "before loading, or pass Conversation.load(path, strategy=...)"
+        )
+    return cls.from_config(config)
+
+
+def merge_params(first: Mapping[str, Any], second: Mapping[str, Any]) -> dict[str, Any]:
+    """Request fields of ``first`` with those of ``second`` added: nested dicts (``extra_headers``,
+    ``context_management``) are merged, ``first`` wins a clash, and two ``anthropic-beta`` headers
+    are joined. Neither argument is changed."""
+    out = dict(first)
+    for key, value in second.items():
+        mine = out.get(key)
+        if key not in out:
+            out[key] = value
+        elif isinstance(mine, Mapping) and isinstance(value, Mapping):
+            out[key] = merge_params(mine, value)
+        elif key == "anthropic-beta" and isinstance(mine, str) and isinstance(value, str):
+            betas = [b.strip() for b in f"{mine},{value}".split(",") if b.strip()]
+            out[key] = ",".join(dict.fromkeys(betas))
+    return out
 
 
 @dataclass(frozen=True)
@@ -212,10 +254,11 @@ class SlidingWindow(Strategy):
         return Selection(start=lo)
 
     def config(self) -> dict[str, Any]:
-        return {"type": self.name, "low_water": self.low_water} if self.low_water < 1 else {"type": self.name}
+        kind = self._saved_type()
+        return {"type": kind, "low_water": self.low_water} if self.low_water < 1 else {"type": kind}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> SlidingWindow:
+    def from_config(cls, config: Mapping[str, Any]) -> SlidingWindow:
         """Rebuild from :meth:`config` (as saved with a conversation); no ``low_water`` means 1.0."""
         return cls(low_water=config.get("low_water", 1.0))
 
@@ -260,13 +303,29 @@ def stepped_start(state: TrimState, low_water: float, floor: int = 0, extra: int
 
 @dataclass(frozen=True)
 class OrElse(Strategy):
-    """Try each strategy in turn; the first whose selection fits wins."""
+    """Try each strategy in turn; the first whose selection fits wins (``first | second``).
+
+    Every other hook goes to all parts: the first part that plans a fold folds, ``params`` of
+    all parts are merged (earlier parts win a clash), and each part observes every reply.
+    """
 
     strategies: tuple[StrategyLike, ...] = field(default=())
     name: ClassVar[str] = "or_else"
 
+    def __post_init__(self) -> None:
+        if not self.strategies or not all(callable(s) for s in self.strategies):
+            raise InvalidConfigError(
+                f"OrElse needs one or more strategies (callables), got {self.strategies!r}; e.g. "
+                "SlidingWindow(low_water=0.6) | SlidingWindow()"
+            )
+        object.__setattr__(self, "strategies", tuple(self.strategies))
+
     def __or__(self, other: StrategyLike) -> OrElse:
         return OrElse((*self.strategies, other))
+
+    def __copy__(self) -> OrElse:
+        """A copy whose parts are copies too (so ``conv.fork()`` shares no part's state)."""
+        return type(self)(tuple(copy.copy(s) for s in self.strategies))
 
     def __call__(self, state: TrimState) -> Selection:
         reasons: list[str] = []
@@ -274,12 +333,12 @@ class OrElse(Strategy):
             try:
                 sel = as_selection(strategy(state))
             except ConvoError as exc:
-                reasons.append(f"{_label(strategy)}: {exc}")
+                reasons.append(f"{label(strategy)}: {exc}")
                 continue
             if state.cost(sel) <= state.budget:
                 note = "; ".join(reasons)
                 return replace(sel, note="; ".join(filter(None, (note, sel.note))))
-            reasons.append(f"{_label(strategy)}: selection needs {state.cost(sel)} tokens > budget {state.budget}")
+            reasons.append(f"{label(strategy)}: selection needs {state.cost(sel)} tokens > budget {state.budget}")
         if state.cost(state.turns - 1) > state.budget:
             raise state.overflow()
         raise ContextOverflowError(
@@ -288,15 +347,40 @@ class OrElse(Strategy):
             allowed=state.budget,
         )
 
+    def plan(self, state: TrimState, *, force: bool = False) -> Fold | None:
+        for strategy in self.strategies:
+            fold = as_strategy(strategy).plan(state, force=force)
+            if fold is not None:
+                return fold
+        return None
+
+    def params(self, model: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for strategy in self.strategies:
+            out = merge_params(out, as_strategy(strategy).params(model))
+        return out
+
+    def observe(self, reply: Any) -> object:
+        for strategy in self.strategies:
+            as_strategy(strategy).observe(reply)
+        return None
+
     def config(self) -> dict[str, Any]:
-        parts = [s.config() if isinstance(s, Strategy) else {"type": "custom"} for s in self.strategies]
-        return {"type": self.name, "strategies": parts}
+        return {"type": self._saved_type(), "strategies": [as_strategy(s).config() for s in self.strategies]}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Strategy:
-        parts = [strategy_from_config(c) for c in config.get("strategies", [])]
-        return cls(tuple(parts)) if parts else SlidingWindow()
+    def from_config(cls, config: Mapping[str, Any]) -> OrElse:
+        """Rebuild from :meth:`config`, each part by :func:`strategy_from_config`."""
+        parts = config.get("strategies")
+        if not isinstance(parts, list):
+            raise InvalidConfigError(f"an or_else strategy needs a list of 'strategies', got {parts!r}")
+        return cls(tuple(strategy_from_config(c) for c in parts))
 
 
-def _label(strategy: Any) -> str:
-    return type(strategy).__name__ if isinstance(strategy, Strategy) else getattr(strategy, "__name__", "strategy")
+def label(strategy: object) -> str:
+    """A short name for a strategy in messages."""
+    if isinstance(strategy, _Adapted):
+        strategy = strategy.inner
+    if isinstance(strategy, Strategy):
+        return type(strategy).__name__
+    return str(getattr(strategy, "__name__", None) or type(strategy).__name__)

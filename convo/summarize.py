@@ -18,15 +18,15 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar, Protocol
 
-from ._exceptions import ConvoError, InvalidConfigError
+from ._exceptions import ClientMismatchError, ConvoError, InvalidConfigError
 from .messages import Message
-from .strategies import Selection, SlidingWindow, Strategy, TrimState, stepped_start
+from .strategies import Selection, SlidingWindow, Strategy, TrimState, stepped_start, unsavable
 
-__all__ = ["HEADER", "Fold", "Summarize", "Summarizer", "Summary", "summary_request"]
+__all__ = ["HEADER", "Fold", "FoldWriter", "Summarize", "Summarizer", "Summary", "summary_request"]
 
 #: The first line of the context message that carries the summary.
 HEADER = "[Summary of the earlier conversation]"
@@ -39,7 +39,7 @@ SYSTEM = (
 )
 
 #: ``summarizer(previous_summary, turns) -> str`` (or an awaitable of str, on the async path).
-Summarizer = Callable[[Union[str, None], list[Message]], Union[str, Awaitable[str]]]
+Summarizer = Callable[[str | None, list[Message]], str | Awaitable[str]]
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,31 @@ class Summary:
         return Message(role="user", content=f"{HEADER}\n{self.text}")
 
 
+class FoldWriter(Protocol):
+    """What writes a :class:`Fold`'s summary: :class:`Summarize`, or a strategy like it."""
+
+    @property
+    def max_calls(self) -> int:
+        """Summarizing calls allowed per turn (a summary too long is asked for again, shorter)."""
+        ...
+
+    def summarize(self, fold: Fold, client: Any, model: str, max_tokens: int | None = None) -> str: ...
+
+    async def asummarize(self, fold: Fold, client: Any, model: str, max_tokens: int | None = None) -> str: ...
+
+
 @dataclass(frozen=True)
 class Fold:
     """One summarizing step: fold the unpinned turns ``start..end-1`` (their ``messages``) into
-    the ``previous`` summary; the new summary covers the first ``end`` turns."""
+    the ``previous`` summary; the new summary covers the first ``end`` turns. ``writer`` is the
+    strategy that planned it and writes the summary (so a fold planned inside a composite is
+    written by the part that planned it)."""
 
     previous: str | None
     messages: tuple[Message, ...]
     start: int
     end: int
+    writer: FoldWriter | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -162,7 +178,7 @@ class Summarize(Strategy):
         messages = tuple(m for t in range(covered, end) if t not in pinned for m in state.turn(t))
         if not messages:
             return None
-        return Fold(summary.text if summary is not None else None, messages, covered, end)
+        return Fold(summary.text if summary is not None else None, messages, covered, end, writer=self)
 
     # -- summarizing (calls the model) ------------------------------------------------------------
 
@@ -180,8 +196,9 @@ class Summarize(Strategy):
         reply = _need(client).create(**summary_request(fold, max_tokens or self.max_summary_tokens, self.model or model))
         if inspect.isawaitable(reply):
             getattr(reply, "close", lambda: None)()
-            raise InvalidConfigError(
-                "the conversation's client is an AsyncClient: use asend, astream or acompact"
+            raise ClientMismatchError(
+                "the conversation's client is an AsyncClient, so summarizing must be awaited: use "
+                "await conv.asend(...), conv.astream(...) or await conv.acompact(), or pass a convo.Client"
             )
         return _clean(_reply_text(reply))
 
@@ -199,9 +216,13 @@ class Summarize(Strategy):
     # -- saving ---------------------------------------------------------------------------------
 
     def config(self) -> dict[str, Any]:
-        """Saved with the conversation; a custom ``summarizer`` is not (pass the strategy to load)."""
+        """Saved with the conversation. A custom ``summarizer`` (a function) cannot be saved, so a
+        Summarize with one is refused here: save with ``strategy=False`` and pass the strategy
+        to ``Conversation.load(path, strategy=...)``."""
+        if self.summarizer is not None:
+            raise unsavable(self, "its summarizer is a function")
         return {
-            "type": self.name,
+            "type": self._saved_type(),
             "trigger": self.trigger,
             "keep_last": self.keep_last,
             "max_summary_tokens": self.max_summary_tokens,
@@ -211,11 +232,9 @@ class Summarize(Strategy):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Summarize:
+    def from_config(cls, config: Mapping[str, Any]) -> Summarize:
         """Rebuild from :meth:`config` (as saved with a conversation); missing settings take their
-        defaults, and a custom ``summarizer`` was not saved: pass the strategy to
-        ``Conversation.load(strategy=...)`` to keep one.
-        """
+        defaults (files written before a setting existed)."""
         keys = ("trigger", "keep_last", "max_summary_tokens", "model", "low_water", "max_calls")
         return cls(**{k: config[k] for k in keys if k in config})
 

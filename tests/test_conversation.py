@@ -312,8 +312,8 @@ def test_save_to_a_missing_folder(tmp_path):
         (b"[1, 2, 3]", "not a convo conversation"),
         (b'{"format": "convo.conversation", "version": 99}', "version 99"),
         (b'{"format": "convo.conversation", "version": 1, "budget": 10}', "missing the 'model'"),
-        (b'{"format": "convo.conversation", "version": 1, "model": "m", "budget": 100, "messages": '
-         b'[{"role": "assistant", "content": "hi"}]}', "first message must be a user"),
+        ((b'{"format": "convo.conversation", "version": 1, "model": "m", "budget": 100, "messages": '
+          b'[{"role": "assistant", "content": "hi"}]}'), "first message must be a user"),
         (b'{"format": "convo.conversation", "version": 1, "model": "m", "budget": -1, "messages": []}', "budget"),
         (b"\xff\xfe\x00binary", "not UTF-8"),
     ],

@@ -1,6 +1,6 @@
 import pytest
 
-from convo import ContextOverflowError, ConvoError, Selection, SlidingWindow, TrimState, to_message
+from convo import ContextOverflowError, ConvoError, InvalidConfigError, Selection, SlidingWindow, TrimState, to_message
 from convo.strategies import OrElse, strategy_from_config
 
 
@@ -77,4 +77,5 @@ def test_config_round_trip():
     chain = SlidingWindow() | SlidingWindow()
     assert strategy_from_config(chain.config()) == chain
     assert strategy_from_config(SlidingWindow().config()) == SlidingWindow()
-    assert strategy_from_config({"type": "not-known"}) == SlidingWindow()
+    with pytest.raises(InvalidConfigError, match="unknown strategy"):
+        strategy_from_config({"type": "not-known"})  # never silently a window
