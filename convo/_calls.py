@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +38,13 @@ log = logging.getLogger("convo")
 
 @dataclass
 class CallContext:
-    """Everything a flow needs from its client."""
+    """Everything a flow needs from its client: the client's state, in one place.
+
+    The client's live settings (``retry``, ``cache``, ``budget``, ``redactor``...) read and write
+    these fields, and every flow reads them when it runs, so an assignment takes effect on the
+    next call. ``clock`` is the one clock of the client (latency, time to first token, retry
+    deadlines, the rate limiter).
+    """
 
     policy: RetryPolicy
     budget: RetryBudget | None
@@ -51,6 +59,7 @@ class CallContext:
     cache_sampling: bool = False
     cache_namespace: str | None = None
     redactor: Redactor | None = None
+    clock: Callable[[], float] = time.monotonic
     _estimates: OrderedDict[bytes, int] = field(default_factory=OrderedDict)
 
     def estimate_input(self, request: dict[str, Any]) -> int:
@@ -208,8 +217,9 @@ def _overloaded(exc: BaseException) -> bool:
 class _Attempts:
     """Tenacity's decisions for one call, plus model fallback and retry-budget bookkeeping."""
 
-    def __init__(self, ctx: CallContext, model: str) -> None:
+    def __init__(self, ctx: CallContext, model: str, start: float | None = None) -> None:
         self.ctx = ctx
+        self.start = start  # on ctx.clock: when the call began, for the policy's max_elapsed
         self.spent = [0]
         # Tenacity's controller is built at the first failure: most calls succeed at once.
         self.retrying: tenacity.Retrying | None = None
@@ -248,7 +258,7 @@ class _Attempts:
         else:
             self.overloaded_in_row = 0
         if self.state is None:
-            self.retrying = self.ctx.policy.retrying(self.ctx.budget, self.spent)
+            self.retrying = self.ctx.policy.retrying(self.ctx.budget, self.spent, clock=self.ctx.clock, start=self.start)
             self.retrying.begin()
             self.state = tenacity.RetryCallState(self.retrying, fn=None, args=(), kwargs={})
         self.state.set_exception((type(exc), exc, exc.__traceback__))
@@ -268,7 +278,7 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
     """An SDK call (``messages.create`` by default) with retries, model fallback, rate limits
     and the spending budget (the last two for ``create`` only)."""
     start = yield Now()
-    attempts = _Attempts(ctx, request["model"])
+    attempts = _Attempts(ctx, request["model"], start)
     guarded = method == "create"
     mapping: dict[str, str] = {}
     key = None

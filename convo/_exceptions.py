@@ -7,7 +7,8 @@
     │   ├── InvalidMessageError                a message or history breaks an API rule
     │   ├── ModelRuleError                     a request breaks its model's rule: not sent
     │   ├── InvalidConfigError                 a bad budget, model, system prompt, strategy...
-    │   │   └── UnknownModelError              no price for a model (convo.prices)
+    │   │   ├── UnknownModelError              no price for a model (convo.prices)
+    │   │   └── ReadOnlySettingError           a client setting fixed at construction was assigned
     │   └── TextFileError                      a file to chunk is missing, binary or not UTF-8
     ├── ContextOverflowError                   what must be kept cannot fit in the budget
     ├── ConversationFileError                  a saved conversation cannot be read or written
@@ -52,6 +53,7 @@ __all__ = [
     "OverloadedError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ReadOnlySettingError",
     "RequestTooLargeError",
     "ServerError",
     "SpendLimitError",
@@ -75,6 +77,17 @@ class InvalidMessageError(InvalidInputError):
 
 class InvalidConfigError(InvalidInputError):
     """A setting (budget, model, system prompt, strategy, ...) is unusable."""
+
+
+class ReadOnlySettingError(InvalidConfigError, AttributeError):
+    """A client setting that is fixed at construction (the connection, the clock, the concurrency
+    slots) was assigned; nothing changed. ``client.with_options(name=value)`` returns a copy with
+    it changed. ``setting`` names it.
+    """
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class ModelRuleError(InvalidInputError):

@@ -207,7 +207,7 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
         if restorer:
             yield Emit(restorer.flush())
         return _restore(cached, mapping)
-    attempts = _Attempts(ctx, request["model"])
+    attempts = _Attempts(ctx, request["model"], start)
     progress = _Progress(request)
     relay = _Relay(progress, restorer, ctx.stats.clock, start)
     while True:
