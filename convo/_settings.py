@@ -261,8 +261,8 @@ class Settings:
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(model={self._model!r}, base_url={self._base_url!r}, "
-            f"max_concurrency={self._max_concurrency})"
+            f"{type(self).__name__}(model={getattr(self, '_model', None)!r}, base_url={getattr(self, '_base_url', None)!r}, "
+            f"max_concurrency={getattr(self, '_max_concurrency', None)})"
         )
 
     # -- read-only --------------------------------------------------------------------------

@@ -52,7 +52,8 @@ log = logging.getLogger("convo")
 def _is_async(sdk: Any) -> bool:
     """Whether an SDK client's ``messages.create`` is a coroutine function (an async client)."""
     messages = getattr(sdk, "messages", None)
-    return inspect.iscoroutinefunction(getattr(messages, "create", None))
+    create = getattr(messages, "create", None)
+    return create is not None and inspect.iscoroutinefunction(inspect.unwrap(create))
 
 
 def _api_message(m: Any) -> dict[str, Any]:
