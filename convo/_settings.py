@@ -251,7 +251,8 @@ class Settings:
                 f"client.with_options({name}=...) for a copy with it changed",
                 setting=name,
             )
-        if name[0] != "_" and name != "catalogue" and not hasattr(type(self), name):
+        strict = type(self).__module__ == "convo.client"  # a user's subclass may add attributes
+        if strict and name[0] != "_" and name != "catalogue" and not hasattr(type(self), name):
             raise AttributeError(
                 f"{type(self).__name__} has no setting {name!r}; the live settings are model, user, retry, "
                 "fallback_models, timeout, limits, budget, prices, cache, cache_ttl, cache_sampling, "

@@ -196,9 +196,13 @@ class Client(_Base):
         return SyncEnv(sdk=sdk, slots=threading.BoundedSemaphore(self._max_concurrency))
 
     def with_options(self, **changes: Unpack[ClientOptions]) -> Client:
-        """A copy of this client with ``changes`` applied, sharing its connections, stats, retry
-        budget, rate limiter and slots where those settings are unchanged (see :mod:`convo._settings`):
-        ``client.with_options(timeout=5, model="claude-haiku-4-5").create(...)``.
+        """A copy of this client with ``changes`` applied (any constructor option), as the SDK's
+        ``with_options``: ``client.with_options(timeout=5, model="claude-haiku-4-5").create(...)``.
+
+        The copy shares the HTTP connection pool, ``stats`` and the retry budget, and, unless
+        the change is to them, the rate limiter (``limits``) and the concurrency slots
+        (``max_concurrency``); with another ``clock`` it keeps its own stats, retry budget and
+        limiter. The original owns the connections: closing the copy leaves them open.
         """
         copy: Client = self._copy_with(changes)
         return copy
