@@ -26,14 +26,15 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 import httpx2
 
 from ._calls import CallContext
 from ._exceptions import InvalidConfigError, ReadOnlySettingError
+from ._options import CONNECTION, OPTION_NAMES, READ_ONLY
 from .budget import Budget
 from .cache import Cache
 from .models import DEFAULT_MODEL, Catalogue
@@ -47,62 +48,7 @@ from .usage import Stats
 if TYPE_CHECKING:
     from ._drivers import AsyncEnv, SyncEnv
 
-__all__ = ["AsyncClientOptions", "AsyncSDK", "ClientOptions", "SyncSDK"]
-
-#: An SDK client convo can send through (``Client(sdk=...)``); any object with the same
-#: ``messages`` (``create``, ``stream``, ``count_tokens``) and ``models.list`` works at run time.
-SyncSDK = anthropic.Anthropic | anthropic.AnthropicBedrock | anthropic.AnthropicVertex
-#: The async twin of :data:`SyncSDK` (``AsyncClient(sdk=...)``).
-AsyncSDK = anthropic.AsyncAnthropic | anthropic.AsyncAnthropicBedrock | anthropic.AsyncAnthropicVertex
-
-
-class _Options(TypedDict, total=False):
-    api_key: str | None
-    base_url: str | None
-    model: str | None
-    default_headers: Mapping[str, str] | None
-    timeout: float | httpx2.Timeout | None
-    max_concurrency: int
-    retry: RetryPolicy | None
-    fallback_models: str | Sequence[str]
-    user: str | None
-    limits: RateLimits | None
-    budget: Budget | None
-    prices: PriceTable | None
-    cache: Cache | None
-    cache_ttl: float | None
-    cache_sampling: bool
-    cache_namespace: str | None
-    redactor: Redactor | None
-    counter: TokenCounter | None
-    clock: Callable[[], float] | None
-
-
-class ClientOptions(_Options, total=False):
-    """The keyword arguments of :class:`~convo.Client` (and of its ``with_options``)."""
-
-    sdk: SyncSDK | None
-    http_client: httpx2.Client | None
-    sleep: Callable[[float], object] | None
-
-
-class AsyncClientOptions(_Options, total=False):
-    """The keyword arguments of :class:`~convo.AsyncClient` (and of its ``with_options``)."""
-
-    sdk: AsyncSDK | None
-    http_client: httpx2.AsyncClient | None
-    sleep: Callable[[float], Awaitable[object]] | None
-
-
-OPTION_NAMES = frozenset(ClientOptions.__annotations__) | frozenset(_Options.__annotations__)
-#: Settings that are fixed at construction: assigning one raises ReadOnlySettingError.
-READ_ONLY = frozenset(
-    {"api_key", "base_url", "sdk", "http_client", "default_headers", "max_concurrency", "clock", "stats",
-     "retry_budget", "limiter"}
-)
-#: The options that make a copy's SDK client differ from the original's.
-_CONNECTION = ("api_key", "base_url", "timeout", "default_headers", "http_client")
-
+__all__ = ["Settings"]
 
 def _sdk_timeout(timeout: float | httpx2.Timeout | None) -> float | httpx2.Timeout:
     """The timeout to hand the SDK: convo's None means the SDK's default (10 minutes)."""
@@ -231,7 +177,7 @@ class Settings:
             )
         sdk = None
         if changes.get("sdk") is None:
-            connection = {name: changes[name] for name in _CONNECTION if name in changes}
+            connection = {name: changes[name] for name in CONNECTION if name in changes}
             if "timeout" in connection:
                 connection["timeout"] = _sdk_timeout(connection["timeout"])
             if connection and not hasattr(self.sdk, "with_options"):

@@ -20,7 +20,7 @@ from convo import (
     Redactor,
     RetryPolicy,
 )
-from convo._settings import READ_ONLY
+from convo._options import READ_ONLY
 
 MODEL = "claude-sonnet-4-6"
 OTHER = "claude-haiku-4-5"
