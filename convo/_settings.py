@@ -1,7 +1,7 @@
 """A client's settings: one typed list of options, each live or read-only, and ``with_options``.
 
-Live settings take effect on the next call when assigned (a call already running keeps what it
-started with): ``model``, ``user``, ``retry``, ``fallback_models``, ``timeout``, ``limits``,
+Live settings take effect on the next call when assigned (an attempt under way settles with the
+limiter and budget it reserved from): ``model``, ``user``, ``retry``, ``fallback_models``, ``timeout``, ``limits``,
 ``budget``, ``prices``, ``cache``, ``cache_ttl``, ``cache_sampling``, ``cache_namespace``,
 ``redactor``, ``counter``, ``sleep`` and ``catalogue``.
 
