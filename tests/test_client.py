@@ -515,15 +515,30 @@ def test_an_sdk_client_needs_no_api_key(fresh, monkeypatch):
     assert Client(sdk=sdk).sdk is sdk  # nothing to change: used as it is
 
 
-def test_bedrock_through_the_seam():
-    script = Script((200, message_json("anthropic.claude-sonnet-4-6", "from bedrock")))
-    bedrock = anthropic.AnthropicBedrock(aws_access_key="AKIDEXAMPLE", aws_secret_key="secret", aws_region="us-east-1",
-                                         http_client=httpx2.Client(transport=httpx2.MockTransport(script)))
-    c = Client(sdk=bedrock, model="anthropic.claude-sonnet-4-6", sleep=Sleeps())
-    assert c.create(ASK, max_tokens=20).content[0].text == "from bedrock"
-    (request,) = script.requests
-    assert request.url.path == "/model/anthropic.claude-sonnet-4-6/invoke"
-    assert request.headers["authorization"].startswith("AWS4-HMAC-SHA256")
+def bedrock(http):
+    return anthropic.AnthropicBedrock(aws_access_key="AKIDEXAMPLE", aws_secret_key="secret", aws_region="us-east-1",
+                                      http_client=http)
+
+
+def vertex(http):
+    return anthropic.AnthropicVertex(region="us-east5", project_id="proj", access_token="token", http_client=http)
+
+
+@pytest.mark.parametrize(
+    "make_sdk, model, path, auth",
+    [
+        (bedrock, "anthropic.claude-sonnet-4-6", "/model/anthropic.claude-sonnet-4-6/invoke", "AWS4-HMAC-SHA256"),
+        (vertex, MODEL, f"/v1/projects/proj/locations/us-east5/publishers/anthropic/models/{MODEL}:rawPredict",
+         "Bearer token"),
+    ],
+)
+def test_cloud_sdk_clients_through_the_seam(make_sdk, model, path, auth):
+    script = Script(OVERLOADED, (200, message_json(model, "from the cloud")))
+    c = Client(sdk=make_sdk(httpx2.Client(transport=httpx2.MockTransport(script))), model=model, sleep=Sleeps())
+    assert c.create(ASK, max_tokens=20).content[0].text == "from the cloud"
+    assert len(script.requests) == 2 and c.stats.retries == 1  # convo's retries, the SDK's are off
+    for request in script.requests:
+        assert request.url.path == path and request.headers["authorization"].startswith(auth)
 
 
 def test_a_sync_sdk_for_the_async_client_and_back_is_refused(fresh):
