@@ -71,7 +71,9 @@ class Client(Base):
     (a :class:`Redactor`) removes sensitive data before anything is sent, cached or logged, and
     restores placeholders in replies and streamed text. ``counter`` estimates tokens for limits
     and budgets. ``sleep`` and ``clock`` (monotonic seconds) are the one sleep and clock of
-    everything the client times or waits for: inject both to run in virtual time.
+    everything the client times or waits for (latency, time to first token, retry waits and
+    ``max_elapsed``, the rate limiter): inject both to run in virtual time. A cache you pass
+    times its entries on its own clock (``MemoryCache(clock=...)``).
 
     Settings are live (assigning ``client.retry = ...`` takes effect on the next call) or
     read-only (the connection, ``max_concurrency``, ``clock``: assigning raises
