@@ -576,3 +576,57 @@ def test_async_scripted_transport_and_sdk(fresh):
     assert scripted.content[0].text == "async scripted" and len(script.requests) == 2
     assert script.requests[0].headers["x-team"] == "async"
     assert served.content[0].text and message_posts(fresh)[-1].header("x-stainless-retry-count") == "0"
+
+
+# -- the flows under a scripted driver: every decision, no network, no sleeping ----------------
+
+
+def overloaded(retry_after="2"):
+    request = httpx2.Request("POST", "https://api.anthropic.com/v1/messages")
+    response = httpx2.Response(529, request=request, headers={"retry-after": retry_after},
+                               json={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    return anthropic.APIStatusError("Overloaded", response=response, body=response.json())
+
+
+def drive(flow, answers, now=100.0):
+    """Carry out a flow's effects by hand: ``Call`` takes the next answer (raised if an error),
+    ``Sleep`` is recorded, ``Now`` is fixed. Returns the result, the calls and the sleeps."""
+    from convo._flow import Call, Now, Sleep
+
+    calls, sleeps, send, error = [], [], None, None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(send)
+        except StopIteration as stop:
+            return stop.value, calls, sleeps
+        send, error = None, None
+        if isinstance(effect, Now):
+            send = now
+        elif isinstance(effect, Sleep):
+            sleeps.append(effect.seconds)
+        elif isinstance(effect, Call):
+            calls.append(effect.kwargs["model"])
+            answer = answers.pop(0)
+            if isinstance(answer, BaseException):
+                error = answer
+            else:
+                send = answer
+        else:
+            raise TypeError(f"unexpected effect {effect!r}")
+
+
+def test_call_flow_decisions_under_a_scripted_driver():
+    from convo._calls import call_flow
+
+    c = Client(api_key=KEY, model=MODEL, fallback_models=["claude-haiku-4-5"])
+    ok = anthropic.types.Message.model_validate(message_json("claude-haiku-4-5", "done"))
+    request = c._request(ASK, None, 20, None, {})
+    result, calls, sleeps = drive(call_flow(request, c._ctx), [overloaded(), overloaded("3"), ok])
+    assert result is ok and sleeps == [2.0, 3.0]  # the server's retry-after, as asked
+    assert calls == [MODEL, MODEL, "claude-haiku-4-5"]  # two overloaded answers: the fallback
+    assert c.stats.retries == 2 and c.stats.fallbacks == 1 and c.stats.successes == 1
+
+    c.retry = RetryPolicy(max_attempts=2)
+    with pytest.raises(convo.OverloadedError) as info:
+        drive(call_flow(request, c._ctx), [overloaded(), overloaded()])
+    assert info.value.attempts == 2 and isinstance(info.value.__cause__, anthropic.APIStatusError)
