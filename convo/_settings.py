@@ -75,8 +75,8 @@ class Settings:
         share = parent is not None and parent._clock is clock
         given_sdk = options.get("sdk")
         key = options.get("api_key")
-        if key is None:
-            key = os.environ.get("ANTHROPIC_API_KEY")
+        if key is None:  # the SDK client's own key (keys the Models API cache), else the environment's
+            key = getattr(given_sdk, "api_key", None) if given_sdk is not None else os.environ.get("ANTHROPIC_API_KEY")
         if not key and given_sdk is None and sdk is None:
             raise InvalidConfigError(
                 "no API key: pass Client(api_key=...) or set ANTHROPIC_API_KEY, or pass sdk= an SDK "
