@@ -22,6 +22,7 @@ from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import OverloadedError as OverloadedError
 from ._exceptions import PermissionDeniedError as PermissionDeniedError
 from ._exceptions import RateLimitError as RateLimitError
+from ._exceptions import ReadOnlySettingError as ReadOnlySettingError
 from ._exceptions import RequestTooLargeError as RequestTooLargeError
 from ._exceptions import ServerError as ServerError
 from ._exceptions import SpendLimitError as SpendLimitError

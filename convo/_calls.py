@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +38,13 @@ log = logging.getLogger("convo")
 
 @dataclass
 class CallContext:
-    """Everything a flow needs from its client."""
+    """Everything a flow needs from its client: the client's state, in one place.
+
+    The client's live settings (``retry``, ``cache``, ``budget``, ``redactor``...) read and write
+    these fields, and every flow reads them when it runs, so an assignment takes effect on the
+    next call. ``clock`` is the one clock of the client (latency, time to first token, retry
+    deadlines, the rate limiter).
+    """
 
     policy: RetryPolicy
     budget: RetryBudget | None
@@ -51,6 +59,7 @@ class CallContext:
     cache_sampling: bool = False
     cache_namespace: str | None = None
     redactor: Redactor | None = None
+    clock: Callable[[], float] = time.monotonic
     _estimates: OrderedDict[bytes, int] = field(default_factory=OrderedDict)
 
     def estimate_input(self, request: dict[str, Any]) -> int:
@@ -85,6 +94,10 @@ class _Ticket:
     hold: Hold | None = None
     request: dict[str, Any] | None = None  # as sent, to compare the estimate with the usage
     estimate: int | None = None  # convo's uncorrected estimate of its input tokens
+    # The limiter and budget reserved from: the attempt settles with them even if the client's
+    # ``limits`` or ``budget`` is assigned meanwhile.
+    limiter: RateLimiter | None = None
+    spend: Budget | None = None
 
 
 def _user_of(request: dict[str, Any]) -> str | None:
@@ -145,30 +158,31 @@ CACHED_STOPS = frozenset({"end_turn", "stop_sequence", "tool_use", "max_tokens"}
 
 def _admit(ctx: CallContext, request: dict[str, Any], model: str) -> Flow:
     """Before an attempt: hold its worst-case cost, then wait for the rate limiter."""
-    ticket = _Ticket(model, _user_of(request), request=request)
-    if ctx.limiter is None and ctx.spend is None:
+    limiter, spend = ctx.limiter, ctx.spend
+    ticket = _Ticket(model, _user_of(request), request=request, limiter=limiter, spend=spend)
+    if limiter is None and spend is None:
         return ticket
     ticket.estimate = ctx.estimate_input(request)
     cal = calibration_of(ctx.counter)
     estimate = cal.apply(model, ticket.estimate) if cal is not None else ticket.estimate
     max_tokens = request.get("max_tokens", 0)
-    if ctx.spend is not None:
+    if spend is not None:
         prices = ctx.prices or PriceTable.default()
         worst = prices.worst_case(model, estimate * ESTIMATE_MARGIN, max_tokens)
-        ticket.hold = ctx.spend.reserve(worst, ticket.user)
-    if ctx.limiter is not None:
+        ticket.hold = spend.reserve(worst, ticket.user)
+    if limiter is not None:
         try:
-            ticket.reservation = yield Do(ctx.limiter.reserve, (estimate, max_tokens), io=ctx.limiter.io)
+            ticket.reservation = yield Do(limiter.reserve, (estimate, max_tokens), io=limiter.io)
         except BaseException:
-            if ticket.hold is not None and ctx.spend is not None:
-                ctx.spend.settle(ticket.hold, 0.0)
+            if ticket.hold is not None and spend is not None:
+                spend.settle(ticket.hold, 0.0)
             raise
         wait = ticket.reservation.wait
         while wait > 0:  # re-check now and then: refunds ahead in line shorten the wait
             yield Sleep(min(wait, RECHECK))
             if wait <= RECHECK:
                 break
-            wait = yield Do(ctx.limiter.recheck, (ticket.reservation,), io=ctx.limiter.io)
+            wait = yield Do(limiter.recheck, (ticket.reservation,), io=limiter.io)
     return ticket
 
 
@@ -176,14 +190,15 @@ def _settle(ctx: CallContext, ticket: _Ticket, usage: Any, headers: Any, exc: Ba
     """After an attempt: correct the limiter from usage and headers, charge the real cost,
     and let the estimate learn from the server's count."""
     _calibrate(ctx, ticket, usage)
-    if ctx.limiter is not None:
+    limiter = ticket.limiter
+    if limiter is not None:
         if ticket.reservation is not None:
-            yield Do(ctx.limiter.settle, (ticket.reservation, usage, headers), io=ctx.limiter.io)
+            yield Do(limiter.settle, (ticket.reservation, usage, headers), io=limiter.io)
         if exc is not None and getattr(exc, "status_code", None) in (429, 529):
-            ctx.limiter.throttled()
+            limiter.throttled()
     cost = ctx.cost(usage, ticket.model)
-    if ticket.hold is not None and ctx.spend is not None:
-        ctx.spend.settle(ticket.hold, cost or 0.0)
+    if ticket.hold is not None and ticket.spend is not None:
+        ticket.spend.settle(ticket.hold, cost or 0.0)
     if cost:
         ctx.stats.charge(cost, ticket.user)
 
@@ -208,8 +223,9 @@ def _overloaded(exc: BaseException) -> bool:
 class _Attempts:
     """Tenacity's decisions for one call, plus model fallback and retry-budget bookkeeping."""
 
-    def __init__(self, ctx: CallContext, model: str) -> None:
+    def __init__(self, ctx: CallContext, model: str, start: float | None = None) -> None:
         self.ctx = ctx
+        self.start = start  # on ctx.clock: when the call began, for the policy's max_elapsed
         self.spent = [0]
         # Tenacity's controller is built at the first failure: most calls succeed at once.
         self.retrying: tenacity.Retrying | None = None
@@ -248,7 +264,7 @@ class _Attempts:
         else:
             self.overloaded_in_row = 0
         if self.state is None:
-            self.retrying = self.ctx.policy.retrying(self.ctx.budget, self.spent)
+            self.retrying = self.ctx.policy.retrying(self.ctx.budget, self.spent, clock=self.ctx.clock, start=self.start)
             self.retrying.begin()
             self.state = tenacity.RetryCallState(self.retrying, fn=None, args=(), kwargs={})
         self.state.set_exception((type(exc), exc, exc.__traceback__))
@@ -268,7 +284,7 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
     """An SDK call (``messages.create`` by default) with retries, model fallback, rate limits
     and the spending budget (the last two for ``create`` only)."""
     start = yield Now()
-    attempts = _Attempts(ctx, request["model"])
+    attempts = _Attempts(ctx, request["model"], start)
     guarded = method == "create"
     mapping: dict[str, str] = {}
     key = None
@@ -292,7 +308,7 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
         ticket = (yield from _admit(ctx, kwargs, attempts.model)) if guarded else None
         try:
             # Response headers feed the rate limiter; without one, the plain call is cheaper.
-            raw = yield Call(method, kwargs, raw=guarded and ctx.limiter is not None)
+            raw = yield Call(method, kwargs, raw=ticket is not None and ticket.limiter is not None)
         except Exception as exc:  # noqa: BLE001 -- every failure goes to the retry policy
             if ticket is not None:
                 yield from _settle(ctx, ticket, None, _headers(exc), exc)

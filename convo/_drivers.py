@@ -47,7 +47,8 @@ def _method(sdk: Any, name: str, raw: bool = False) -> Callable[..., Any]:
         parts = (*parts[:-1], "with_raw_response", parts[-1])
     for part in parts:
         obj = getattr(obj, part)
-    return obj
+    method: Callable[..., Any] = obj
+    return method
 
 
 _KNOWN: dict[tuple[Any, Any], frozenset[str]] = {}
@@ -94,6 +95,10 @@ class AsyncEnv:
     sleep: Callable[[float], Any] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
     _slots: dict[int, tuple[Any, asyncio.Semaphore]] = field(default_factory=dict)
+
+    def share_slots(self, other: AsyncEnv) -> None:
+        """Use ``other``'s semaphores (a client's copy shares its concurrency limit)."""
+        self._slots = other._slots
 
     def slots(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -200,7 +205,7 @@ def drive_sync(flow: Flow, env: SyncEnv) -> Iterator[Any]:
                     send = _gather_sync(effect, env)
                 else:
                     raise TypeError(f"unknown effect {effect!r}")
-            except Exception as exc:  # handed back to the flow, which decides
+            except Exception as exc:  # noqa: BLE001 -- handed back to the flow, which decides
                 error = exc
     finally:
         flow.close()
@@ -290,7 +295,7 @@ async def drive_async(flow: Flow, env: AsyncEnv) -> AsyncIterator[Any]:
                     send = await _gather_async(effect, env)
                 else:
                     raise TypeError(f"unknown effect {effect!r}")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 -- handed back to the flow, which decides
                 error = exc
     finally:
         flow.close()
@@ -305,7 +310,7 @@ def _gather_sync(effect: Gather, env: SyncEnv) -> list[Outcome]:
     def one(index: int, flow: Flow) -> None:
         try:
             outcome = Outcome(value=run_sync(flow, env))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- each flow's failure is its outcome
             outcome = Outcome(error=exc)
         with lock:
             results[index] = outcome
@@ -328,7 +333,7 @@ async def _gather_async(effect: Gather, env: AsyncEnv) -> list[Outcome]:
     async def one(index: int, flow: Flow) -> None:
         try:
             outcome = Outcome(value=await run_async(flow, env))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 -- each flow's failure is its outcome
             outcome = Outcome(error=exc)
         results[index] = outcome
         if effect.on_done is not None:

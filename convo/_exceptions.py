@@ -8,7 +8,8 @@
     │   ├── ModelRuleError                     a request breaks its model's rule: not sent
     │   ├── InvalidConfigError                 a bad budget, model, system prompt, strategy...
     │   │   ├── UnknownModelError              no price for a model (convo.prices)
-    │   │   └── ClientMismatchError            a sync method with an AsyncClient, or the reverse
+    │   │   ├── ClientMismatchError            a sync method with an AsyncClient, or the reverse
+    │   │   └── ReadOnlySettingError           a client setting fixed at construction was assigned
     │   └── TextFileError                      a file to chunk is missing, binary or not UTF-8
     ├── ContextOverflowError                   what must be kept cannot fit in the budget
     ├── ConversationFileError                  a saved conversation cannot be read or written
@@ -54,6 +55,7 @@ __all__ = [
     "OverloadedError",
     "PermissionDeniedError",
     "RateLimitError",
+    "ReadOnlySettingError",
     "RequestTooLargeError",
     "ServerError",
     "SpendLimitError",
@@ -84,6 +86,16 @@ class ClientMismatchError(InvalidConfigError):
     async one (``asend``, ``astream``) with a :class:`~convo.Client`. Raised before anything was
     sent or changed; the message names the method (or the client) to use instead.
     """
+
+class ReadOnlySettingError(InvalidConfigError, AttributeError):
+    """A client setting that is fixed at construction (the connection, the clock, the concurrency
+    slots) was assigned; nothing changed. ``client.with_options(name=value)`` returns a copy with
+    it changed. ``setting`` names it.
+    """
+
+    def __init__(self, message: str, *, setting: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class ModelRuleError(InvalidInputError):

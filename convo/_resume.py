@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Self
 
 import anthropic
+from anthropic.types import Message as SDKMessage
 from anthropic.types import TextBlock as SDKTextBlock
 from anthropic.types.parsed_message import ParsedMessage, ParsedTextBlock
 
@@ -207,7 +208,7 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
         if restorer:
             yield Emit(restorer.flush())
         return _restore(cached, mapping)
-    attempts = _Attempts(ctx, request["model"])
+    attempts = _Attempts(ctx, request["model"], start)
     progress = _Progress(request)
     relay = _Relay(progress, restorer, ctx.stats.clock, start)
     while True:
@@ -344,9 +345,9 @@ class Stream:
     def __init__(self, run: Iterator[Any], on_restart: Callable[[Restart], Any] | None) -> None:
         self._run = run
         self._on_restart = on_restart
-        self._final: Any = None
+        self._final: SDKMessage | None = None
         self.restarts = 0
-        self.text_stream = self._texts()
+        self.text_stream: Generator[str, None, None] = self._texts()
 
     def _texts(self) -> Generator[str, None, None]:
         for item in self._run:
@@ -368,9 +369,11 @@ class Stream:
         for _ in self.text_stream:
             pass
 
-    def get_final_message(self) -> Any:
+    def get_final_message(self) -> SDKMessage:
         """The whole message (an ``anthropic.types.Message``), stitched across any resumes."""
         self.until_done()
+        if self._final is None:
+            raise StreamError("the stream was closed before its end: there is no final message", partial="", attempts=0)
         return self._final
 
     def get_final_text(self) -> str:
@@ -401,9 +404,9 @@ class AsyncStream:
     def __init__(self, run: AsyncIterator[Any], on_restart: Callable[[Restart], Any] | None) -> None:
         self._run = run
         self._on_restart = on_restart
-        self._final: Any = None
+        self._final: SDKMessage | None = None
         self.restarts = 0
-        self.text_stream = self._texts()
+        self.text_stream: AsyncGenerator[str, None] = self._texts()
 
     async def _texts(self) -> AsyncGenerator[str, None]:
         async for item in self._run:
@@ -427,11 +430,13 @@ class AsyncStream:
         async for _ in self.text_stream:
             pass
 
-    async def get_final_message(self) -> Any:
+    async def get_final_message(self) -> SDKMessage:
         """The whole message (an ``anthropic.types.Message``), stitched across any
         resumes; awaits the end.
         """
         await self.until_done()
+        if self._final is None:
+            raise StreamError("the stream was closed before its end: there is no final message", partial="", attempts=0)
         return self._final
 
     async def get_final_text(self) -> str:

@@ -5,8 +5,9 @@
 >>> client
 Client(model='claude-sonnet-5-5', base_url='http://127.0.0.1:8080', max_concurrency=5)
 
-Both are thin shells: every decision lives in the flows of ``_calls`` and ``_resume``, which run the same way
-under the sync and the async driver. The API key is read from ``ANTHROPIC_API_KEY`` when not
+Both are thin shells: every decision lives in the flows of ``_calls`` and ``_resume``, which run
+the same way under the sync and the async driver; the settings, live or read-only, and
+``with_options`` live in ``_settings``. The API key is read from ``ANTHROPIC_API_KEY`` when not
 given and never appears in a repr, a log line or an error. The model defaults to
 :data:`convo.models.DEFAULT_MODEL`. Every request is checked against its model's catalogue entry
 before it is sent (see ``_preflight``); :meth:`Client.models` refreshes that catalogue from the
@@ -15,49 +16,71 @@ Models API.
 
 from __future__ import annotations
 
-import logging
+import inspect
 import os
 import threading
-import time
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import Any, Self, Unpack, cast
 
 import anthropic
 import httpx2
+from anthropic.types import Message as SDKMessage
 
 from . import _models_live
-from ._calls import CallContext, call_flow
+from ._calls import call_flow
 from ._drivers import AsyncEnv, SyncEnv, drive_async, drive_sync, run_async, run_sync
 from ._exceptions import InvalidConfigError
-from ._preflight import check_request
+from ._options import AsyncClientOptions, AsyncSDK, ClientOptions, SyncSDK
+from ._requests import Base
 from ._resume import AsyncStream, Restart, Stream, stream_flow
+from ._settings import Settings
 from .budget import Budget
 from .cache import Cache
-from .messages import Message, check_final, check_history, to_message, to_system
-from .models import DEFAULT_MODEL, Catalogue
+from .models import Catalogue
 from .prices import PriceTable
-from .ratelimit import RateLimiter, RateLimits
+from .ratelimit import RateLimits
 from .redact import Redactor
 from .retry import RetryPolicy
-from .tokens import TokenCounter, default_counter
-from .usage import Stats
+from .tokens import TokenCounter
 
-__all__ = ["AsyncClient", "AsyncStream", "Client", "Stream"]
+__all__ = ["AsyncClient", "AsyncClientOptions", "AsyncStream", "Client", "ClientOptions", "Stream"]
 
-log = logging.getLogger("convo")
-
-
-def _api_message(m: Any) -> dict[str, Any]:
-    """A message in the API's shape, validated; plain text dicts take a fast path."""
-    if type(m) is dict and len(m) == 2 and m.get("role") in ("user", "assistant"):
-        content = m.get("content")
-        if type(content) is str and content.strip():
-            return {"role": m["role"], "content": content}
-    return m.to_api() if isinstance(m, Message) else to_message(m).to_api()
+def _is_async(sdk: Any) -> bool:
+    """Whether an SDK client's ``messages.create`` is a coroutine function (an async client)."""
+    messages = getattr(sdk, "messages", None)
+    create = getattr(messages, "create", None)
+    return create is not None and inspect.iscoroutinefunction(inspect.unwrap(create))
 
 
-class _Base:
-    """Settings and request building shared by the sync and async clients."""
+class Client(Base):
+    """Sends requests through the official SDK with convo's retries, fallbacks and streams.
+
+    The connection: ``api_key`` (default ``ANTHROPIC_API_KEY``), ``base_url``,
+    ``default_headers`` and ``timeout`` (seconds or an ``httpx2.Timeout``; None: the SDK's
+    10 minutes) build an ``anthropic.Anthropic``; or pass ``sdk=`` your own (``Anthropic``,
+    ``AnthropicBedrock``, ``AnthropicVertex`` or a compatible object; convo sends through a copy
+    with the SDK's retries off, sharing its connections) or ``http_client=`` (an
+    ``httpx2.Client``: a proxy, a scripted transport). ``max_concurrency`` bounds requests in
+    flight (thread-safe). ``retry`` is a :class:`RetryPolicy`; ``fallback_models`` are tried in
+    order after repeated overloaded answers; ``user`` is sent as ``metadata.user_id`` and keys
+    the per-user ledger and caps (a call may pass its own ``user=``); ``limits`` are
+    :class:`RateLimits`; ``budget`` a :class:`Budget`; ``prices`` a :class:`PriceTable`.
+    ``cache`` (a :class:`MemoryCache`, :class:`SQLiteCache` or :class:`RedisCache`) answers
+    repeated deterministic requests (temperature 0, or any with ``cache_sampling=True``) without
+    calling the API; entries are namespaced by user (``cache_namespace`` overrides). ``redactor``
+    (a :class:`Redactor`) removes sensitive data before anything is sent, cached or logged, and
+    restores placeholders in replies and streamed text. ``counter`` estimates tokens for limits
+    and budgets. ``sleep`` and ``clock`` (monotonic seconds) are the one sleep and clock of
+    everything the client times or waits for (latency, time to first token, retry waits and
+    ``max_elapsed``, the rate limiter): inject both to run in virtual time. A cache you pass
+    times its entries on its own clock (``MemoryCache(clock=...)``).
+
+    Settings are live (assigning ``client.retry = ...`` takes effect on the next call) or
+    read-only (the connection, ``max_concurrency``, ``clock``: assigning raises
+    :class:`ReadOnlySettingError`); :meth:`with_options` returns a configured copy.
+    """
+
+    _env: SyncEnv
 
     def __init__(
         self,
@@ -65,11 +88,14 @@ class _Base:
         base_url: str | None = None,
         model: str | None = None,
         *,
+        sdk: SyncSDK | None = None,
+        http_client: httpx2.Client | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        timeout: float | httpx2.Timeout | None = None,
         max_concurrency: int = 5,
         retry: RetryPolicy | None = None,
-        fallback_models: Sequence[str] = (),
+        fallback_models: str | Sequence[str] = (),
         user: str | None = None,
-        timeout: float | None = None,
         limits: RateLimits | None = None,
         budget: Budget | None = None,
         prices: PriceTable | None = None,
@@ -79,145 +105,43 @@ class _Base:
         cache_namespace: str | None = None,
         redactor: Redactor | None = None,
         counter: TokenCounter | None = None,
-        sleep: Callable[[float], Any] | None = None,
+        sleep: Callable[[float], object] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        if isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
-            raise InvalidConfigError(f"max_concurrency must be a positive int, got {max_concurrency!r}")
-        if model is not None and (not isinstance(model, str) or not model.strip()):
-            raise InvalidConfigError(f"model must be a model name such as {DEFAULT_MODEL!r}, got {model!r}")
-        if limits is not None and not isinstance(limits, RateLimits):
-            raise InvalidConfigError(f"limits must be a RateLimits(...), got {type(limits).__name__}")
-        if budget is not None and not isinstance(budget, Budget):
-            raise InvalidConfigError(f"budget must be a Budget(usd=...), got {type(budget).__name__}")
-        if isinstance(fallback_models, str):
-            fallback_models = (fallback_models,)
-        key = api_key if api_key is not None else os.environ.get("ANTHROPIC_API_KEY")
-        if not key:
-            raise InvalidConfigError(
-                "no API key: pass Client(api_key=...) or set ANTHROPIC_API_KEY "
-                "(for the embedded simulator any non-empty key works)"
-            )
-        model = model if model is not None else DEFAULT_MODEL
-        self.model = model
-        self.base_url = base_url
-        #: The catalogue requests are checked against: the bundled one until :meth:`models` refreshes it.
-        self.catalogue = Catalogue.bundled()
-        self.max_concurrency = max_concurrency
-        self.retry = retry if retry is not None else RetryPolicy()
-        self.fallback_models = tuple(fallback_models)
-        self.user = user
-        self.timeout = timeout
-        clock = clock if clock is not None else time.monotonic
-        self.limits = limits
-        self.budget = budget
-        self.prices = prices if prices is not None else PriceTable.default()
-        if budget is not None:
-            self.prices.price(model)  # an unknown model cannot be budgeted: say so now
-        self.stats = Stats(clock)
-        self.limiter = RateLimiter(limits, clock) if limits is not None else None
-        self._ctx = CallContext(
-            policy=self.retry,
-            budget=self.retry.new_budget(),
-            stats=self.stats,
-            fallback_models=self.fallback_models,
-            counter=counter if counter is not None else default_counter(),
-            limiter=self.limiter,
-            spend=budget,
-            prices=self.prices,
-            cache=cache,
-            cache_ttl=cache_ttl,
-            cache_sampling=cache_sampling,
-            cache_namespace=cache_namespace,
-            redactor=redactor,
-        )
-        self.cache = cache
-        self.redactor = redactor
-        self._sleep = sleep
-        self._sdk_options: dict[str, Any] = {"api_key": key, "base_url": base_url, "max_retries": 0}
-        if timeout is not None:  # else the SDK's default (10 minutes)
-            self._sdk_options["timeout"] = timeout
+        options: ClientOptions = {
+            "api_key": api_key, "base_url": base_url, "model": model, "sdk": sdk, "http_client": http_client,
+            "default_headers": default_headers, "timeout": timeout, "max_concurrency": max_concurrency,
+            "retry": retry, "fallback_models": fallback_models, "user": user, "limits": limits, "budget": budget,
+            "prices": prices, "cache": cache, "cache_ttl": cache_ttl, "cache_sampling": cache_sampling,
+            "cache_namespace": cache_namespace, "redactor": redactor, "counter": counter, "sleep": sleep,
+            "clock": clock,
+        }
+        self._setup(options)
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}(model={self.model!r}, base_url={self.base_url!r}, max_concurrency={self.max_concurrency})"
+    def _connect(self, options: Mapping[str, Any], parent: Settings | None, sdk: Any) -> SyncEnv:
+        if sdk is None:
+            given = options.get("sdk")
+            if given is not None and _is_async(given):
+                raise InvalidConfigError(
+                    f"sdk= is an async SDK client ({type(given).__name__}); pass it to AsyncClient(sdk=...), "
+                    "or give Client a sync one such as anthropic.Anthropic"
+                )
+            sdk = self._sdk_from(given, options) if given is not None else anthropic.Anthropic(**self._sdk_options(options))
+        if parent is not None and isinstance(parent._env, SyncEnv) and parent.max_concurrency == self._max_concurrency:
+            return SyncEnv(sdk=sdk, slots=parent._env.slots)  # the copy shares the slots
+        return SyncEnv(sdk=sdk, slots=threading.BoundedSemaphore(self._max_concurrency))
 
-    @property
-    def retry_budget(self) -> Any:
-        return self._ctx.budget
+    def with_options(self, **changes: Unpack[ClientOptions]) -> Client:
+        """A copy of this client with ``changes`` applied (any constructor option), as the SDK's
+        ``with_options``: ``client.with_options(timeout=5, model="claude-haiku-4-5").create(...)``.
 
-    def _models_key(self) -> str:
-        return _models_live.cache_key(self.base_url, self._sdk_options["api_key"])
-
-    def _models_hit(self, refresh: bool, ttl: float) -> Catalogue | None:
-        hit = None if refresh else _models_live.cached(self._models_key(), ttl)
-        if hit is not None:
-            self.catalogue = hit
-        return hit
-
-    def _request(
-        self,
-        messages: Iterable[Any],
-        system: Any,
-        max_tokens: int,
-        model: str | None,
-        params: dict[str, Any],
-        *,
-        method: str = "create",
-        batch: bool = False,
-    ) -> dict[str, Any]:
-        """Normalize a request once, at the boundary, and check it against its model's rules
-        (``batch``: against the Batch API's output cap)."""
-        model = self.model if model is None else model
-        if not isinstance(model, str) or not model.strip():
-            raise InvalidConfigError(f"model must be a model name such as {DEFAULT_MODEL!r}, got {model!r}")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise InvalidConfigError(f"max_tokens must be a positive int, got {max_tokens!r}")
-        if isinstance(messages, (str, Message)) or not isinstance(messages, Iterable):
-            raise InvalidConfigError("messages must be a list of messages, e.g. [{'role': 'user', 'content': 'Hi'}]")
-        params.pop("stream", None)
-        api_messages = [_api_message(m) for m in messages]
-        if any(type(m["content"]) is not str for m in api_messages):
-            check_history(api_messages)  # tool_use/tool_result pairing: refuse before sending
-        elif api_messages and api_messages[-1]["role"] == "assistant":
-            check_final([to_message(api_messages[-1])])  # no trailing whitespace on a prefill
-        request: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": api_messages}
-        system = to_system(system)
-        if system:
-            request["system"] = system if isinstance(system, str) else [b.model_dump(mode="json") for b in system]
-        user = params.pop("user", None) or self.user
-        if user and "metadata" not in params:
-            request["metadata"] = {"user_id": user}
-        request.update(params)
-        if method == "count_tokens":
-            del request["max_tokens"]
-            request.pop("metadata", None)
-        check_request(request, self.catalogue.get(model), method=method, batch=batch)
-        return request
-
-
-class Client(_Base):
-    """Sends requests through the official SDK with convo's retries, fallbacks and streams.
-
-    ``api_key`` defaults to ``ANTHROPIC_API_KEY``; ``max_concurrency`` bounds requests in
-    flight (thread-safe); ``retry`` is a :class:`RetryPolicy`; ``fallback_models`` are tried in
-    order after repeated overloaded answers; ``user`` is sent as ``metadata.user_id`` and keys
-    the per-user ledger and caps (a call may pass its own ``user=``); ``limits`` are
-    :class:`RateLimits`; ``budget`` a :class:`Budget`; ``prices`` a :class:`PriceTable`.
-    ``cache`` (a :class:`MemoryCache`, :class:`SQLiteCache` or :class:`RedisCache`) answers
-    repeated deterministic requests (temperature 0, or any with ``cache_sampling=True``) without
-    calling the API; entries are namespaced by user (``cache_namespace`` overrides). ``redactor``
-    (a :class:`Redactor`) removes sensitive data before anything is sent, cached or logged, and
-    restores placeholders in replies and streamed text.
-    """
-
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, model: str | None = None, **kw: Any) -> None:
-        super().__init__(api_key, base_url, model, **kw)
-        self.sdk = anthropic.Anthropic(**self._sdk_options)
-        self._env = SyncEnv(
-            sdk=self.sdk,
-            slots=threading.BoundedSemaphore(self.max_concurrency),
-            sleep=self._sleep if self._sleep is not None else time.sleep,
-        )
+        The copy shares the HTTP connection pool, ``stats`` and the retry budget, and, unless
+        the change is to them, the rate limiter (``limits``) and the concurrency slots
+        (``max_concurrency``); with another ``clock`` it keeps its own stats, retry budget and
+        limiter. The original owns the connections: closing the copy leaves them open.
+        """
+        copy: Client = self._copy_with(changes)
+        return copy
 
     def create(
         self,
@@ -227,10 +151,10 @@ class Client(_Base):
         max_tokens: int = 1024,
         model: str | None = None,
         **params: Any,
-    ) -> Any:
+    ) -> SDKMessage:
         """``messages.create`` with retries; returns an ``anthropic.types.Message``."""
         request = self._request(messages, system, max_tokens, model, params)
-        return run_sync(call_flow(request, self._ctx), self._env)
+        return cast(SDKMessage, run_sync(call_flow(request, self._ctx), self._env))
 
     def stream(
         self,
@@ -276,10 +200,15 @@ class Client(_Base):
         return self.catalogue
 
     def close(self) -> None:
-        """Close the SDK's HTTP connections; ``with Client(...) as client:`` does this on exit."""
-        self.sdk.close()
+        """Close the SDK's HTTP connections; ``with Client(...) as client:`` does this on exit.
 
-    def __enter__(self) -> Client:
+        Only connections this client made: a copy from :meth:`with_options`, and a client given
+        ``sdk=`` or ``http_client=``, leave them to their owner.
+        """
+        if self._owns_connections:
+            self.sdk.close()
+
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -314,15 +243,71 @@ class Client(_Base):
         return results
 
 
-class AsyncClient(_Base):
-    """The async twin of :class:`Client` (same arguments; ``max_concurrency`` per event loop)."""
+class AsyncClient(Base):
+    """The async twin of :class:`Client`: the same arguments, with an async ``sdk``
+    (``AsyncAnthropic``, ``AsyncAnthropicBedrock``, ``AsyncAnthropicVertex``), an
+    ``httpx2.AsyncClient`` and an async ``sleep``; ``max_concurrency`` applies per event loop.
+    """
 
-    def __init__(self, api_key: str | None = None, base_url: str | None = None, model: str | None = None, **kw: Any) -> None:
-        super().__init__(api_key, base_url, model, **kw)
-        self.sdk = anthropic.AsyncAnthropic(**self._sdk_options)
-        self._env = AsyncEnv(sdk=self.sdk, limit=self.max_concurrency)
-        if self._sleep is not None:
-            self._env.sleep = self._sleep
+    _env: AsyncEnv
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        model: str | None = None,
+        *,
+        sdk: AsyncSDK | None = None,
+        http_client: httpx2.AsyncClient | None = None,
+        default_headers: Mapping[str, str] | None = None,
+        timeout: float | httpx2.Timeout | None = None,
+        max_concurrency: int = 5,
+        retry: RetryPolicy | None = None,
+        fallback_models: str | Sequence[str] = (),
+        user: str | None = None,
+        limits: RateLimits | None = None,
+        budget: Budget | None = None,
+        prices: PriceTable | None = None,
+        cache: Cache | None = None,
+        cache_ttl: float | None = None,
+        cache_sampling: bool = False,
+        cache_namespace: str | None = None,
+        redactor: Redactor | None = None,
+        counter: TokenCounter | None = None,
+        sleep: Callable[[float], Awaitable[object]] | None = None,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        options: AsyncClientOptions = {
+            "api_key": api_key, "base_url": base_url, "model": model, "sdk": sdk, "http_client": http_client,
+            "default_headers": default_headers, "timeout": timeout, "max_concurrency": max_concurrency,
+            "retry": retry, "fallback_models": fallback_models, "user": user, "limits": limits, "budget": budget,
+            "prices": prices, "cache": cache, "cache_ttl": cache_ttl, "cache_sampling": cache_sampling,
+            "cache_namespace": cache_namespace, "redactor": redactor, "counter": counter, "sleep": sleep,
+            "clock": clock,
+        }
+        self._setup(options)
+
+    def _connect(self, options: Mapping[str, Any], parent: Settings | None, sdk: Any) -> AsyncEnv:
+        if sdk is None:
+            given = options.get("sdk")
+            if given is not None and not _is_async(given):
+                raise InvalidConfigError(
+                    f"sdk= is a sync SDK client ({type(given).__name__}); pass it to Client(sdk=...), "
+                    "or give AsyncClient an async one such as anthropic.AsyncAnthropic"
+                )
+            sdk = (
+                self._sdk_from(given, options) if given is not None
+                else anthropic.AsyncAnthropic(**self._sdk_options(options))
+            )
+        env = AsyncEnv(sdk=sdk, limit=self._max_concurrency)
+        if parent is not None and isinstance(parent._env, AsyncEnv) and parent.max_concurrency == self._max_concurrency:
+            env.share_slots(parent._env)
+        return env
+
+    def with_options(self, **changes: Unpack[AsyncClientOptions]) -> AsyncClient:
+        """The async twin of :meth:`Client.with_options`."""
+        copy: AsyncClient = self._copy_with(changes)
+        return copy
 
     async def create(
         self,
@@ -332,12 +317,12 @@ class AsyncClient(_Base):
         max_tokens: int = 1024,
         model: str | None = None,
         **params: Any,
-    ) -> Any:
+    ) -> SDKMessage:
         """The async twin of :meth:`Client.create`: ``messages.create`` with retries; returns an
         ``anthropic.types.Message``.
         """
         request = self._request(messages, system, max_tokens, model, params)
-        return await run_async(call_flow(request, self._ctx), self._env)
+        return cast(SDKMessage, await run_async(call_flow(request, self._ctx), self._env))
 
     def stream(
         self,
@@ -381,12 +366,13 @@ class AsyncClient(_Base):
         return self.catalogue
 
     async def close(self) -> None:
-        """Close the SDK's HTTP connections;
+        """The async twin of :meth:`Client.close`;
         ``async with AsyncClient(...) as client:`` does this on exit.
         """
-        await self.sdk.close()
+        if self._owns_connections:
+            await self.sdk.close()
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

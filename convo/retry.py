@@ -23,8 +23,8 @@ import email.utils
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import anthropic
 import httpx2
@@ -199,6 +199,20 @@ class _stop_without_budget(tenacity.stop.stop_base):
         return False
 
 
+class _stop_after_elapsed(tenacity.stop.stop_base):
+    """Stop once ``max_elapsed`` seconds have passed since ``start`` on the client's clock
+    (tenacity's own ``stop_after_delay`` reads ``time.monotonic``, which an injected clock
+    would not move)."""
+
+    def __init__(self, max_elapsed: float, clock: Callable[[], float], start: float) -> None:
+        self.max_elapsed = max_elapsed
+        self.clock = clock
+        self.start = start
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return self.clock() - self.start >= self.max_elapsed
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How convo retries. All times in seconds.
@@ -242,15 +256,23 @@ class RetryPolicy:
         """
         return RetryBudget(self.budget) if self.budget else None
 
-    def retrying(self, budget: RetryBudget | None, spent: list[int]) -> tenacity.Retrying:
+    def retrying(
+        self,
+        budget: RetryBudget | None,
+        spent: list[int],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        start: float | None = None,
+    ) -> tenacity.Retrying:
         """A tenacity controller for one call; ``spent[0]`` accumulates the budget it used.
 
         convo drives it with ``iter()`` (as tenacity's own loop does), so the same decisions
-        serve the sync and the async client.
+        serve the sync and the async client. ``max_elapsed`` is measured on ``clock`` (the
+        client's) from ``start`` (the call's start; now when not given).
         """
-        stop: Any = tenacity.stop_after_attempt(self.max_attempts)
+        stop: tenacity.stop.stop_base = tenacity.stop_after_attempt(self.max_attempts)
         if self.max_elapsed is not None:
-            stop = stop | tenacity.stop_after_delay(self.max_elapsed)
+            stop = stop | _stop_after_elapsed(self.max_elapsed, clock, clock() if start is None else start)
         stop = stop | _stop_without_budget(budget, spent)  # evaluated last: pays only for real retries
         return tenacity.Retrying(
             stop=stop,

@@ -2,8 +2,11 @@
 
 import asyncio
 import inspect
+import json
 import logging
 
+import anthropic
+import httpx2
 import pytest
 
 import convo
@@ -233,7 +236,7 @@ def test_stream_that_keeps_failing_raises_with_the_partial_text(fresh):
     seen = []
     with pytest.raises(convo.StreamError) as info:
         for text in c.stream(ASK, max_tokens=300).text_stream:
-            seen.append(text)
+            seen.append(text)  # noqa: PERF402 -- what arrived before the failure, kept as it raises
     assert info.value.partial == "".join(seen) and seen
 
 
@@ -408,3 +411,222 @@ def test_the_default_model_is_the_catalogues(fresh):
     c.create(ASK, max_tokens=10)
     (sent,) = message_posts(fresh)
     assert sent.body["model"] == convo.models.DEFAULT_MODEL
+
+
+# -- the SDK seam: an SDK client, an HTTP client, headers and timeouts passed through ----------
+
+
+def message_json(model, text, **usage):
+    return {
+        "id": "msg_scripted", "type": "message", "role": "assistant", "model": model,
+        "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+        "usage": {"input_tokens": usage.get("input_tokens", 5), "output_tokens": usage.get("output_tokens", 2)},
+    }
+
+
+def sse(model, pieces, *, stop=True):
+    """A scripted SSE body: the text in ``pieces``, ending with message_stop unless ``stop`` is False."""
+    start = {**message_json(model, ""), "content": [], "stop_reason": None}
+    events = [("message_start", {"type": "message_start", "message": start}),
+              ("content_block_start", {"type": "content_block_start", "index": 0,
+                                       "content_block": {"type": "text", "text": ""}})]
+    events += [("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                        "delta": {"type": "text_delta", "text": p}}) for p in pieces]
+    if stop:
+        events += [("content_block_stop", {"type": "content_block_stop", "index": 0}),
+                   ("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                                      "usage": {"output_tokens": len(pieces)}}),
+                   ("message_stop", {"type": "message_stop"})]
+    return "".join(f"event: {name}\ndata: {json.dumps(data)}\n\n" for name, data in events).encode()
+
+
+class Script:
+    """A scripted transport's handler: answers in order, records every request."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.requests = []
+
+    def __call__(self, request):
+        self.requests.append(request)
+        status, body = self.answers.pop(0)
+        if isinstance(body, bytes):
+            return httpx2.Response(status, headers={"content-type": "text/event-stream"}, content=body)
+        return httpx2.Response(status, json=body)
+
+    def bodies(self):
+        return [json.loads(r.content) for r in self.requests]
+
+
+OVERLOADED = (529, {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+
+
+def test_a_scripted_transport_through_http_client():
+    script = Script(OVERLOADED, (200, message_json(MODEL, "scripted reply")))
+    http = httpx2.Client(transport=httpx2.MockTransport(script))
+    sleeps = Sleeps()
+    c = Client(api_key=KEY, model=MODEL, http_client=http, default_headers={"x-team": "blue"}, timeout=7.5, sleep=sleeps)
+    reply = c.create(ASK, max_tokens=20)
+    assert isinstance(reply, anthropic.types.Message) and reply.content[0].text == "scripted reply"
+    assert len(script.requests) == 2 and len(sleeps) == 1 and c.stats.retries == 1  # convo retried, not the SDK
+    for request in script.requests:
+        assert request.headers["x-team"] == "blue"
+        assert request.extensions["timeout"]["read"] == 7.5
+    c.timeout = 2  # live: the next request carries it
+    script.answers.append((200, message_json(MODEL, "again")))
+    c.create(ASK, max_tokens=20)
+    assert script.requests[-1].extensions["timeout"]["read"] == 2
+    c.close()
+    assert not http.is_closed  # the caller's HTTP client is the caller's to close
+    http.close()
+
+
+def test_a_scripted_stream_that_breaks_is_continued():
+    script = Script((200, sse(MODEL, ["Hello, ", "wor"], stop=False)), (200, sse(MODEL, ["ld."])))
+    c = Client(api_key=KEY, model=MODEL, http_client=httpx2.Client(transport=httpx2.MockTransport(script)),
+               sleep=Sleeps())
+    with c.stream(ASK, max_tokens=50) as s:
+        text = "".join(s.text_stream)
+        final = s.get_final_message()
+    assert text == "Hello, world." and final.content[0].text == "Hello, world."
+    first, second = script.bodies()
+    assert first["stream"] is True and second["messages"][: len(ASK)] == ASK
+    assert second["messages"][len(ASK)] == {"role": "assistant", "content": "Hello, wor"}  # the text so far
+
+
+def test_an_sdk_client_is_used_with_its_retries_off_and_left_open(fresh):
+    sdk = anthropic.Anthropic(api_key=KEY, base_url=fresh.base_url, max_retries=5, default_headers={"x-team": "green"})
+    c = Client(sdk=sdk, model=MODEL, sleep=Sleeps())
+    assert c.sdk.max_retries == 0 and sdk.max_retries == 5 and c.base_url == str(sdk.base_url)
+    fresh.faults = ["500", "ok"]
+    c.create(ASK, max_tokens=20)
+    sent = message_posts(fresh)
+    assert len(sent) == 2 and [r.header("x-stainless-retry-count") for r in sent] == ["0", "0"]
+    assert all(r.header("x-team") == "green" for r in sent)
+    c.close()
+    assert sdk.messages.create(model=MODEL, max_tokens=10, messages=ASK).content  # still open
+
+
+def test_an_sdk_client_needs_no_api_key(fresh, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    with pytest.raises(convo.InvalidConfigError, match="API key"):
+        Client(base_url=fresh.base_url)
+    sdk = anthropic.Anthropic(api_key=KEY, base_url=fresh.base_url, max_retries=0)
+    assert Client(sdk=sdk).sdk is sdk  # nothing to change: used as it is
+
+
+def bedrock(http):
+    return anthropic.AnthropicBedrock(aws_access_key="AKIDEXAMPLE", aws_secret_key="secret", aws_region="us-east-1",
+                                      http_client=http)
+
+
+def vertex(http):
+    return anthropic.AnthropicVertex(region="us-east5", project_id="proj", access_token="token", http_client=http)
+
+
+@pytest.mark.parametrize(
+    "make_sdk, model, path, auth",
+    [
+        (bedrock, "anthropic.claude-sonnet-4-6", "/model/anthropic.claude-sonnet-4-6/invoke", "AWS4-HMAC-SHA256"),
+        (vertex, MODEL, f"/v1/projects/proj/locations/us-east5/publishers/anthropic/models/{MODEL}:rawPredict",
+         "Bearer token"),
+    ],
+)
+def test_cloud_sdk_clients_through_the_seam(make_sdk, model, path, auth):
+    script = Script(OVERLOADED, (200, message_json(model, "from the cloud")))
+    c = Client(sdk=make_sdk(httpx2.Client(transport=httpx2.MockTransport(script))), model=model, sleep=Sleeps())
+    assert c.create(ASK, max_tokens=20).content[0].text == "from the cloud"
+    assert len(script.requests) == 2 and c.stats.retries == 1  # convo's retries, the SDK's are off
+    for request in script.requests:
+        assert request.url.path == path and request.headers["authorization"].startswith(auth)
+
+
+def test_a_sync_sdk_for_the_async_client_and_back_is_refused(fresh):
+    with pytest.raises(convo.InvalidConfigError, match="AsyncClient"):
+        Client(sdk=anthropic.AsyncAnthropic(api_key=KEY, base_url=fresh.base_url))
+    with pytest.raises(convo.InvalidConfigError, match="Client\\(sdk="):
+        AsyncClient(sdk=anthropic.Anthropic(api_key=KEY, base_url=fresh.base_url))
+
+
+def test_default_headers_reach_the_simulator(fresh):
+    c = client(fresh, default_headers={"x-convo-test": "seam"})
+    c.create(ASK, max_tokens=20)
+    with c.stream(ASK, max_tokens=20) as s:
+        s.until_done()
+    c.count_tokens(ASK)
+    assert [r.header("x-convo-test") for r in fresh.requests] == ["seam", "seam", "seam"]
+
+
+def test_async_scripted_transport_and_sdk(fresh):
+    script = Script(OVERLOADED, (200, message_json(MODEL, "async scripted")))
+
+    async def main():
+        http = httpx2.AsyncClient(transport=httpx2.MockTransport(script))
+        async with AsyncClient(api_key=KEY, model=MODEL, http_client=http, sleep=AsyncSleeps(),
+                               default_headers={"x-team": "async"}) as c:
+            scripted = await c.create(ASK, max_tokens=20)
+        sdk = anthropic.AsyncAnthropic(api_key=KEY, base_url=fresh.base_url, max_retries=3)
+        async with AsyncClient(sdk=sdk, model=MODEL) as c:
+            served = await c.create(ASK, max_tokens=20)
+        await sdk.close()
+        await http.aclose()
+        return scripted, served
+
+    scripted, served = asyncio.run(main())
+    assert scripted.content[0].text == "async scripted" and len(script.requests) == 2
+    assert script.requests[0].headers["x-team"] == "async"
+    assert served.content[0].text and message_posts(fresh)[-1].header("x-stainless-retry-count") == "0"
+
+
+# -- the flows under a scripted driver: every decision, no network, no sleeping ----------------
+
+
+def overloaded(retry_after="2"):
+    request = httpx2.Request("POST", "https://api.anthropic.com/v1/messages")
+    response = httpx2.Response(529, request=request, headers={"retry-after": retry_after},
+                               json={"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})
+    return anthropic.APIStatusError("Overloaded", response=response, body=response.json())
+
+
+def drive(flow, answers, now=100.0):
+    """Carry out a flow's effects by hand: ``Call`` takes the next answer (raised if an error),
+    ``Sleep`` is recorded, ``Now`` is fixed. Returns the result, the calls and the sleeps."""
+    from convo._flow import Call, Now, Sleep
+
+    calls, sleeps, send, error = [], [], None, None
+    while True:
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(send)
+        except StopIteration as stop:
+            return stop.value, calls, sleeps
+        send, error = None, None
+        if isinstance(effect, Now):
+            send = now
+        elif isinstance(effect, Sleep):
+            sleeps.append(effect.seconds)
+        elif isinstance(effect, Call):
+            calls.append(effect.kwargs["model"])
+            answer = answers.pop(0)
+            if isinstance(answer, BaseException):
+                error = answer
+            else:
+                send = answer
+        else:
+            raise TypeError(f"unexpected effect {effect!r}")
+
+
+def test_call_flow_decisions_under_a_scripted_driver():
+    from convo._calls import call_flow
+
+    c = Client(api_key=KEY, model=MODEL, fallback_models=["claude-haiku-4-5"])
+    ok = anthropic.types.Message.model_validate(message_json("claude-haiku-4-5", "done"))
+    request = c._request(ASK, None, 20, None, {})
+    result, calls, sleeps = drive(call_flow(request, c._ctx), [overloaded(), overloaded("3"), ok])
+    assert result is ok and sleeps == [2.0, 3.0]  # the server's retry-after, as asked
+    assert calls == [MODEL, MODEL, "claude-haiku-4-5"]  # two overloaded answers: the fallback
+    assert c.stats.retries == 2 and c.stats.fallbacks == 1 and c.stats.successes == 1
+
+    c.retry = RetryPolicy(max_attempts=2)
+    with pytest.raises(convo.OverloadedError) as info:
+        drive(call_flow(request, c._ctx), [overloaded(), overloaded()])
+    assert info.value.attempts == 2 and isinstance(info.value.__cause__, anthropic.APIStatusError)
