@@ -12,7 +12,7 @@ MINPY   := $(MINVENV)/bin/python
 CORE_TESTS := tests --ignore=tests/test_notebooks.py --ignore=tests/test_reliability.py \
 	--deselect tests/test_security.py::test_a_password_in_a_redis_url_is_never_shown
 
-.PHONY: demo test test-min docs dist bench clean redis-server notebooks strip-notebooks
+.PHONY: demo test test-min lint docs dist bench clean redis-server notebooks strip-notebooks
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,9 +47,14 @@ demo: $(VENV)/.installed
 
 ## Run the whole test suite, build the API reference (strict: a missing docstring or a broken
 ## reference fails), and run the core suite on the minimum versions of the dependencies.
-test: $(VENV)/.installed redis-server docs
+test: $(VENV)/.installed redis-server docs lint
 	$(PY) -m pytest -q
 	$(MAKE) test-min
+
+## Static checks: ruff over the repository, mypy --strict over the package.
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy --strict convo
 
 ## The core suite on the lowest declared versions (tests/min-versions.txt), in its own venv.
 test-min: $(MINVENV)/.installed

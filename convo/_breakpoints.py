@@ -74,7 +74,9 @@ def place(request: dict[str, Any], *, summary: bool, ttl: str = "5m") -> list[st
         seen.add((kind, at))
         if kind == "system":
             system = request["system"]
-            blocks = [{"type": "text", "text": system}] if isinstance(system, str) else [dict(b) for b in system]
+            blocks: list[dict[str, Any]] = (
+                [{"type": "text", "text": system}] if isinstance(system, str) else [dict(b) for b in system]
+            )
             if not _marked(blocks[-1]):
                 blocks[-1]["cache_control"] = cc
                 request["system"] = blocks

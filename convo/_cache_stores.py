@@ -61,7 +61,7 @@ class _Closing:
     def __enter__(self) -> Any:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -251,7 +251,7 @@ class SQLiteCache(_Closing):
 
     def __len__(self) -> int:
         rows, _ = self._run("SELECT count(*) FROM convo_cache WHERE expires IS NULL OR expires > ?", (self._clock(),))
-        return rows[0][0]
+        return int(rows[0][0])
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a key that is not there is no error."""

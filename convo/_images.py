@@ -21,8 +21,7 @@ def image_tokens(width: int, height: int) -> int:
     scale = min(1.0, MAX_EDGE / max(width, height))
     w, h = width * scale, height * scale
     tokens = w * h / PIXELS_PER_TOKEN
-    if tokens > MAX_IMAGE_TOKENS:
-        tokens = MAX_IMAGE_TOKENS
+    tokens = min(tokens, MAX_IMAGE_TOKENS)
     return max(1, math.ceil(tokens))
 
 

@@ -139,11 +139,13 @@ def is_cacheable(request: dict[str, Any], allow_sampling: bool = False) -> bool:
 def to_entry(message: Any) -> dict[str, Any]:
     """A response ``Message`` (or its dict) as a JSON dict for :meth:`Cache.set`."""
     if isinstance(message, dict):
-        return json.loads(json.dumps(message))
+        entry: dict[str, Any] = json.loads(json.dumps(message))
+        return entry
     dump = getattr(message, "model_dump", None)
     if dump is None:
         raise InvalidInputError(f"to_entry needs an anthropic Message or a dict, got {type(message).__name__}")
-    return dump(mode="json")
+    data: dict[str, Any] = dump(mode="json")
+    return data
 
 
 def from_entry(entry: dict[str, Any]) -> anthropic.types.Message:

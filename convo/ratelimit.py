@@ -211,9 +211,11 @@ class RedisStore:
         args: list[Any] = []
         for bucket, amount, floor, mark in rows:
             args += [amount, bucket.capacity, bucket.rate, floor, mark]
+        import redis
+
         try:
             out = self._script(keys=keys, args=args)
-        except Exception as exc:
+        except (redis.RedisError, OSError) as exc:  # unreachable, refused, timed out, script error
             from ._exceptions import ConvoError
 
             raise ConvoError(

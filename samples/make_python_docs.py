@@ -16,7 +16,6 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-
 from pydoc_data.topics import topics
 
 OUT = Path(__file__).resolve().parent / "python-docs.txt"
@@ -55,11 +54,13 @@ def convert(block: str) -> str | None:
 def main() -> None:
     version = ".".join(map(str, sys.version_info[:3]))
     parts = [
-        "Python documentation topics\n\n"
-        f"The prose of the language reference topics shipped with Python {version} (pydoc_data.topics). "
-        "Copyright (c) 2001-2023 Python Software Foundation; All Rights Reserved. Distributed under "
-        "the PSF License Agreement Version 2 (samples/LICENSE-PSF.txt). Changes: code examples, "
-        "grammar rules, tables and repeated paragraphs were left out and wrapped lines were joined."
+        (
+            "Python documentation topics\n\n"
+            f"The prose of the language reference topics shipped with Python {version} (pydoc_data.topics). "
+            "Copyright (c) 2001-2023 Python Software Foundation; All Rights Reserved. Distributed under "
+            "the PSF License Agreement Version 2 (samples/LICENSE-PSF.txt). Changes: code examples, "
+            "grammar rules, tables and repeated paragraphs were left out and wrapped lines were joined."
+        )
     ]
     seen: set[str] = set()  # several topics repeat sections of others ("specialnames")
     for name in sorted(topics):

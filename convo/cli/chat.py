@@ -19,7 +19,8 @@ from typing import Any
 import click
 
 from .._exceptions import ConvoError
-from ._backend import DEFAULT_MODEL, backend_options, choose, note, one_line, open_client, usd
+from ..models import DEFAULT_MODEL
+from ._backend import backend_options, choose, note, one_line, open_client, usd
 
 HELP = """\
 /save FILE   save the conversation (JSON)     /load FILE   load a saved conversation

@@ -22,8 +22,8 @@ import click
 
 from .._exceptions import ConvoError, InvalidInputError, TokenCountError
 from ..budget import BudgetExceededError
+from ..models import DEFAULT_MODEL
 from ._backend import (
-    DEFAULT_MODEL,
     Backend,
     backend_options,
     choose,

@@ -168,7 +168,7 @@ def make_app(state: SimState) -> web.Application:
             if request.match_info.http_exception is not None:
                 raise request.match_info.http_exception
             _check_auth(state, request)
-            resp = await handler(request)
+            resp: web.StreamResponse = await handler(request)
         except ErrorReply as err:
             resp = _error_response(err, rid)
         except web.HTTPException as exc:  # the router's 404/405, aiohttp's 413

@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -31,7 +31,8 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     try:  # uvloop roughly doubles throughput when it is installed; it is optional
         import uvloop  # type: ignore[import-not-found]
 
-        return uvloop.new_event_loop()
+        loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+        return loop
     except ImportError:
         return asyncio.new_event_loop()
 
@@ -110,7 +111,7 @@ class Simulator:
     def port(self) -> int:
         if self._sock is None:
             raise RuntimeError("the simulator is not started; call start() or use it as a context manager")
-        return self._sock.getsockname()[1]
+        return int(self._sock.getsockname()[1])
 
     @property
     def base_url(self) -> str:
@@ -161,7 +162,7 @@ class Simulator:
         await web.SockSite(runner, self._sock, backlog=1024).start()
         self._runner = runner
 
-    def start(self) -> Simulator:
+    def start(self) -> Self:
         """Start serving in a background thread; returns self once it accepts connections."""
         if self._thread is not None:
             return self
@@ -174,7 +175,7 @@ class Simulator:
             asyncio.set_event_loop(loop)
             try:
                 loop.run_until_complete(self._start_site())
-            except BaseException as exc:  # surfaced by start()
+            except BaseException as exc:  # noqa: BLE001 - every failure, cancellation too, is re-raised by start()
                 failure.append(exc)
                 ready.set()
                 return
@@ -197,23 +198,21 @@ class Simulator:
             return
         if self._runner is not None:
             fut = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), loop)
-            try:
+            with contextlib.suppress(TimeoutError, OSError, RuntimeError):  # shutting down anyway
                 fut.result(timeout=10)
-            except Exception:  # shutting down anyway
-                pass
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
         self._thread = self._loop = self._runner = None
         if self._sock is not None:
             self._sock.close()
 
-    def __enter__(self) -> Simulator:
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    async def __aenter__(self) -> Simulator:
+    async def __aenter__(self) -> Self:
         return self.start()
 
     async def __aexit__(
