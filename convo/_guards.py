@@ -67,6 +67,7 @@ def hold(ctx: CallContext, sent: dict[str, Any]) -> Ticket:
         estimate = cal.apply(model, ticket.estimate) if cal is not None else ticket.estimate
         prices = _prices(ctx)
         worst = prices.worst_case(model, estimate * ESTIMATE_MARGIN, sent.get("max_tokens", 0)) * prices.batch_discount
+        ticket.spend = ctx.spend  # settled with this one even if client.budget is reassigned
         ticket.hold = ctx.spend.reserve(worst, ticket.user)
     return ticket
 
@@ -85,9 +86,9 @@ def settle(ctx: CallContext, ticket: Ticket, message: Any, error: BaseException 
     """After a batch item's result arrived: charge its cost, count it, release its hold."""
     usage = getattr(message, "usage", None) if error is None else None
     cost = batch_cost(ctx, usage, ticket.model)
-    if ticket.hold is not None and ctx.spend is not None:
+    if ticket.hold is not None and ticket.spend is not None:
         hold, ticket.hold = ticket.hold, None
-        ctx.spend.settle(hold, cost or 0.0)
+        ticket.spend.settle(hold, cost or 0.0)
     if usage is not None:
         _calibrate(ctx, ticket, usage)
     if cost:
@@ -99,6 +100,6 @@ def settle(ctx: CallContext, ticket: Ticket, message: Any, error: BaseException 
 
 def release(ctx: CallContext, ticket: Ticket) -> None:
     """Give back a hold that no result will settle (nothing is charged or counted)."""
-    if ticket.hold is not None and ctx.spend is not None:
+    if ticket.hold is not None and ticket.spend is not None:
         hold, ticket.hold = ticket.hold, None
-        ctx.spend.settle(hold, 0.0)
+        ticket.spend.settle(hold, 0.0)
