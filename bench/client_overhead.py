@@ -587,6 +587,7 @@ def own_cost(url: str, n: int = 2000) -> None:
         create_cpu = min(time_sync(sdk_create(sdk), 200).cpu_us for _ in range(3))
         stream_cpu = min(time_sync(sdk_stream(sdk), 80).cpu_us for _ in range(3))
     ours = convo.Client(base_url=url, api_key=API_KEY, model=MODEL)
+    real = ours._env.sdk
     ours._env.sdk = _Replay(message, final, events)
 
     def best(one: Callable[[], Any], k: int) -> float:
@@ -594,13 +595,16 @@ def own_cost(url: str, n: int = 2000) -> None:
 
     sync_create = best(convo_create(ours), n)
     sync_stream = best(convo_stream(ours), n // 4)
+    ours._env.sdk = real
     ours.close()
 
     async def run_both() -> tuple[float, float]:
         a = convo.AsyncClient(base_url=url, api_key=API_KEY, model=MODEL, max_concurrency=CONCURRENCY)
+        real = a._env.sdk
         a._env.sdk = _AsyncReplay(message, final, events)
         c = min([(await time_async(convo_acreate(a), n)).cpu_us for _ in range(5)])
         t = min([(await time_async(convo_astream(a), n // 4)).cpu_us for _ in range(5)])
+        a._env.sdk = real
         await a.close()
         return c, t
 
