@@ -198,14 +198,14 @@ def test_chunk_text_bad_sizes(kwargs, fragment):
         ('{"messages": [{"role": "user", "content": "hi"}]}', "format"),  # foreign JSON: an OpenAI-style log
         ('[1, 2, 3]', "format"),
         ('{"format": "convo.conversation", "version": 99}', "upgrade"),
-        ('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
-         '"messages": [{"role": "assistant", "content": "first"}]}', "message 0"),
-        ('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": -1, '
-         '"messages": []}', "budget"),
-        ('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
-         '"messages": [], "pinned": [5]}', "5"),
-        ('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
-         '"messages": "hi"}', "list"),
+        (('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
+          '"messages": [{"role": "assistant", "content": "first"}]}'), "message 0"),
+        (('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": -1, '
+          '"messages": []}'), "budget"),
+        (('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
+          '"messages": [], "pinned": [5]}'), "5"),
+        (('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
+          '"messages": "hi"}'), "list"),
         ("", "truncated"),
     ],
 )

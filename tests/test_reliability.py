@@ -25,7 +25,7 @@ from convo.checkpoint import Checkpoint
 from convo.sim import Simulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import soak  # noqa: E402  (bench/soak.py: the soak itself, shared with the benchmark)
+import soak
 
 MODEL = "claude-sonnet-4-6"
 
