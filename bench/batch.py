@@ -79,9 +79,11 @@ def sdk_threads(url: str, n: int) -> list[Any]:
 
     import anthropic
 
-    with anthropic.Anthropic(base_url=url, api_key="bench") as sdk:
-        with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
-            return list(pool.map(lambda r: sdk.messages.create(model=MODEL, **r), requests(n)))
+    with (
+        anthropic.Anthropic(base_url=url, api_key="bench") as sdk,
+        concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool,
+    ):
+        return list(pool.map(lambda r: sdk.messages.create(model=MODEL, **r), requests(n)))
 
 
 def sdk_gather(url: str, n: int) -> list[Any]:

@@ -41,8 +41,9 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Self
 
 import _machine
 import anthropic
@@ -270,7 +271,7 @@ def measure(url: str, p: dict[str, Any]) -> dict[str, Rounds]:
             time_sync(b, warmup)
             print(f"{case} ...", file=sys.stderr, flush=True)
             n = p[case]
-            results[case] = interleave(rounds, lambda: time_sync(a, n), lambda: time_sync(b, n))
+            results[case] = interleave(rounds, partial(time_sync, a, n), partial(time_sync, b, n))
         check_stats(ours, "Client")
     finally:
         sdk.close()
@@ -294,7 +295,7 @@ async def measure_async(url: str, p: dict[str, Any]) -> dict[str, Rounds]:
                 await time_async(b, warmup)
                 print(f"{case} ...", file=sys.stderr, flush=True)
                 n = p[case]
-                results[case] = await interleave_async(rounds, lambda: time_async(a, n), lambda: time_async(b, n))
+                results[case] = await interleave_async(rounds, partial(time_async, a, n), partial(time_async, b, n))
             check_stats(ours, "AsyncClient")
         finally:
             await ours.close()
@@ -536,7 +537,7 @@ class _ReplayStream:
         self.events = events
         self.response = httpx2.Response(200)  # its headers feed the rate limiter
 
-    def __enter__(self) -> _ReplayStream:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -562,7 +563,7 @@ class _AsyncReplay(_Replay):
 
 
 class _AsyncReplayStream(_ReplayStream):
-    async def __aenter__(self) -> _AsyncReplayStream:
+    async def __aenter__(self) -> Self:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
