@@ -34,5 +34,5 @@ def machine(*packages: str, convo: str | None = None) -> str:
     return (
         f"Python {platform.python_version()} ({platform.python_implementation()}), {os.cpu_count()} CPUs "
         f"({_cpu() or platform.machine()}), {platform.system()} {platform.release()}; {', '.join(parts)}{load}; "
-        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
+        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC"
     )

@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,9 +79,11 @@ def sdk_threads(url: str, n: int) -> list[Any]:
 
     import anthropic
 
-    with anthropic.Anthropic(base_url=url, api_key="bench") as sdk:
-        with concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool:
-            return list(pool.map(lambda r: sdk.messages.create(model=MODEL, **r), requests(n)))
+    with (
+        anthropic.Anthropic(base_url=url, api_key="bench") as sdk,
+        concurrent.futures.ThreadPoolExecutor(CONCURRENCY) as pool,
+    ):
+        return list(pool.map(lambda r: sdk.messages.create(model=MODEL, **r), requests(n)))
 
 
 def sdk_gather(url: str, n: int) -> list[Any]:
@@ -176,15 +178,15 @@ def report(rows: list[dict[str, Any]], traced: list[dict[str, Any]], sizes: list
     lines = [
         "# Batches: throughput and memory (`bench/batch.py`)",
         "",
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
-        f"convo {convo.__version__}, anthropic {anthropic.__version__}; "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+        (f"Python {platform.python_version()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}; "
+         f"convo {convo.__version__}, anthropic {anthropic.__version__}; "
+         f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC"),
         "",
-        f"Small generated requests (`say \"item N\"`, max_tokens 16), {CONCURRENCY} in flight, the zero-latency "
-        "simulator in its own process, each run in a fresh process after a 200-item warm-up. Every run's "
-        "replies are checked in order. Peers take the whole input at once (the usual hand-written fan-out); "
-        "convo reads the generator as its window frees. The machine is shared, so rates are indicative; "
-        "the ratios are what to read.",
+        (f"Small generated requests (`say \"item N\"`, max_tokens 16), {CONCURRENCY} in flight, the zero-latency "
+         "simulator in its own process, each run in a fresh process after a 200-item warm-up. Every run's "
+         "replies are checked in order. Peers take the whole input at once (the usual hand-written fan-out); "
+         "convo reads the generator as its window frees. The machine is shared, so rates are indicative; "
+         "the ratios are what to read."),
         "",
         "## Throughput and peak RSS",
         "",
@@ -203,10 +205,10 @@ def report(rows: list[dict[str, Any]], traced: list[dict[str, Any]], sizes: list
             "",
             "## tracemalloc",
             "",
-            "peak = the most Python memory held during the batch; retained = what the returned replies hold "
-            "when it returns; transient = peak - retained (the window, queues, futures, and the input when a "
-            "runner holds all of it). Small requests as above, then requests carrying "
-            f"{max(r['pad'] for r in traced):,} extra bytes of text each.",
+            ("peak = the most Python memory held during the batch; retained = what the returned replies hold "
+             "when it returns; transient = peak - retained (the window, queues, futures, and the input when a "
+             "runner holds all of it). Small requests as above, then requests carrying "
+             f"{max(r['pad'] for r in traced):,} extra bytes of text each."),
             "",
             "| runner | items | request size | peak (MB) | retained (MB) | transient (MB) | transient per item (bytes) |",
             "|---|---:|---|---:|---:|---:|---:|",
@@ -227,9 +229,9 @@ def report(rows: list[dict[str, Any]], traced: list[dict[str, Any]], sizes: list
                 lines.append(f"- {RUNNERS[name][1]}: {mb(got[small])} MB -> {mb(got[big])} MB")
     lines += [
         "",
-        "What grows with the number of items is the returned list itself (one `anthropic.types.Message` "
-        "per item, a few KB each); the rest stays the size of the window. To keep even that flat, "
-        "split a huge job into slices with one checkpoint and drop each slice's results after use.",
+        ("What grows with the number of items is the returned list itself (one `anthropic.types.Message` "
+         "per item, a few KB each); the rest stays the size of the window. To keep even that flat, "
+         "split a huge job into slices with one checkpoint and drop each slice's results after use."),
         "",
     ]
     return "\n".join(lines)

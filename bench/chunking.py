@@ -38,13 +38,12 @@ from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+import _machine
 import tiktoken
 
 from convo import OfflineCounter
 from convo.chunking import chunk_text
 from convo.tokens import default_counter
-
-import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 LIMIT = 512
 ROUNDS = 7

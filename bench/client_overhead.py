@@ -39,17 +39,17 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterator, NamedTuple
+from typing import Any, NamedTuple, Self
 
+import _machine
 import anthropic
 import httpx2
 
 import convo
-
-import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 MODEL = "claude-sonnet-4-6"
 MAX_TOKENS = 200
@@ -271,7 +271,7 @@ def measure(url: str, p: dict[str, Any]) -> dict[str, Rounds]:
             time_sync(b, warmup)
             print(f"{case} ...", file=sys.stderr, flush=True)
             n = p[case]
-            results[case] = interleave(rounds, lambda: time_sync(a, n), lambda: time_sync(b, n))
+            results[case] = interleave(rounds, partial(time_sync, a, n), partial(time_sync, b, n))
         check_stats(ours, "Client")
     finally:
         sdk.close()
@@ -295,7 +295,7 @@ async def measure_async(url: str, p: dict[str, Any]) -> dict[str, Rounds]:
                 await time_async(b, warmup)
                 print(f"{case} ...", file=sys.stderr, flush=True)
                 n = p[case]
-                results[case] = await interleave_async(rounds, lambda: time_async(a, n), lambda: time_async(b, n))
+                results[case] = await interleave_async(rounds, partial(time_async, a, n), partial(time_async, b, n))
             check_stats(ours, "AsyncClient")
         finally:
             await ours.close()
@@ -370,31 +370,31 @@ def report(
             "",
             f"{machine()}{' — QUICK RUN, too few requests to trust' if quick else ''}",
             "",
-            f"Zero-latency `convo.sim.Simulator(seed=0)` in its own process; one request = model "
-            f"`{MODEL}`, `max_tokens={MAX_TOKENS}`, one user message asking for a 40-word reply "
-            f"({deltas} text deltas, {total} SSE events per stream). SDK = `anthropic.Anthropic` / "
-            f"`AsyncAnthropic` with `max_retries=0`; convo = `convo.Client` / `AsyncClient` (default "
-            f"retry policy, stats on; `max_concurrency={CONCURRENCY}` for async). Streams read "
-            f"`text_stream` to the end, then `get_final_message()`. Async cases run {CONCURRENCY} tasks "
-            f"on one client. {p['rounds']} rounds per case after {p['warmup']} warm-up requests per side; "
-            f"in each round SDK and convo run back to back (swapping who goes first), and the ratio is "
-            f"the median of the per-round ratios, which cancels the drift of a shared machine.",
+            (f"Zero-latency `convo.sim.Simulator(seed=0)` in its own process; one request = model "
+             f"`{MODEL}`, `max_tokens={MAX_TOKENS}`, one user message asking for a 40-word reply "
+             f"({deltas} text deltas, {total} SSE events per stream). SDK = `anthropic.Anthropic` / "
+             f"`AsyncAnthropic` with `max_retries=0`; convo = `convo.Client` / `AsyncClient` (default "
+             f"retry policy, stats on; `max_concurrency={CONCURRENCY}` for async). Streams read "
+             f"`text_stream` to the end, then `get_final_message()`. Async cases run {CONCURRENCY} tasks "
+             f"on one client. {p['rounds']} rounds per case after {p['warmup']} warm-up requests per side; "
+             f"in each round SDK and convo run back to back (swapping who goes first), and the ratio is "
+             f"the median of the per-round ratios, which cancels the drift of a shared machine."),
             "",
-            f"Rates are wall-clock (median over rounds). Client CPU is this process's CPU time per request "
-            f"(the simulator's process excluded), which other load on the machine hardly moves; "
-            f"SDK CPU / convo CPU is what the rate ratio would be if the client alone set the pace. "
-            f"Load average (1 min) at the start and the end of the run: {load[0]:.1f}, {load[1]:.1f}.",
+            (f"Rates are wall-clock (median over rounds). Client CPU is this process's CPU time per request "
+             f"(the simulator's process excluded), which other load on the machine hardly moves; "
+             f"SDK CPU / convo CPU is what the rate ratio would be if the client alone set the pace. "
+             f"Load average (1 min) at the start and the end of the run: {load[0]:.1f}, {load[1]:.1f}."),
             "",
-            f"| case | unit | SDK | convo | convo / SDK | >= {TARGET}x | SDK client CPU µs/req "
-            f"| convo client CPU µs/req | SDK CPU / convo CPU |",
+            (f"| case | unit | SDK | convo | convo / SDK | >= {TARGET}x | SDK client CPU µs/req "
+             f"| convo client CPU µs/req | SDK CPU / convo CPU |"),
             "|---|---|---:|---:|---:|:--:|---:|---:|---:|",
             *rows,
             "",
-            "Spread over rounds: the per-round convo/SDK rate ratio (quartiles, min-max), the CPU ratio "
-            "(quartiles), and the SDK's own rate (min-max), which shows how much the machine's load moved:",
+            ("Spread over rounds: the per-round convo/SDK rate ratio (quartiles, min-max), the CPU ratio "
+             "(quartiles), and the SDK's own rate (min-max), which shows how much the machine's load moved:"),
             "",
-            "| case | requests per side per round | rate ratio p25-p75 | rate ratio min-max "
-            "| CPU ratio p25-p75 | SDK rate min-max |",
+            ("| case | requests per side per round | rate ratio p25-p75 | rate ratio min-max "
+             "| CPU ratio p25-p75 | SDK rate min-max |"),
             "|---|---:|---:|---:|---:|---:|",
             *spread,
             "",
@@ -537,10 +537,10 @@ class _ReplayStream:
         self.events = events
         self.response = httpx2.Response(200)  # its headers feed the rate limiter
 
-    def __enter__(self) -> _ReplayStream:
+    def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         pass
 
     def __iter__(self) -> Iterator[Any]:
@@ -563,10 +563,10 @@ class _AsyncReplay(_Replay):
 
 
 class _AsyncReplayStream(_ReplayStream):
-    async def __aenter__(self) -> _AsyncReplayStream:
+    async def __aenter__(self) -> Self:
         return self
 
-    async def __aexit__(self, *exc: Any) -> None:
+    async def __aexit__(self, *exc: object) -> None:
         pass
 
     async def __aiter__(self) -> Any:

@@ -35,6 +35,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import _machine
 import anthropic
 
 import convo
@@ -43,8 +44,6 @@ from convo.chunking import chunk_text
 from convo.mapreduce import REDUCE, amap_reduce, map_reduce
 from convo.ratelimit import RateLimits
 from convo.sim import Simulator
-
-import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 MODEL = "claude-sonnet-4-6"
 ASK = "Summarize this part of the Python reference."

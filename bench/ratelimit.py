@@ -50,6 +50,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import _machine
 import anthropic
 
 from convo import AsyncClient, Client, _calls
@@ -57,8 +58,6 @@ from convo._flow import Sleep
 from convo.ratelimit import RateLimits, Reservation
 from convo.sim import Simulator
 from convo.sim.limits import Bucket
-
-import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 MODEL = "claude-sonnet-4-6"
 SAY = "Acknowledged, the record is filed and the queue moves on."

@@ -39,12 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import _machine
+
 import convo
 from convo import AsyncClient, Client, RetryPolicy
 from convo.sim import Simulator
 from convo.sim.faults import Faults
-
-import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 MODEL = "claude-sonnet-4-6"
 KEY = "soak-key"
@@ -124,7 +124,7 @@ def _sync_part(base_url: str, creates: range, streams: range, **kw: Any) -> tupl
                 with client.stream(story(i), max_tokens=300) as s:
                     out.text = "".join(s.text_stream)
                     out.final = s.get_final_text()
-        except Exception as exc:  # counted, never raised: the soak must see every item
+        except Exception as exc:  # noqa: BLE001 - counted, never raised: the soak must see every item, typed or not
             out.error = exc
         return out
 
@@ -145,7 +145,7 @@ async def _async_part(base_url: str, creates: range, streams: range, **kw: Any) 
                 async with client.stream(story(i), max_tokens=300) as s:
                     out.text = "".join([t async for t in s.text_stream])
                     out.final = await s.get_final_text()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - counted, never raised: the soak must see every item, typed or not
             out.error = exc
         return out
 
@@ -258,7 +258,7 @@ def load(streams: int = 500, rounds: int = 3, *, token_latency: float = 0.01, tr
                             parts.append(text)
                         open_now -= 1
                     report.wrong_text += "".join(parts) != expected
-                except Exception:
+                except Exception:  # noqa: BLE001 - every failed stream is counted, whatever it raised
                     report.errors += 1
 
             for _ in range(rounds):
@@ -290,16 +290,16 @@ def render(soaks: list[Report], loaded: LoadReport) -> str:
         "",
         f"`bench/soak.py` on {machine()}. Simulator in the same process (seed 0).",
         "",
-        "Workload per run: half the requests (`create`, `max_tokens=20`) and half the streams "
-        "(`stream`, ~60 words) on `Client` in 8 threads, the other halves on `AsyncClient` with 8 in "
-        f"flight. Faults drawn per attempt: `{', '.join(f'{k}={v}' for k, v in SOAK_FAULTS.items())}`; "
-        f"client read timeout {TIMEOUT} s, a hang lasts {STALL} s. Retry policy: "
-        f"`RetryPolicy(max_attempts={POLICY.max_attempts}, initial_backoff={POLICY.initial_backoff}, "
-        f"max_backoff={POLICY.max_backoff}, max_retry_after={POLICY.max_retry_after})`, retry budget "
-        f"{POLICY.budget} tokens per client.",
+        ("Workload per run: half the requests (`create`, `max_tokens=20`) and half the streams "
+         "(`stream`, ~60 words) on `Client` in 8 threads, the other halves on `AsyncClient` with 8 in "
+         f"flight. Faults drawn per attempt: `{', '.join(f'{k}={v}' for k, v in SOAK_FAULTS.items())}`; "
+         f"client read timeout {TIMEOUT} s, a hang lasts {STALL} s. Retry policy: "
+         f"`RetryPolicy(max_attempts={POLICY.max_attempts}, initial_backoff={POLICY.initial_backoff}, "
+         f"max_backoff={POLICY.max_backoff}, max_retry_after={POLICY.max_retry_after})`, retry budget "
+         f"{POLICY.budget} tokens per client."),
         "",
-        "| seed | requests | streams | faults survived | returned | failed | lost | duplicated | chars twice / missing "
-        "| retries (stream resumes) | retry budget left, refused | wall, faulty / fault-free | peak RSS growth |",
+        ("| seed | requests | streams | faults survived | returned | failed | lost | duplicated | chars twice / missing "
+         "| retries (stream resumes) | retry budget left, refused | wall, faulty / fault-free | peak RSS growth |"),
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for i, r in enumerate(soaks):
@@ -313,10 +313,10 @@ def render(soaks: list[Report], loaded: LoadReport) -> str:
     lines += [
         "",
         "Faults met, all runs: " + ", ".join(f"`{k}` {v}" for k, v in sorted(faults.items())) + ".",
-        "Duplicated counts an item returned twice and an item the server answered cleanly more than once "
-        "(a retry after a success). Characters are compared with the fault-free text of the same request "
-        "by an edit script; `get_final_message()` matched it for every stream too. Peak RSS growth is the "
-        "process's peak over its peak before the run, so runs after the first show only what they added.",
+        ("Duplicated counts an item returned twice and an item the server answered cleanly more than once "
+         "(a retry after a success). Characters are compared with the fault-free text of the same request "
+         "by an edit script; `get_final_message()` matched it for every stream too. Peak RSS growth is the "
+         "process's peak over its peak before the run, so runs after the first show only what they added."),
     ]
     for r in soaks:
         lines += [f"- failed: {e}" for e in r.errors[:5]]
@@ -325,17 +325,17 @@ def render(soaks: list[Report], loaded: LoadReport) -> str:
         "",
         f"## {loaded.streams} concurrent streams (`AsyncClient`, {loaded.rounds} rounds)",
         "",
-        "The simulator sends a delta every 10 ms, so every stream stays open about 0.6 s and all of them "
-        "overlap. Memory held after each round (tracemalloc, after gc; client and simulator together in one "
-        "process). What it still gains per round (under 1 KiB per stream) is bounded caches filling: the "
-        "client's last 10,000 latency and time-to-first-token samples, and the token counter's cache of "
-        "recent messages (by identity, up to 100,000), which the in-process simulator also uses.",
+        ("The simulator sends a delta every 10 ms, so every stream stays open about 0.6 s and all of them "
+         "overlap. Memory held after each round (tracemalloc, after gc; client and simulator together in one "
+         "process). What it still gains per round (under 1 KiB per stream) is bounded caches filling: the "
+         "client's last 10,000 latency and time-to-first-token samples, and the token counter's cache of "
+         "recent messages (by identity, up to 100,000), which the in-process simulator also uses."),
         "",
-        "| streams | rounds | errors | wrong text | most open at once | held after each round (KiB) "
-        "| tracemalloc peak | wall |",
+        ("| streams | rounds | errors | wrong text | most open at once | held after each round (KiB) "
+         "| tracemalloc peak | wall |"),
         "|---:|---:|---:|---:|---:|---|---:|---:|",
-        f"| {loaded.streams} | {loaded.rounds} | {loaded.errors} | {loaded.wrong_text} | {loaded.peak_open} | "
-        f"{held} | {loaded.peak_kb / 1024:.1f} MiB | {loaded.wall:.1f} s |",
+        (f"| {loaded.streams} | {loaded.rounds} | {loaded.errors} | {loaded.wrong_text} | {loaded.peak_open} | "
+         f"{held} | {loaded.peak_kb / 1024:.1f} MiB | {loaded.wall:.1f} s |"),
         "",
     ]
     return "\n".join(lines)

@@ -32,13 +32,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import _machine
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage, trim_messages
 
 import convo
 from convo import Conversation, OfflineCounter
 from convo.tokens import MESSAGE_OVERHEAD, REQUEST_OVERHEAD
-
-import _machine  # noqa: E402  (bench/_machine.py, next to this script)
 
 SEED = 20261123
 MODEL = "claude-sonnet-4-6"
@@ -326,12 +325,12 @@ def run(quick: bool) -> str:
             "",
             f"{machine()}{' — QUICK RUN, too few iterations to trust' if quick else ''}",
             "",
-            f"Per call: append one new user message, then fit the history into the budget "
-            f"(max_tokens {MAX_TOKENS}, same OfflineCounter on both sides). convo = `add_user` + "
-            f"`request`; `undo` is excluded (shown below). langchain = append a `HumanMessage` + "
-            f"`trim_messages(strategy='last', start_on='human', include_system=True)` with a counter that "
-            f"re-tokenizes the messages it is given. Every new message is unique, so no cache can answer "
-            f"it. Timing: `time.perf_counter`, gc disabled, warm-up calls first (counts in the last table).",
+            (f"Per call: append one new user message, then fit the history into the budget "
+             f"(max_tokens {MAX_TOKENS}, same OfflineCounter on both sides). convo = `add_user` + "
+             f"`request`; `undo` is excluded (shown below). langchain = append a `HumanMessage` + "
+             f"`trim_messages(strategy='last', start_on='human', include_system=True)` with a counter that "
+             f"re-tokenizes the messages it is given. Every new message is unique, so no cache can answer "
+             f"it. Timing: `time.perf_counter`, gc disabled, warm-up calls first (counts in the last table)."),
             "",
             "| history (messages) | budget (tokens) | convo median ms | convo p95 ms | langchain median ms | langchain / convo |",
             "|---:|---:|---:|---:|---:|---:|",
@@ -347,17 +346,17 @@ def run(quick: bool) -> str:
             "|---:|---:|---:|---:|---:|---:|:--:|",
             *checks,
             "",
-            "Fairness check — langchain with a counter that memoizes per-message counts by content. It "
-            "still walks the whole history each call, but returns message objects, while convo's "
-            "`request` also serializes every kept message to an API dict (most of its time at the "
-            "100,000 budget):",
+            ("Fairness check — langchain with a counter that memoizes per-message counts by content. It "
+             "still walks the whole history each call, but returns message objects, while convo's "
+             "`request` also serializes every kept message to an API dict (most of its time at the "
+             "100,000 budget):"),
             "",
             "| history | budget | langchain (memo) median ms | langchain (memo) / convo |",
             "|---:|---:|---:|---:|",
             *memo_rows,
             "",
-            "convo split (median ms): `add_user`, `request`, and the excluded `undo`; then timed + warm-up "
-            "calls per side:",
+            ("convo split (median ms): `add_user`, `request`, and the excluded `undo`; then timed + warm-up "
+             "calls per side:"),
             "",
             "| history | budget | add_user | request | undo | convo calls | langchain calls | memo calls |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|",

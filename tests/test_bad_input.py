@@ -7,6 +7,7 @@ URLs in test_cache) are covered here only where they add a "nothing changed" che
 """
 
 import copy
+import functools
 import json
 import os
 
@@ -198,14 +199,14 @@ def test_chunk_text_bad_sizes(kwargs, fragment):
         ('{"messages": [{"role": "user", "content": "hi"}]}', "format"),  # foreign JSON: an OpenAI-style log
         ('[1, 2, 3]', "format"),
         ('{"format": "convo.conversation", "version": 99}', "upgrade"),
-        ('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
-         '"messages": [{"role": "assistant", "content": "first"}]}', "message 0"),
-        ('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": -1, '
-         '"messages": []}', "budget"),
-        ('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
-         '"messages": [], "pinned": [5]}', "5"),
-        ('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
-         '"messages": "hi"}', "list"),
+        (('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
+          '"messages": [{"role": "assistant", "content": "first"}]}'), "message 0"),
+        (('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": -1, '
+          '"messages": []}'), "budget"),
+        (('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
+          '"messages": [], "pinned": [5]}'), "5"),
+        (('{"format": "convo.conversation", "version": 1, "model": "claude-sonnet-4-6", "budget": 4000, '
+          '"messages": "hi"}'), "list"),
         ("", "truncated"),
     ],
 )
@@ -271,7 +272,7 @@ def test_map_reduce_with_bad_sizes_sends_nothing(sim):
     sim.clear_requests()
     for kwargs, fragment in [({"chunk_tokens": 0}, "chunk_tokens"), ({"max_tokens": -1}, "max_tokens"),
                              ({"context_tokens": 0}, "context_tokens"), ({"concurrency": 0}, "concurrency")]:
-        refuses(lambda: map_reduce("text " * 100, "Summarize.", client=c, progress=False, **kwargs),
+        refuses(functools.partial(map_reduce, "text " * 100, "Summarize.", client=c, progress=False, **kwargs),
                 convo.InvalidConfigError, fragment, c)
     assert sim.requests == []
 

@@ -3,7 +3,6 @@
 import asyncio
 import json
 
-
 import convo
 from convo import AsyncClient, Client, Conversation, MemoryCache, Redactor, RedisCache, SQLiteCache
 

@@ -7,11 +7,13 @@ calls (test_budget).
 """
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import re
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -20,12 +22,12 @@ from pathlib import Path
 
 import pytest
 
-from convo import AsyncClient, Budget, BudgetExceededError, Client, Conversation, RetryPolicy
+from convo import AsyncClient, Budget, BudgetExceededError, Client, Conversation, InvalidConfigError, RetryPolicy
 from convo.checkpoint import Checkpoint
 from convo.sim import Simulator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import soak  # noqa: E402  (bench/soak.py: the soak itself, shared with the benchmark)
+import soak
 
 MODEL = "claude-sonnet-4-6"
 
@@ -86,12 +88,10 @@ def _kill_at(proc, path, target, rng):
     deadline = time.monotonic() + 60
     while proc.poll() is None and time.monotonic() < deadline:
         if path.exists():
-            try:
-                with Checkpoint(path) as ckpt:
-                    if len(ckpt) >= target:
-                        break
-            except Exception:  # being created by the child right now
-                pass
+            # the child may be creating it right now
+            with contextlib.suppress(InvalidConfigError, sqlite3.Error), Checkpoint(path) as ckpt:
+                if len(ckpt) >= target:
+                    break
         time.sleep(0.01)
     time.sleep(rng.random() * 0.05)
     if proc.poll() is None:

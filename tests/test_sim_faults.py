@@ -136,10 +136,11 @@ def test_async_client_sees_the_same_errors(sim):
 def test_sse_error_after_n_deltas(sim, client):
     sim.faults.push("sse_error@3")
     got = []
-    with pytest.raises(anthropic.APIStatusError) as info:
-        with client.messages.stream(model=MODEL, max_tokens=200, messages=HELLO) as stream:
-            for text in stream.text_stream:
-                got.append(text)
+    with (
+        pytest.raises(anthropic.APIStatusError) as info,
+        client.messages.stream(model=MODEL, max_tokens=200, messages=HELLO) as stream,
+    ):
+        got.extend(stream.text_stream)  # keeps the deltas that came before the error
     err = info.value
     assert len(got) == 3
     assert err.status_code == 200 and err.type == "overloaded_error"
@@ -155,10 +156,11 @@ def test_sse_error_before_any_delta(sim, client):
 def test_dropped_connection_mid_stream(sim, client):
     sim.faults.push("drop@2")
     got = []
-    with pytest.raises(httpx2.RemoteProtocolError):
-        with client.messages.stream(model=MODEL, max_tokens=200, messages=HELLO) as stream:
-            for text in stream.text_stream:
-                got.append(text)
+    with (
+        pytest.raises(httpx2.RemoteProtocolError),
+        client.messages.stream(model=MODEL, max_tokens=200, messages=HELLO) as stream,
+    ):
+        got.extend(stream.text_stream)  # keeps the deltas that came before the drop
     assert len(got) == 2
     assert create(client).content  # the server is fine afterwards
 
@@ -187,10 +189,11 @@ def test_hang_beyond_the_client_timeout(sim, client):
 def test_hang_mid_stream_is_a_read_timeout(sim, client):
     sim.faults = Faults(["hang@2"], stall_seconds=5)
     got = []
-    with pytest.raises((httpx2.ReadTimeout, anthropic.APITimeoutError)):
-        with client.messages.stream(model=MODEL, max_tokens=200, messages=HELLO, timeout=0.3) as stream:
-            for text in stream.text_stream:
-                got.append(text)
+    with (
+        pytest.raises((httpx2.ReadTimeout, anthropic.APITimeoutError)),
+        client.messages.stream(model=MODEL, max_tokens=200, messages=HELLO, timeout=0.3) as stream,
+    ):
+        got.extend(stream.text_stream)  # keeps the deltas that came before the hang
     assert len(got) == 2
 
 

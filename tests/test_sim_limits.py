@@ -16,7 +16,7 @@ HELLO = [{"role": "user", "content": "Hello there, can you help me plan a trip t
 
 
 def parse_time(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return datetime.fromisoformat(value).timestamp()
 
 
 # -- buckets in virtual time ---------------------------------------------------------------
@@ -157,9 +157,11 @@ def test_streams_carry_the_headers_and_are_limited_too(clock):
         with c.messages.stream(model=MODEL, max_tokens=50, messages=HELLO) as stream:
             assert stream.response.headers["anthropic-ratelimit-requests-remaining"] == "0"
             stream.until_done()
-        with pytest.raises(anthropic.RateLimitError):
-            with c.messages.stream(model=MODEL, max_tokens=50, messages=HELLO) as stream:
-                stream.until_done()
+        with (
+            pytest.raises(anthropic.RateLimitError),
+            c.messages.stream(model=MODEL, max_tokens=50, messages=HELLO) as stream,
+        ):
+            stream.until_done()
 
 
 def test_count_tokens_does_not_use_the_messages_limit(clock):
