@@ -25,6 +25,7 @@ conversations that use that counter.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 from dataclasses import dataclass
@@ -41,6 +42,10 @@ ALPHA = 0.3
 PEAK_DECAY = 0.2
 #: Requests estimated below this many tokens say little (fixed overheads dominate): ignored.
 MIN_TOKENS = 16
+#: After this many samples of a model the factor is settled: from then on one response in
+#: ``SETTLED_EVERY`` is enough to follow drift, and the others skip estimating their request.
+SETTLED = 32
+SETTLED_EVERY = 8
 
 
 def total_input(usage: Any) -> int:
@@ -51,6 +56,7 @@ def total_input(usage: Any) -> int:
                for name in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))  # fmt: skip
 
 
+@functools.lru_cache(maxsize=256)
 def _key(model: str) -> str:
     """One entry per model, whichever alias or snapshot names it."""
     info = lookup(model)
@@ -62,6 +68,7 @@ class _State:
     mean: float
     peak: float
     samples: int = 1
+    seen: int = 0  # responses passed over since the last one observed, once settled
 
 
 class Calibration:
@@ -119,6 +126,16 @@ class Calibration:
             return 1.0
         value = max(state.mean, state.peak * (1 - self.margin))
         return min(max(value, self.low), self.high)
+
+    def wants(self, model: str) -> bool:
+        """Whether the next response of ``model`` should be observed (all of them until the
+        factor has settled, then one in ``SETTLED_EVERY``): estimating a request costs a pass
+        over its messages, which a settled factor does not need on every call."""
+        state = self._models.get(_key(model))
+        if state is None or state.samples < SETTLED:
+            return True
+        state.seen = (state.seen + 1) % SETTLED_EVERY
+        return state.seen == 0
 
     def samples(self, model: str) -> int:
         """How many responses of ``model`` the factor has learned from."""

@@ -211,6 +211,8 @@ def _calibrate(ctx: CallContext, ticket: _Ticket, usage: Any) -> None:
         return
     if ticket.request.get("context_management"):
         return  # the server counted the history after its own edits: not the request we estimated
+    if ticket.estimate is None and not cal.wants(ticket.model):
+        return  # settled: skip estimating this request (see Calibration.wants)
     estimate = ticket.estimate if ticket.estimate is not None else ctx.estimate_input(ticket.request)
     cal.observe(ticket.model, estimate, actual)
 

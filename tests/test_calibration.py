@@ -202,3 +202,16 @@ def test_bad_settings_are_refused(kwargs):
 
     with pytest.raises(InvalidConfigError):
         Calibration(**kwargs)
+
+
+def test_a_settled_factor_is_followed_on_one_response_in_eight():
+    from convo._calibration import SETTLED, SETTLED_EVERY, Calibration
+
+    cal = Calibration()
+    model = "claude-sonnet-4-6"
+    for _ in range(SETTLED):
+        assert cal.wants(model)
+        cal.observe(model, estimate=1000, actual=1100)
+    wanted = [cal.wants(model) for _ in range(SETTLED_EVERY * 4)]
+    assert sum(wanted) == 4 and wanted[SETTLED_EVERY - 1]
+    assert cal.wants("claude-haiku-4-5")  # another model has its own count
