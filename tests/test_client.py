@@ -516,6 +516,7 @@ def test_an_sdk_client_needs_no_api_key(fresh, monkeypatch):
 
 
 def bedrock(http):
+    pytest.importorskip("botocore", reason="Bedrock request signing needs botocore (in the dev extra)")
     return anthropic.AnthropicBedrock(aws_access_key="AKIDEXAMPLE", aws_secret_key="secret", aws_region="us-east-1",
                                       http_client=http)
 
