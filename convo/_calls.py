@@ -299,7 +299,7 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
     while True:
         try:
             wait = attempts.next()
-        except Exception as exc:
+        except Exception as exc:  # tenacity re-raises the last attempt's error, whatever it was: translated, chained
             error = attempts.error(exc)
             ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
             raise error from exc

@@ -14,6 +14,8 @@
     ├── ContextOverflowError                   what must be kept cannot fit in the budget
     ├── ConversationFileError                  a saved conversation cannot be read or written
     ├── TokenCountError                        counting tokens failed (e.g. the API was unreachable)
+    ├── SummaryError                           a summary came back empty or not shorter: turns kept
+    ├── RateLimitStoreError                    the shared rate-limit store (Redis) failed
     ├── BudgetExceededError                    a request could pass the spending cap: not sent
     ├── CacheError                             a response cache cannot be opened, read or written
     ├── APIError                               the API answered with an error (after any retries)
@@ -31,7 +33,9 @@
         └── StreamRestartedError               the stream could not resume and starts over
 
 Every message says what was wrong, the numbers involved, and what to do about it. An error
-raised by a method leaves the object it was called on unchanged.
+raised by a method leaves the object it was called on unchanged. An error translated from the
+SDK's keeps it as ``__cause__``; :class:`APIError` (and :class:`StreamError`, when the failing
+response had one) carries its ``status_code`` and ``request_id``.
 """
 
 from __future__ import annotations
@@ -55,12 +59,14 @@ __all__ = [
     "OverloadedError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimitStoreError",
     "ReadOnlySettingError",
     "RequestTooLargeError",
     "ServerError",
     "SpendLimitError",
     "StreamError",
     "StreamRestartedError",
+    "SummaryError",
     "TokenCountError",
 ]
 
@@ -129,6 +135,19 @@ class ConversationFileError(ConvoError):
 
 class TokenCountError(ConvoError):
     """Counting tokens failed, for example because the count_tokens endpoint was unreachable."""
+
+
+class SummaryError(ConvoError):
+    """A summary could not be used: the summarizer returned nothing, or every try came out no
+    shorter than the turns it would replace. The turns were kept; ``Conversation.summary_error``
+    says why. Use a shorter summary prompt, a smaller ``keep``, or a window strategy instead.
+    """
+
+
+class RateLimitStoreError(ConvoError):
+    """The shared rate-limit store (:class:`~convo.RedisStore`) failed: unreachable, refused,
+    timed out, or its script errored. Nothing was reserved; check the Redis server and URL.
+    """
 
 
 class APIError(ConvoError):
@@ -249,12 +268,40 @@ class APIConnectionError(ConvoError):
 
 
 class StreamError(ConvoError):
-    """A stream failed for good. ``partial`` is the text the caller had already received."""
+    """A stream failed for good. ``partial`` is the text the caller had already received.
 
-    def __init__(self, message: str, *, partial: str = "", attempts: int = 1) -> None:
+    ``status_code`` and ``request_id`` are those of the failing response when it had them (an
+    ``error`` event mid-stream arrives on a 200 response that has a ``request-id``); given or
+    not, they are read from the SDK error that is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial: str = "",
+        attempts: int = 1,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.partial = partial
         self.attempts = attempts
+        self._status_code = status_code
+        self._request_id = request_id
+
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status of the failing response (200 for an error event mid-stream), or None."""
+        if self._status_code is not None:
+            return self._status_code
+        status = getattr(self.__cause__, "status_code", None)
+        return status if isinstance(status, int) else None
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``request-id`` of the failing response, or None (e.g. the connection dropped)."""
+        return self._request_id if self._request_id is not None else request_id_of(self.__cause__)
 
 
 class StreamRestartedError(StreamError):
@@ -276,6 +323,12 @@ _BY_STATUS: dict[int, type[APIError]] = {
 }
 
 
+def request_id_of(exc: BaseException | None) -> str | None:
+    """The ``request-id`` an SDK error carries (``APIStatusError.request_id``), or None."""
+    request_id = getattr(exc, "request_id", None)
+    return request_id if isinstance(request_id, str) else None
+
+
 def api_error(exc: Any, *, attempts: int = 1, spend_limit: bool = False) -> ConvoError:
     """Translate an SDK exception into convo's tree, with a message that says what to do."""
     status = getattr(exc, "status_code", None)
@@ -294,6 +347,6 @@ def api_error(exc: Any, *, attempts: int = 1, spend_limit: bool = False) -> Conv
         f"{status} {error_type or 'error'}{tries}: {api_message} — {cls.hint}",
         status_code=status,
         error_type=error_type,
-        request_id=getattr(exc, "request_id", None),
+        request_id=request_id_of(exc),
         attempts=attempts,
     )
