@@ -34,8 +34,8 @@
 
 Every message says what was wrong, the numbers involved, and what to do about it. An error
 raised by a method leaves the object it was called on unchanged. An error translated from the
-SDK's keeps it as ``__cause__``; :class:`APIError` (and :class:`StreamError`, when the failing
-response had one) carries its ``status_code`` and ``request_id``.
+SDK's keeps it as ``__cause__``; :class:`APIError` carries its ``status_code`` and ``request_id``,
+and so do :class:`StreamError` and :class:`TokenCountError` when the failing response had them.
 """
 
 from __future__ import annotations
@@ -133,8 +133,31 @@ class ConversationFileError(ConvoError):
     """A saved conversation could not be read (bad, truncated or foreign file) or written."""
 
 
-class TokenCountError(ConvoError):
-    """Counting tokens failed, for example because the count_tokens endpoint was unreachable."""
+class _Response:
+    """``status_code`` and ``request_id`` of the response that failed, for an error that is not an
+    :class:`APIError`: as given, or else read from the SDK error that is its ``__cause__``."""
+
+    __cause__: BaseException | None
+    _status_code: int | None = None
+    _request_id: str | None = None
+
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status of the failing response (200 for an error event mid-stream), or None."""
+        if self._status_code is not None:
+            return self._status_code
+        status = getattr(self.__cause__, "status_code", None)
+        return status if isinstance(status, int) else None
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``request-id`` of the failing response, or None (e.g. it was never reached)."""
+        return self._request_id if self._request_id is not None else request_id_of(self.__cause__)
+
+
+class TokenCountError(_Response, ConvoError):
+    """Counting tokens failed, for example because the count_tokens endpoint was unreachable.
+    When the API answered, ``status_code`` and ``request_id`` say with what."""
 
 
 class SummaryError(ConvoError):
@@ -267,12 +290,12 @@ class APIConnectionError(ConvoError):
         self.attempts = attempts
 
 
-class StreamError(ConvoError):
+class StreamError(_Response, ConvoError):
     """A stream failed for good. ``partial`` is the text the caller had already received.
 
     ``status_code`` and ``request_id`` are those of the failing response when it had them (an
-    ``error`` event mid-stream arrives on a 200 response that has a ``request-id``); given or
-    not, they are read from the SDK error that is the ``__cause__``.
+    ``error`` event mid-stream arrives on a 200 response that has a ``request-id``); if not
+    given, they are read from the SDK error that is the ``__cause__``.
     """
 
     def __init__(
@@ -289,19 +312,6 @@ class StreamError(ConvoError):
         self.attempts = attempts
         self._status_code = status_code
         self._request_id = request_id
-
-    @property
-    def status_code(self) -> int | None:
-        """The HTTP status of the failing response (200 for an error event mid-stream), or None."""
-        if self._status_code is not None:
-            return self._status_code
-        status = getattr(self.__cause__, "status_code", None)
-        return status if isinstance(status, int) else None
-
-    @property
-    def request_id(self) -> str | None:
-        """The ``request-id`` of the failing response, or None (e.g. the connection dropped)."""
-        return self._request_id if self._request_id is not None else request_id_of(self.__cause__)
 
 
 class StreamRestartedError(StreamError):

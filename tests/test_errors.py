@@ -168,3 +168,12 @@ def test_a_summary_that_is_never_shorter_raises_summary_error(fresh):
         conv.compact(force=True)
     assert isinstance(info.value, convo.ConvoError) and "not shorter" in conv.summary_error
     assert conv.summary is None and conv.to_dict(strategy=False) == before
+
+
+def test_a_failed_token_count_carries_the_responses_request_id(fresh):
+    counter = convo.ExactCounter(quick_client(fresh).sdk, model="claude-no-such-model")
+    with pytest.raises(convo.TokenCountError) as info:
+        counter.count_text("hello")
+    err = info.value
+    assert isinstance(err.__cause__, anthropic.NotFoundError)
+    assert (err.status_code, err.request_id) == (404, _last_request_id(fresh))
