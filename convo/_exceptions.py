@@ -40,6 +40,8 @@ and so do :class:`StreamError` and :class:`TokenCountError` when the failing res
 
 from __future__ import annotations
 
+import copy
+import sys
 from typing import Any
 
 __all__ = [
@@ -159,6 +161,10 @@ class TokenCountError(_Response, ConvoError):
     """Counting tokens failed, for example because the count_tokens endpoint was unreachable.
     When the API answered, ``status_code`` and ``request_id`` say with what."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        scrub_credentials(sys.exc_info()[1])  # the SDK error being handled becomes the cause
+
 
 class SummaryError(ConvoError):
     """A summary could not be used: the summarizer returned nothing, or every try came out no
@@ -175,8 +181,9 @@ class RateLimitStoreError(ConvoError):
 
 class APIError(ConvoError):
     """The API answered with an error. ``status_code``, ``error_type`` (the API's
-    ``error.type``), ``request_id`` and ``attempts`` say what happened; the SDK's exception is
-    the ``__cause__``.
+    ``error.type``), ``request_id`` (the response's ``request-id``) and ``attempts`` say what
+    happened; the SDK's exception is the ``__cause__`` (an item of a Message Batches result has
+    none: its error came inside the results file).
     """
 
     hint = "see the message from the API"
@@ -308,6 +315,7 @@ class StreamError(_Response, ConvoError):
         request_id: str | None = None,
     ) -> None:
         super().__init__(message)
+        scrub_credentials(sys.exc_info()[1])  # the SDK error being handled becomes the cause
         self.partial = partial
         self.attempts = attempts
         self._status_code = status_code
@@ -339,8 +347,48 @@ def request_id_of(exc: BaseException | None) -> str | None:
     return request_id if isinstance(request_id, str) else None
 
 
+#: Request headers that hold credentials; blanked in an SDK error convo keeps as ``__cause__``.
+CREDENTIAL_HEADERS = ("x-api-key", "authorization", "proxy-authorization")
+
+
+def scrub_credentials(exc: BaseException | None) -> None:
+    """Point an SDK error (and the httpx2 errors chained to it) at a copy of its request with the
+    credentials blanked: their repr hides ``authorization``, but ``dict(exc.request.headers)``
+    shows it. The request that was sent is left as it is (a transport may still hold it)."""
+    seen: set[int] = set()
+    copies: dict[int, Any] = {}
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        own = vars(exc)  # not getattr: httpx2's ``request`` property raises when it is unset
+        response = own.get("response")
+        holders = [(own, "request"), (own, "_request")]
+        if response is not None and hasattr(response, "__dict__"):
+            holders.append((vars(response), "_request"))
+        for holder, name in holders:
+            request = holder.get(name)
+            if request is not None:
+                if id(request) not in copies:
+                    copies[id(request)] = _without_credentials(request)
+                holder[name] = copies[id(request)]
+        exc = exc.__cause__ or exc.__context__
+
+
+def _without_credentials(request: Any) -> Any:
+    headers = getattr(request, "headers", None)
+    if headers is None or not any(name in headers for name in CREDENTIAL_HEADERS):
+        return request
+    clean = copy.copy(request)  # shallow: the same method, url and body
+    clean.headers = headers.copy()
+    for name in CREDENTIAL_HEADERS:
+        if name in clean.headers:
+            clean.headers[name] = "[redacted]"
+    return clean
+
+
 def api_error(exc: Any, *, attempts: int = 1, spend_limit: bool = False) -> ConvoError:
-    """Translate an SDK exception into convo's tree, with a message that says what to do."""
+    """Translate an SDK exception into convo's tree, with a message that says what to do; the
+    credentials in the request it holds are blanked, since it becomes the ``__cause__``."""
+    scrub_credentials(exc)
     status = getattr(exc, "status_code", None)
     if status is None:
         what = type(exc).__name__

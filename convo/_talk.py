@@ -230,7 +230,7 @@ class Talking:
         for _ in range(writer.max_calls):
             try:
                 text = await writer.asummarize(fold, self.client, self.model, limit)
-            except Exception as exc:  # as in _compact
+            except Exception as exc:  # as in _compact: user code or a model call, any failure
                 if not self._failed(exc, quiet):
                     return False
                 raise
