@@ -388,7 +388,8 @@ def _without_credentials(request: Any) -> Any:
 def api_error(exc: Any, *, attempts: int = 1, spend_limit: bool = False) -> ConvoError:
     """Translate an SDK exception into convo's tree, with a message that says what to do; the
     credentials in the request it holds are blanked, since it becomes the ``__cause__``."""
-    scrub_credentials(exc)
+    if isinstance(exc, BaseException):  # a batch item's error is a plain record, never sent
+        scrub_credentials(exc)
     status = getattr(exc, "status_code", None)
     if status is None:
         what = type(exc).__name__
