@@ -22,12 +22,14 @@ from ._exceptions import NotFoundError as NotFoundError
 from ._exceptions import OverloadedError as OverloadedError
 from ._exceptions import PermissionDeniedError as PermissionDeniedError
 from ._exceptions import RateLimitError as RateLimitError
+from ._exceptions import RateLimitStoreError as RateLimitStoreError
 from ._exceptions import ReadOnlySettingError as ReadOnlySettingError
 from ._exceptions import RequestTooLargeError as RequestTooLargeError
 from ._exceptions import ServerError as ServerError
 from ._exceptions import SpendLimitError as SpendLimitError
 from ._exceptions import StreamError as StreamError
 from ._exceptions import StreamRestartedError as StreamRestartedError
+from ._exceptions import SummaryError as SummaryError
 from ._exceptions import TokenCountError as TokenCountError
 from ._resume import Restart as Restart
 from .batch import Result as Result

@@ -19,7 +19,7 @@ import anthropic
 import httpx2
 import tenacity
 
-from ._exceptions import api_error
+from ._exceptions import api_error, scrub_credentials
 from ._flow import Call, Do, Flow, Now, Raw, Sleep
 from .budget import Budget, Hold
 from .cache import Cache, CacheError, cache_key, from_entry, is_cacheable, to_entry
@@ -256,6 +256,7 @@ class _Attempts:
         return float(action)
 
     def failed(self, exc: BaseException) -> None:
+        scrub_credentials(exc)  # it may end up as the __cause__ of the error the caller sees
         self.ctx.stats.attempt_failed(exc)
         if _overloaded(exc):
             self.overloaded_in_row += 1
@@ -299,7 +300,7 @@ def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create")
     while True:
         try:
             wait = attempts.next()
-        except Exception as exc:
+        except Exception as exc:  # tenacity re-raises the last attempt's error, whatever it was: translated, chained
             error = attempts.error(exc)
             ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
             raise error from exc

@@ -14,6 +14,8 @@
     ├── ContextOverflowError                   what must be kept cannot fit in the budget
     ├── ConversationFileError                  a saved conversation cannot be read or written
     ├── TokenCountError                        counting tokens failed (e.g. the API was unreachable)
+    ├── SummaryError                           a summary came back empty or not shorter: turns kept
+    ├── RateLimitStoreError                    the shared rate-limit store (Redis) failed
     ├── BudgetExceededError                    a request could pass the spending cap: not sent
     ├── CacheError                             a response cache cannot be opened, read or written
     ├── APIError                               the API answered with an error (after any retries)
@@ -31,11 +33,15 @@
         └── StreamRestartedError               the stream could not resume and starts over
 
 Every message says what was wrong, the numbers involved, and what to do about it. An error
-raised by a method leaves the object it was called on unchanged.
+raised by a method leaves the object it was called on unchanged. An error translated from the
+SDK's keeps it as ``__cause__``; :class:`APIError` carries its ``status_code`` and ``request_id``,
+and so do :class:`StreamError` and :class:`TokenCountError` when the failing response had them.
 """
 
 from __future__ import annotations
 
+import copy
+import sys
 from typing import Any
 
 __all__ = [
@@ -55,12 +61,14 @@ __all__ = [
     "OverloadedError",
     "PermissionDeniedError",
     "RateLimitError",
+    "RateLimitStoreError",
     "ReadOnlySettingError",
     "RequestTooLargeError",
     "ServerError",
     "SpendLimitError",
     "StreamError",
     "StreamRestartedError",
+    "SummaryError",
     "TokenCountError",
 ]
 
@@ -127,14 +135,55 @@ class ConversationFileError(ConvoError):
     """A saved conversation could not be read (bad, truncated or foreign file) or written."""
 
 
-class TokenCountError(ConvoError):
-    """Counting tokens failed, for example because the count_tokens endpoint was unreachable."""
+class _Response:
+    """``status_code`` and ``request_id`` of the response that failed, for an error that is not an
+    :class:`APIError`: as given, or else read from the SDK error that is its ``__cause__``."""
+
+    __cause__: BaseException | None
+    _status_code: int | None = None
+    _request_id: str | None = None
+
+    @property
+    def status_code(self) -> int | None:
+        """The HTTP status of the failing response (200 for an error event mid-stream), or None."""
+        if self._status_code is not None:
+            return self._status_code
+        status = getattr(self.__cause__, "status_code", None)
+        return status if isinstance(status, int) else None
+
+    @property
+    def request_id(self) -> str | None:
+        """The ``request-id`` of the failing response, or None (e.g. it was never reached)."""
+        return self._request_id if self._request_id is not None else request_id_of(self.__cause__)
+
+
+class TokenCountError(_Response, ConvoError):
+    """Counting tokens failed, for example because the count_tokens endpoint was unreachable.
+    When the API answered, ``status_code`` and ``request_id`` say with what."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        scrub_credentials(sys.exc_info()[1])  # the SDK error being handled becomes the cause
+
+
+class SummaryError(ConvoError):
+    """A summary could not be used: the summarizer returned nothing, or every try came out no
+    shorter than the turns it would replace. The turns were kept; ``Conversation.summary_error``
+    says why. Use a shorter summary prompt, a smaller ``keep``, or a window strategy instead.
+    """
+
+
+class RateLimitStoreError(ConvoError):
+    """The shared rate-limit store (:class:`~convo.RedisStore`) failed: unreachable, refused,
+    timed out, or its script errored. Nothing was reserved; check the Redis server and URL.
+    """
 
 
 class APIError(ConvoError):
     """The API answered with an error. ``status_code``, ``error_type`` (the API's
-    ``error.type``), ``request_id`` and ``attempts`` say what happened; the SDK's exception is
-    the ``__cause__``.
+    ``error.type``), ``request_id`` (the response's ``request-id``) and ``attempts`` say what
+    happened; the SDK's exception is the ``__cause__`` (an item of a Message Batches result has
+    none: its error came inside the results file).
     """
 
     hint = "see the message from the API"
@@ -248,13 +297,29 @@ class APIConnectionError(ConvoError):
         self.attempts = attempts
 
 
-class StreamError(ConvoError):
-    """A stream failed for good. ``partial`` is the text the caller had already received."""
+class StreamError(_Response, ConvoError):
+    """A stream failed for good. ``partial`` is the text the caller had already received.
 
-    def __init__(self, message: str, *, partial: str = "", attempts: int = 1) -> None:
+    ``status_code`` and ``request_id`` are those of the failing response when it had them (an
+    ``error`` event mid-stream arrives on a 200 response that has a ``request-id``); if not
+    given, they are read from the SDK error that is the ``__cause__``.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        partial: str = "",
+        attempts: int = 1,
+        status_code: int | None = None,
+        request_id: str | None = None,
+    ) -> None:
         super().__init__(message)
+        scrub_credentials(sys.exc_info()[1])  # the SDK error being handled becomes the cause
         self.partial = partial
         self.attempts = attempts
+        self._status_code = status_code
+        self._request_id = request_id
 
 
 class StreamRestartedError(StreamError):
@@ -276,8 +341,55 @@ _BY_STATUS: dict[int, type[APIError]] = {
 }
 
 
+def request_id_of(exc: BaseException | None) -> str | None:
+    """The ``request-id`` an SDK error carries (``APIStatusError.request_id``), or None."""
+    request_id = getattr(exc, "request_id", None)
+    return request_id if isinstance(request_id, str) else None
+
+
+#: Request headers that hold credentials; blanked in an SDK error convo keeps as ``__cause__``.
+CREDENTIAL_HEADERS = ("x-api-key", "authorization", "proxy-authorization")
+
+
+def scrub_credentials(exc: BaseException | None) -> None:
+    """Point an SDK error (and the httpx2 errors chained to it) at a copy of its request with the
+    credentials blanked: their repr hides ``authorization``, but ``dict(exc.request.headers)``
+    shows it. The request that was sent is left as it is (a transport may still hold it)."""
+    seen: set[int] = set()
+    copies: dict[int, Any] = {}
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        own = vars(exc)  # not getattr: httpx2's ``request`` property raises when it is unset
+        response = own.get("response")
+        holders = [(own, "request"), (own, "_request")]
+        if response is not None and hasattr(response, "__dict__"):
+            holders.append((vars(response), "_request"))
+        for holder, name in holders:
+            request = holder.get(name)
+            if request is not None:
+                if id(request) not in copies:
+                    copies[id(request)] = _without_credentials(request)
+                holder[name] = copies[id(request)]
+        exc = exc.__cause__ or exc.__context__
+
+
+def _without_credentials(request: Any) -> Any:
+    headers = getattr(request, "headers", None)
+    if headers is None or not any(name in headers for name in CREDENTIAL_HEADERS):
+        return request
+    clean = copy.copy(request)  # shallow: the same method, url and body
+    clean.headers = headers.copy()
+    for name in CREDENTIAL_HEADERS:
+        if name in clean.headers:
+            clean.headers[name] = "[redacted]"
+    return clean
+
+
 def api_error(exc: Any, *, attempts: int = 1, spend_limit: bool = False) -> ConvoError:
-    """Translate an SDK exception into convo's tree, with a message that says what to do."""
+    """Translate an SDK exception into convo's tree, with a message that says what to do; the
+    credentials in the request it holds are blanked, since it becomes the ``__cause__``."""
+    if isinstance(exc, BaseException):  # a batch item's error is a plain record, never sent
+        scrub_credentials(exc)
     status = getattr(exc, "status_code", None)
     if status is None:
         what = type(exc).__name__
@@ -294,6 +406,6 @@ def api_error(exc: Any, *, attempts: int = 1, spend_limit: bool = False) -> Conv
         f"{status} {error_type or 'error'}{tries}: {api_message} — {cls.hint}",
         status_code=status,
         error_type=error_type,
-        request_id=getattr(exc, "request_id", None),
+        request_id=request_id_of(exc),
         attempts=attempts,
     )

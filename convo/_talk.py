@@ -11,7 +11,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ClientMismatchError, ConvoError, InvalidConfigError
+from ._exceptions import ClientMismatchError, InvalidConfigError, SummaryError
 from .messages import Message, TextBlock, to_message
 from .redact import restore_message
 from .strategies import TrimState, as_strategy
@@ -219,7 +219,7 @@ class Talking:
                 return True
         if quiet:
             return False
-        raise ConvoError(self.summary_error)
+        raise SummaryError(self.summary_error)
 
     async def _acompact(self, max_tokens: int | None, tools: Any, force: bool, *, quiet: bool) -> bool:
         fold = self._plan_fold(max_tokens, tools, force)
@@ -230,7 +230,7 @@ class Talking:
         for _ in range(writer.max_calls):
             try:
                 text = await writer.asummarize(fold, self.client, self.model, limit)
-            except Exception as exc:  # as in _compact
+            except Exception as exc:  # as in _compact: user code or a model call, any failure
                 if not self._failed(exc, quiet):
                     return False
                 raise
@@ -239,7 +239,7 @@ class Talking:
                 return True
         if quiet:
             return False
-        raise ConvoError(self.summary_error)
+        raise SummaryError(self.summary_error)
 
     def _failed(self, exc: Exception, quiet: bool) -> bool:
         """Record a failed summary; True when it should be raised."""

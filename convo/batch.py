@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import sqlite3
 import types
 from collections.abc import Iterable, Mapping, Sized
 from dataclasses import dataclass
@@ -159,7 +160,7 @@ def _via_messages(client: Any, requests: Iterable[Any], concurrency: int, store:
         if store is not None and key is not None and result.ok and not broken:
             try:  # the reply as the server wrote it: placeholders, never the restored values
                 store.put(str(index), key, _dump(result))
-            except Exception as exc:  # noqa: BLE001 -- the results are still good; only the checkpoint stops growing
+            except (sqlite3.Error, OSError) as exc:  # disk full, file locked or gone: the results are still good
                 broken.append(exc)
                 log.warning("convo: cannot write the checkpoint %s (%s); going on without it", store.path, exc)
         bar.update(1)
@@ -180,13 +181,13 @@ def _item_flow(index: int, sent: dict[str, Any], mapping: dict[str, str], ctx: C
             attempts += isinstance(effect, Call)
             try:
                 got = yield effect
-            except Exception as exc:  # noqa: BLE001 -- the call's failure goes back into call_flow
+            except Exception as exc:  # noqa: BLE001 -- any failure of the call goes back into call_flow, whose retry policy decides
                 effect = inner.throw(exc)
             else:
                 effect = inner.send(got)
     except StopIteration as stop:
         message = stop.value
-    except Exception as exc:  # noqa: BLE001 -- one item's failure is its Result, never the batch's
+    except Exception as exc:  # noqa: BLE001 -- one item's failure (whatever call_flow raised) is its Result, never the batch's
         error = exc
     finally:
         inner.close()
@@ -335,7 +336,7 @@ def _api(method: str, kwargs: dict[str, Any], ctx: CallContext) -> Flow:
     while True:
         try:
             wait = attempts.next()
-        except Exception as exc:
+        except Exception as exc:  # tenacity re-raises the last attempt's error, whatever it was: translated, chained
             raise attempts.error(exc) from exc
         if wait is not None:
             yield Sleep(wait)
@@ -359,7 +360,7 @@ def _download(batch_id: str, ctx: CallContext) -> Flow:
     while True:
         try:
             wait = attempts.next()
-        except Exception as exc:
+        except Exception as exc:  # tenacity re-raises the last attempt's error, whatever it was: translated, chained
             raise attempts.error(exc) from exc
         if wait is not None:
             yield Sleep(wait)

@@ -36,13 +36,7 @@ from typing import Any, Protocol, runtime_checkable
 import anthropic
 import pydantic
 
-from ._cache_stores import (
-    PURGE_EVERY,  # noqa: F401  (still importable from here)
-    CacheError,
-    MemoryCache,
-    RedisCache,
-    SQLiteCache,
-)
+from ._cache_stores import CacheError, MemoryCache, RedisCache, SQLiteCache
 from ._exceptions import InvalidInputError
 
 __all__ = [

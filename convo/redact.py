@@ -44,9 +44,6 @@ from ._detectors import (
     BUILTIN,
     KINDS,
     Check,
-    Span,  # noqa: F401
-    cn_id_ok,  # noqa: F401  (still importable from here)
-    luhn_ok,  # noqa: F401
     whole,
 )
 from ._exceptions import InvalidConfigError, InvalidInputError

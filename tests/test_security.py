@@ -117,6 +117,13 @@ def test_the_key_is_in_no_repr_log_record_error_or_file(sim, loud, tmp_path, red
     assert_clean(*(repr(o) for o in objects), *(str(o) for o in objects))
     for err in errors:
         assert_clean(str(err), repr(err), "".join(traceback.format_exception(err)), repr(vars(err)))
+    causes = [err.__cause__ for err in errors if err.__cause__ is not None]
+    assert len(causes) == len(errors)  # each keeps the SDK's (or the HTTP library's) error: scan it too
+    for cause in causes:
+        request = getattr(cause, "request", None)
+        assert_clean(str(cause), repr(cause), repr(vars(cause)))
+        if request is not None:  # the SDK's request, as sent: its credentials are blanked
+            assert_clean(repr(request.headers), repr(dict(request.headers)))
     assert_clean(*(r.getMessage() for r in loud.records), *(repr(r.args) for r in loud.records), loud.text)
     assert any(r.name.startswith("anthropic") or r.name.startswith("httpx") for r in loud.records)
     cache.close()

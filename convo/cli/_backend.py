@@ -158,10 +158,10 @@ def open_client(
                     timeout=timeout, **kw) as client:
             yield client, backend
     except APIConnectionError as exc:
-        raise APIConnectionError(connection_hint(str(exc), backend), attempts=exc.attempts) from None
+        raise APIConnectionError(connection_hint(str(exc), backend), attempts=exc.attempts) from exc.__cause__
     except (AuthenticationError, PermissionDeniedError, NotFoundError) as exc:
         raise type(exc)(api_hint(exc, backend, model or DEFAULT_MODEL), status_code=exc.status_code,
-                        error_type=exc.error_type, request_id=exc.request_id, attempts=exc.attempts) from None
+                        error_type=exc.error_type, request_id=exc.request_id, attempts=exc.attempts) from exc.__cause__
     finally:
         if sim is not None:
             sim.close()

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import ErrorReply
 from .limits import rfc3339
-from .protocol import ErrorReply
 
 __all__ = ["Batch", "BatchStore"]
 
