@@ -108,9 +108,7 @@ class LiveSettings:
     def timeout(self, value: float | httpx2.Timeout | None) -> None:
         sdk = self._env.sdk
         if not hasattr(sdk, "with_options"):
-            raise InvalidConfigError(
-                f"the sdk= client ({type(sdk).__name__}) has no with_options(), so its timeout is fixed"
-            )
+            raise InvalidConfigError(f"the sdk= client ({type(sdk).__name__}) has no with_options(), so its timeout is fixed")
         self._env.sdk = sdk.with_options(timeout=sdk_timeout(value))  # shares the connections
         self._timeout = value
 
@@ -170,9 +168,7 @@ class LiveSettings:
     @cache.setter
     def cache(self, value: Cache | None) -> None:
         if value is not None and not all(callable(getattr(value, m, None)) for m in ("get", "set")):
-            raise InvalidConfigError(
-                f"cache must be a MemoryCache, SQLiteCache or RedisCache, got {type(value).__name__}"
-            )
+            raise InvalidConfigError(f"cache must be a MemoryCache, SQLiteCache or RedisCache, got {type(value).__name__}")
         self._ctx.cache = value
 
     @property

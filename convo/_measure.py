@@ -229,8 +229,6 @@ def _cjk_possible() -> re.Pattern[str]:
 _RULES = r"(?<=[^\W_])(?=[\W_])|(?<=[^\w\s]|_)(?=[ \t])|(?<=[\r\n])(?=[ \t]*\S)"
 _NEXT = re.compile(_RULES)
 _LAST = re.compile(rf"(?s:.*)(?:{_RULES})")
-
-
 def _classify(ch: str) -> str:
     if ch.isspace():
         return "s"

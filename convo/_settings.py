@@ -45,7 +45,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Settings"]
 
-
 class Settings(LiveSettings):
     """The settings shared by :class:`~convo.Client` and :class:`~convo.AsyncClient` (see the module doc)."""
 
@@ -144,26 +143,13 @@ class Settings(LiveSettings):
         """Every option as it is now (the connection as given at construction)."""
         ctx = self._ctx
         return {
-            "api_key": self._api_key,
-            "base_url": self._base_url,
-            "model": self._model,
-            "default_headers": self._default_headers,
-            "timeout": self._timeout,
-            "max_concurrency": self._max_concurrency,
-            "retry": ctx.policy,
-            "fallback_models": ctx.fallback_models,
-            "user": self._user,
-            "limits": self._limits,
-            "budget": ctx.spend,
-            "prices": ctx.prices,
-            "cache": ctx.cache,
-            "cache_ttl": ctx.cache_ttl,
-            "cache_sampling": ctx.cache_sampling,
-            "cache_namespace": ctx.cache_namespace,
-            "redactor": ctx.redactor,
-            "counter": ctx.counter,
-            "sleep": self._sleep,
-            "clock": self._clock,
+            "api_key": self._api_key, "base_url": self._base_url, "model": self._model,
+            "default_headers": self._default_headers, "timeout": self._timeout,
+            "max_concurrency": self._max_concurrency, "retry": ctx.policy, "fallback_models": ctx.fallback_models,
+            "user": self._user, "limits": self._limits, "budget": ctx.spend, "prices": ctx.prices,
+            "cache": ctx.cache, "cache_ttl": ctx.cache_ttl, "cache_sampling": ctx.cache_sampling,
+            "cache_namespace": ctx.cache_namespace, "redactor": ctx.redactor, "counter": ctx.counter,
+            "sleep": self._sleep, "clock": self._clock,
         }
 
     def _copy_with(self, changes: Mapping[str, Any]) -> Any:

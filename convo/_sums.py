@@ -69,7 +69,8 @@ def char_sums(text: str, use_numpy: bool | None = None) -> tuple[memoryview, mem
         table = _cjk_bytes()
         sizes = (1 + (o >= 0x80) + (o >= 0x800) + (o >= 0x10000) for o in map(ord, text))
         cjk = (table[o] if o < 0x10000 else _CJK.match(chr(o)) is not None for o in map(ord, text))
-        return (_memory(accumulate(sizes, initial=0), 4 * len(text)), _memory(accumulate(cjk, initial=0), len(text)))
+        return (_memory(accumulate(sizes, initial=0), 4 * len(text)),
+                _memory(accumulate(cjk, initial=0), len(text)))
     cp = np.frombuffer(text.encode("utf-32-le"), np.uint32)
     size = 1 + (cp >= 0x80).astype(np.uint8) + (cp >= 0x800) + (cp >= 0x10000)
     flags = np.frombuffer(_cjk_bytes(), np.uint8).astype(bool).take(np.minimum(cp, 0xFFFF))

@@ -46,7 +46,6 @@ from .tokens import TokenCounter
 
 __all__ = ["AsyncClient", "AsyncClientOptions", "AsyncStream", "Client", "ClientOptions", "Stream"]
 
-
 def _is_async(sdk: Any) -> bool:
     """Whether an SDK client's ``messages.create`` is a coroutine function (an async client)."""
     messages = getattr(sdk, "messages", None)
@@ -111,27 +110,11 @@ class Client(Base):
         clock: Callable[[], float] | None = None,
     ) -> None:
         options: ClientOptions = {
-            "api_key": api_key,
-            "base_url": base_url,
-            "model": model,
-            "sdk": sdk,
-            "http_client": http_client,
-            "default_headers": default_headers,
-            "timeout": timeout,
-            "max_concurrency": max_concurrency,
-            "retry": retry,
-            "fallback_models": fallback_models,
-            "user": user,
-            "limits": limits,
-            "budget": budget,
-            "prices": prices,
-            "cache": cache,
-            "cache_ttl": cache_ttl,
-            "cache_sampling": cache_sampling,
-            "cache_namespace": cache_namespace,
-            "redactor": redactor,
-            "counter": counter,
-            "sleep": sleep,
+            "api_key": api_key, "base_url": base_url, "model": model, "sdk": sdk, "http_client": http_client,
+            "default_headers": default_headers, "timeout": timeout, "max_concurrency": max_concurrency,
+            "retry": retry, "fallback_models": fallback_models, "user": user, "limits": limits, "budget": budget,
+            "prices": prices, "cache": cache, "cache_ttl": cache_ttl, "cache_sampling": cache_sampling,
+            "cache_namespace": cache_namespace, "redactor": redactor, "counter": counter, "sleep": sleep,
             "clock": clock,
         }
         self._setup(options)
@@ -144,11 +127,7 @@ class Client(Base):
                     f"sdk= is an async SDK client ({type(given).__name__}); pass it to AsyncClient(sdk=...), "
                     "or give Client a sync one such as anthropic.Anthropic"
                 )
-            sdk = (
-                self._sdk_from(given, options)
-                if given is not None
-                else anthropic.Anthropic(**self._sdk_options(options))
-            )
+            sdk = self._sdk_from(given, options) if given is not None else anthropic.Anthropic(**self._sdk_options(options))
         if parent is not None and isinstance(parent._env, SyncEnv) and parent.max_concurrency == self._max_concurrency:
             return SyncEnv(sdk=sdk, slots=parent._env.slots)  # the copy shares the slots
         return SyncEnv(sdk=sdk, slots=threading.BoundedSemaphore(self._max_concurrency))
@@ -198,9 +177,7 @@ class Client(Base):
         flow = stream_flow(request, self._ctx, can_restart=on_restart is not None)
         return Stream(drive_sync(flow, self._env), on_restart)
 
-    def count_tokens(
-        self, messages: Iterable[Any], *, system: Any = None, model: str | None = None, **params: Any
-    ) -> int:
+    def count_tokens(self, messages: Iterable[Any], *, system: Any = None, model: str | None = None, **params: Any) -> int:
         """Exact input tokens from the API's count_tokens endpoint (retried like any call)."""
         request = self._request(messages, system, 1, model, params, method="count_tokens")
         return int(run_sync(call_flow(request, self._ctx, "count_tokens"), self._env).input_tokens)
@@ -260,12 +237,7 @@ class Client(Base):
         from .batch import batch_flow
 
         flow = batch_flow(
-            self,
-            requests,
-            concurrency=concurrency,
-            checkpoint=checkpoint,
-            progress=progress,
-            via=via,
+            self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via,
             on_progress=on_progress,
         )
         results: list[Any] = run_sync(flow, self._env)
@@ -307,27 +279,11 @@ class AsyncClient(Base):
         clock: Callable[[], float] | None = None,
     ) -> None:
         options: AsyncClientOptions = {
-            "api_key": api_key,
-            "base_url": base_url,
-            "model": model,
-            "sdk": sdk,
-            "http_client": http_client,
-            "default_headers": default_headers,
-            "timeout": timeout,
-            "max_concurrency": max_concurrency,
-            "retry": retry,
-            "fallback_models": fallback_models,
-            "user": user,
-            "limits": limits,
-            "budget": budget,
-            "prices": prices,
-            "cache": cache,
-            "cache_ttl": cache_ttl,
-            "cache_sampling": cache_sampling,
-            "cache_namespace": cache_namespace,
-            "redactor": redactor,
-            "counter": counter,
-            "sleep": sleep,
+            "api_key": api_key, "base_url": base_url, "model": model, "sdk": sdk, "http_client": http_client,
+            "default_headers": default_headers, "timeout": timeout, "max_concurrency": max_concurrency,
+            "retry": retry, "fallback_models": fallback_models, "user": user, "limits": limits, "budget": budget,
+            "prices": prices, "cache": cache, "cache_ttl": cache_ttl, "cache_sampling": cache_sampling,
+            "cache_namespace": cache_namespace, "redactor": redactor, "counter": counter, "sleep": sleep,
             "clock": clock,
         }
         self._setup(options)
@@ -341,8 +297,7 @@ class AsyncClient(Base):
                     "or give AsyncClient an async one such as anthropic.AsyncAnthropic"
                 )
             sdk = (
-                self._sdk_from(given, options)
-                if given is not None
+                self._sdk_from(given, options) if given is not None
                 else anthropic.AsyncAnthropic(**self._sdk_options(options))
             )
         env = AsyncEnv(sdk=sdk, limit=self._max_concurrency)
@@ -438,12 +393,7 @@ class AsyncClient(Base):
         from .batch import batch_flow
 
         flow = batch_flow(
-            self,
-            requests,
-            concurrency=concurrency,
-            checkpoint=checkpoint,
-            progress=progress,
-            via=via,
+            self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via,
             on_progress=on_progress,
         )
         results: list[Any] = await run_async(flow, self._env)

@@ -53,6 +53,7 @@ RECHECK = 0.25
 _HEADER_BUCKETS = {"requests": "rpm", "input-tokens": "input_tpm", "output-tokens": "output_tpm"}
 
 
+
 @dataclass(frozen=True)
 class RateLimits:
     """Per-minute (and per-day) limits to stay under; None means "learn it from the API".
