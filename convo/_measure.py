@@ -23,7 +23,8 @@ from bisect import bisect_left, bisect_right
 from typing import Protocol
 
 from ._sums import char_sums, first_cjk, token_starts
-from .tokens import _CJK, CachedCounter, OfflineCounter, TokenCounter, _encoding
+from .offline_counter import _CJK, _encoding
+from .tokens import CachedCounter, OfflineCounter, TokenCounter
 
 #: How far (characters) to look for a place where tiktoken's pieces always split.
 SCAN = 256
@@ -216,7 +217,7 @@ class OfflineMeasure:
 
 @functools.cache
 def _cjk_possible() -> re.Pattern[str]:
-    """Matches any character from the first one tokens._CJK matches on."""
+    """Matches any character from the first one offline_counter._CJK matches on."""
     return re.compile(f"[{chr(first_cjk())}-\U0010ffff]")
 
 

@@ -5,7 +5,7 @@ numpy is only faster (the ``fast`` extra).
 - :func:`token_starts`: the byte offset where each whole-text token starts, one tiktoken pass.
 - :func:`char_sums`: for dense non-Latin text, each character's byte offset and the CJK
   characters before it.
-- :func:`first_cjk`: the lowest code point that ``tokens._CJK`` matches (a cheap pre-check).
+- :func:`first_cjk`: the lowest code point that ``offline_counter._CJK`` matches (a cheap pre-check).
 
 Each answer is a ``memoryview`` of machine integers: indexing it gives a plain int, and
 ``bisect`` works on it, whichever way it was built.
@@ -19,7 +19,7 @@ from itertools import accumulate
 from types import ModuleType
 from typing import Any
 
-from .tokens import _CJK, _encoding
+from .offline_counter import _CJK, _encoding
 
 __all__ = ["char_sums", "first_cjk", "numpy_or_none", "token_starts"]
 
@@ -81,7 +81,7 @@ def char_sums(text: str, use_numpy: bool | None = None) -> tuple[memoryview, mem
 
 @functools.cache
 def first_cjk() -> int:
-    """The lowest code point that ``tokens._CJK`` matches."""
+    """The lowest code point that ``offline_counter._CJK`` matches."""
     return _cjk_bytes().index(1)
 
 
@@ -115,7 +115,7 @@ def _token_lengths_array(np: Any) -> Any:
 
 @functools.cache
 def _cjk_bytes() -> bytes:
-    """1 for each code point of the Basic Multilingual Plane that ``tokens._CJK`` matches, else 0."""
+    """1 for each code point of the Basic Multilingual Plane that ``offline_counter._CJK`` matches, else 0."""
     table = bytearray(0x10000)
     for m in _CJK.finditer("".join(map(chr, range(0x10000)))):
         table[m.start()] = 1

@@ -32,7 +32,7 @@ from ._drivers import AsyncEnv, SyncEnv, drive_async, drive_sync, run_async, run
 from ._exceptions import InvalidConfigError
 from ._options import AsyncClientOptions, AsyncSDK, ClientOptions, SyncSDK
 from ._requests import Base
-from ._resume import AsyncStream, Restart, Stream, stream_flow
+from ._resume import Restart, stream_flow
 from ._settings import Settings
 from .budget import Budget
 from .cache import Cache
@@ -41,6 +41,7 @@ from .prices import PriceTable
 from .ratelimit import RateLimits
 from .redact import Redactor
 from .retry import RetryPolicy
+from .streams import AsyncStream, Stream
 from .tokens import TokenCounter
 
 __all__ = ["AsyncClient", "AsyncClientOptions", "AsyncStream", "Client", "ClientOptions", "Stream"]

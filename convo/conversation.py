@@ -24,7 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import _breakpoints, _persist, receipts
-from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError, InvalidMessageError, ModelRuleError
+from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError, InvalidMessageError
+from ._limits import check_max_tokens, check_selection, resolve_limits
 from ._talk import Talking
 from .messages import (
     Message,
@@ -34,7 +35,7 @@ from .messages import (
     to_message,
     to_system,
 )
-from .models import DEFAULT_MODEL, Catalogue, ModelInfo
+from .models import DEFAULT_MODEL
 from .receipts import Receipt
 from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection, as_strategy, merge_params
 from .summarize import Summary
@@ -43,32 +44,6 @@ from .tokens import TokenCounter, calibrated_budget, calibration_of, default_cou
 __all__ = ["Conversation"]
 
 _RESERVED = frozenset({"messages", "system", "max_tokens"})
-
-
-def _positive_int(value: Any, what: str, hint: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidConfigError(f"{what} must be an int, got {type(value).__name__} {value!r}; {hint}")
-    if value <= 0:
-        raise InvalidConfigError(f"{what} must be positive, got {value}; {hint}")
-    return value
-
-
-def _model_info(model: str, client: Any) -> ModelInfo | None:
-    """The catalogue entry for ``model``: from the client's catalogue when it has one."""
-    catalogue = getattr(client, "catalogue", None)
-    if not isinstance(catalogue, Catalogue):
-        catalogue = Catalogue.bundled()
-    return catalogue.get(model)
-
-
-def _check_reply_cap(max_tokens: int, info: ModelInfo | None, model: str) -> None:
-    if info is not None and 0 < info.max_tokens < max_tokens:
-        raise ModelRuleError(
-            f"max_tokens={max_tokens} is above the maximum of {model} ({info.max_tokens} output tokens); "
-            f"lower max_tokens to {info.max_tokens} or less",
-            rule="max_tokens",
-            model=info.id,
-        )
 
 
 class Conversation(Talking):
@@ -101,23 +76,7 @@ class Conversation(Talking):
         redactor: Any = None,
         prompt_cache: bool | str = False,
     ) -> None:
-        if not isinstance(model, str) or not model.strip():
-            raise InvalidConfigError(f"model must be a model name such as {DEFAULT_MODEL!r}, got {model!r}")
-        info = _model_info(model, client)
-        if budget is None:
-            if info is None or info.max_input_tokens <= 0:
-                raise InvalidConfigError(
-                    f"no budget given and model {model!r} is not in convo's catalogue, so its context window is "
-                    "unknown; pass budget=... (the tokens to fit in, e.g. budget=200_000)"
-                )
-            budget = info.max_input_tokens
-        _positive_int(budget, "budget", "give the context window to fit in, in tokens, e.g. budget=8000")
-        if max_tokens is None:
-            max_tokens = min(1024, max(1, budget // 2))
-            if info is not None and info.max_tokens > 0:
-                max_tokens = min(max_tokens, info.max_tokens)
-        _positive_int(max_tokens, "max_tokens", "give the default reply length, e.g. max_tokens=1024")
-        _check_reply_cap(max_tokens, info, model)
+        budget, max_tokens = resolve_limits(model, budget, max_tokens, client)
         if strategy is not None and not callable(strategy):
             raise InvalidConfigError(f"strategy must be callable (e.g. SlidingWindow()), got {type(strategy).__name__}")
         if prompt_cache not in (False, True, "5m", "1h"):
@@ -320,8 +279,7 @@ class Conversation(Talking):
         Raises :class:`ContextOverflowError` when even the must-keep part does not fit.
         """
         max_tokens = self.max_tokens if max_tokens is None else max_tokens
-        _positive_int(max_tokens, "max_tokens", "give the longest reply you accept, e.g. max_tokens=1024")
-        _check_reply_cap(max_tokens, _model_info(self.model, self.client), self.model)
+        check_max_tokens(max_tokens, self.model, self.client)
         clash = _RESERVED & params.keys()
         if clash:
             raise InvalidConfigError(
@@ -334,7 +292,7 @@ class Conversation(Talking):
         fixed = self._fixed if not tools else fixed_tokens(self.counter, self._system, tools)
         state = self._state(max_tokens, fixed)
         selection = as_selection(self.strategy(state))
-        self._check_selection(state, selection)
+        check_selection(self.strategy, state, selection)
         if self.summary_error is not None:
             failed = f"summarizing failed ({self.summary_error}); fell back to the sliding window"
             selection = dataclasses.replace(selection, note="; ".join(filter(None, (selection.note, failed))))
@@ -365,22 +323,6 @@ class Conversation(Talking):
             out.extend(self._messages[self._starts[t] : self._turn_end(t)])
         out.extend(self._messages[self._starts[selection.start] :])
         return out
-
-    def _check_selection(self, state: TrimState, selection: Selection) -> None:
-        if not 0 <= selection.start < state.turns:
-            raise InvalidConfigError(
-                f"strategy {self.strategy!r} chose turn {selection.start}, but there are {state.turns} turns; "
-                "a strategy must keep at least the last turn"
-            )
-        if selection.context and selection.context[0].role != "user":
-            raise InvalidConfigError("a strategy's context messages must start with a user message")
-        cost = state.cost(selection)
-        if cost > state.budget:
-            if state.minimum() > state.budget:
-                raise state.overflow()
-            raise InvalidConfigError(
-                f"strategy {self.strategy!r} chose a request of {cost} tokens, over the budget of {state.budget}"
-            )
 
     def _state(self, max_tokens: int, fixed: int | None = None) -> TrimState:
         cal = calibration_of(self.counter)
