@@ -184,9 +184,9 @@ class RedisStore:
         try:
             out = self._script(keys=keys, args=args)
         except (redis.RedisError, OSError) as exc:  # unreachable, refused, timed out, script error
-            from ._exceptions import ConvoError
+            from ._exceptions import RateLimitStoreError
 
-            raise ConvoError(
+            raise RateLimitStoreError(
                 f"the Redis rate-limit store failed ({type(exc).__name__}); check the server is reachable"
             ) from None
         return float(out[0]), tuple(float(m) for m in out[1:])
@@ -196,7 +196,7 @@ class RedisStore:
 
         Returns the seconds until every bucket is back at zero, and a mark per bucket (its running total
         of reservations, this one included) for :meth:`recheck`. Runs on the Redis server's clock;
-        ConvoError if Redis fails.
+        RateLimitStoreError if Redis fails.
         """
         return self._run(scope, [(b, amount, -1.0, -1.0) for b, amount in demands])
 

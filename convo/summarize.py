@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from ._exceptions import ClientMismatchError, ConvoError, InvalidConfigError
+from ._exceptions import ClientMismatchError, InvalidConfigError, SummaryError
 from .messages import Message
 from .strategies import Selection, SlidingWindow, Strategy, TrimState, stepped_start, unsavable
 
@@ -294,5 +294,5 @@ def _clean(text: Any) -> str:
     if not isinstance(text, str):
         raise InvalidConfigError(f"the summarizer must return a str, got {type(text).__name__}")
     if not text.strip():
-        raise ConvoError("the summarizer returned an empty summary; the turns were not folded")
+        raise SummaryError("the summarizer returned an empty summary; the turns were not folded")
     return text.strip()

@@ -165,7 +165,7 @@ def test_invalid_redis_url():
 
 def test_unreachable_redis_is_a_clear_error():
     store = RedisStore("redis://127.0.0.1:9/0")
-    with pytest.raises(convo.ConvoError, match="reachable"):
+    with pytest.raises(convo.RateLimitStoreError, match="reachable"):
         store.reserve("x", [(Bucket("rpm", 10, 1), 1)])
 
 
