@@ -17,8 +17,9 @@ from typing import Any
 from aiohttp import web
 
 from . import protocol as p
+from .errors import ErrorReply
+from .events import dumps
 from .handlers import JSON, Handlers
-from .protocol import ErrorReply
 from .state import MODEL, RECORD, RID, Recorded, SimState
 
 __all__ = ["Recorded", "SimState", "make_app"]
@@ -38,7 +39,7 @@ def _mask(name: str, value: str) -> str:
 
 
 def _error_response(err: ErrorReply, request_id: str | None) -> web.Response:
-    body = p.dumps(p.error_body(err, request_id)).encode()
+    body = dumps(p.error_body(err, request_id)).encode()
     return web.Response(status=err.status, body=body, content_type=JSON, headers=err.headers)
 
 

@@ -14,13 +14,23 @@ from aiohttp import web
 from . import edits as ctx
 from . import protocol as p
 from . import rules
-from .errors import injected_message
-from .events import server_tool_usage
+from .errors import ErrorReply, injected_message, invalid
+from .events import (
+    MESSAGE_STOP,
+    PING,
+    content_events,
+    dumps,
+    error_event,
+    message_delta_event,
+    message_json,
+    server_tool_usage,
+    sse,
+    start_event,
+)
 from .faults import STOP_KINDS, STREAM_KINDS, Fault
 from .model import Block, Reply, turn_text
 from .modelsapi import models_page, retrieve
-from .protocol import ErrorReply
-from .request import Request
+from .request import Request, parse_count_request, parse_message_request
 from .state import MODEL, RECORD, SimState
 
 __all__ = ["JSON", "Handlers"]
@@ -28,11 +38,11 @@ __all__ = ["JSON", "Handlers"]
 JSON = "application/json"
 _SSE_HEADERS = {"content-type": "text/event-stream; charset=utf-8", "cache-control": "no-cache"}
 _MALFORMED = b'event: content_block_delta\ndata: {"type":"content_block_delta","index":0,"delta":{"type":"text_del\n\n'
-_UNKNOWN = p.sse("sim_unknown_event", {"type": "sim_unknown_event", "note": "clients must ignore unknown events"})
+_UNKNOWN = sse("sim_unknown_event", {"type": "sim_unknown_event", "note": "clients must ignore unknown events"})
 
 
 def _json(obj: Any, status: int = 200) -> web.Response:
-    return web.Response(status=status, body=p.dumps(obj).encode(), content_type=JSON)
+    return web.Response(status=status, body=dumps(obj).encode(), content_type=JSON)
 
 
 def _drop(request: web.Request) -> NoReturn:
@@ -76,7 +86,7 @@ class Handlers:
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
         s = self.s
-        req = p.parse_message_request(await self._body(request, s.max_request_bytes))
+        req = parse_message_request(await self._body(request, s.max_request_bytes))
         request[MODEL] = req.name
         rules.check(req)
         raw_tokens = s.count(req)
@@ -125,7 +135,7 @@ class Handlers:
         if wait > 0:
             await asyncio.sleep(wait)
         return _json(
-            p.message_json(msg_id, req.name, reply, input_tokens, cache=cache, applied=applied, iterations=iterations)
+            message_json(msg_id, req.name, reply, input_tokens, cache=cache, applied=applied, iterations=iterations)
         )
 
     def _edit(self, request: web.Request, req: Request) -> tuple[list[dict[str, Any]] | None, str | None, bool]:
@@ -138,7 +148,7 @@ class Handlers:
         betas = {b.strip() for b in (request.headers.get("anthropic-beta") or "").split(",")}
         for beta in ctx.betas_needed(req.edits):
             if beta not in betas:
-                raise p.invalid(f"context_management: requires the beta header 'anthropic-beta: {beta}'")
+                raise invalid(f"context_management: requires the beta header 'anthropic-beta: {beta}'")
         counter, system, tools, label = self.s.counter, req.system, req.tools, req.label
 
         def size(turns: Any) -> int:
@@ -183,12 +193,12 @@ class Handlers:
         resp = web.StreamResponse(status=200, headers=_SSE_HEADERS)
         resp.enable_chunked_encoding()
         await resp.prepare(request)
-        opening, deltas, closing = p.content_events(reply.blocks)
-        head = p.start_event(msg_id, req.name, cache["input_tokens"], cache) + opening
-        tail = closing + p.message_delta_event(
+        opening, deltas, closing = content_events(reply.blocks)
+        head = start_event(msg_id, req.name, cache["input_tokens"], cache) + opening
+        tail = closing + message_delta_event(
             reply.stop_reason, reply.stop_sequence, reply.output_tokens, applied, iterations, cache=cache,
             stop_details=reply.stop_details, server_tools=server_tool_usage(reply.blocks),
-        ) + p.MESSAGE_STOP
+        ) + MESSAGE_STOP
         at = min(fault.after, len(deltas)) if fault.kind in STREAM_KINDS else -1
         try:
             if s.token_latency <= 0 and at < 0:
@@ -222,13 +232,13 @@ class Handlers:
             deadline = time.monotonic() + s.faults.stall_seconds
             while time.monotonic() < deadline:
                 await asyncio.sleep(min(s.faults.ping_interval, max(0.0, deadline - time.monotonic())))
-                await resp.write(p.PING)
+                await resp.write(PING)
             return True
         if kind == "hang":
             await asyncio.sleep(s.faults.stall_seconds)
             return True
         if kind == "sse_error":
-            await resp.write(p.error_event())
+            await resp.write(error_event())
         elif kind == "malformed":
             await resp.write(_MALFORMED)
         elif kind == "drop":
@@ -237,7 +247,7 @@ class Handlers:
         return False
 
     async def count_tokens(self, request: web.Request) -> web.Response:
-        req = p.parse_count_request(await self._body(request, self.s.max_request_bytes))
+        req = parse_count_request(await self._body(request, self.s.max_request_bytes))
         request[MODEL] = req.name
         rules.check_content(req)
         return _json({"input_tokens": self.s.count(req)})
@@ -285,5 +295,5 @@ class Handlers:
 
     async def batch_results(self, request: web.Request) -> web.Response:
         lines = self.s.batches.results(request.match_info["id"], self.s.clock())
-        body = "".join(p.dumps(line) + "\n" for line in lines).encode()
+        body = "".join(dumps(line) + "\n" for line in lines).encode()
         return web.Response(body=body, content_type="application/x-jsonl")

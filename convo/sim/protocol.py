@@ -9,51 +9,10 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from .errors import DEFAULT_MESSAGES, ERROR_TYPES, ErrorReply, error_type, invalid
-from .events import (  # the response shapes, used through this module by app.py
-    BLOCK_START,
-    BLOCK_STOP,
-    MESSAGE_STOP,
-    PING,
-    block_json,
-    content_events,
-    delta_event,
-    dumps,
-    error_event,
-    message_delta_event,
-    message_json,
-    sse,
-    start_event,
-    usage_json,
-)
-from .request import Request, parse_count_request, parse_message_request
+from .errors import ErrorReply, invalid
 
-__all__ = [
-    "BLOCK_START",
-    "BLOCK_STOP",
-    "DEFAULT_MESSAGES",
-    "ERROR_TYPES",
-    "MESSAGE_STOP",
-    "PING",
-    "ErrorReply",
-    "Ids",
-    "Request",
-    "block_json",
-    "content_events",
-    "delta_event",
-    "dumps",
-    "error_body",
-    "error_event",
-    "error_type",
-    "invalid",
-    "message_delta_event",
-    "message_json",
-    "parse_count_request",
-    "parse_message_request",
-    "sse",
-    "start_event",
-    "usage_json",
-]
+__all__ = ["Ids", "error_body", "parse_batch_create"]
+
 
 def error_body(err: ErrorReply, request_id: str | None) -> dict[str, Any]:
     inner: dict[str, Any] = {"type": err.type, "message": err.message}

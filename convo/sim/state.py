@@ -16,11 +16,12 @@ from . import protocol as p
 from . import rules
 from .batches import BatchStore
 from .cache import PromptCache
+from .errors import ErrorReply
+from .events import message_json
 from .faults import Faults
 from .limits import RateLimits
 from .model import OfflineModel, Reply
-from .protocol import ErrorReply
-from .request import Request
+from .request import Request, parse_message_request
 from .tokens import Tokenizer
 
 __all__ = ["MODEL", "RECORD", "RID", "Recorded", "SimState"]
@@ -87,11 +88,11 @@ class SimState:
 
     def _run_batch_request(self, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         try:
-            req = p.parse_message_request(params)
+            req = parse_message_request(params)
             rules.check(req, batch=True)
             input_tokens = self.count(req)
             rules.check_context(req, input_tokens)
         except ErrorReply as err:
             return "errored", p.error_body(err, self.ids.request())
-        msg = p.message_json(self.ids.message(), req.name, self.answer(req), input_tokens, service_tier="batch")
+        msg = message_json(self.ids.message(), req.name, self.answer(req), input_tokens, service_tier="batch")
         return "succeeded", msg
