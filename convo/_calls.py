@@ -284,15 +284,15 @@ class _Attempts:
 
 
 def call_flow(request: dict[str, Any], ctx: CallContext, method: str = "create") -> Flow:
-    """An SDK call (``messages.create`` by default) with retries, model fallback, rate limits
-    and the spending budget (the last two for ``create`` only)."""
+    """An SDK call (``messages.create`` by default) with retries, model fallback and redaction
+    (every method: ``count_tokens`` counts the redacted request, which is what ``create`` would
+    send), plus the cache, rate limits and the spending budget for ``create``."""
     start = yield Now()
     attempts = _Attempts(ctx, request["model"], start)
     guarded = method == "create"
-    mapping: dict[str, str] = {}
+    request, mapping = _protect(ctx, request)
     key = None
     if guarded:
-        request, mapping = _protect(ctx, request)
         key = _cache_key(ctx, request)
         cached = yield from _cache_get(ctx, key)
         if cached is not None:

@@ -225,3 +225,14 @@ def test_files_convo_creates_are_private_even_with_umask_0(tmp_path):
         assert stat.S_IMODE(path.stat().st_mode) & 0o077 == 0, path.name
     with sqlite3.connect(tmp_path / "cache.db") as db:
         assert db.execute("select count(*) from sqlite_master").fetchone()[0] > 0
+
+
+def test_count_tokens_sends_the_redacted_request(fresh):
+    from convo import Client, Redactor
+
+    with Client(base_url=fresh.base_url, api_key=KEY, model="claude-sonnet-5-5",
+                redactor=Redactor(mode="placeholder")) as client:
+        n = client.count_tokens([{"role": "user", "content": "mail ann@example.org, card 4111 1111 1111 1111"}])
+    body = str(fresh.requests[-1].body)
+    assert fresh.requests[-1].path == "/v1/messages/count_tokens" and n > 0
+    assert "ann@example.org" not in body and "4111 1111 1111 1111" not in body
