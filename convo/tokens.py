@@ -8,7 +8,7 @@ adds. :class:`ExactCounter` asks the API's ``messages.count_tokens`` endpoint, o
 
 >>> import convo
 >>> convo.count_tokens("Hello, Claude")
-5
+4
 """
 
 from __future__ import annotations
