@@ -189,3 +189,23 @@ def test_overlap_only_ever_drops_a_repeat_of_the_end(seen, continuation):
     assert 0 <= k <= min(len(seen), len(continuation))
     assert seen.endswith(continuation[:k])
     assert k == 0 or not continuation[:k].strip() or k >= MIN_OVERLAP
+
+
+ALWAYS_THINKING = [m.id for m in convo.models.Catalogue.bundled() if m.thinking.always_on and m.status != "retired"]
+
+
+@pytest.mark.parametrize("fault", ["sse_error@2", "sse_error@8", "drop@5", "truncate@8", "malformed@4"])
+@pytest.mark.parametrize("model", ALWAYS_THINKING[:2])
+def test_models_that_always_think_are_never_prefilled(fresh, model, fault):
+    """Thinking is always on (Fable 5.x, Opus 5.5): a broken stream is continued with a user turn
+    or sent again, never prefilled, and the caller sees one whole answer."""
+    assert ALWAYS_THINKING, "the catalogue lists models whose thinking is always on"
+    fresh.faults = [fault]
+    c = Client(api_key="test", base_url=fresh.base_url, model=model, sleep=lambda s: None, timeout=0.5)
+    with c.stream(ASK, max_tokens=300) as s:
+        said = "".join(s.text_stream)
+        final = s.get_final_message()
+    sent = posts(fresh)
+    assert len(sent) == 2 and all(r.body["messages"][-1]["role"] == "user" for r in sent)
+    assert said and text_of(final) == said
+    assert [b.type for b in final.content][0] == "thinking"
