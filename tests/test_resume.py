@@ -208,4 +208,4 @@ def test_models_that_always_think_are_never_prefilled(fresh, model, fault):
     sent = posts(fresh)
     assert len(sent) == 2 and all(r.body["messages"][-1]["role"] == "user" for r in sent)
     assert said and text_of(final) == said
-    assert [b.type for b in final.content][0] == "thinking"
+    assert final.content[0].type == "thinking"
