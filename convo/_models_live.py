@@ -9,17 +9,16 @@ the bundled catalogue is used and one warning is logged.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
-import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from ._files import write_private
 from .models import Catalogue
 
 __all__ = ["MODELS_TTL", "cache_file", "cache_key", "cached", "clear_memory", "failed", "fetch_async",
@@ -108,20 +107,9 @@ def store(key: str, api_models: list[dict[str, Any]], now: float | None = None) 
 
 
 def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically, readable by the owner only."""
+    """Write ``text`` to ``path`` atomically, readable by the owner only, in a private folder."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=".models-", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    write_private(path, text)
 
 
 def failed(key: str, exc: BaseException) -> Catalogue:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from ._exceptions import (
     InvalidInputError,
     InvalidMessageError,
 )
+from ._files import write_private
 from .strategies import Strategy, StrategyLike, as_strategy, strategy_from_config, unsavable
 from .summarize import Summary
 from .tokens import TokenCounter
@@ -70,20 +70,10 @@ def saved_strategy(strategy: StrategyLike) -> dict[str, Any]:
 def write_atomic(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` to ``path`` via a 0600 temp file, fsync and rename."""
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+        write_private(path, text)
     except OSError as exc:
         raise ConversationFileError(f"cannot write {path}: {exc.strerror}; check the folder exists") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(conv: Conversation, path: str | os.PathLike[str], *, strategy: bool = True) -> None:
