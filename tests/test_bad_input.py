@@ -29,18 +29,12 @@ from convo import (
     map_reduce,
     to_message,
 )
-from convo.sim import Simulator
 
 MODEL = "claude-sonnet-4-6"
 IMG_NO_DATA = {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": ""}}
 USE = {"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "x"}}
 RESULT = {"type": "tool_result", "tool_use_id": "toolu_1", "content": "42"}
 
-
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
 
 
 def conv():

@@ -10,16 +10,10 @@ import convo
 from convo import AsyncClient, Client, Conversation, Summarize
 from convo.prices import PriceTable
 from convo.receipts import Receipt
-from convo.sim import Simulator
 from convo.tokens import calibration_of
 
 MODEL = "claude-sonnet-4-6"
 
-
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
 
 
 @pytest.fixture

@@ -39,11 +39,6 @@ EN_TEXT = (
 )
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
-
 
 @pytest.fixture(scope="module")
 def client(sim):

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convo.sim
-from convo.sim import OfflineModel, Simulator, Tokenizer
+from convo.sim import OfflineModel, Tokenizer
 
 MODEL = "claude-sonnet-4-6"
 _MODELS = json.loads((Path(convo.sim.__file__).parent.parent / "data" / "models.json").read_text())["models"]
@@ -43,11 +43,6 @@ ASK_TOOL = [{"role": "user", "content": "Please use get_weather for Paris"}]
 ASK = [{"role": "user", "content": "Can you recommend some hiking trails near Denver for beginners?"}]
 THINK = {"type": "enabled", "budget_tokens": 1024}
 
-
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
 
 
 @pytest.fixture

@@ -16,11 +16,6 @@ MODEL = "claude-sonnet-4-6"
 HELLO = [{"role": "user", "content": "Hello there, can you help me plan a trip to Kyoto in spring?"}]
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
-
 
 @pytest.fixture(autouse=True)
 def _fresh_faults(sim):

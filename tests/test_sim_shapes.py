@@ -10,7 +10,6 @@ import anthropic
 import pytest
 
 import convo.sim
-from convo.sim import Simulator
 
 DATA = json.loads((Path(convo.sim.__file__).parent.parent / "data" / "models.json").read_text())["models"]
 SERVED = [m for m, e in DATA.items() if e["status"] != "retired"]
@@ -19,11 +18,6 @@ MODEL = next(m for m in SERVED if not DATA[m]["thinking"]["always_on"])
 HI = [{"role": "user", "content": "Tell me about the history of the printing press in Europe."}]
 FAMILIES = ("requests", "tokens", "input-tokens", "output-tokens")
 
-
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
 
 
 @pytest.fixture(scope="module")

@@ -22,11 +22,6 @@ SEARCH = [{"type": "web_search_20250305", "name": "web_search", "max_uses": 3}]
 CONTINUE = "Your previous reply was cut off. Please continue exactly where you stopped."
 
 
-@pytest.fixture(scope="module")
-def sim():
-    with Simulator(seed=0) as s:
-        yield s
-
 
 @pytest.fixture
 def client(sim):
