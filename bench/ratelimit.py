@@ -53,8 +53,9 @@ from typing import Any
 import _machine
 import anthropic
 
-from convo import AsyncClient, Client, _calls
+from convo import AsyncClient, Client
 from convo._flow import Sleep
+from convo._guards import RateLimiting
 from convo.ratelimit import RateLimits, Reservation
 from convo.sim import Simulator
 from convo.sim.limits import Bucket
@@ -286,9 +287,9 @@ def unround_remaining(limiter: Any) -> None:
     limiter.store.adjust = adjusting
 
 
-def _admit_rechecking(ctx: Any, request: dict[str, Any], model: str) -> Any:
-    """convo's ``_admit``, but its one long Sleep becomes short sleeps that re-check the tickets."""
-    inner = _ORIGINAL_ADMIT(ctx, request, model)
+def _admit_rechecking(self: Any, ctx: Any, call: Any, ticket: Any) -> Any:
+    """convo's rate-limit admission, but its one long Sleep becomes short sleeps that re-check the tickets."""
+    inner = _ORIGINAL_ADMIT(self, ctx, call, ticket)
     reservation, sent = None, None
     try:
         while True:
@@ -307,7 +308,7 @@ def _admit_rechecking(ctx: Any, request: dict[str, Any], model: str) -> Any:
         return stop.value
 
 
-_ORIGINAL_ADMIT = _calls._admit
+_ORIGINAL_ADMIT = RateLimiting.admit
 
 
 def run_what_if(sim: Simulator, cfg: Config, admissions: Admissions) -> int:
@@ -322,11 +323,11 @@ def run_what_if(sim: Simulator, cfg: Config, admissions: Admissions) -> int:
             unround_remaining(client.limiter)
             return await client.batch(requests(cfg), concurrency=cfg.concurrency, progress=False)
 
-    _calls._admit = _admit_rechecking
+    RateLimiting.admit = _admit_rechecking  # type: ignore[method-assign]
     try:
         results = asyncio.run(main())
     finally:
-        _calls._admit = _ORIGINAL_ADMIT
+        RateLimiting.admit = _ORIGINAL_ADMIT  # type: ignore[method-assign]
     return sum(1 for r in results if not r.ok)
 
 
@@ -510,7 +511,7 @@ ANALYSIS = """## What the first run found, and what changed
 
 The first run of this bench (before the fixes) reached only 56-64% of the best schedule on the
 output-token configurations, with zero 429s: the client left part of the server's bucket unused
-for the whole run. Four causes were found and fixed in `convo/ratelimit.py` and `convo/_calls.py`:
+for the whole run. Four causes were found and fixed in `convo/ratelimit.py` and the request path (now `convo/_guards.py`):
 
 1. Rounded `remaining` headers were treated as exact; now the client syncs to the middle of the
    rounding range, less one second of refill for what is still in transit.

@@ -38,7 +38,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
-from convo.tokens import _CJK, CJK_FACTOR, TEXT_FACTOR, OfflineCounter
+from convo.tokens import CJK, CJK_FACTOR, TEXT_FACTOR, OfflineCounter
 
 REFERENCE_WHEEL = "anthropic==0.34.2"
 REFERENCE_MEMBER = "anthropic/tokenizer.json"
@@ -167,7 +167,7 @@ def measure(texts: Sequence[str], reference: Tokenizer) -> list[Sample]:
     cl100k = OfflineCounter(text_factor=1.0, cjk_factor=0.0)  # count_text == cl100k token count
     encoded = reference.encode_batch(list(texts))
     return [
-        Sample(text=text, ref=len(enc.ids), bpe=cl100k.count_text(text), cjk=len(_CJK.findall(text)))
+        Sample(text=text, ref=len(enc.ids), bpe=cl100k.count_text(text), cjk=len(CJK.findall(text)))
         for text, enc in zip(texts, encoded, strict=True)
     ]
 

@@ -1,105 +1,348 @@
-"""The guards of ``create`` for requests that do not go through ``call_flow`` one by one: the
-items of a Message Batch, and replies kept in a checkpoint.
+"""The guards of the request pipeline, as objects, in the order they apply (see ``_pipeline``).
 
-``call_flow`` redacts a request, holds its worst case on the budget, waits for the rate limiter,
-sends it, settles the cost into the budget and ``client.stats``, and restores the reply. A batch
-item is sent inside one ``POST /v1/messages/batches`` and answered hours later, so the same steps
-run at other moments, in the same order, from the same pieces of ``_calls``:
+Each guard has four hooks, all optional (the base class does nothing):
 
-1. :func:`protect` as the item is read: the request redacted (``_calls._protect``), before it
-   is digested for the checkpoint, put in a batch or sent; the response cache is asked next
-   (``_calls._cache_get``, by ``batch``); then :func:`hold` before the batch is submitted: its
-   worst case held on the budget at batch prices (the estimate with ``ESTIMATE_MARGIN`` at the
-   highest input rate, plus ``max_tokens`` of output, times the price table's
-   ``batch_discount``). A refused item never leaves; the others go on.
-2. :func:`settle` for each result: the hold replaced by the cost of its usage at batch prices,
-   the cost and the tokens counted in ``client.stats`` (one request per item), the estimate fed
-   to the counter's calibration. :func:`release` gives back every hold still open on any other
-   exit (an error, a cancellation); a killed process holds nothing.
-3. :func:`restore` the reply for the caller; checkpoints store the reply as the server wrote it,
-   with placeholders, exactly as the response cache does.
+- ``enter(ctx, call)``: once, before the first attempt (redact the request; ask the cache,
+  which may answer the call: ``call.hit``);
+- ``admit(ctx, call, ticket)``: before each attempt (hold its worst case on the budget; wait
+  for the rate limiter);
+- ``settle(ctx, call, ticket, usage, headers, error)``: after each attempt, whatever its end
+  (charge the cost, correct the limiter, feed the calibration). It yields only ``Do`` effects,
+  so a cancelled call settles too: :func:`settle_now` runs it without a driver;
+- ``leave(ctx, call, value)``: once, after success, in reverse order (count the call in the
+  stats, store the reply in the cache, restore the redacted values); ``abandon(ctx, call,
+  error, now)`` instead when the call fails for good.
 
-The client's rate limiter is not drawn from: it models the Messages API's limits (requests,
-input and output tokens per minute), and the Message Batches API has its own limits (HTTP
-requests to its endpoints and requests waiting in the processing queue), which its 429s and the
-retry policy handle.
+The Message Batches path sends its items inside one ``POST /v1/messages/batches`` and gets the
+answers hours later, so it calls the same guards' item methods at those moments, in the same
+order: :meth:`Redacting.protect`, :meth:`Caching.lookup`, :meth:`Spending.hold` (at batch
+prices), then :meth:`Spending.settle_item`, :meth:`Accounting.item_finished`,
+:meth:`Caching.store` and :meth:`Redacting.restore`.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from ._calls import ESTIMATE_MARGIN, CallContext, _calibrate, _protect, _restore, _Ticket, _user_of
-from .prices import PriceTable, UnknownModelError
-from .tokens import calibration_of
+from ._context import CallContext
+from ._flow import Do, Emit, Flow, Now, Sleep
+from .budget import Budget, Hold
+from .cache import CacheError, cache_key, from_entry, is_cacheable, to_entry
+from .ratelimit import RECHECK, RateLimiter, Reservation
+from .redact import Restorer, restore_message
+from .tokens import calibration_of, total_input
 
-__all__ = ["Ticket", "batch_cost", "hold", "protect", "release", "restore", "settle"]
+__all__ = [
+    "ACCOUNTING",
+    "ALL",
+    "CACHE",
+    "COSTS",
+    "ESTIMATE_MARGIN",
+    "LIMITS",
+    "REDACTION",
+    "Accounting",
+    "Caching",
+    "CallState",
+    "Guard",
+    "RateLimiting",
+    "Redacting",
+    "Spending",
+    "Ticket",
+    "settle_now",
+]
 
-#: What one item holds until its result settles it: model, user, budget hold, request as sent.
-Ticket = _Ticket
+log = logging.getLogger("convo")
+
+#: Worst-case budgeting adds this margin to the input estimate (the estimate's error is < 10%).
+ESTIMATE_MARGIN = 1.25
+#: Replies worth caching; a paused or refused turn is not an answer to replay.
+CACHED_STOPS = frozenset({"end_turn", "stop_sequence", "tool_use", "max_tokens"})
 
 
-def protect(ctx: CallContext, request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """The request as it may leave the process (redacted), and the mapping that restores replies."""
-    return _protect(ctx, request)
+@dataclass
+class CallState:
+    """One call on its way through the pipeline."""
+
+    request: dict[str, Any]  # as it leaves the process: redacted once Redacting has entered
+    start: float
+    user: str | None = None
+    streaming: bool = False
+    mapping: dict[str, str] = field(default_factory=dict)
+    restorer: Restorer | None = None  # streams: restores placeholders in text as it arrives
+    cache_key: str | None = None
+    hit: Any = None  # the cached reply that answers the call
+    ttft: float | None = None
 
 
-def restore(message: Any, mapping: Mapping[str, str]) -> Any:
-    """A reply with the placeholders of ``mapping`` put back (the same reply when there are none)."""
-    return _restore(message, dict(mapping))
+@dataclass
+class Ticket:
+    """What one attempt (or one batch item) reserved, and from what.
 
-
-def _prices(ctx: CallContext) -> PriceTable:
-    return ctx.prices if ctx.prices is not None else PriceTable.default()
-
-
-def hold(ctx: CallContext, sent: dict[str, Any]) -> Ticket:
-    """Before a (redacted) batch item is submitted: hold its worst case at batch prices.
-
-    Raises :class:`~convo.BudgetExceededError` (nothing held) when the budget cannot cover it.
+    The limiter and budget it reserved from are kept: the attempt settles with them even if the
+    client's ``limits`` or ``budget`` is assigned meanwhile.
     """
-    model = sent["model"]
-    ticket = _Ticket(model, _user_of(sent), request=sent)
-    if ctx.spend is not None:
-        ticket.estimate = ctx.estimate_input(sent)
+
+    model: str
+    user: str | None = None
+    request: dict[str, Any] | None = None  # as sent, to compare the estimate with the usage
+    estimate: int | None = None  # convo's uncorrected estimate of its input tokens
+    reservation: Reservation | None = None
+    hold: Hold | None = None
+    limiter: RateLimiter | None = None
+    spend: Budget | None = None
+
+
+class Guard:
+    """A step of the pipeline (see the module doc); every hook defaults to nothing."""
+
+    def enter(self, ctx: CallContext, call: CallState) -> Flow:
+        return
+        yield  # pragma: no cover - makes this a generator
+
+    def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
+        return
+        yield  # pragma: no cover
+
+    def settle(
+        self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
+    ) -> Flow:
+        return
+        yield  # pragma: no cover
+
+    def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
+        return value
+        yield  # pragma: no cover
+
+    def abandon(self, ctx: CallContext, call: CallState, error: BaseException, now: float) -> None:
+        return None
+
+
+def _estimate(ctx: CallContext, ticket: Ticket) -> float:
+    """The attempt's input tokens as budgets and limits see them: calibrated for its model."""
+    if ticket.estimate is None:
+        assert ticket.request is not None
+        ticket.estimate = ctx.estimate_input(ticket.request)
+    cal = calibration_of(ctx.counter)
+    return cal.apply(ticket.model, ticket.estimate) if cal is not None else ticket.estimate
+
+
+class Redacting(Guard):
+    """First in, last out: nothing leaves unredacted; replies come back restored."""
+
+    def protect(self, ctx: CallContext, request: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+        """The request as it may leave the process, and the mapping that restores replies."""
+        if ctx.redactor is None:
+            return request, {}
+        return ctx.redactor.redact_request(request)
+
+    def restore(self, value: Any, mapping: Mapping[str, str]) -> Any:
+        """A reply with the placeholders of ``mapping`` put back (itself when there are none)."""
+        return restore_message(value, mapping) if mapping and hasattr(value, "content") else value
+
+    def enter(self, ctx: CallContext, call: CallState) -> Flow:
+        call.request, call.mapping = self.protect(ctx, call.request)
+        if call.streaming and call.mapping and ctx.redactor is not None:
+            call.restorer = ctx.redactor.restorer(call.mapping)
+        return
+        yield  # pragma: no cover
+
+    def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
+        if call.restorer is not None:
+            yield Emit(call.restorer.flush())
+        return self.restore(value, call.mapping)
+
+
+class Caching(Guard):
+    """Answers a repeated deterministic request from the cache; stores replies as the server
+    wrote them (placeholders, never restored values). A failing cache is skipped with a warning:
+    it only saves calls."""
+
+    def key(self, ctx: CallContext, request: dict[str, Any], user: str | None) -> str | None:
+        """The cache key of a (redacted) request, or None when it must not be cached."""
+        if ctx.cache is None or not is_cacheable(request, ctx.cache_sampling):
+            return None
+        return cache_key(request, ctx.cache_namespace if ctx.cache_namespace is not None else (user or ""))
+
+    def lookup(self, ctx: CallContext, key: str | None) -> Flow:
+        """The cached reply for ``key``, or None."""
+        cache = ctx.cache
+        if key is None or cache is None:
+            return None
+        try:
+            entry = yield Do(cache.get, (key,), io=True)
+            message = from_entry(entry) if entry is not None else None
+        except CacheError as exc:
+            log.warning("response cache unavailable, skipping it: %s", exc)
+            return None
+        ctx.stats.count("cache_hits" if message is not None else "cache_misses")
+        return message
+
+    def store(self, ctx: CallContext, key: str | None, message: Any) -> Flow:
+        cache = ctx.cache
+        if key is None or cache is None or getattr(message, "stop_reason", None) not in CACHED_STOPS:
+            return
+        try:
+            yield Do(cache.set, (key, to_entry(message), ctx.cache_ttl), io=True)
+        except CacheError as exc:
+            log.warning("response cache unavailable, not storing: %s", exc)
+
+    def enter(self, ctx: CallContext, call: CallState) -> Flow:
+        call.cache_key = self.key(ctx, call.request, call.user)
+        call.hit = yield from self.lookup(ctx, call.cache_key)
+
+    def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
+        if call.hit is None:
+            yield from self.store(ctx, call.cache_key, value)
+        return value
+
+
+class Spending(Guard):
+    """The spending budget and the cost ledger: an attempt's worst case is held before it is
+    sent; its real cost (from the usage, the partial usage of a failed stream, or 0) replaces
+    the hold and is charged to ``client.stats``."""
+
+    def _worst(self, ctx: CallContext, ticket: Ticket, batch: bool) -> float:
+        prices = ctx.price_table()
+        request = ticket.request or {}
+        worst = prices.worst_case(ticket.model, _estimate(ctx, ticket) * ESTIMATE_MARGIN, request.get("max_tokens", 0))
+        return worst * prices.batch_discount if batch else worst
+
+    def hold(self, ctx: CallContext, ticket: Ticket, *, batch: bool = False) -> None:
+        """Hold the worst case of ``ticket``'s request (``batch``: at batch prices). Raises
+        :class:`~convo.BudgetExceededError` (nothing held) when the budget cannot cover it."""
+        spend = ctx.spend
+        if spend is not None:
+            ticket.spend = spend
+            ticket.hold = spend.reserve(self._worst(ctx, ticket, batch), ticket.user)
+
+    def charge(self, ctx: CallContext, ticket: Ticket, cost: float | None) -> None:
+        """Replace the hold by ``cost`` and put the cost on the ledger (idempotent)."""
+        if ticket.hold is not None and ticket.spend is not None:
+            hold, ticket.hold = ticket.hold, None
+            ticket.spend.settle(hold, cost or 0.0)
+        if cost:
+            ctx.stats.charge(cost, ticket.user)
+
+    def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
+        self.hold(ctx, ticket)
+        return
+        yield  # pragma: no cover
+
+    def settle(
+        self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
+    ) -> Flow:
+        self.charge(ctx, ticket, ctx.cost(usage, ticket.model))
+        return
+        yield  # pragma: no cover
+
+    def settle_item(self, ctx: CallContext, ticket: Ticket, usage: Any) -> float | None:
+        """A batch item's result arrived: charge its cost at batch prices; returns the cost."""
+        cost = ctx.cost(usage, ticket.model, batch=True)
+        self.charge(ctx, ticket, cost)
+        return cost
+
+    def release(self, ticket: Ticket) -> None:
+        """Give back a hold that no result will settle (nothing is charged)."""
+        if ticket.hold is not None and ticket.spend is not None:
+            hold, ticket.hold = ticket.hold, None
+            ticket.spend.settle(hold, 0.0)
+
+
+class RateLimiting(Guard):
+    """Waits for the client's rate limiter before each attempt; corrects it after, from the
+    usage and the response headers."""
+
+    def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
+        limiter = ticket.limiter = ctx.limiter
+        if limiter is None:
+            return
+        request = ticket.request or {}
+        ticket.reservation = yield Do(limiter.reserve, (_estimate(ctx, ticket), request.get("max_tokens", 0)), io=limiter.io)
+        wait = ticket.reservation.wait
+        while wait > 0:  # re-check now and then: refunds ahead in line shorten the wait
+            yield Sleep(min(wait, RECHECK))
+            if wait <= RECHECK:
+                break
+            wait = yield Do(limiter.recheck, (ticket.reservation,), io=limiter.io)
+
+    def settle(
+        self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
+    ) -> Flow:
+        limiter = ticket.limiter
+        if limiter is None:
+            return
+        if ticket.reservation is not None:
+            reservation, ticket.reservation = ticket.reservation, None
+            yield Do(limiter.settle, (reservation, usage, headers), io=limiter.io)
+        if error is not None and getattr(error, "status_code", None) in (429, 529):
+            limiter.throttled()
+
+
+class Accounting(Guard):
+    """``client.stats`` for the call (latency, tokens, time to first token, errors) and the
+    counter's calibration (convo's estimate of each request vs the server's count)."""
+
+    def calibrate(self, ctx: CallContext, ticket: Ticket, usage: Any) -> None:
         cal = calibration_of(ctx.counter)
-        estimate = cal.apply(model, ticket.estimate) if cal is not None else ticket.estimate
-        prices = _prices(ctx)
-        worst = prices.worst_case(model, estimate * ESTIMATE_MARGIN, sent.get("max_tokens", 0)) * prices.batch_discount
-        ticket.spend = ctx.spend  # settled with this one even if client.budget is reassigned
-        ticket.hold = ctx.spend.reserve(worst, ticket.user)
-    return ticket
+        actual = total_input(usage)
+        if cal is None or ticket.request is None or actual <= 0:
+            return
+        if ticket.request.get("context_management"):
+            return  # the server counted the history after its own edits: not the request we estimated
+        if ticket.estimate is None and not cal.wants(ticket.model):
+            return  # settled: skip estimating this request (see Calibration.wants)
+        estimate = ticket.estimate if ticket.estimate is not None else ctx.estimate_input(ticket.request)
+        cal.observe(ticket.model, estimate, actual)
+
+    def settle(
+        self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
+    ) -> Flow:
+        if usage is not None:
+            self.calibrate(ctx, ticket, usage)
+        return
+        yield  # pragma: no cover
+
+    def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
+        if call.hit is None:
+            now = yield Now()
+            ctx.stats.finished(latency=now - call.start, usage=getattr(value, "usage", None), ttft=call.ttft, user=call.user)
+        return value
+
+    def abandon(self, ctx: CallContext, call: CallState, error: BaseException, now: float) -> None:
+        ctx.stats.finished(latency=now - call.start, error=type(error).__name__)
+
+    def item_finished(self, ctx: CallContext, ticket: Ticket, usage: Any, error: BaseException | None, latency: float) -> None:
+        """A batch item ended: one request in the stats, its usage fed to the calibration."""
+        if usage is not None:
+            self.calibrate(ctx, ticket, usage)
+        ctx.stats.finished(
+            latency=latency, usage=usage, user=ticket.user, error=None if error is None else type(error).__name__
+        )
 
 
-def batch_cost(ctx: CallContext, usage: Any, model: str) -> float | None:
-    """USD for a batch result's ``usage``, at batch prices (None: the model has no price)."""
-    if usage is None:
-        return None
+REDACTION = Redacting()
+CACHE = Caching()
+COSTS = Spending()
+LIMITS = RateLimiting()
+ACCOUNTING = Accounting()
+#: Every guard, in the pipeline's order: what a ``create`` or a stream passes.
+ALL: tuple[Guard, ...] = (REDACTION, CACHE, COSTS, LIMITS, ACCOUNTING)
+
+
+def settle_now(flow: Flow, ctx: CallContext) -> None:
+    """Run a settle hook without a driver (a cancelled call cannot yield any more): its ``Do``
+    effects are called here, in this thread. A failure is logged, never raised over the
+    cancellation."""
     try:
-        return _prices(ctx).cost(usage, model, batch=True)
-    except UnknownModelError:
-        return None
-
-
-def settle(ctx: CallContext, ticket: Ticket, message: Any, error: BaseException | None, latency: float) -> None:
-    """After a batch item's result arrived: charge its cost, count it, release its hold."""
-    usage = getattr(message, "usage", None) if error is None else None
-    cost = batch_cost(ctx, usage, ticket.model)
-    if ticket.hold is not None and ticket.spend is not None:
-        hold, ticket.hold = ticket.hold, None
-        ticket.spend.settle(hold, cost or 0.0)
-    if usage is not None:
-        _calibrate(ctx, ticket, usage)
-    if cost:
-        ctx.stats.charge(cost, ticket.user)
-    ctx.stats.finished(
-        latency=latency, usage=usage, user=ticket.user, error=None if error is None else type(error).__name__
-    )
-
-
-def release(ctx: CallContext, ticket: Ticket) -> None:
-    """Give back a hold that no result will settle (nothing is charged or counted)."""
-    if ticket.hold is not None and ticket.spend is not None:
-        hold, ticket.hold = ticket.hold, None
-        ticket.spend.settle(hold, 0.0)
+        effect = next(flow)
+        while True:
+            if not isinstance(effect, Do):
+                raise TypeError(f"a settle hook yielded {effect!r}; only Do effects can run without a driver")
+            effect = flow.send(effect.fn(*effect.args))
+    except StopIteration:
+        return
+    except Exception as exc:  # noqa: BLE001 -- the call is being cancelled: say what was not settled, go on
+        log.warning("convo: could not settle a cancelled request (%s: %s)", type(exc).__name__, exc)

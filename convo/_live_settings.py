@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import anthropic
 import httpx2
 
-from ._calls import CallContext
+from ._context import CallContext
 from ._exceptions import InvalidConfigError
 from .budget import Budget
 from .cache import Cache

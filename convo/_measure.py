@@ -23,7 +23,7 @@ from bisect import bisect_left, bisect_right
 from typing import Protocol
 
 from ._sums import char_sums, first_cjk, token_starts
-from .offline_counter import _CJK, _encoding
+from .offline_counter import CJK, encoding
 from .tokens import CachedCounter, OfflineCounter, TokenCounter
 
 #: How far (characters) to look for a place where tiktoken's pieces always split.
@@ -74,7 +74,7 @@ class OfflineMeasure:
     """OfflineCounter's exact counts from one tiktoken pass (see the module docstring)."""
 
     def __init__(self, text: str, counter: OfflineCounter, limit: int) -> None:
-        enc = _encoding()
+        enc = encoding()
         self.text, self.limit, self.estimate = text, limit, counter.estimate
         self.factor, self.cjk_factor = counter.text_factor, counter.cjk_factor
         self._encode = enc.encode_ordinary
@@ -212,12 +212,12 @@ class OfflineMeasure:
         piece = self.text[a:c]
         if piece.isascii() or not _cjk_possible().search(piece):  # one range check per character
             return 0
-        return len(_CJK.findall(piece))
+        return len(CJK.findall(piece))
 
 
 @functools.cache
 def _cjk_possible() -> re.Pattern[str]:
-    """Matches any character from the first one offline_counter._CJK matches on."""
+    """Matches any character from the first one offline_counter.CJK matches on."""
     return re.compile(f"[{chr(first_cjk())}-\U0010ffff]")
 
 

@@ -57,8 +57,10 @@ class Base(Settings):
         model = self._model if model is None else model
         if not isinstance(model, str) or not model.strip():
             raise InvalidConfigError(f"model must be a model name such as {DEFAULT_MODEL!r}, got {model!r}")
-        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
-            raise InvalidConfigError(f"max_tokens must be a positive int, got {max_tokens!r}")
+        if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 0:
+            raise InvalidConfigError(
+                f"max_tokens must be an int >= 1 (or 0 for a cache-warming request), got {max_tokens!r}"
+            )
         if isinstance(messages, (str, Message)) or not isinstance(messages, Iterable):
             raise InvalidConfigError("messages must be a list of messages, e.g. [{'role': 'user', 'content': 'Hi'}]")
         params.pop("stream", None)
@@ -75,8 +77,27 @@ class Base(Settings):
         if user and "metadata" not in params:
             request["metadata"] = {"user_id": user}
         request.update(params)
+        if max_tokens == 0 and method == "create":
+            _check_warming(request)
         if method == "count_tokens":
             del request["max_tokens"]
             request.pop("metadata", None)
         check_request(request, self.catalogue.get(model), method=method, batch=batch)
         return request
+
+
+def _check_warming(request: dict[str, Any]) -> None:
+    """``max_tokens=0``: the API reads the prompt and writes its cache breakpoints without
+    generating anything (cache warming), which thinking and structured outputs cannot do."""
+    thinking = request.get("thinking")
+    if isinstance(thinking, dict) and thinking.get("type", "disabled") != "disabled":
+        raise InvalidConfigError(
+            "max_tokens=0 (a cache-warming request: the prompt is cached, nothing is generated) cannot be "
+            "combined with thinking; leave thinking off for it"
+        )
+    config = request.get("output_config")
+    if request.get("output_format") is not None or (isinstance(config, dict) and config.get("format") is not None):
+        raise InvalidConfigError(
+            "max_tokens=0 (a cache-warming request: the prompt is cached, nothing is generated) cannot be "
+            "combined with structured outputs; leave the output format off for it"
+        )

@@ -24,21 +24,11 @@ import anthropic
 from anthropic.types import TextBlock as SDKTextBlock
 from anthropic.types.parsed_message import ParsedMessage, ParsedTextBlock
 
-from ._calls import (
-    CallContext,
-    _admit,
-    _Attempts,
-    _cache_get,
-    _cache_key,
-    _cache_put,
-    _headers,
-    _protect,
-    _restore,
-    _settle,
-    _user_of,
-)
+from ._context import CallContext
 from ._exceptions import StreamError, StreamRestartedError
-from ._flow import Close, Emit, Final, Flow, Now, Open, Relay, Sleep
+from ._flow import Close, Emit, Final, Flow, Open, Relay
+from ._guards import ALL, CallState, Ticket
+from ._pipeline import Attempted, Attempts, Operation, run
 from .models import lookup
 from .retry import RetryPolicy, StreamInterrupted
 
@@ -196,38 +186,43 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
     ``can_restart``: the caller accepts a restart (it passed ``on_restart``); otherwise a
     stream that cannot be continued raises StreamRestartedError.
     """
-    start = yield Now()
-    request, mapping = _protect(ctx, request)
-    restorer = ctx.redactor.restorer(mapping) if mapping and ctx.redactor is not None else None
-    key = _cache_key(ctx, request)
-    cached = yield from _cache_get(ctx, key)
-    if cached is not None:  # replay the stored answer as a stream
-        for piece in _replay(cached):
-            yield Emit(restorer.feed(piece) if restorer else piece)
-        if restorer:
-            yield Emit(restorer.flush())
-        return _restore(cached, mapping)
-    attempts = _Attempts(ctx, request["model"], start)
-    progress = _Progress(request)
-    relay = _Relay(progress, restorer, ctx.stats.clock, start)
-    while True:
+    return run(ctx, StreamCall(request, ctx, can_restart))
+
+
+class StreamCall(Operation):
+    """A stream through every guard: each attempt opens a stream and relays its text; after a
+    failure the next attempt continues from the text the caller has seen (see the module doc)."""
+
+    guards = ALL
+    streaming = True
+
+    def __init__(self, request: dict[str, Any], ctx: CallContext, can_restart: bool) -> None:
+        super().__init__(request)
+        self.ctx = ctx
+        self.can_restart = can_restart
+        self.progress = _Progress(request)
+        self.relay: _Relay | None = None
+        self.handle: Any = None
+        self.partial: Any = None  # the failed attempt's snapshot
+        self.headers: Any = None
+
+    def begin(self, call: CallState) -> None:
+        super().begin(call)
+        self.progress = _Progress(call.request)
+        self.relay = _Relay(self.progress, call.restorer, self.ctx.stats.clock, call.start)
+
+    def kwargs(self, model: str) -> dict[str, Any]:
+        if self.progress.chunks:
+            self.progress.resumed += 1
+            self.ctx.stats.count("stream_resumes")
+        return self.progress.kwargs(model)
+
+    def attempt(self, call: CallState, kwargs: dict[str, Any], ticket: Ticket) -> Flow:
+        relay = self.relay
+        assert relay is not None  # made in begin
+        self.handle = self.partial = self.headers = None
         try:
-            wait = attempts.next()
-        except Exception as exc:
-            error = _stream_error(attempts, exc, progress)
-            ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
-            raise error from exc
-        if wait is not None:
-            yield Sleep(wait)
-            continue
-        if progress.chunks:
-            progress.resumed += 1
-            ctx.stats.count("stream_resumes")
-        handle = None
-        kwargs = progress.kwargs(attempts.model)
-        ticket = yield from _admit(ctx, kwargs, attempts.model)
-        try:
-            handle = yield Open(kwargs)
+            handle = self.handle = yield Open(kwargs)
             try:
                 stopped = yield Relay(handle, relay)
             except ValueError as exc:  # json.JSONDecodeError from a malformed data: line
@@ -238,37 +233,51 @@ def stream_flow(request: dict[str, Any], ctx: CallContext, *, can_restart: bool)
             if rest:
                 yield Emit(rest)
             final = yield Final(handle)
-        except Exception as exc:
-            partial = _snapshot(handle) if handle is not None else None
-            headers = _headers(exc) if handle is None else handle.stream.response.headers
+        except Exception:
+            handle, self.handle = self.handle, None
+            self.partial = _snapshot(handle) if handle is not None else None
+            self.headers = handle.stream.response.headers if handle is not None else None
             if handle is not None:
                 yield Close(handle)
-            _count_partial(progress, partial, ctx)
-            yield from _settle(ctx, ticket, getattr(partial, "usage", None), headers, exc)
-            if progress.chunks and not _continuable(partial, ctx.policy):
-                if not can_restart:
-                    error = StreamRestartedError(
-                        f"the stream failed after text reached you and holds a tool call or thinking, so it "
-                        f"cannot be continued ({type(exc).__name__}: {exc}); send the request again, or pass "
-                        "on_restart= to let convo start over",
-                        partial=progress.text,
-                        attempts=attempts.count,
-                    )
-                    ctx.stats.finished(latency=(yield Now()) - start, error=type(error).__name__)
-                    raise error from exc
-                yield Emit(Restart(reason=f"{type(exc).__name__}: {exc}", partial=progress.text))
-                progress.chunks.clear()
-            attempts.failed(exc)
-            continue
-        yield from _settle(ctx, ticket, final.usage, handle.stream.response.headers)
+            _count_partial(self.progress, self.partial, self.ctx)
+            raise
+        headers = handle.stream.response.headers
+        self.handle = None
         yield Close(handle)
-        attempts.succeeded()
-        message = progress.stitch(final)
-        ctx.stats.finished(latency=(yield Now()) - start, usage=message.usage, ttft=relay.ttft, user=_user_of(request))
-        yield from _cache_put(ctx, key, message)
-        if restorer:
-            yield Emit(restorer.flush())
-        return _restore(message, mapping)
+        call.ttft = relay.ttft
+        return Attempted(self.progress.stitch(final), final.usage, headers)
+
+    def failure(self, error: BaseException | None) -> tuple[Any, Any]:
+        if error is None:  # cancelled mid-stream: what the open stream has used so far
+            partial = _snapshot(self.handle) if self.handle is not None else None
+            return _partial_usage(partial, self.ctx), None
+        return getattr(self.partial, "usage", None), self.headers if self.headers is not None else super().failure(error)[1]
+
+    def failed(self, call: CallState, error: Exception, attempts: Attempts) -> Flow:
+        progress = self.progress
+        if not progress.chunks or _continuable(self.partial, self.ctx.policy):
+            return None
+        if not self.can_restart:
+            return StreamRestartedError(
+                f"the stream failed after text reached you and holds a tool call or thinking, so it "
+                f"cannot be continued ({type(error).__name__}: {error}); send the request again, or pass "
+                "on_restart= to let convo start over",
+                partial=progress.text,
+                attempts=attempts.count,
+            )
+        yield Emit(Restart(reason=f"{type(error).__name__}: {error}", partial=progress.text))
+        progress.chunks.clear()
+        return None
+
+    def replay(self, call: CallState, hit: Any) -> Flow:
+        """Replay the stored answer as a stream."""
+        restorer = call.restorer
+        for piece in _replay(hit):
+            yield Emit(restorer.feed(piece) if restorer is not None else piece)
+        return hit
+
+    def give_up(self, attempts: Attempts, error: BaseException) -> BaseException:
+        return _stream_error(attempts, error, self.progress)
 
 
 class _Relay:
@@ -312,6 +321,15 @@ def _continuable(partial: Any, policy: RetryPolicy) -> bool:
     return all(getattr(b, "type", None) == "text" for b in blocks)
 
 
+def _partial_usage(partial: Any, ctx: CallContext) -> Any:
+    """A cancelled attempt's usage: the snapshot's, its output at least what the text sent."""
+    usage = getattr(partial, "usage", None)
+    if usage is None:
+        return None
+    text = "".join(getattr(b, "text", "") for b in partial.content if getattr(b, "type", None) == "text")
+    return usage.model_copy(update={"output_tokens": max(usage.output_tokens or 0, ctx.counter.count_text(text))})
+
+
 def _count_partial(progress: _Progress, partial: Any, ctx: CallContext) -> None:
     """Add a failed attempt's usage: its reported output, or our estimate of the text it sent."""
     usage = getattr(partial, "usage", None)
@@ -322,7 +340,7 @@ def _count_partial(progress: _Progress, partial: Any, ctx: CallContext) -> None:
     progress.output_tokens += max(usage.output_tokens or 0, ctx.counter.count_text(text))
 
 
-def _stream_error(attempts: _Attempts, exc: BaseException, progress: _Progress) -> BaseException:
+def _stream_error(attempts: Attempts, exc: BaseException, progress: _Progress) -> BaseException:
     if not progress.chunks and not isinstance(exc, (StreamInterrupted, anthropic.APIStatusError)):
         return attempts.error(exc)
     if isinstance(exc, anthropic.APIStatusError) and exc.status_code != 200:

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from ._calls import CallContext
+from ._context import CallContext
 from ._exceptions import InvalidConfigError, ReadOnlySettingError
 from ._live_settings import LiveSettings, sdk_timeout
 from ._options import CONNECTION, OPTION_NAMES, READ_ONLY
@@ -50,6 +50,12 @@ class Settings(LiveSettings):
 
     #: The catalogue requests are checked against: the bundled one until ``models()`` refreshes it.
     catalogue: Catalogue
+
+    def _request(
+        self, messages: Any, system: Any, max_tokens: int, model: str | None, params: dict[str, Any], *,
+        method: str = "create", batch: bool = False,
+    ) -> dict[str, Any]:
+        raise NotImplementedError  # pragma: no cover -- the request builder is _requests.Base's
 
     # -- construction -----------------------------------------------------------------------
 
@@ -82,6 +88,7 @@ class Settings(LiveSettings):
             budget=parent._ctx.budget if share and parent is not None else None,
             stats=parent._ctx.stats if share and parent is not None else Stats(clock),
             clock=clock,
+            build=self._request,
         )
         self._timeout = options.get("timeout")
         self._env = self._connect(options, parent, sdk)

@@ -5,7 +5,7 @@ numpy is only faster (the ``fast`` extra).
 - :func:`token_starts`: the byte offset where each whole-text token starts, one tiktoken pass.
 - :func:`char_sums`: for dense non-Latin text, each character's byte offset and the CJK
   characters before it.
-- :func:`first_cjk`: the lowest code point that ``offline_counter._CJK`` matches (a cheap pre-check).
+- :func:`first_cjk`: the lowest code point that ``offline_counter.CJK`` matches (a cheap pre-check).
 
 Each answer is a ``memoryview`` of machine integers: indexing it gives a plain int, and
 ``bisect`` works on it, whichever way it was built.
@@ -19,7 +19,7 @@ from itertools import accumulate
 from types import ModuleType
 from typing import Any
 
-from .offline_counter import _CJK, _encoding
+from .offline_counter import CJK, encoding
 
 __all__ = ["char_sums", "first_cjk", "numpy_or_none", "token_starts"]
 
@@ -49,7 +49,7 @@ def token_starts(text: str, use_numpy: bool | None = None) -> tuple[int, memoryv
     ``starts[ntok]`` is the text's size in UTF-8 bytes. ``use_numpy``: None for numpy when
     installed; False or True to choose (tests compare the two).
     """
-    enc = _encoding()
+    enc = encoding()
     np = _np(use_numpy)
     if np is None:
         lengths = _token_lengths_list()
@@ -68,20 +68,20 @@ def char_sums(text: str, use_numpy: bool | None = None) -> tuple[memoryview, mem
     if np is None:
         table = _cjk_bytes()
         sizes = (1 + (o >= 0x80) + (o >= 0x800) + (o >= 0x10000) for o in map(ord, text))
-        cjk = (table[o] if o < 0x10000 else _CJK.match(chr(o)) is not None for o in map(ord, text))
+        cjk = (table[o] if o < 0x10000 else CJK.match(chr(o)) is not None for o in map(ord, text))
         return (_memory(accumulate(sizes, initial=0), 4 * len(text)),
                 _memory(accumulate(cjk, initial=0), len(text)))
     cp = np.frombuffer(text.encode("utf-32-le"), np.uint32)
     size = 1 + (cp >= 0x80).astype(np.uint8) + (cp >= 0x800) + (cp >= 0x10000)
     flags = np.frombuffer(_cjk_bytes(), np.uint8).astype(bool).take(np.minimum(cp, 0xFFFF))
     for high in np.unique(cp[cp > 0xFFFF]):  # rare: emoji, historic scripts, CJK extensions
-        flags[cp == high] = _CJK.match(chr(high)) is not None
+        flags[cp == high] = CJK.match(chr(high)) is not None
     return _np_running_sum(np, size, 4 * len(text)), _np_running_sum(np, flags, len(text))
 
 
 @functools.cache
 def first_cjk() -> int:
-    """The lowest code point that ``offline_counter._CJK`` matches."""
+    """The lowest code point that ``offline_counter.CJK`` matches."""
     return _cjk_bytes().index(1)
 
 
@@ -91,7 +91,7 @@ def first_cjk() -> int:
 @functools.cache
 def _token_lengths_list() -> bytes:
     """Length in bytes of every token of the encoding (0 for unused ids); the longest is 128."""
-    enc = _encoding()
+    enc = encoding()
     size = enc.max_token_value + 1
     lengths = bytearray(size)
     step = 4096
@@ -115,9 +115,9 @@ def _token_lengths_array(np: Any) -> Any:
 
 @functools.cache
 def _cjk_bytes() -> bytes:
-    """1 for each code point of the Basic Multilingual Plane that ``offline_counter._CJK`` matches, else 0."""
+    """1 for each code point of the Basic Multilingual Plane that ``offline_counter.CJK`` matches, else 0."""
     table = bytearray(0x10000)
-    for m in _CJK.finditer("".join(map(chr, range(0x10000)))):
+    for m in CJK.finditer("".join(map(chr, range(0x10000)))):
         table[m.start()] = 1
     return bytes(table)
 

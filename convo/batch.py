@@ -24,7 +24,8 @@ on the budget at batch prices before the batch is submitted (an item the budget 
 fails alone with ``BudgetExceededError`` and is not sent), and its result is settled at batch
 prices into the budget and ``client.stats`` (one request per item); holds that no result settled
 are given back on any exit. Checkpoints store replies as the server wrote them, with
-placeholders; the caller's results are restored. See ``_guards``.
+placeholders; the caller's results are restored. Both use the pipeline's guard objects
+(``_guards``); the Batches API calls themselves go through its attempt loop (``_pipeline``).
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ from typing import Any
 
 import anthropic
 
-from . import _guards as guards
-from ._calls import CallContext, _Attempts, _cache_get, _cache_key, _cache_put, call_flow
+from ._calls import BatchResults, api_call, call_flow
+from ._context import CallContext, user_of
 from ._exceptions import (
     APIError,
     ConvoError,
@@ -49,7 +50,9 @@ from ._exceptions import (
     NotFoundError,
     api_error,
 )
-from ._flow import Call, Flow, Gather, Next, Now, Outcome, Sleep
+from ._flow import Call, Flow, Gather, Now, Outcome, Sleep
+from ._guards import ACCOUNTING, CACHE, COSTS, REDACTION, Ticket
+from ._pipeline import run
 from ._progress import OnProgress, Progress
 from .checkpoint import Checkpoint, canonical, digest
 
@@ -99,10 +102,10 @@ class Result:
 
 
 def batch_flow(
-    client: Any,
+    ctx: CallContext,
     requests: Iterable[Mapping[str, Any]],
     *,
-    concurrency: int | None = None,
+    concurrency: int,
     checkpoint: Any = None,
     progress: bool = True,
     via: str = "messages",
@@ -111,8 +114,6 @@ def batch_flow(
     """The whole batch as one flow (see the module doc); returns ``list[Result]`` in input order."""
     if via not in ("messages", "batches_api"):
         raise InvalidConfigError(f"via must be 'messages' or 'batches_api', got {via!r}")
-    if concurrency is None:
-        concurrency = client.max_concurrency
     if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
         raise InvalidConfigError(f"concurrency must be a positive int, got {concurrency!r}")
     if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
@@ -122,8 +123,8 @@ def batch_flow(
     bar = Progress(total, desc="batch", unit="req", bar=progress, leave=True, on_progress=on_progress)
     try:
         if via == "messages":
-            return (yield from _via_messages(client, requests, concurrency, store, bar))
-        return (yield from _via_batches_api(client, requests, store, bar))
+            return (yield from _via_messages(ctx, requests, concurrency, store, bar))
+        return (yield from _via_batches_api(ctx, requests, store, bar))
     finally:
         bar.close()
         if store is not None:
@@ -133,15 +134,14 @@ def batch_flow(
 # -- one request per item ---------------------------------------------------------------------
 
 
-def _via_messages(client: Any, requests: Iterable[Any], concurrency: int, store: Checkpoint | None, bar: Any) -> Flow:
-    ctx: CallContext = client._ctx
+def _via_messages(ctx: CallContext, requests: Iterable[Any], concurrency: int, store: Checkpoint | None, bar: Any) -> Flow:
     keys: dict[int, str] = {}  # digests of the items in flight, for the checkpoint
     broken: list[BaseException] = []
 
     def flows() -> Iterable[Flow]:
         for index, item in enumerate(requests):
             try:
-                sent, mapping = guards.protect(ctx, _normalize(client, index, item))
+                sent, mapping = REDACTION.protect(ctx, _normalize(ctx, index, item))
             except ConvoError as exc:
                 yield _ready((Result(index, error=exc), {}))
                 continue
@@ -173,7 +173,7 @@ def _item_flow(index: int, sent: dict[str, Any], mapping: dict[str, str], ctx: C
     """``call_flow`` for one (redacted) item, counting its attempts and turning a failure into a
     Result; returns it with the mapping that restores its reply."""
     start = yield Now()
-    inner = call_flow(sent, ctx)
+    inner = call_flow(sent, ctx, redacted=True)
     attempts, message, error = 0, None, None
     try:
         effect = next(inner)
@@ -198,7 +198,7 @@ def _restored(result: Result, mapping: dict[str, str]) -> Result:
     """``result`` with the placeholders of its reply put back, for the caller."""
     if result.message is None or not mapping:
         return result
-    return dataclasses.replace(result, message=guards.restore(result.message, mapping))
+    return dataclasses.replace(result, message=REDACTION.restore(result.message, mapping))
 
 
 def _ready(value: tuple[Result, dict[str, str]]) -> Flow:
@@ -207,7 +207,7 @@ def _ready(value: tuple[Result, dict[str, str]]) -> Flow:
     yield  # pragma: no cover - makes this a generator
 
 
-def _normalize(client: Any, index: int, item: Any, *, batch: bool = False) -> dict[str, Any]:
+def _normalize(ctx: CallContext, index: int, item: Any, *, batch: bool = False) -> dict[str, Any]:
     """An item (``client.create``'s keyword arguments as a dict) as the request that is sent;
     ``batch``: it goes through the Message Batches API (checked against that API's caps)."""
     if not isinstance(item, Mapping):
@@ -222,7 +222,7 @@ def _normalize(client: Any, index: int, item: Any, *, batch: bool = False) -> di
     system = params.pop("system", None)
     max_tokens = params.pop("max_tokens", 1024)
     model = params.pop("model", None)
-    request: dict[str, Any] = client._request(messages, system, max_tokens, model, params, batch=batch)
+    request: dict[str, Any] = ctx.build(messages, system, max_tokens, model, params, batch=batch)
     return request
 
 
@@ -238,12 +238,11 @@ def _load(index: int, saved: dict[str, Any]) -> Result:
 # -- through the Message Batches API ------------------------------------------------------------
 
 
-def _via_batches_api(client: Any, requests: Iterable[Any], store: Checkpoint | None, bar: Any) -> Flow:
+def _via_batches_api(ctx: CallContext, requests: Iterable[Any], store: Checkpoint | None, bar: Any) -> Flow:
     """Each item redacted and its worst case held (batch prices) before its batch is submitted;
     each result settled into the budget and the stats, then restored (see ``_guards``)."""
-    ctx: CallContext = client._ctx
     results: list[Result | None] = []
-    open_: dict[int, tuple[guards.Ticket, dict[str, str], str | None]] = {}  # held, not yet settled
+    open_: dict[int, tuple[Ticket, dict[str, str], str | None]] = {}  # held, not yet settled
     submitted: list[tuple[Any, list[tuple[int, str]]]] = []  # (batch, [(index, digest)])
     chunk: list[tuple[int, str, dict[str, Any]]] = []
     size = 0
@@ -251,14 +250,16 @@ def _via_batches_api(client: Any, requests: Iterable[Any], store: Checkpoint | N
         for index, item in enumerate(requests):
             results.append(None)
             try:
-                sent, mapping = guards.protect(ctx, _normalize(client, index, item, batch=True))
+                sent, mapping = REDACTION.protect(ctx, _normalize(ctx, index, item, batch=True))
                 text = canonical(sent)
                 key = digest(text)
                 saved = store.get(str(index), key) if store is not None else None
-                cache_key = _cache_key(ctx, sent) if saved is None else None
-                cached = yield from _cache_get(ctx, cache_key)
+                cache_key = CACHE.key(ctx, sent, user_of(sent)) if saved is None else None
+                cached = yield from CACHE.lookup(ctx, cache_key)
                 if saved is None and cached is None:
-                    open_[index] = (guards.hold(ctx, sent), mapping, cache_key)
+                    ticket = Ticket(sent["model"], user_of(sent), sent)
+                    COSTS.hold(ctx, ticket, batch=True)
+                    open_[index] = (ticket, mapping, cache_key)
             except ConvoError as exc:  # unusable, or over the budget: it fails alone, unsent
                 results[index] = Result(index, error=exc)
                 bar.update(1)
@@ -278,23 +279,25 @@ def _via_batches_api(client: Any, requests: Iterable[Any], store: Checkpoint | N
         del chunk
         for batch, items in submitted:
             batch = yield from _wait(batch, ctx, bar)
-            got = yield from _download(batch.id, ctx)
+            got = yield from run(ctx, BatchResults(batch.id))
             latency = (batch.ended_at - batch.created_at).total_seconds() if batch.ended_at else 0.0
             done = []
             for index, key in items:
                 result = _from_batch(index, got.pop(str(index), None), latency, batch.id)
                 ticket, mapping, cache_key = open_.pop(index)
-                guards.settle(ctx, ticket, result.message, result.error, latency)
+                usage = getattr(result.message, "usage", None) if result.ok else None
+                COSTS.settle_item(ctx, ticket, usage)
+                ACCOUNTING.item_finished(ctx, ticket, usage, result.error, latency)
                 if result.ok:  # the reply as the server wrote it: placeholders, never restored values
                     done.append((str(index), key, _dump(result)))
-                    yield from _cache_put(ctx, cache_key, result.message)
+                    yield from CACHE.store(ctx, cache_key, result.message)
                 results[index] = _restored(result, mapping)
             if store is not None:  # all of a batch's results or none; the batch is then consumed
                 store.put_many(done, meta={_batch_name(items): None})
             bar.update(len(items))
     finally:  # an error, a cancellation: what no result settled is given back to the budget
         for ticket, _, _ in open_.values():
-            guards.release(ctx, ticket)
+            COSTS.release(ticket)
     return results
 
 
@@ -304,11 +307,11 @@ def _submit(chunk: list[tuple[int, str, dict[str, Any]]], store: Checkpoint | No
     batch_id = store.meta(name) if store is not None else None
     if batch_id is not None:
         try:
-            return (yield from _api("messages.batches.retrieve", {"message_batch_id": batch_id}, ctx))
+            return (yield from api_call("messages.batches.retrieve", {"message_batch_id": batch_id}, ctx))
         except NotFoundError:  # deleted, or another workspace: submit again
             log.warning("convo: batch %s from the checkpoint is gone; submitting the requests again", batch_id)
     requests = [{"custom_id": str(index), "params": request} for index, _, request in chunk]
-    batch = yield from _api("messages.batches.create", {"requests": requests}, ctx)
+    batch = yield from api_call("messages.batches.create", {"requests": requests}, ctx)
     if store is not None:
         store.set_meta(name, batch.id)
     return batch
@@ -326,54 +329,8 @@ def _wait(batch: Any, ctx: CallContext, bar: Any) -> Flow:
         bar.set_postfix_str(f"{batch.id} {batch.processing_status}", refresh=False)
         yield Sleep(delay)
         delay = min(delay * POLL_FACTOR, POLL_MAX)
-        batch = yield from _api("messages.batches.retrieve", {"message_batch_id": batch.id}, ctx)
+        batch = yield from api_call("messages.batches.retrieve", {"message_batch_id": batch.id}, ctx)
     return batch
-
-
-def _api(method: str, kwargs: dict[str, Any], ctx: CallContext) -> Flow:
-    """One Batches API call with the client's retry policy."""
-    attempts = _Attempts(ctx, "")
-    while True:
-        try:
-            wait = attempts.next()
-        except Exception as exc:  # tenacity re-raises the last attempt's error, whatever it was: translated, chained
-            raise attempts.error(exc) from exc
-        if wait is not None:
-            yield Sleep(wait)
-            continue
-        try:
-            return (yield Call(method, kwargs))
-        except Exception as exc:  # noqa: BLE001 -- every failure goes to the retry policy
-            attempts.failed(exc)
-
-
-class _Lines:
-    """The results JSONL as a handle for the Next effect (a sync or an async iterator)."""
-
-    def __init__(self, source: Any) -> None:
-        self.iterator = aiter(source) if hasattr(source, "__aiter__") else iter(source)
-
-
-def _download(batch_id: str, ctx: CallContext) -> Flow:
-    """Every result line of an ended batch, by custom_id; a broken download starts over."""
-    attempts = _Attempts(ctx, "")
-    while True:
-        try:
-            wait = attempts.next()
-        except Exception as exc:  # tenacity re-raises the last attempt's error, whatever it was: translated, chained
-            raise attempts.error(exc) from exc
-        if wait is not None:
-            yield Sleep(wait)
-            continue
-        got: dict[str, Any] = {}
-        try:
-            lines = _Lines((yield Call("messages.batches.results", {"message_batch_id": batch_id})))
-            while (line := (yield Next(lines))) is not None:
-                got[line.custom_id] = line.result
-        except Exception as exc:  # noqa: BLE001 -- every failure goes to the retry policy
-            attempts.failed(exc)
-            continue
-        return got
 
 
 def _from_batch(index: int, result: Any, latency: float, batch_id: str) -> Result:

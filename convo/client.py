@@ -53,6 +53,14 @@ def _is_async(sdk: Any) -> bool:
     return create is not None and inspect.iscoroutinefunction(inspect.unwrap(create))
 
 
+def _streamable(max_tokens: object) -> None:
+    if max_tokens == 0 and not isinstance(max_tokens, bool):
+        raise InvalidConfigError(
+            "max_tokens=0 (a cache-warming request: the prompt is cached, nothing is generated) cannot be "
+            "streamed; send it with create()"
+        )
+
+
 class Client(Base):
     """Sends requests through the official SDK with convo's retries, fallbacks and streams.
 
@@ -153,7 +161,11 @@ class Client(Base):
         model: str | None = None,
         **params: Any,
     ) -> SDKMessage:
-        """``messages.create`` with retries; returns an ``anthropic.types.Message``."""
+        """``messages.create`` with retries; returns an ``anthropic.types.Message``.
+
+        ``max_tokens=0`` warms the prompt cache: the API writes the request's cache breakpoints
+        and generates nothing (not with streaming, thinking or structured outputs).
+        """
         request = self._request(messages, system, max_tokens, model, params)
         return cast(SDKMessage, run_sync(call_flow(request, self._ctx), self._env))
 
@@ -173,6 +185,7 @@ class Client(Base):
         If it cannot (a partial tool call or thinking block) it raises StreamRestartedError, or,
         with ``on_restart=callback``, calls ``callback(Restart)`` and starts over.
         """
+        _streamable(max_tokens)
         request = self._request(messages, system, max_tokens, model, params)
         flow = stream_flow(request, self._ctx, can_restart=on_restart is not None)
         return Stream(drive_sync(flow, self._env), on_restart)
@@ -237,8 +250,8 @@ class Client(Base):
         from .batch import batch_flow
 
         flow = batch_flow(
-            self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via,
-            on_progress=on_progress,
+            self._ctx, requests, concurrency=self.max_concurrency if concurrency is None else concurrency,
+            checkpoint=checkpoint, progress=progress, via=via, on_progress=on_progress,
         )
         results: list[Any] = run_sync(flow, self._env)
         return results
@@ -340,6 +353,7 @@ class AsyncClient(Base):
 
         ``on_restart`` may be a coroutine function; it is awaited.
         """
+        _streamable(max_tokens)
         request = self._request(messages, system, max_tokens, model, params)
         flow = stream_flow(request, self._ctx, can_restart=on_restart is not None)
         return AsyncStream(drive_async(flow, self._env), on_restart)
@@ -393,8 +407,8 @@ class AsyncClient(Base):
         from .batch import batch_flow
 
         flow = batch_flow(
-            self, requests, concurrency=concurrency, checkpoint=checkpoint, progress=progress, via=via,
-            on_progress=on_progress,
+            self._ctx, requests, concurrency=self.max_concurrency if concurrency is None else concurrency,
+            checkpoint=checkpoint, progress=progress, via=via, on_progress=on_progress,
         )
         results: list[Any] = await run_async(flow, self._env)
         return results

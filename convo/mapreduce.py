@@ -4,36 +4,34 @@
 >>> print(result.text)
 >>> [p.error for p in result.failed]      # chunks that failed after the client's retries
 
-The document is cut into chunks (:func:`convo.chunk_text`); each chunk goes through the client
-concurrently — with its retries and rate limits — and the answers (``partials``, in document
-order) are combined by one more request. When they are too many to fit one request of
-``context_tokens``, they are combined in groups first, level by level, until they fit.
+The document is cut into chunks (:func:`convo.chunk_text`); the chunks go out as one
+``client.batch`` — concurrently, each with the client's retries, rate limits, budget, cache and
+redaction — and the answers (``partials``, in document order) are combined by one more
+``client.create``. When they are too many to fit one request of ``context_tokens``, they are
+combined in groups first (another ``client.batch``), level by level, until they fit.
 
-It is written once, as a flow of effects (``_flow``), so :func:`map_reduce` and
-:func:`amap_reduce` share every decision. With ``checkpoint=path`` each finished chunk is
-stored at once (SQLite, fsynced), keyed by its index and a digest of its request — the chunk
-text, the instruction, the model — so running again after a crash or Ctrl-C sends only the
-chunks that had not finished, and a different document never reuses stale answers. With a
-client's ``redactor``, the checkpoint holds the answers as the server wrote them (placeholders,
-never the values they stand for); ``partials`` and ``text`` are restored.
+It uses the client's public methods only, and is written once, as a generator of the calls it
+needs, so :func:`map_reduce` (a :class:`convo.Client`) and :func:`amap_reduce` (an
+:class:`convo.AsyncClient`) share every decision. ``checkpoint=path`` is the map batch's
+checkpoint: each finished chunk is stored at once (SQLite, fsynced), keyed by its index and a
+digest of its request — the chunk text, the instruction, the model — so running again after a
+crash or Ctrl-C sends only the chunks that had not finished, and a different document never
+reuses stale answers. With a client's ``redactor``, the checkpoint holds the answers as the
+server wrote them (placeholders, never the values they stand for); ``partials`` and ``text``
+are restored.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
-from ._calls import CallContext, call_flow
-from ._drivers import run_async, run_sync
 from ._exceptions import InvalidConfigError
-from ._flow import Flow, Gather, Outcome
-from ._guards import protect
 from ._progress import OnProgress, Progress
-from .checkpoint import Checkpoint, digest
 from .chunking import Chunk, chunk_text
-from .redact import restore
+from .messages import to_message
+from .prices import UnknownModelError
 
 __all__ = ["MapReduceResult", "Partial", "amap_reduce", "map_reduce"]
 
@@ -120,9 +118,20 @@ def map_reduce(
         raise InvalidConfigError(f"map_reduce needs a convo.Client, got {type(client).__name__}; use amap_reduce for an AsyncClient")
     job = _Job.build(text_or_chunks, instruction, client, chunk_tokens, concurrency, reduce_instruction,
                      max_tokens, context_tokens, model)
-    with _Run(job, checkpoint, progress, on_progress) as run:
-        result: MapReduceResult = run_sync(run.flow(), client._env)
-    return result
+    with _Run(job, client, checkpoint, progress, on_progress) as run:
+        core = run.steps()
+        answer: Any = None
+        while True:
+            try:
+                ask = core.send(answer)
+            except StopIteration as stop:
+                result: MapReduceResult = stop.value
+                return result
+            if isinstance(ask, _Batch):
+                answer = client.batch(ask.requests, concurrency=job.concurrency, checkpoint=ask.checkpoint,
+                                      progress=False, on_progress=ask.on_progress)
+            else:
+                answer = client.create(**ask.request)
 
 
 async def amap_reduce(
@@ -147,9 +156,20 @@ async def amap_reduce(
         raise InvalidConfigError(f"amap_reduce needs a convo.AsyncClient, got {type(client).__name__}; use map_reduce for a Client")
     job = _Job.build(text_or_chunks, instruction, client, chunk_tokens, concurrency, reduce_instruction,
                      max_tokens, context_tokens, model)
-    with _Run(job, checkpoint, progress, on_progress) as run:
-        result: MapReduceResult = await run_async(run.flow(), client._env)
-    return result
+    with _Run(job, client, checkpoint, progress, on_progress) as run:
+        core = run.steps()
+        answer: Any = None
+        while True:
+            try:
+                ask = core.send(answer)
+            except StopIteration as stop:
+                result: MapReduceResult = stop.value
+                return result
+            if isinstance(ask, _Batch):
+                answer = await client.batch(ask.requests, concurrency=job.concurrency, checkpoint=ask.checkpoint,
+                                            progress=False, on_progress=ask.on_progress)
+            else:
+                answer = await client.create(**ask.request)
 
 
 def _positive(value: Any, what: str, hint: str) -> int:
@@ -165,7 +185,7 @@ class _Job:
     chunks: list[Chunk]
     instruction: str
     reduce_instruction: str
-    ctx: CallContext
+    counter: Any
     model: str
     concurrency: int
     max_tokens: int
@@ -186,9 +206,9 @@ class _Job:
         model = model or client.model
         if not model:
             raise InvalidConfigError("no model: pass model=... or Client(model=...)")
-        ctx = client._ctx
-        chunks = _chunks(source, chunk_tokens, ctx)
-        return cls(chunks, instruction.strip(), (reduce_instruction or REDUCE).strip(), ctx, model, concurrency,
+        counter = client.counter
+        chunks = _chunks(source, chunk_tokens, counter)
+        return cls(chunks, instruction.strip(), (reduce_instruction or REDUCE).strip(), counter, model, concurrency,
                    max_tokens, context_tokens)
 
     def request(self, content: str) -> dict[str, Any]:
@@ -204,8 +224,9 @@ class _Job:
 
     def groups(self, texts: list[str]) -> list[list[str]]:
         """Consecutive groups whose combining request fits ``context_tokens``, greedily."""
-        count = self.ctx.counter.count_text
-        room = self.context_tokens - self.max_tokens - self.ctx.estimate_input(self.reduce_request([]))
+        count = self.counter.count_text
+        empty = self.reduce_request([])
+        room = self.context_tokens - self.max_tokens - self.counter.count_request([to_message(m) for m in empty["messages"]])
         groups: list[list[str]] = []
         used = room + 1
         for t in texts:
@@ -224,11 +245,11 @@ class _Job:
         return groups
 
 
-def _chunks(source: Any, chunk_tokens: int, ctx: CallContext) -> list[Chunk]:
+def _chunks(source: Any, chunk_tokens: int, counter: Any) -> list[Chunk]:
     if isinstance(source, str):
         if not source.strip():
             raise InvalidConfigError("the document is empty; give the text to analyze")
-        return list(chunk_text(source, max_tokens=chunk_tokens, counter=ctx.counter))
+        return list(chunk_text(source, max_tokens=chunk_tokens, counter=counter))
     if isinstance(source, (bytes, bytearray)) or not isinstance(source, Sequence):
         raise InvalidConfigError(f"give a str or a list of chunks (str or convo.Chunk), got {type(source).__name__}")
     if not source:
@@ -237,7 +258,7 @@ def _chunks(source: Any, chunk_tokens: int, ctx: CallContext) -> list[Chunk]:
     offset = 0
     for i, item in enumerate(source):
         if isinstance(item, str):
-            item = Chunk(text=item, start=offset, end=offset + len(item), tokens=ctx.counter.count_text(item), index=i)
+            item = Chunk(text=item, start=offset, end=offset + len(item), tokens=counter.count_text(item), index=i)
         elif not isinstance(getattr(item, "text", None), str):
             raise InvalidConfigError(f"chunk {i} is a {type(item).__name__}; give str or convo.Chunk items")
         if not item.text.strip():
@@ -251,73 +272,77 @@ def _text(reply: Any) -> str:
     return "".join(b.text for b in reply.content if b.type == "text")
 
 
-class _Run:
-    """One execution: the job, its checkpoint and progress bar, the partials and the usage."""
+@dataclass(frozen=True)
+class _Batch:
+    """Ask the driver for ``client.batch(requests, checkpoint=...)``."""
 
-    def __init__(self, job: _Job, checkpoint: Any, progress: bool, on_progress: OnProgress | None) -> None:
+    requests: list[dict[str, Any]]
+    checkpoint: Any = None
+    on_progress: Any = None
+
+
+@dataclass(frozen=True)
+class _Create:
+    """Ask the driver for ``client.create(**request)``."""
+
+    request: dict[str, Any]
+
+
+Steps = Generator["_Batch | _Create", Any, "MapReduceResult"]
+
+
+class _Run:
+    """One execution: the job, its progress bar, the partials and the usage."""
+
+    def __init__(self, job: _Job, client: Any, checkpoint: Any, progress: bool, on_progress: OnProgress | None) -> None:
         self.job = job
-        self.store = Checkpoint(checkpoint) if checkpoint is not None else None
+        self.prices = client.prices
+        self.checkpoint = checkpoint
         self.bar = Progress(len(job.chunks), desc="map", unit="chunk", bar=progress, on_progress=on_progress)
         self.usage = dict.fromkeys((*_USAGE_KEYS, "requests"), 0)
         self.cost: float | None = 0.0
-        self._lock = threading.Lock()
 
     def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.bar.close()
-        if self.store is not None:
-            self.store.close()
 
     def charge(self, reply: Any) -> None:
-        with self._lock:
-            self.usage["requests"] += 1
-            usage = getattr(reply, "usage", None)
-            for key in _USAGE_KEYS:
-                self.usage[key] += getattr(usage, key, 0) or 0
-            cost = self.job.ctx.cost(usage, getattr(reply, "model", None) or self.job.model)
-            self.cost = None if cost is None or self.cost is None else self.cost + cost
+        """Add a reply this run paid for to ``usage`` and ``cost``."""
+        self.usage["requests"] += 1
+        usage = getattr(reply, "usage", None)
+        for key in _USAGE_KEYS:
+            self.usage[key] += getattr(usage, key, 0) or 0
+        try:
+            cost: float | None = self.prices.cost(usage, getattr(reply, "model", None) or self.job.model)
+        except UnknownModelError:
+            cost = None
+        self.cost = None if cost is None or self.cost is None else self.cost + cost
 
-    def flow(self) -> Flow:
-        job, store = self.job, self.store
-        partials: list[Partial | None] = [None] * len(job.chunks)
-        # Redacted once, here: the checkpoint keys and stores what the server saw and wrote
-        # (placeholders), and each answer is restored for the caller only.
-        sent = [protect(job.ctx, job.map_request(i)) for i in range(len(job.chunks))]
-        keys = [digest(request) for request, _ in sent] if store is not None else []
-        if store is not None:
-            for i, chunk in enumerate(job.chunks):
-                saved = store.get(f"map:{i}", keys[i])
-                if saved is not None:
-                    partials[i] = Partial(chunk, restore(saved["text"], sent[i][1]), cached=True)
-        todo = [i for i, p in enumerate(partials) if p is None]
-        self.bar.update(len(job.chunks) - len(todo))
+    def _progress(self, done: int, total: int | None) -> None:
+        self.bar.update(done - self.bar.done)
 
-        def finished(k: int, outcome: Outcome) -> None:
-            i = todo[k]
-            if outcome.ok:
-                text = _text(outcome.value)
-                self.charge(outcome.value)
-                if store is not None:  # on disk before the next chunk is counted done
-                    store.put(f"map:{i}", keys[i], {"text": text})
-                partials[i] = Partial(job.chunks[i], restore(text, sent[i][1]))
-            else:
-                partials[i] = Partial(job.chunks[i], error=outcome.error)
-            self.bar.update(1)
-
-        flows = (call_flow(sent[i][0], job.ctx) for i in todo)
-        yield Gather(flows, job.concurrency, finished)
-        done = [p for p in partials if p is not None]
-        answers = [p.text or "" for p in done if p.ok]
+    def steps(self) -> Steps:
+        job = self.job
+        results = yield _Batch([job.map_request(i) for i in range(len(job.chunks))], self.checkpoint, self._progress)
+        partials: list[Partial] = []
+        for chunk, result in zip(job.chunks, results, strict=True):
+            if not result.ok:
+                partials.append(Partial(chunk, error=result.error))
+                continue
+            if not result.from_checkpoint:
+                self.charge(result.message)
+            partials.append(Partial(chunk, _text(result.message), cached=result.from_checkpoint))
+        answers = [p.text or "" for p in partials if p.ok]
         if not answers:
-            first = done[0].error
+            first = partials[0].error
             raise first if first is not None else InvalidConfigError("no chunk was answered")
         self.bar.set_description("combining")
         text, levels = yield from self._reduce(answers)
-        return MapReduceResult(text, done, self.usage, self.cost, levels)
+        return MapReduceResult(text, partials, self.usage, self.cost, levels)
 
-    def _reduce(self, texts: list[str]) -> Flow:
+    def _reduce(self, texts: list[str]) -> Generator[_Batch | _Create, Any, tuple[str, int]]:
         """Combine ``texts`` into one answer; returns (answer, group-combining levels)."""
         job = self.job
         if len(texts) == 1:
@@ -326,7 +351,7 @@ class _Run:
         while True:
             groups = job.groups(texts)
             if len(groups) == 1:
-                reply = yield from call_flow(job.reduce_request(groups[0]), job.ctx)
+                reply = yield _Create(job.reduce_request(groups[0]))
                 self.charge(reply)
                 return _text(reply), levels
             if len(groups) == len(texts):
@@ -334,22 +359,17 @@ class _Run:
                     f"context_tokens={job.context_tokens} fits only one answer per combining request, so "
                     f"{len(texts)} answers can never be combined; raise context_tokens or lower max_tokens"
                 )
-            outcomes = yield Gather(
-                (call_flow(job.reduce_request(g), job.ctx) if len(g) > 1 else _given(g[0]) for g in groups),
-                job.concurrency,
-            )
-            for outcome in outcomes:
-                if outcome.error is not None:
-                    raise outcome.error
-            texts = [o.value if isinstance(o.value, str) else self._taken(o.value) for o in outcomes]
+            many = [k for k, g in enumerate(groups) if len(g) > 1]  # a group of one passes on as it is
+            results = yield _Batch([job.reduce_request(groups[k]) for k in many])
+            combined = {k: r for k, r in zip(many, results, strict=True)}
+            texts = []
+            for k, group in enumerate(groups):
+                result = combined.get(k)
+                if result is None:
+                    texts.append(group[0])
+                    continue
+                if result.error is not None:
+                    raise result.error
+                self.charge(result.message)
+                texts.append(_text(result.message))
             levels += 1
-
-    def _taken(self, reply: Any) -> str:
-        self.charge(reply)
-        return _text(reply)
-
-
-def _given(text: str) -> Flow:
-    """A group of one needs no request: its answer passes on as it is."""
-    return text
-    yield  # pragma: no cover - makes this a generator

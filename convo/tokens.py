@@ -24,16 +24,16 @@ from ._calibration import Calibration, calibration_of, total_input
 from ._exceptions import InvalidConfigError, InvalidInputError, TokenCountError
 from .messages import Message, TextBlock, to_message, to_system
 
-# _CJK and _encoding are imported from here by the benches and tests.
+# CJK and encoding are imported from here by the benches and tests.
 from .offline_counter import (
-    _CJK,  # noqa: F401
+    CJK,  # noqa: F401
     CJK_FACTOR,
     MESSAGE_OVERHEAD,
     REQUEST_OVERHEAD,
     TEXT_FACTOR,
     TOOLS_OVERHEAD,
     OfflineCounter,
-    _encoding,  # noqa: F401
+    encoding,  # noqa: F401
 )
 
 __all__ = [

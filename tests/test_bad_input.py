@@ -224,8 +224,8 @@ def test_client_calls_with_bad_arguments_send_nothing_and_change_nothing(sim):
     sim.clear_requests()
     ask = [{"role": "user", "content": "hi"}]
     cases = [
-        (lambda: c.create(ask, max_tokens=0), "max_tokens"),
         (lambda: c.create(ask, max_tokens=-1), "max_tokens"),
+        (lambda: c.create(ask, max_tokens=0, thinking={"type": "adaptive"}), "max_tokens=0"),
         (lambda: c.create(ask, max_tokens=True), "max_tokens"),
         (lambda: c.create("hi"), "list"),
         (lambda: c.create([{"role": "user", "content": ""}]), "empty"),

@@ -98,7 +98,7 @@ def test_a_permanent_failure_stays_with_its_item(fresh):
 
 
 def test_an_unusable_item_fails_alone_without_being_sent(fresh):
-    items = [ask(0), "not a dict", {"max_tokens": 5}, ask(3, max_tokens=0), ask(4, model="claude-haiku-4-5")]
+    items = [ask(0), "not a dict", {"max_tokens": 5}, ask(3, max_tokens=-1), ask(4, model="claude-haiku-4-5")]
     results = client(fresh).batch(items)
     assert [r.ok for r in results] == [True, False, False, False, True]
     for r in results[1:4]:

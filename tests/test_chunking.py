@@ -20,7 +20,7 @@ from convo import (
     _measure,
 )
 from convo.chunking import Chunk, TextFileError, chunk_file, chunk_text
-from convo.tokens import _CJK, _encoding, default_counter
+from convo.tokens import CJK, default_counter, encoding
 
 EN = "\n\n".join(pydoc_data.topics.topics.values())
 ZH = (Path(__file__).resolve().parents[1] / "bench" / "data" / "zh_sample.txt").read_text("utf-8")
@@ -78,7 +78,7 @@ def test_random_text_invariants(text, limit, data):
 def test_raw_tiktoken_counter_invariants(text, limit):
     chunks = chunk_text(text, limit, counter=RAW)
     check(text, chunks, limit, counter=RAW)
-    assert all(c.tokens == len(_encoding().encode_ordinary(c.text)) for c in chunks)
+    assert all(c.tokens == len(encoding().encode_ordinary(c.text)) for c in chunks)
 
 
 @settings(max_examples=60, deadline=None)
@@ -153,9 +153,9 @@ def test_cjk_count_and_estimate_match_the_counter():
     counter = OfflineCounter()
     for a, c in [(0, len(sample)), (5, 700), (len(sample) - 9, len(sample))]:
         piece = sample[a:c]
-        assert dense._cjk(a, c) == len(_CJK.findall(piece)) == sparse._cjk(20000 + a, 20000 + c)
-        bpe = len(_encoding().encode_ordinary(piece))
-        assert counter.estimate(bpe, len(_CJK.findall(piece))) == counter.count_text(piece)
+        assert dense._cjk(a, c) == len(CJK.findall(piece)) == sparse._cjk(20000 + a, 20000 + c)
+        bpe = len(encoding().encode_ordinary(piece))
+        assert counter.estimate(bpe, len(CJK.findall(piece))) == counter.count_text(piece)
     assert counter.estimate(0, 0) == counter.count_text("") == 0
 
 
@@ -324,11 +324,11 @@ def test_pure_python_token_starts_equal_numpy(text):
 def test_pure_python_char_sums_equal_numpy(text):
     pytest.importorskip("numpy")
     from convo import _sums
-    from convo.tokens import _CJK
+    from convo.tokens import CJK
 
     numpy_sums = [m.tolist() for m in _sums.char_sums(text, use_numpy=True)]
     pure_sums = [m.tolist() for m in _sums.char_sums(text, use_numpy=False)]
     assert numpy_sums == pure_sums
     byte_at, cjk_before = pure_sums
-    assert byte_at[-1] == len(text.encode()) and cjk_before[-1] == len(_CJK.findall(text))
-    assert _CJK.match(chr(_sums.first_cjk())) and not any(_CJK.match(chr(c)) for c in range(_sums.first_cjk()))
+    assert byte_at[-1] == len(text.encode()) and cjk_before[-1] == len(CJK.findall(text))
+    assert CJK.match(chr(_sums.first_cjk())) and not any(CJK.match(chr(c)) for c in range(_sums.first_cjk()))

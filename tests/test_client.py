@@ -395,7 +395,7 @@ def test_bad_requests_are_refused_before_sending(fresh):
     c = client(fresh)
     for call in (
         lambda: c.create("hello", max_tokens=10),
-        lambda: c.create(ASK, max_tokens=0),
+        lambda: c.create(ASK, max_tokens=-1),
         lambda: c.create([{"role": "robot", "content": "x"}], max_tokens=10),
         lambda: c.create(ASK, max_tokens=10, model="   "),
         lambda: c.create(ASK, max_tokens=500_000),  # above the model's maximum output

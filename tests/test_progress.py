@@ -9,9 +9,7 @@ import sys
 import pytest
 
 from convo import InvalidConfigError, amap_reduce, chunk_text, map_reduce
-from convo._drivers import run_sync
 from convo._progress import Progress
-from convo.batch import batch_flow
 
 from .helpers import quick_aclient, quick_client
 
@@ -29,7 +27,7 @@ def test_map_reduce_reports_every_chunk_then_resumes_from_the_checkpoint(fresh, 
     again: list[tuple[int, int | None]] = []
     map_reduce(DOC, "Summarize.", client=client, chunk_tokens=800, max_tokens=100, progress=False,
                checkpoint=tmp_path / "run.db", on_progress=lambda done, total: again.append((done, total)))
-    assert again == [(n, n)]  # every chunk came from the checkpoint: one call for all of them
+    assert again == [(i, n) for i in range(1, n + 1)]  # every chunk came from the checkpoint, each reported
 
 
 def test_amap_reduce_reports_too(fresh):
@@ -43,12 +41,10 @@ def test_a_batch_reports_each_item_and_an_unknown_total_for_a_generator(fresh):
     client = quick_client(fresh)
     requests = [{"messages": [{"role": "user", "content": f"item {i}"}], "max_tokens": 20} for i in range(12)]
     calls: list[tuple[int, int | None]] = []
-    results = run_sync(batch_flow(client, requests, progress=False, on_progress=lambda d, t: calls.append((d, t))),
-                       client._env)
+    results = client.batch(requests, progress=False, on_progress=lambda d, t: calls.append((d, t)))
     assert all(r.ok for r in results) and calls == [(i, 12) for i in range(1, 13)]
     streamed: list[tuple[int, int | None]] = []
-    run_sync(batch_flow(client, iter(requests), progress=False, on_progress=lambda d, t: streamed.append((d, t))),
-             client._env)
+    client.batch(iter(requests), progress=False, on_progress=lambda d, t: streamed.append((d, t)))
     assert streamed == [(i, None) for i in range(1, 13)]
 
 
