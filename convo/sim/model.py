@@ -51,6 +51,8 @@ from .blocks import (
     tool_id,
 )
 from .request import Turn
+from .extract import summarize_parts
+from .facts import _ROLLING, recall, rolling_summary
 from .servertools import REFUSAL, server_step, wants_server_tool
 from .text import (
     _INTENT,
@@ -60,6 +62,7 @@ from .text import (
     inner_text,
     is_cjk,
     is_continuation,
+    sentences_of,
     split_deltas,
     split_sentences,
     terms,
@@ -71,6 +74,10 @@ __all__ = [
     "Block", "OfflineModel", "Reply", "as_turns", "is_cjk", "is_continuation", "split_deltas", "split_sentences",
     "turn_text",
 ]  # fmt: skip
+
+_ANSWER = re.compile(r'<answer part="[^"]*">\n?(.*?)\n?</answer>', re.DOTALL)
+_DOCUMENT = re.compile(r"<document\b[^>]*>\n?(.*?)\n?</document>", re.DOTALL)
+
 
 class OfflineModel:
     """Deterministic replies for a seed; see the module docstring for what it says.
@@ -104,55 +111,49 @@ class OfflineModel:
         if said:
             return said.group(1)
         if _INTENT.search(last):
-            source = self._source(last, messages)
-            if source:
-                return self.summarize(source, max_tokens)
+            if _ROLLING.search(last):
+                return rolling_summary(last, max_tokens, self._count)
+            parts, instruction, combining = self._source(last, messages)
+            if parts:
+                return self.summarize(parts, max_tokens, instruction=instruction, combining=combining)
         return self._acknowledge(last, messages)
 
-    def _source(self, last: str, messages: Sequence[Turn]) -> str:
-        """The text to summarize: the last message without its instruction, or what came before."""
-        sentences = split_sentences(last)
-        rest = [s for s in sentences if not (_INTENT.search(s) and len(terms(s)) <= 12)]
-        if len(rest) >= 2 or (rest and len(rest[0]) > 200):
-            return "\n".join(rest)
+    def _source(self, last: str, messages: Sequence[Turn]) -> tuple[list[str], str, bool]:
+        """What to summarize: (parts, instruction, combining). The parts are the ``<answer>``
+        blocks of a combining request, the ``<document>`` blocks of a request, the last message
+        without its instruction, or the conversation before it when that is all it holds."""
+        answers = _ANSWER.findall(last)
+        docs = [] if answers else _DOCUMENT.findall(last)
+        if answers or docs:
+            instruction = _DOCUMENT.sub(" ", _ANSWER.sub(" ", last))
+            task = instruction.rsplit("The task:", 1)
+            return [_LABEL.sub("", t) for t in answers or docs], task[-1].strip(), bool(answers)
+        kept, said = [], []
+        for line in last.split("\n"):
+            if not _INTENT.search(line):
+                kept.append(line)
+                continue
+            rest = []
+            for sentence in sentences_of(line):
+                (said if _INTENT.search(sentence) and len(terms(sentence)) <= 12 else rest).append(sentence)
+            kept.append(" ".join(rest))
+        source = "\n".join(kept).strip()
+        if len(split_sentences(source)) >= 2 or len(source) > 200:
+            return [source], " ".join(said), False
         earlier = [turn_text(m) for m in messages[:-1] if m is not messages[-1]]
         if messages and messages[-1].role == "assistant":  # a prefill: skip it and the instruction
             earlier = [turn_text(m) for m in messages[:-2]]
-        text = "\n".join(t for t in earlier if t)
-        return text or "\n".join(rest)
+        text = "\n\n".join(t for t in earlier if t)
+        return ([text] if text else [source] if source else []), " ".join(said), False
 
-    def summarize(self, text: str, max_tokens: int = 1024) -> str:
-        """An extractive summary of ``text`` in its language, fitting ``max_tokens``."""
-        # Summaries of summaries (a map-reduce's combine step) must not repeat the labels.
-        sentences = [s for s in (_LABEL.sub("", x) for x in split_sentences(text)) if s.strip()]
-        zh = is_cjk(text)
-        prefix = "摘要：" if zh else "Summary: "
-        if not sentences:
-            return prefix.strip()
-        per_sentence = [terms(s) for s in sentences]
-        freq = Counter(t for ts in per_sentence for t in ts)
-        top = max(freq.values(), default=1)
-
-        def score(i: int) -> float:
-            ts = per_sentence[i]
-            if not ts:
-                return 0.0
-            return sum(freq[t] / top for t in ts) / math.sqrt(len(ts))
-
-        want = max(1, min(6, round(len(sentences) * 0.3)))
-        budget = max_tokens - self._count(prefix)
-        chosen: list[int] = []
-        used = 0
-        for i in sorted(range(len(sentences)), key=lambda i: (-score(i), i)):
-            if len(chosen) >= want:
-                break
-            cost = self._count(sentences[i])
-            if chosen and used + cost > budget:
-                continue
-            chosen.append(i)
-            used += cost
-        joiner = "" if zh else " "
-        return prefix + joiner.join(sentences[i] for i in sorted(chosen))
+    def summarize(self, text: str | Sequence[str], max_tokens: int = 1024, *, instruction: str = "",
+                  combining: bool = False) -> str:  # fmt: skip
+        """An extractive summary of ``text`` (or of its parts) within ``max_tokens``, headed in
+        the language of the ``instruction`` (else the text's); see :mod:`convo.sim.extract`."""
+        parts = [text] if isinstance(text, str) else list(text)
+        words = re.sub(r"[\W\d_]+", "", instruction)
+        zh = is_cjk(instruction) if words else is_cjk("\n".join(parts))
+        return summarize_parts(parts, max_tokens, self._count, zh=zh, combining=combining)
 
     def _acknowledge(self, last: str, messages: Sequence[Turn]) -> str:
         key = f"{self.seed}\x00{len(messages)}\x00{last}".encode()
@@ -161,7 +162,13 @@ class OfflineModel:
         counts = Counter(words)
         keywords = sorted(dict.fromkeys(words), key=lambda w: -counts[w])[:3]
         turn = sum(1 for m in messages if m.role == "user")
+        history = [turn_text(m) for m in messages[:-1] if m.role == "user"]
+        said, answers = recall(last, history) if history else ("", False)
+        if said and not answers and said.split(" ", 1)[0] in ("Your", "You", "They", "Their"):
+            said = said[0].lower() + said[1:]
         if is_cjk(last):
+            if answers:
+                return f"{said}{rng.choice(['还有什么我可以帮忙的吗？', '接下来想做什么？'])}"
             opener = rng.choice(["好的。", "明白了。", "收到。", "谢谢你的消息。"])
             parts = [opener]
             if keywords:
@@ -169,9 +176,13 @@ class OfflineModel:
             gist = re.sub(r"\s+", "", last)[:40].rstrip("。！？!?.，,")
             if gist:
                 parts.append(f"我的理解是：{gist}。")
+            if said:
+                parts.append(f"我记得：{said}")
             parts.append(f"这是我们对话的第{turn}轮。")
             parts.append(rng.choice(["如果需要更多细节，请告诉我。", "接下来想做什么？", "还有什么我可以帮忙的吗？"]))
             return "".join(parts)
+        if answers:
+            return f"{said} {rng.choice(['Anything else you would like to know?', 'What would you like to do next?'])}"
         opener = rng.choice(["Got it.", "Understood.", "Thanks for the message.", "Sure."])
         parts = [opener]
         if keywords:
@@ -180,6 +191,8 @@ class OfflineModel:
         gist = " ".join(last.split()[:25]).rstrip(".!?,;:")
         if gist:
             parts.append(f'Here is what I took from it: "{gist}".')
+        if said:
+            parts.append(f"I remember that {said}")
         parts.append(f"This is turn {turn} of our conversation.")
         parts.append(
             rng.choice(
