@@ -52,7 +52,7 @@ def normal(text: str) -> str:
 def sentences(summary: str) -> list[str]:
     """A summary's sentences (its heading removed), Latin and CJK."""
     body = re.sub(r"^(?:Summary:|摘要：)\s*", "", summary.strip())
-    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\"“'(*0-9])|(?<=[。！？；…])|\n+", body)
+    parts = re.split(r"(?:(?<=[.!?])|(?<=[.!?][)\"'”’]))\s+(?=[A-Z\"“'(*0-9])|(?<=[。！？；…])|\n+", body)
     return [p.strip() for p in parts if p and p.strip()]
 
 

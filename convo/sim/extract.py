@@ -43,6 +43,8 @@ _BOILER = re.compile(
     r"|copyright|©|all rights reserved|版权所有|保留所有权利",
     re.IGNORECASE,
 )
+_ASIDE = re.compile(r"^\(?(?:(?:new|changed|deprecated|added) (?:in|since) version|see\b)", re.IGNORECASE)
+_BACKREF = re.compile(r"^(?:it|its|this|these|they|their|such|the same)\b", re.IGNORECASE)
 _CJK_WORDISH = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _CLOSE_EN = (".", "!", "?", '"', "'", "”", "’", ")")
 _CLOSE_ZH = ("。", "！", "？", "；", "…", "”", "’", "」", "』", "）", "》")
@@ -94,8 +96,14 @@ def quality(sentence: str, repeated: bool) -> float:
         q *= 0.1
     elif _LABEL.match(sentence):
         q *= 0.6
+    if _ASIDE.match(sentence):
+        q *= 0.1
     if repeated:
         q *= 0.3
+    if sentence[:1].islower():
+        q *= 0.3
+    elif _BACKREF.match(sentence):
+        q *= 0.7
     if sentence.endswith((":", "：")):
         q *= 0.3
     elif not sentence.endswith(_CLOSE_ZH if zh else _CLOSE_EN) and not sentence.endswith(_CLOSE_EN):
@@ -103,6 +111,8 @@ def quality(sentence: str, repeated: bool) -> float:
     size = len(sentence) / 2 if zh else len(sentence.split())
     if size < 4:
         q *= 0.2
+    elif size < 7:
+        q *= 0.7
     elif size > 60:
         q *= 0.6
     return q
@@ -126,6 +136,13 @@ def _paragraphs(lines: list[str]) -> list[str]:
     return out
 
 
+def headed(lines: Sequence[str]) -> bool:
+    """Whether a text (as lines) has headings; without them its sections are its paragraphs."""
+    return any(_HEADING.match(line) for line in lines) or any(
+        _UNDERLINE.match(b) and a.strip() for a, b in zip(lines, lines[1:], strict=False)
+    )
+
+
 def sections(text: str) -> list[list[str]]:
     """The text's sections, each a list of its sentences (headings and code left out)."""
     found: list[list[str]] = [[]]
@@ -138,9 +155,7 @@ def sections(text: str) -> list[list[str]]:
             found[-1].extend(sentences_of(para))
         block.clear()
 
-    headed = any(_HEADING.match(line) for line in lines) or any(
-        _UNDERLINE.match(b) and a.strip() for a, b in zip(lines, lines[1:], strict=False)
-    )
+    has_headings = headed(lines)
     for i, line in enumerate(lines):
         if _FENCE.match(line):
             fenced = not fenced
@@ -156,7 +171,7 @@ def sections(text: str) -> list[list[str]]:
             continue
         if not line.strip():
             flush()
-            if not headed and found[-1]:
+            if not has_headings and found[-1]:
                 found.append([])
             continue
         block.append(line)
@@ -233,7 +248,7 @@ def pick(items: Sequence[Sentence], budget: int, target: int, cost: Callable[[st
             c = costs[s.order]
             if c > left or overlap[s.order] >= 0.6:
                 continue
-            spread = 3.0 if not sections_used[s.section] else (1.0 if sections_used[s.section] < share[s.section] else 0.3)
+            spread = 3.0 if not sections_used[s.section] else (1.0 if sections_used[s.section] < share[s.section] else 0.15)
             if s.part not in parts_used:
                 spread *= 1.5
             value = (rel[s.order] * s.quality + 0.05) * (1 - overlap[s.order]) * spread / c**cheap
@@ -253,29 +268,38 @@ def pick(items: Sequence[Sentence], budget: int, target: int, cost: Callable[[st
                 sim = len(s.terms & best.terms) / len(s.terms | best.terms)
                 if sim > overlap[s.order]:
                     overlap[s.order] = sim
-    return sorted(chosen, key=lambda s: s.order)
+    return chosen
 
 
-def _closed(sentence: str, zh: bool) -> str:
-    """The sentence with an end mark (a list item or a line may have none)."""
-    if sentence.endswith(_CLOSE_ZH) or sentence.endswith(_CLOSE_EN):
+def _closed(sentence: str, last: bool) -> str:
+    """The sentence with an end mark (a list item or a line may have none; a clause that ends a
+    paragraph ends with a full stop, not a semicolon)."""
+    if last and sentence.endswith(("；", ";")):
+        sentence = sentence[:-1]
+    elif sentence.endswith(_CLOSE_ZH) or sentence.endswith(_CLOSE_EN):
         return sentence
     cjk = bool(_CJK_WORDISH.search(sentence[-1:]))
-    return sentence.rstrip(":：,，;") + ("。" if cjk or (zh and cjk) else ".")
+    return sentence.rstrip(":：,，;") + ("。" if cjk else ".")
 
 
-def render(chosen: Sequence[Sentence], prefix: str, zh: bool, *, by_part: bool = False) -> str:
-    """The picked sentences after ``prefix``: a paragraph per section (or per part)."""
-    paragraphs: list[list[str]] = []
+def render(chosen: Sequence[Sentence], prefix: str, *, paragraph: int = 0, by_part: bool = False) -> str:
+    """The picked sentences in the text's order after ``prefix``: a paragraph per section, or
+    (``paragraph`` > 0) paragraphs of at least that many characters, broken between sections
+    (between parts, ``by_part``)."""
+    paragraphs: list[list[Sentence]] = []
     last: int | None = None
-    for s in chosen:
+    size = 0
+    for s in sorted(chosen, key=lambda s: s.order):
         group = s.part if by_part else s.section
-        if group != last:
+        if last is None or (group != last and size >= paragraph):
             paragraphs.append([])
-            last = group
-        paragraphs[-1].append(_closed(s.text, zh))
+            size = 0
+        last = group
+        paragraphs[-1].append(s)
+        size += len(s.text)
     texts = []
-    for para in paragraphs:
+    for group in paragraphs:
+        para = [_closed(s.text, i == len(group) - 1) for i, s in enumerate(group)]
         out = para[0]
         for s in para[1:]:
             glue = "" if out.endswith(_CLOSE_ZH) and _CJK_WORDISH.match(s[:1]) else " "
@@ -296,14 +320,19 @@ def summarize_parts(parts: Sequence[str], max_tokens: int, cost: Callable[[str],
         zh = is_cjk(whole)
     prefix = "摘要：" if zh else "Summary: "
     items = candidates(parts)
-    budget = max_tokens - cost(prefix) - 2 * len(parts)
+    budget = max_tokens - cost(prefix) - 4
     if not items or budget <= 0:
         return prefix.strip()
     total = sum(cost(s.text) for s in items if s.quality > 0.15) or 1
     target = min(budget, max(60, round(total * (0.5 if combining else 0.2))))
-    chosen = pick(items, budget, target, cost, cheap=0.8 if combining else 0.6)
-    text = render(chosen, prefix, zh, by_part=combining)
-    while chosen and cost(text) > max_tokens:  # glue and end marks can add a token or two
-        chosen = chosen[:-1]
-        text = render(chosen, prefix, zh, by_part=combining)
+    chosen = pick(items, budget, target, cost, cheap=1.2 if combining else 0.8)
+    # A paragraph per section under headings; else (and when combining) a few long ones.
+    if combining:
+        paragraph = max(1, sum(len(s.text) for s in chosen) // 8)
+    else:
+        paragraph = 0 if any(headed(p.split("\n")) for p in parts) else 1200
+    text = render(chosen, prefix, paragraph=paragraph, by_part=combining)
+    while chosen and cost(text) > max_tokens:  # paragraph breaks and end marks cost tokens too
+        chosen = chosen[:-1]  # the sentence picked last is worth the least
+        text = render(chosen, prefix, paragraph=paragraph, by_part=combining)
     return text if chosen else prefix.strip()

@@ -53,7 +53,11 @@ _DATE = re.compile(
     r"tonight|yesterday|weekend|next (?:week|month|year))\b|\b\d{1,2}(?:st|nd|rd|th)\b|\b(?:19|20)\d\d\b|\d+月|\d+[日号]|周[一二三四五六日末]",
     re.I,
 )
-_NUMBER = re.compile(r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|dozen|couple)\b|[一二两三四五六七八九十百千万]+", re.I)
+_NUMBER = re.compile(
+    r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|dozen|couple)\b"
+    r"|[零一二两三四五六七八九十百千万]+(?:[个位天年月周日号点元块次岁人千万])",
+    re.I,
+)
 _LIKES = re.compile(
     r"\b(?:love|loves|like|likes|prefer|prefers|enjoy|enjoys|hate|hates|dislike|favou?rite|can't stand|"
     r"not so much|allergic|vegetarian|vegan|rather)\b|喜欢|不喜欢|爱|讨厌|偏好|素食|吃素|不吃|过敏",
@@ -81,6 +85,7 @@ _THIRD = [
     (re.compile(r"\byour\b", re.I), "the assistant's"), (re.compile(r"\byou\b", re.I), "the assistant"),
 ]  # fmt: skip
 _I_VERB = re.compile(r"\bI (\w+(?:'t)?)")
+_INVERTED = frozenset("do am can did may should would could will shall must".split())
 _SAME = frozenset("can can't cannot could couldn't would wouldn't should will won't must might may did didn't had was".split())
 _ZH_THIRD = [("我们", "他们"), ("咱们", "他们"), ("我的", "用户的"), ("我", "用户"), ("你们", "助手"), ("你", "助手")]
 
@@ -108,7 +113,13 @@ def third_person(sentence: str) -> str:
     out = sentence
     for pattern, repl in _THIRD[:6]:
         out = pattern.sub(repl, out)
-    out = _I_VERB.sub(lambda m: "the user " + _verb(m.group(1)), out)
+
+    def subject(m: re.Match[str]) -> str:
+        before = out[: m.start()].split()
+        inverted = bool(before) and before[-1].lower() in _INVERTED  # "should I keep": no -s
+        return "the user " + (m.group(1) if inverted else _verb(m.group(1)))
+
+    out = _I_VERB.sub(subject, out)
     for pattern, repl in _THIRD[6:]:
         out = pattern.sub(repl, out)
     return _capital(out)
@@ -150,7 +161,7 @@ def classify(sentence: str) -> Fact:
         return Fact("rel:" + m.group(1), sentence, 95)
     if _DIET.search(sentence) or re.search(r"\b(?:can't|cannot|can not|doesn't|don't) eat\b|\ballergic\b|素食|吃素|不吃|过敏", low):
         return Fact(low, sentence, 90)
-    asked = low.startswith("the user asked") or _QUESTION.search(sentence)
+    asked = low.startswith("the user asked") or sentence.startswith("用户问") or _QUESTION.search(sentence)
     rank = 0
     if _MONEY.search(sentence):
         rank = 85
@@ -162,10 +173,10 @@ def classify(sentence: str) -> Fact:
         rank = 70
     elif _DECIDES.search(sentence):
         rank = 65
-    elif _PROPER.search(sentence):
+    elif _PROPER.search(sentence) or re.match(r"the user is (?:a|an|the) ", low) or re.search(r"住在|来自|工作|职业|用户是", sentence):
         rank = 50
     if asked:
-        rank = max(20, rank - 45)
+        rank = max(20, rank - 45) if rank else 0
     key = "budget" if "budget" in low and not asked else low
     return Fact(key, sentence, rank)
 
@@ -188,14 +199,22 @@ def facts_of(text: str) -> tuple[Fact, ...]:
             m = re.search(r"我(?:叫|的名字(?:是|叫))([\u4e00-\u9fff]{1,3}?)(?=[，。！？,.!?\s]|$)", s)
             if m:
                 out.append(classify(f"用户的名字是{m.group(1)}。"))
-            f = classify(_ending(third_person(s), True))
+                s = (s[: m.start()] + s[m.end() :]).strip("，, ")
+                s = s if not s or s.startswith(("我", "他", "她", "你")) else "我" + s
+            s = re.sub(r"^(?:你好|您好|嗨|谢谢|好的)[，,！!。\s]*", "", s)
+            said = third_person(s)
+            if _QUESTION.search(s):
+                said = "用户问：" + said
+            f = classify(_ending(said, True))
             if f.rank:
                 out.append(f)
             continue
         intro = _INTRO.match(s)
         if intro and intro.group(1).split()[0] not in _NOT_NAMES:
             out.append(classify(f"The user's name is {intro.group(1)}."))
-            s = _capital(s[intro.end() :])
+            rest = s[intro.end() :]
+            apposition = s[intro.end(1) : intro.end()].strip() == "," and not re.match(r"(?i:i|we|my|our)\b", rest)
+            s = ("I am " + rest) if apposition and rest else _capital(rest)
         canon = []
         for m in _RELATION.finditer(s):
             canon.append(f"The user's {m.group(1).lower()} is {m.group(2)}.")
