@@ -237,7 +237,8 @@ def pick(items: Sequence[Sentence], budget: int, target: int, cost: Callable[[st
     share = {sec: target * n / whole for sec, n in size.items()}
     sections_used: Counter[int] = Counter()
     parts_used: set[int] = set()
-    overlap = dict.fromkeys(costs, 0.0)
+    overlap = dict.fromkeys(costs, 0.0)  # the most like any picked sentence: Jaccard over terms
+    twin = dict.fromkeys(costs, False)  # a near-copy of a picked sentence of its own section
     chosen: list[Sentence] = []
     left = budget
     used = 0
@@ -246,12 +247,13 @@ def pick(items: Sequence[Sentence], budget: int, target: int, cost: Callable[[st
         best, best_value = None, 0.0
         for s in remaining:
             c = costs[s.order]
-            if c > left or overlap[s.order] >= 0.6:
+            if c > left or twin[s.order]:
                 continue
             spread = 3.0 if not sections_used[s.section] else (1.0 if sections_used[s.section] < share[s.section] else 0.15)
             if s.part not in parts_used:
                 spread *= 1.5
-            value = (rel[s.order] * s.quality + 0.05) * (1 - overlap[s.order]) * spread / c**cheap
+            novelty = max(0.2, 1 - overlap[s.order])
+            value = (rel[s.order] * s.quality + 0.05) * novelty * spread / c**cheap
             if value > best_value:
                 best, best_value = s, value
         if best is None:
@@ -268,6 +270,8 @@ def pick(items: Sequence[Sentence], budget: int, target: int, cost: Callable[[st
                 sim = len(s.terms & best.terms) / len(s.terms | best.terms)
                 if sim > overlap[s.order]:
                     overlap[s.order] = sim
+                if sim >= 0.6 and s.section == best.section:
+                    twin[s.order] = True
     return chosen
 
 
@@ -324,7 +328,12 @@ def summarize_parts(parts: Sequence[str], max_tokens: int, cost: Callable[[str],
     if not items or budget <= 0:
         return prefix.strip()
     total = sum(cost(s.text) for s in items if s.quality > 0.15) or 1
-    target = min(budget, max(60, round(total * (0.5 if combining else 0.2))))
+    cheapest: dict[int, int] = {}  # one sentence per section, at least, when the budget allows
+    for s in items:
+        if s.quality >= 0.5:
+            cheapest[s.section] = min(cheapest.get(s.section, budget), cost(s.text))
+    share = round(total * (0.5 if combining else 0.08))
+    target = min(budget, max(60, share, min(sum(cheapest.values()), 3 * share // 2)))
     chosen = pick(items, budget, target, cost, cheap=1.2 if combining else 0.8)
     # A paragraph per section under headings; else (and when combining) a few long ones.
     if combining:
