@@ -239,6 +239,8 @@ def pick(items: Sequence[Sentence], budget: int, target: int, cost: Callable[[st
     parts_used: set[int] = set()
     overlap = dict.fromkeys(costs, 0.0)  # the most like any picked sentence: Jaccard over terms
     twin = dict.fromkeys(costs, False)  # a near-copy of a picked sentence of its own section
+    n_sections = max(s.section for s in pool) + 1
+    far = dict.fromkeys(costs, 1.0)  # distance to the nearest picked section, as a share of all
     chosen: list[Sentence] = []
     left = budget
     used = 0
@@ -253,7 +255,7 @@ def pick(items: Sequence[Sentence], budget: int, target: int, cost: Callable[[st
             if s.part not in parts_used:
                 spread *= 1.5
             novelty = max(0.2, 1 - overlap[s.order])
-            value = (rel[s.order] * s.quality + 0.05) * novelty * spread / c**cheap
+            value = (rel[s.order] * s.quality + 0.05) * novelty * spread * (1 + far[s.order]) / c**cheap
             if value > best_value:
                 best, best_value = s, value
         if best is None:
@@ -272,6 +274,7 @@ def pick(items: Sequence[Sentence], budget: int, target: int, cost: Callable[[st
                     overlap[s.order] = sim
                 if sim >= 0.6 and s.section == best.section:
                     twin[s.order] = True
+            far[s.order] = min(far[s.order], abs(s.section - best.section) / n_sections)
     return chosen
 
 
@@ -333,7 +336,7 @@ def summarize_parts(parts: Sequence[str], max_tokens: int, cost: Callable[[str],
         if s.quality >= 0.5:
             cheapest[s.section] = min(cheapest.get(s.section, budget), cost(s.text))
     share = round(total * (0.5 if combining else 0.08))
-    target = min(budget, max(60, share, min(sum(cheapest.values()), 3 * share // 2)))
+    target = min(budget, max(60, share, min(sum(cheapest.values()), max(150, 3 * share // 2))))
     chosen = pick(items, budget, target, cost, cheap=1.2 if combining else 0.8)
     # A paragraph per section under headings; else (and when combining) a few long ones.
     if combining:
