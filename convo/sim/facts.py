@@ -338,7 +338,8 @@ def recall(last: str, history: Sequence[str]) -> tuple[str, bool]:
     ("", False) when nothing does. Cheap when the history shares no term with the message."""
     question = bool(_QUESTION.search(last))
     wanted = set(terms(last))
-    if not question and not any(wanted & set(terms(h)) for h in history):
+    words = {t for t in wanted if not t.isdigit()}
+    if not question and not any(words.intersection(terms(h)) for h in history):
         return "", False
     facts = [f for f in memory(history) if f.rank and not f.text.startswith("The user asked")]
     if not facts:
