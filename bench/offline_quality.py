@@ -255,17 +255,17 @@ def main() -> None:
         "# Offline model quality: coverage, fact recall, Chinese, repeats", "",
         _machine.machine("anthropic"), "",
         "## Coverage of the demo's summary", "",
-        f"`samples/python-docs.txt` map-reduced as `convo summarize --sim` does it: {cov['chunks']} chunks of at most "
-        f"2,000 tokens, the CLI's instruction, max_tokens 1024. Topics: the sample's distinct headings with prose "
-        f"under them ({cov['topics']}).", "",
+        (f"`samples/python-docs.txt` map-reduced as `convo summarize --sim` does it: {cov['chunks']} chunks of at "
+         f"most 2,000 tokens, the CLI's instruction, max_tokens 1024. Topics: the sample's distinct headings with "
+         f"prose under them ({cov['topics']})."), "",
         "| summary tokens | sentences | found verbatim in the sample | topics covered | coverage | target |",
         "|---:|---:|---:|---:|---:|---:|",
-        f"| {cov['tokens']:,} | {cov['sentences']} | {cov['verbatim']} | {cov['covered']} of {cov['topics']} | "
-        f"{cov['share']:.0%} | >= 40% |", "",
+        (f"| {cov['tokens']:,} | {cov['sentences']} | {cov['verbatim']} | {cov['covered']} of {cov['topics']} | "
+         f"{cov['share']:.0%} | >= 40% |"), "",
         "## Fact recall of rolling summaries", "",
-        "Each chat states its facts, then asks filler questions until those turns are folded into the summary "
-        "(`Summarize(max_summary_tokens=200, keep_last=2)`, budget 1,200, max_tokens 200). Then it asks for the "
-        "user's name.", "",
+        ("Each chat states its facts, then asks filler questions until those turns are folded into the summary "
+         "(`Summarize(max_summary_tokens=200, keep_last=2)`, budget 1,200, max_tokens 200). Then it asks for the "
+         "user's name."), "",
         "| chat | facts stated in folded turns | kept | summary tokens (limit) | missing | reply to \"What is my name?\" |",
         "|---|---:|---:|---:|---|---|",
     ]  # fmt: skip
@@ -273,10 +273,10 @@ def main() -> None:
         lines.append(f"| {c['name']} | {c['stated']} | {c['kept']} | {c['tokens']} ({c['limit']}) | "
                      f"{', '.join(c['missing']) or '-'} | {c['answer']} |")  # fmt: skip
     lines += [f"| **all** | {stated} | {kept} ({kept / stated:.0%}; target >= 90%) | | | |", ""]
-    lines += ["## Chinese", "", "A Chinese instruction (请总结以下文章) on a Chinese text with shell commands, a code "
-              "block and a `Support:` line in every section.", "",
-              "| asked | Chinese heading | all sentences Chinese | punctuated | whole sentences of the text | "
-              "no code/URL | repeats | tokens |", "|---|---|---|---|---|---|---:|---:|"]  # fmt: skip
+    lines += ["## Chinese", "", ("A Chinese instruction (请总结以下文章) on a Chinese text with shell commands, a "
+              "code block and a `Support:` line in every section."), "",
+              ("| asked | Chinese heading | all sentences Chinese | punctuated | whole sentences of the text | "
+               "no code/URL | repeats | tokens |"), "|---|---|---|---|---|---|---:|---:|"]  # fmt: skip
     for r in zh:
         yes = {True: "yes", False: "**no**"}
         lines.append(f"| {r['how']} | {yes[r['heading']]} | {yes[r['chinese']]} | {yes[r['punctuated']]} | "

@@ -15,6 +15,7 @@ tokens. All of it is deterministic: ties go to the earlier sentence.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections import Counter
@@ -139,7 +140,7 @@ def _paragraphs(lines: list[str]) -> list[str]:
 def headed(lines: Sequence[str]) -> bool:
     """Whether a text (as lines) has headings; without them its sections are its paragraphs."""
     return any(_HEADING.match(line) for line in lines) or any(
-        _UNDERLINE.match(b) and a.strip() for a, b in zip(lines, lines[1:], strict=False)
+        _UNDERLINE.match(b) and a.strip() for a, b in itertools.pairwise(lines)
     )
 
 
@@ -270,8 +271,7 @@ def pick(items: Sequence[Sentence], budget: int, target: int, cost: Callable[[st
         for s in remaining:
             if s.terms and best.terms:
                 sim = len(s.terms & best.terms) / len(s.terms | best.terms)
-                if sim > overlap[s.order]:
-                    overlap[s.order] = sim
+                overlap[s.order] = max(overlap[s.order], sim)
                 if sim >= 0.6 and s.section == best.section:
                     twin[s.order] = True
             far[s.order] = min(far[s.order], abs(s.section - best.section) / n_sections)
@@ -305,12 +305,12 @@ def render(chosen: Sequence[Sentence], prefix: str, *, paragraph: int = 0, by_pa
         paragraphs[-1].append(s)
         size += len(s.text)
     texts = []
-    for group in paragraphs:
-        para = [_closed(s.text, i == len(group) - 1) for i, s in enumerate(group)]
+    for members in paragraphs:
+        para = [_closed(m.text, i == len(members) - 1) for i, m in enumerate(members)]
         out = para[0]
-        for s in para[1:]:
-            glue = "" if out.endswith(_CLOSE_ZH) and _CJK_WORDISH.match(s[:1]) else " "
-            out += glue + s
+        for sentence in para[1:]:
+            glue = "" if out.endswith(_CLOSE_ZH) and _CJK_WORDISH.match(sentence[:1]) else " "
+            out += glue + sentence
         texts.append(out)
     return prefix + "\n\n".join(texts)
 

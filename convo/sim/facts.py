@@ -26,7 +26,7 @@ _ROLLING = re.compile(r"^New turns:\s*$", re.MULTILINE)
 _PREVIOUS = re.compile(r"^Summary so far:\n(.*?)(?=\n\nNew turns:\n)", re.MULTILINE | re.DOTALL)
 _SPEAKER = re.compile(r"\n\n(?=(?:User|Assistant): )")
 _NAME = r"([A-Z][a-z]+(?: [A-Z][a-z]+)?)"
-_NOT_NAMES = frozenset("Sure Sorry Happy Glad Not Just Here Back Fine Ready Done Going Looking Trying Planning".split())
+_NOT_NAMES = frozenset(["Sure", "Sorry", "Happy", "Glad", "Not", "Just", "Here", "Back", "Fine", "Ready", "Done", "Going", "Looking", "Trying", "Planning"])
 _INTRO = re.compile(rf"^(?i:my name is|my name's|i am|i'm|call me|this is)\s+{_NAME}\b[,;]?\s*(?:and\s+)?")
 _RELATIONS = (
     "partner|wife|husband|boyfriend|girlfriend|fiancée?|friend|son|daughter|brother|sister|mother|father|mom|"
@@ -41,52 +41,52 @@ _DIET = re.compile(
 _CANT_EAT = re.compile(r"\b(I|we|[A-Z][a-z]+) (?:can't|cannot|can not|don't|do not|doesn't|does not) eat ([^.,;!?]+)")
 _FILLER = re.compile(
     r"^(?:hi|hello|hey|great|thanks|thank you|ok|okay|so|also|oh|well|and|but|by the way|btw|perfect|cool)\b[!,.]*\s*",
-    re.I,
+    re.IGNORECASE,
 )
 _MONEY = re.compile(
     r"[$€£¥]\s?\d|\d[\d,.]*\s?(?:k\b|dollars?|euros?|pounds?|yen|usd|eur|gbp|rmb|yuan)|\bbudget\b|预算|\d+\s*(?:元|块)",
-    re.I,
+    re.IGNORECASE,
 )
 _DATE = re.compile(
     r"\b(?:jan(?:uary)?|feb(?:ruary)?|march|april|may|june|july|aug(?:ust)?|sep(?:tember)?|oct(?:ober)?|"
     r"nov(?:ember)?|dec(?:ember)?|monday|tuesday|wednesday|thursday|friday|saturday|sunday|today|tomorrow|"
     r"tonight|yesterday|weekend|next (?:week|month|year))\b|\b\d{1,2}(?:st|nd|rd|th)\b|\b(?:19|20)\d\d\b|\d+月|\d+[日号]|周[一二三四五六日末]",
-    re.I,
+    re.IGNORECASE,
 )
 _NUMBER = re.compile(
     r"\d|\b(?:one|two|three|four|five|six|seven|eight|nine|ten|twelve|dozen|couple)\b"
     r"|[零一二两三四五六七八九十百千万]+(?:[个位天年月周日号点元块次岁人千万])",
-    re.I,
+    re.IGNORECASE,
 )
 _LIKES = re.compile(
     r"\b(?:love|loves|like|likes|prefer|prefers|enjoy|enjoys|hate|hates|dislike|favou?rite|can't stand|"
     r"not so much|allergic|vegetarian|vegan|rather)\b|喜欢|不喜欢|爱|讨厌|偏好|素食|吃素|不吃|过敏",
-    re.I,
+    re.IGNORECASE,
 )
 _DECIDES = re.compile(
     r"\b(?:let's|we'll|i'll|decided|going to|plan to|planning|want to|we want|i want|would like|'d like|will|chose|"
     r"booked|book)\b|打算|决定|计划|想要|准备",
-    re.I,
+    re.IGNORECASE,
 )
 _PROPER = re.compile(r"(?<=[a-z,;] )[A-Z][a-z]{2,}")
-_ASKS = re.compile(r"^(?:please |(?:can|could|would|will) you (?:please )?)(.+?)[?.!]*$", re.I)
+_ASKS = re.compile(r"^(?:please |(?:can|could|would|will) you (?:please )?)(.+?)[?.!]*$", re.IGNORECASE)
 _QUESTION = re.compile(r"\?\s*$|？\s*$")
 
 _THIRD = [
     (re.compile(r"\bI'm\b|\bI am\b"), "the user is"), (re.compile(r"\bI've\b"), "the user has"),
     (re.compile(r"\bI'd\b"), "the user would"), (re.compile(r"\bI'll\b"), "the user will"),
-    (re.compile(r"\bI was\b"), "the user was"), (re.compile(r"\blet's\b", re.I), "they decided to"),
-    (re.compile(r"\bwe're\b|\bwe are\b", re.I), "they are"), (re.compile(r"\bwe've\b", re.I), "they have"),
-    (re.compile(r"\bwe'd\b", re.I), "they would"), (re.compile(r"\bwe'll\b", re.I), "they will"),
-    (re.compile(r"\bmy\b", re.I), "the user's"), (re.compile(r"\bmine\b", re.I), "the user's"),
-    (re.compile(r"\bmyself\b", re.I), "themself"), (re.compile(r"\bme\b", re.I), "the user"),
-    (re.compile(r"\bour\b", re.I), "their"), (re.compile(r"\bours\b", re.I), "theirs"),
-    (re.compile(r"\bus\b", re.I), "them"), (re.compile(r"\bwe\b", re.I), "they"),
-    (re.compile(r"\byour\b", re.I), "the assistant's"), (re.compile(r"\byou\b", re.I), "the assistant"),
+    (re.compile(r"\bI was\b"), "the user was"), (re.compile(r"\blet's\b", re.IGNORECASE), "they decided to"),
+    (re.compile(r"\bwe're\b|\bwe are\b", re.IGNORECASE), "they are"), (re.compile(r"\bwe've\b", re.IGNORECASE), "they have"),
+    (re.compile(r"\bwe'd\b", re.IGNORECASE), "they would"), (re.compile(r"\bwe'll\b", re.IGNORECASE), "they will"),
+    (re.compile(r"\bmy\b", re.IGNORECASE), "the user's"), (re.compile(r"\bmine\b", re.IGNORECASE), "the user's"),
+    (re.compile(r"\bmyself\b", re.IGNORECASE), "themself"), (re.compile(r"\bme\b", re.IGNORECASE), "the user"),
+    (re.compile(r"\bour\b", re.IGNORECASE), "their"), (re.compile(r"\bours\b", re.IGNORECASE), "theirs"),
+    (re.compile(r"\bus\b", re.IGNORECASE), "them"), (re.compile(r"\bwe\b", re.IGNORECASE), "they"),
+    (re.compile(r"\byour\b", re.IGNORECASE), "the assistant's"), (re.compile(r"\byou\b", re.IGNORECASE), "the assistant"),
 ]  # fmt: skip
 _I_VERB = re.compile(r"\bI (\w+(?:'t)?)")
-_INVERTED = frozenset("do am can did may should would could will shall must".split())
-_SAME = frozenset("can can't cannot could couldn't would wouldn't should will won't must might may did didn't had was".split())
+_INVERTED = frozenset(["do", "am", "can", "did", "may", "should", "would", "could", "will", "shall", "must"])
+_SAME = frozenset(["can", "can't", "cannot", "could", "couldn't", "would", "wouldn't", "should", "will", "won't", "must", "might", "may", "did", "didn't", "had", "was"])
 _ZH_THIRD = [("我们", "他们"), ("咱们", "他们"), ("我的", "用户的"), ("我", "用户"), ("你们", "助手"), ("你", "助手")]
 
 
@@ -298,16 +298,16 @@ def _fit(text: str, max_tokens: int, cost: Callable[[str], int]) -> str:
 # -- recall --------------------------------------------------------------------------------------
 
 _SECOND = [
-    (re.compile(r"\bthe user's\b", re.I), "your"), (re.compile(r"\bthe user is\b", re.I), "you are"),
-    (re.compile(r"\bthe user has\b", re.I), "you have"), (re.compile(r"\bthe user was\b", re.I), "you were"),
-    (re.compile(r"\bthe user (\w+)s\b", re.I), r"you \1"), (re.compile(r"\bthe user\b", re.I), "you"),
-    (re.compile(r"\bthey are\b", re.I), "you are"), (re.compile(r"\bthey\b", re.I), "you"),
-    (re.compile(r"\btheir\b", re.I), "your"), (re.compile(r"\bthem\b", re.I), "you"),
-    (re.compile(r"\bthemself\b", re.I), "yourself"),
+    (re.compile(r"\bthe user's\b", re.IGNORECASE), "your"), (re.compile(r"\bthe user is\b", re.IGNORECASE), "you are"),
+    (re.compile(r"\bthe user has\b", re.IGNORECASE), "you have"), (re.compile(r"\bthe user was\b", re.IGNORECASE), "you were"),
+    (re.compile(r"\bthe user (\w+)s\b", re.IGNORECASE), r"you \1"), (re.compile(r"\bthe user\b", re.IGNORECASE), "you"),
+    (re.compile(r"\bthey are\b", re.IGNORECASE), "you are"), (re.compile(r"\bthey\b", re.IGNORECASE), "you"),
+    (re.compile(r"\btheir\b", re.IGNORECASE), "your"), (re.compile(r"\bthem\b", re.IGNORECASE), "you"),
+    (re.compile(r"\bthemself\b", re.IGNORECASE), "yourself"),
 ]  # fmt: skip
-_ASK_NAME = re.compile(r"\bwhat(?:'s| is) my name\b|\bwho am i\b|\b(?:know|remember|recall) my name\b|我叫什么|我的名字", re.I)
-_ASK_RELATION = re.compile(rf"\bmy ({_RELATIONS})(?:'s name)?\b", re.I)
-_ABOUT_ME = re.compile(r"\b(?:my|i|me|we|our|us|remember|recall|earlier|before)\b|我", re.I)
+_ASK_NAME = re.compile(r"\bwhat(?:'s| is) my name\b|\bwho am i\b|\b(?:know|remember|recall) my name\b|我叫什么|我的名字", re.IGNORECASE)
+_ASK_RELATION = re.compile(rf"\bmy ({_RELATIONS})(?:'s name)?\b", re.IGNORECASE)
+_ABOUT_ME = re.compile(r"\b(?:my|i|me|we|our|us|remember|recall|earlier|before)\b|我", re.IGNORECASE)
 _HEADER = "[Summary of the earlier conversation]"
 
 
@@ -348,7 +348,7 @@ def recall(last: str, history: Sequence[str]) -> tuple[str, bool]:
         named = [f for f in facts if f.key == "name"]
         if named:
             return second_person(named[-1].text), True
-    relation = _ASK_RELATION.search(last) if question and re.search(r"\b(?:who|name|called)\b", last, re.I) else None
+    relation = _ASK_RELATION.search(last) if question and re.search(r"\b(?:who|name|called)\b", last, re.IGNORECASE) else None
     if relation:
         known = [f for f in facts if f.key == "rel:" + relation.group(1).lower()]
         if known:

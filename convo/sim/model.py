@@ -32,7 +32,6 @@ or a few characters at a time for CJK.
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import zlib
@@ -50,9 +49,9 @@ from .blocks import (
     thinking_signature,
     tool_id,
 )
-from .request import Turn
 from .extract import summarize_parts
 from .facts import _ROLLING, recall, rolling_summary
+from .request import Turn
 from .servertools import REFUSAL, server_step, wants_server_tool
 from .text import (
     _INTENT,
@@ -128,12 +127,13 @@ class OfflineModel:
             instruction = _DOCUMENT.sub(" ", _ANSWER.sub(" ", last))
             task = instruction.rsplit("The task:", 1)
             return [_LABEL.sub("", t) for t in answers or docs], task[-1].strip(), bool(answers)
-        kept, said = [], []
+        kept: list[str] = []
+        said: list[str] = []
         for line in last.split("\n"):
             if not _INTENT.search(line):
                 kept.append(line)
                 continue
-            rest = []
+            rest: list[str] = []
             for sentence in sentences_of(line):
                 (said if _INTENT.search(sentence) and len(terms(sentence)) <= 12 else rest).append(sentence)
             kept.append(" ".join(rest))

@@ -50,7 +50,7 @@ _LABEL = re.compile(r"^\s*(?:Summary:|摘要：)\s*")
 
 #: Where a sentence ends: CJK marks (no space needed), or Latin marks before a space.
 _END = re.compile(r"[。！？；…]+[”’」』）》\"')]*\s*|[!?！？]+[\"'”’)\]]*\s+|\.+[\"'”’)\]]*\s+")
-_ABBREV = frozenset("e.g i.e etc vs cf mr mrs ms dr st no fig al approx resp".split())
+_ABBREV = frozenset(["e.g", "i.e", "etc", "vs", "cf", "mr", "mrs", "ms", "dr", "st", "no", "fig", "al", "approx", "resp"])
 
 
 def sentences_of(line: str) -> list[str]:
