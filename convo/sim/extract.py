@@ -103,6 +103,8 @@ def quality(sentence: str, repeated: bool) -> float:
         q *= 0.3
     if sentence[:1].islower():
         q *= 0.3
+    elif sentence[:1] in "(（[":  # an aside
+        q *= 0.5
     elif _BACKREF.match(sentence):
         q *= 0.7
     if sentence.endswith((":", "：")):
