@@ -1,10 +1,15 @@
 """The offline model: a deterministic, useful stand-in for Claude.
 
 * Asked to summarize or analyze a text (summarize, summary, analyze, tl;dr, 总结, 摘要, 概括,
-  分析 …), it answers with an extractive summary: the most salient sentences of that text by a
-  word-frequency score, in their original order, within ``max_tokens``, in the text's language
-  (English or Chinese; CJK is detected). The text is the rest of the last user message, or the
-  earlier conversation when the message is only the instruction.
+  分析 …), it answers with an extractive summary that covers the text's sections in proportion,
+  prose before code and boilerplate, no sentence twice, in the text's order, within
+  ``max_tokens`` (:mod:`convo.sim.extract`), headed in the instruction's language (else the
+  text's). The text is the ``<document>`` blocks of the last user message, or the rest of it, or
+  the earlier conversation when the message is only the instruction; a map-reduce's combining
+  request (``<answer part="k">`` blocks) is merged the same way, across its parts.
+* Asked for a rolling summary (convo's ``Summarize``: "Summary so far:" / "New turns:"), it
+  keeps the names, numbers, dates, preferences and decisions of the user's turns as short
+  factual sentences (:mod:`convo.sim.facts`).
 * Asked to ``say "…"`` (or ``reply with "…"`` / ``repeat "…"``), it says exactly that.
 * Given ``tools``, it calls one when ``tool_choice`` forces it or the last user message names
   it ("use get_weather for Paris"): a short text block, then ``tool_use`` blocks (see
@@ -21,8 +26,10 @@
   names or asks for ("search the web for ..."), it runs one step: a ``server_tool_use`` block
   and the tool's result block, then its answer. A paused turn (``pause_turn``) sent back as the
   final assistant message is continued with the answer.
-* Otherwise it acknowledges the last message: its key words and a short paraphrase, with the
-  wording picked by a generator seeded from ``seed`` and the conversation.
+* Otherwise it acknowledges the last message: its key words, a short paraphrase and what the
+  conversation said that bears on it ("What is my name?" is answered from the history, a
+  rolling summary included), with the wording picked by a generator seeded from ``seed`` and
+  the conversation.
 
 The reply is cut at the first stop sequence and at ``max_tokens`` (counted with the
 simulator's tokenizer, over thinking, text and tool input alike), and split into deltas: a word at a time,
@@ -55,15 +62,14 @@ from .request import Turn
 from .servertools import REFUSAL, server_step, wants_server_tool
 from .text import (
     _INTENT,
-    _LABEL,
     _SAY,
     as_turns,
     inner_text,
     is_cjk,
     is_continuation,
-    sentences_of,
     split_deltas,
     split_sentences,
+    summary_source,
     terms,
     turn_text,
 )
@@ -73,10 +79,6 @@ __all__ = [
     "Block", "OfflineModel", "Reply", "as_turns", "is_cjk", "is_continuation", "split_deltas", "split_sentences",
     "turn_text",
 ]  # fmt: skip
-
-_ANSWER = re.compile(r'<answer part="[^"]*">\n?(.*?)\n?</answer>', re.DOTALL)
-_DOCUMENT = re.compile(r"<document\b[^>]*>\n?(.*?)\n?</document>", re.DOTALL)
-
 
 class OfflineModel:
     """Deterministic replies for a seed; see the module docstring for what it says.
@@ -112,39 +114,11 @@ class OfflineModel:
         if _INTENT.search(last):
             if _ROLLING.search(last):
                 return rolling_summary(last, max_tokens, self._count)
-            parts, instruction, combining = self._source(last, messages)
+            earlier = messages[:-2] if messages and messages[-1].role == "assistant" else messages[:-1]
+            parts, instruction, combining = summary_source(last, [turn_text(m) for m in earlier])
             if parts:
                 return self.summarize(parts, max_tokens, instruction=instruction, combining=combining)
         return self._acknowledge(last, messages)
-
-    def _source(self, last: str, messages: Sequence[Turn]) -> tuple[list[str], str, bool]:
-        """What to summarize: (parts, instruction, combining). The parts are the ``<answer>``
-        blocks of a combining request, the ``<document>`` blocks of a request, the last message
-        without its instruction, or the conversation before it when that is all it holds."""
-        answers = _ANSWER.findall(last)
-        docs = [] if answers else _DOCUMENT.findall(last)
-        if answers or docs:
-            instruction = _DOCUMENT.sub(" ", _ANSWER.sub(" ", last))
-            task = instruction.rsplit("The task:", 1)
-            return [_LABEL.sub("", t) for t in answers or docs], task[-1].strip(), bool(answers)
-        kept: list[str] = []
-        said: list[str] = []
-        for line in last.split("\n"):
-            if not _INTENT.search(line):
-                kept.append(line)
-                continue
-            rest: list[str] = []
-            for sentence in sentences_of(line):
-                (said if _INTENT.search(sentence) and len(terms(sentence)) <= 12 else rest).append(sentence)
-            kept.append(" ".join(rest))
-        source = "\n".join(kept).strip()
-        if len(split_sentences(source)) >= 2 or len(source) > 200:
-            return [source], " ".join(said), False
-        earlier = [turn_text(m) for m in messages[:-1] if m is not messages[-1]]
-        if messages and messages[-1].role == "assistant":  # a prefill: skip it and the instruction
-            earlier = [turn_text(m) for m in messages[:-2]]
-        text = "\n\n".join(t for t in earlier if t)
-        return ([text] if text else [source] if source else []), " ".join(said), False
 
     def summarize(self, text: str | Sequence[str], max_tokens: int = 1024, *, instruction: str = "",
                   combining: bool = False) -> str:  # fmt: skip

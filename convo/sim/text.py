@@ -11,8 +11,8 @@ from typing import Any
 from .request import Turn
 
 __all__ = [
-    "as_turns", "inner_text", "is_cjk", "is_continuation", "sentences_of", "split_deltas", "split_sentences", "terms",
-    "turn_text",
+    "as_turns", "inner_text", "is_cjk", "is_continuation", "sentences_of", "split_deltas", "split_sentences",
+    "summary_source", "terms", "turn_text",
 ]  # fmt: skip
 
 _CJK_CHARS = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
@@ -137,3 +137,35 @@ def is_continuation(turns: Sequence[Turn]) -> bool:
         return False
     last = turns[-1]
     return not last.tool_result_ids() and bool(_CONTINUE.search(last.text)) and bool(turns[-2].text)
+
+
+_ANSWER = re.compile(r'<answer part="[^"]*">\n?(.*?)\n?</answer>', re.DOTALL)
+_DOCUMENT = re.compile(r"<document\b[^>]*>\n?(.*?)\n?</document>", re.DOTALL)
+
+
+def summary_source(last: str, earlier: Sequence[str]) -> tuple[list[str], str, bool]:
+    """What a request asks to summarize: (parts, instruction, combining). The parts are the
+    ``<answer>`` blocks of a combining request (their ``Summary:`` labels dropped), the
+    ``<document>`` blocks of the message ``last``, the message without its instruction, or the
+    ``earlier`` turns' text when the message is only the instruction."""
+    answers = _ANSWER.findall(last)
+    docs = [] if answers else _DOCUMENT.findall(last)
+    if answers or docs:
+        instruction = _DOCUMENT.sub(" ", _ANSWER.sub(" ", last))
+        task = instruction.rsplit("The task:", 1)
+        return [_LABEL.sub("", t) for t in answers or docs], task[-1].strip(), bool(answers)
+    kept: list[str] = []
+    said: list[str] = []
+    for line in last.split("\n"):
+        if not _INTENT.search(line):
+            kept.append(line)
+            continue
+        rest: list[str] = []
+        for sentence in sentences_of(line):
+            (said if _INTENT.search(sentence) and len(terms(sentence)) <= 12 else rest).append(sentence)
+        kept.append(" ".join(rest))
+    source = "\n".join(kept).strip()
+    if len(split_sentences(source)) >= 2 or len(source) > 200:
+        return [source], " ".join(said), False
+    text = "\n\n".join(t for t in earlier if t)
+    return ([text] if text else [source] if source else []), " ".join(said), False
