@@ -304,3 +304,12 @@ def test_chinese_name_question_is_answered_in_chinese():
         {"role": "user", "content": "我叫什么名字？"},
     ]
     assert model.compose(history).startswith("你的名字是李明。")
+
+
+def test_a_short_text_gets_a_shorter_summary_and_the_text_after_the_colon_counts():
+    model = OfflineModel(seed=0)
+    text = "今天天气很好。我们去公园散步吧！公园里有很多人在跑步。晚上我们吃了火锅。"
+    reply = model.reply([{"role": "user", "content": "总结一下：" + text}], max_tokens=200).text
+    said = body(reply)
+    assert reply.startswith("摘要：") and 1 <= len(said) < 4
+    assert all(s in text for s in said)

@@ -338,7 +338,8 @@ def summarize_parts(parts: Sequence[str], max_tokens: int, cost: Callable[[str],
         if s.quality >= 0.5:
             cheapest[s.section] = min(cheapest.get(s.section, budget), cost(s.text))
     share = round(total * (0.5 if combining else 0.08))
-    target = min(budget, max(60, share, min(sum(cheapest.values()), max(150, 3 * share // 2))))
+    half = total if combining else max(1, total // 2)  # a summary is shorter than its text
+    target = min(budget, max(min(60, half), share, min(sum(cheapest.values()), max(150, 3 * share // 2), half)))
     chosen = pick(items, budget, target, cost, cheap=1.2 if combining else 0.8)
     # A paragraph per section under headings; else (and when combining) a few long ones.
     if combining:

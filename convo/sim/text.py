@@ -143,6 +143,12 @@ _ANSWER = re.compile(r'<answer part="[^"]*">\n?(.*?)\n?</answer>', re.DOTALL)
 _DOCUMENT = re.compile(r"<document\b[^>]*>\n?(.*?)\n?</document>", re.DOTALL)
 
 
+def _at_colon(sentence: str) -> tuple[str, str, str]:
+    """An instruction sentence cut after its first colon ("总结一下：今天…" holds text too)."""
+    m = re.search(r"[:：]", sentence)
+    return (sentence[: m.start()], m.group(), sentence[m.end() :]) if m else (sentence, "", "")
+
+
 def summary_source(last: str, earlier: Sequence[str]) -> tuple[list[str], str, bool]:
     """What a request asks to summarize: (parts, instruction, combining). The parts are the
     ``<answer>`` blocks of a combining request (their ``Summary:`` labels dropped), the
@@ -162,7 +168,13 @@ def summary_source(last: str, earlier: Sequence[str]) -> tuple[list[str], str, b
             continue
         rest: list[str] = []
         for sentence in sentences_of(line):
-            (said if _INTENT.search(sentence) and len(terms(sentence)) <= 12 else rest).append(sentence)
+            if not (_INTENT.search(sentence) and len(terms(sentence)) <= 12):
+                rest.append(sentence)
+                continue
+            ask, colon, after = _at_colon(sentence)
+            said.append(ask + colon)
+            if after.strip() and not _INTENT.search(after):
+                rest.append(after.strip())
         kept.append(" ".join(rest))
     source = "\n".join(kept).strip()
     if len(split_sentences(source)) >= 2 or len(source) > 200:
