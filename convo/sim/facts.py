@@ -333,11 +333,12 @@ def memory(history: Sequence[str]) -> list[Fact]:
     return facts
 
 
-def recall(last: str, history: Sequence[str]) -> tuple[str, bool]:
+def recall(last: str, history: Sequence[str], words: Sequence[str] | None = None) -> tuple[str, bool]:
     """What the conversation says that answers or bears on ``last``: (sentence, is an answer).
-    ("", False) when nothing does. Cheap when the history shares no term with the message."""
+    ("", False) when nothing does. Cheap when the history shares no term with the message.
+    ``words`` are the message's :func:`terms`, when the caller has them."""
     question = bool(_QUESTION.search(last))
-    wanted = set(terms(last))
+    wanted = set(terms(last) if words is None else words)
     words = {t for t in wanted if not t.isdigit()}
     if not question and not any(words.intersection(terms(h)) for h in history):
         return "", False

@@ -137,7 +137,7 @@ class OfflineModel:
         keywords = sorted(dict.fromkeys(words), key=lambda w: -counts[w])[:3]
         turn = sum(1 for m in messages if m.role == "user")
         history = [turn_text(m) for m in messages[:-1] if m.role == "user"]
-        said, answers = recall(last, history) if history else ("", False)
+        said, answers = recall(last, history, words) if history else ("", False)
         if said and not answers and said.split(" ", 1)[0] in ("Your", "You", "They", "Their"):
             said = said[0].lower() + said[1:]
         if is_cjk(last):
