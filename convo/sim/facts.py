@@ -339,8 +339,8 @@ def recall(last: str, history: Sequence[str], words: Sequence[str] | None = None
     ``words`` are the message's :func:`terms`, when the caller has them."""
     question = bool(_QUESTION.search(last))
     wanted = set(terms(last) if words is None else words)
-    named = {t for t in wanted if not t.isdigit()}
-    if not question and not any(named.intersection(terms(h)) for h in history):
+    lettered = {t for t in wanted if not t.isdigit()}
+    if not question and not any(lettered.intersection(terms(h)) for h in history):
         return "", False
     facts = [f for f in memory(history) if f.rank and not f.text.startswith("The user asked")]
     if not facts:
