@@ -1,10 +1,15 @@
 """The offline model: a deterministic, useful stand-in for Claude.
 
 * Asked to summarize or analyze a text (summarize, summary, analyze, tl;dr, 总结, 摘要, 概括,
-  分析 …), it answers with an extractive summary: the most salient sentences of that text by a
-  word-frequency score, in their original order, within ``max_tokens``, in the text's language
-  (English or Chinese; CJK is detected). The text is the rest of the last user message, or the
-  earlier conversation when the message is only the instruction.
+  分析 …), it answers with an extractive summary that covers the text's sections in proportion,
+  prose before code and boilerplate, no sentence twice, in the text's order, within
+  ``max_tokens`` (:mod:`convo.sim.extract`), headed in the instruction's language (else the
+  text's). The text is the ``<document>`` blocks of the last user message, or the rest of it, or
+  the earlier conversation when the message is only the instruction; a map-reduce's combining
+  request (``<answer part="k">`` blocks) is merged the same way, across its parts.
+* Asked for a rolling summary (convo's ``Summarize``: "Summary so far:" / "New turns:"), it
+  keeps the names, numbers, dates, preferences and decisions of the user's turns as short
+  factual sentences (:mod:`convo.sim.facts`).
 * Asked to ``say "…"`` (or ``reply with "…"`` / ``repeat "…"``), it says exactly that.
 * Given ``tools``, it calls one when ``tool_choice`` forces it or the last user message names
   it ("use get_weather for Paris"): a short text block, then ``tool_use`` blocks (see
@@ -21,8 +26,10 @@
   names or asks for ("search the web for ..."), it runs one step: a ``server_tool_use`` block
   and the tool's result block, then its answer. A paused turn (``pause_turn``) sent back as the
   final assistant message is continued with the answer.
-* Otherwise it acknowledges the last message: its key words and a short paraphrase, with the
-  wording picked by a generator seeded from ``seed`` and the conversation.
+* Otherwise it acknowledges the last message: its key words, a short paraphrase and what the
+  conversation said that bears on it ("What is my name?" is answered from the history, a
+  rolling summary included), with the wording picked by a generator seeded from ``seed`` and
+  the conversation.
 
 The reply is cut at the first stop sequence and at ``max_tokens`` (counted with the
 simulator's tokenizer, over thinking, text and tool input alike), and split into deltas: a word at a time,
@@ -32,7 +39,6 @@ or a few characters at a time for CJK.
 from __future__ import annotations
 
 import json
-import math
 import random
 import re
 import zlib
@@ -50,11 +56,12 @@ from .blocks import (
     thinking_signature,
     tool_id,
 )
+from .extract import summarize_parts
+from .facts import _ROLLING, recall, rolling_summary
 from .request import Turn
 from .servertools import REFUSAL, server_step, wants_server_tool
 from .text import (
     _INTENT,
-    _LABEL,
     _SAY,
     as_turns,
     inner_text,
@@ -62,6 +69,7 @@ from .text import (
     is_continuation,
     split_deltas,
     split_sentences,
+    summary_source,
     terms,
     turn_text,
 )
@@ -104,55 +112,22 @@ class OfflineModel:
         if said:
             return said.group(1)
         if _INTENT.search(last):
-            source = self._source(last, messages)
-            if source:
-                return self.summarize(source, max_tokens)
+            if _ROLLING.search(last):
+                return rolling_summary(last, max_tokens, self._count)
+            earlier = messages[:-2] if messages and messages[-1].role == "assistant" else messages[:-1]
+            parts, instruction, combining = summary_source(last, [turn_text(m) for m in earlier])
+            if parts:
+                return self.summarize(parts, max_tokens, instruction=instruction, combining=combining)
         return self._acknowledge(last, messages)
 
-    def _source(self, last: str, messages: Sequence[Turn]) -> str:
-        """The text to summarize: the last message without its instruction, or what came before."""
-        sentences = split_sentences(last)
-        rest = [s for s in sentences if not (_INTENT.search(s) and len(terms(s)) <= 12)]
-        if len(rest) >= 2 or (rest and len(rest[0]) > 200):
-            return "\n".join(rest)
-        earlier = [turn_text(m) for m in messages[:-1] if m is not messages[-1]]
-        if messages and messages[-1].role == "assistant":  # a prefill: skip it and the instruction
-            earlier = [turn_text(m) for m in messages[:-2]]
-        text = "\n".join(t for t in earlier if t)
-        return text or "\n".join(rest)
-
-    def summarize(self, text: str, max_tokens: int = 1024) -> str:
-        """An extractive summary of ``text`` in its language, fitting ``max_tokens``."""
-        # Summaries of summaries (a map-reduce's combine step) must not repeat the labels.
-        sentences = [s for s in (_LABEL.sub("", x) for x in split_sentences(text)) if s.strip()]
-        zh = is_cjk(text)
-        prefix = "摘要：" if zh else "Summary: "
-        if not sentences:
-            return prefix.strip()
-        per_sentence = [terms(s) for s in sentences]
-        freq = Counter(t for ts in per_sentence for t in ts)
-        top = max(freq.values(), default=1)
-
-        def score(i: int) -> float:
-            ts = per_sentence[i]
-            if not ts:
-                return 0.0
-            return sum(freq[t] / top for t in ts) / math.sqrt(len(ts))
-
-        want = max(1, min(6, round(len(sentences) * 0.3)))
-        budget = max_tokens - self._count(prefix)
-        chosen: list[int] = []
-        used = 0
-        for i in sorted(range(len(sentences)), key=lambda i: (-score(i), i)):
-            if len(chosen) >= want:
-                break
-            cost = self._count(sentences[i])
-            if chosen and used + cost > budget:
-                continue
-            chosen.append(i)
-            used += cost
-        joiner = "" if zh else " "
-        return prefix + joiner.join(sentences[i] for i in sorted(chosen))
+    def summarize(self, text: str | Sequence[str], max_tokens: int = 1024, *, instruction: str = "",
+                  combining: bool = False) -> str:  # fmt: skip
+        """An extractive summary of ``text`` (or of its parts) within ``max_tokens``, headed in
+        the language of the ``instruction`` (else the text's); see :mod:`convo.sim.extract`."""
+        parts = [text] if isinstance(text, str) else list(text)
+        words = re.sub(r"[\W\d_]+", "", instruction)
+        zh = is_cjk(instruction) if words else is_cjk("\n".join(parts))
+        return summarize_parts(parts, max_tokens, self._count, zh=zh, combining=combining)
 
     def _acknowledge(self, last: str, messages: Sequence[Turn]) -> str:
         key = f"{self.seed}\x00{len(messages)}\x00{last}".encode()
@@ -161,7 +136,13 @@ class OfflineModel:
         counts = Counter(words)
         keywords = sorted(dict.fromkeys(words), key=lambda w: -counts[w])[:3]
         turn = sum(1 for m in messages if m.role == "user")
+        history = [turn_text(m) for m in messages[:-1] if m.role == "user"]
+        said, answers = recall(last, history, words) if history else ("", False)
+        if said and not answers and said.split(" ", 1)[0] in ("Your", "You", "They", "Their"):
+            said = said[0].lower() + said[1:]
         if is_cjk(last):
+            if answers:
+                return f"{said}{rng.choice(['还有什么我可以帮忙的吗？', '接下来想做什么？'])}"
             opener = rng.choice(["好的。", "明白了。", "收到。", "谢谢你的消息。"])
             parts = [opener]
             if keywords:
@@ -169,9 +150,13 @@ class OfflineModel:
             gist = re.sub(r"\s+", "", last)[:40].rstrip("。！？!?.，,")
             if gist:
                 parts.append(f"我的理解是：{gist}。")
+            if said:
+                parts.append(f"我记得：{said}")
             parts.append(f"这是我们对话的第{turn}轮。")
             parts.append(rng.choice(["如果需要更多细节，请告诉我。", "接下来想做什么？", "还有什么我可以帮忙的吗？"]))
             return "".join(parts)
+        if answers:
+            return f"{said} {rng.choice(['Anything else you would like to know?', 'What would you like to do next?'])}"
         opener = rng.choice(["Got it.", "Understood.", "Thanks for the message.", "Sure."])
         parts = [opener]
         if keywords:
@@ -180,6 +165,8 @@ class OfflineModel:
         gist = " ".join(last.split()[:25]).rstrip(".!?,;:")
         if gist:
             parts.append(f'Here is what I took from it: "{gist}".')
+        if said:
+            parts.append(f"I remember that {said}")
         parts.append(f"This is turn {turn} of our conversation.")
         parts.append(
             rng.choice(

@@ -11,14 +11,14 @@ from typing import Any
 from .request import Turn
 
 __all__ = [
-    "as_turns", "inner_text", "is_cjk", "is_continuation", "split_deltas", "split_sentences", "terms", "turn_text",
+    "as_turns", "inner_text", "is_cjk", "is_continuation", "sentences_of", "split_deltas", "split_sentences",
+    "summary_source", "terms", "turn_text",
 ]  # fmt: skip
 
 _CJK_CHARS = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef"
 _CJK = re.compile(f"[{_CJK_CHARS}]")
 _HAN = re.compile("[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _PIECE = re.compile(f"[{_CJK_CHARS}]{{1,3}}[^\\S\\n]*|[^\\s{_CJK_CHARS}]+\\s*|\\s+")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[。！？；])|\n+")
 _WORD = re.compile(r"[a-z0-9][a-z0-9'\-]*")
 _INTENT = re.compile(
     r"\b(?:summar(?:y|ies|ize|ized|izing|ise|ised|ising)|analy[sz]e|analysis|tl;?dr)\b|总结|摘要|概括|概述|归纳|分析",
@@ -48,8 +48,37 @@ def split_deltas(text: str) -> list[str]:
 _LABEL = re.compile(r"^\s*(?:Summary:|摘要：)\s*")
 
 
+#: Where a sentence ends: CJK marks (no space needed), or Latin marks before a space.
+_END = re.compile(r"[。！？；…]+[”’」』）》\"')]*\s*|[!?！？]+[\"'”’)\]]*\s+|\.+[\"'”’)\]]*\s+")
+_ABBREV = frozenset(["e.g", "i.e", "etc", "vs", "cf", "mr", "mrs", "ms", "dr", "st", "no", "fig", "al", "approx", "resp"])
+
+
+def sentences_of(line: str) -> list[str]:
+    """The sentences of one line of text, each with its end mark; never split inside a word,
+    after an abbreviation (``e.g.``, ``Dr.``) or an initial, or before a lower-case word."""
+    out: list[str] = []
+    start = 0
+    for m in _END.finditer(line):
+        end = m.end()
+        if m.group().startswith("."):
+            before = line[start : m.start()].rsplit(None, 1)
+            word = before[-1].lower().lstrip("(\"'“‘") if before else ""
+            following = line[end : end + 1]
+            if word in _ABBREV or (len(word) == 1 and word.isalpha()) or following.islower():
+                continue
+        piece = line[start:end].strip()
+        if piece:
+            out.append(piece)
+        start = end
+    rest = line[start:].strip()
+    if rest:
+        out.append(rest)
+    return out
+
+
 def split_sentences(text: str) -> list[str]:
-    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+    """Sentences, line by line (a line break always ends one)."""
+    return [s for line in text.split("\n") for s in sentences_of(line)]
 
 
 def terms(sentence: str) -> list[str]:
@@ -108,3 +137,47 @@ def is_continuation(turns: Sequence[Turn]) -> bool:
         return False
     last = turns[-1]
     return not last.tool_result_ids() and bool(_CONTINUE.search(last.text)) and bool(turns[-2].text)
+
+
+_ANSWER = re.compile(r'<answer part="[^"]*">\n?(.*?)\n?</answer>', re.DOTALL)
+_DOCUMENT = re.compile(r"<document\b[^>]*>\n?(.*?)\n?</document>", re.DOTALL)
+
+
+def _at_colon(sentence: str) -> tuple[str, str, str]:
+    """An instruction sentence cut after its first colon ("总结一下：今天…" holds text too)."""
+    m = re.search(r"[:：]", sentence)
+    return (sentence[: m.start()], m.group(), sentence[m.end() :]) if m else (sentence, "", "")
+
+
+def summary_source(last: str, earlier: Sequence[str]) -> tuple[list[str], str, bool]:
+    """What a request asks to summarize: (parts, instruction, combining). The parts are the
+    ``<answer>`` blocks of a combining request (their ``Summary:`` labels dropped), the
+    ``<document>`` blocks of the message ``last``, the message without its instruction, or the
+    ``earlier`` turns' text when the message is only the instruction."""
+    answers = _ANSWER.findall(last)
+    docs = [] if answers else _DOCUMENT.findall(last)
+    if answers or docs:
+        instruction = _DOCUMENT.sub(" ", _ANSWER.sub(" ", last))
+        task = instruction.rsplit("The task:", 1)
+        return [_LABEL.sub("", t) for t in answers or docs], task[-1].strip(), bool(answers)
+    kept: list[str] = []
+    said: list[str] = []
+    for line in last.split("\n"):
+        if not _INTENT.search(line):
+            kept.append(line)
+            continue
+        rest: list[str] = []
+        for sentence in sentences_of(line):
+            if not (_INTENT.search(sentence) and len(terms(sentence)) <= 12):
+                rest.append(sentence)
+                continue
+            ask, colon, after = _at_colon(sentence)
+            said.append(ask + colon)
+            if after.strip() and not _INTENT.search(after):
+                rest.append(after.strip())
+        kept.append(" ".join(rest))
+    source = "\n".join(kept).strip()
+    if len(split_sentences(source)) >= 2 or len(source) > 200:
+        return [source], " ".join(said), False
+    text = "\n\n".join(t for t in earlier if t)
+    return ([text] if text else [source] if source else []), " ".join(said), False
