@@ -62,7 +62,7 @@ ESTIMATE_MARGIN = 1.25
 CACHED_STOPS = frozenset({"end_turn", "stop_sequence", "tool_use", "max_tokens"})
 
 
-@dataclass
+@dataclass(slots=True)
 class CallState:
     """One call on its way through the pipeline."""
 
@@ -77,7 +77,7 @@ class CallState:
     ttft: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Ticket:
     """What one attempt (or one batch item) reserved, and from what.
 

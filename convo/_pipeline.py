@@ -19,6 +19,7 @@ This module and ``_guards`` / ``_context`` are the internal API the flows (``_ca
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -160,29 +161,35 @@ class Attempts:
         return api_error(exc, attempts=self.count, spend_limit=is_spend_limit(exc))
 
 
+@functools.cache
+def _having(guards: tuple[Guard, ...], hook: str) -> tuple[Guard, ...]:
+    """The guards that do something at ``hook`` (the others are skipped on the hot path)."""
+    return tuple(g for g in guards if getattr(type(g), hook) is not getattr(Guard, hook))
+
+
 def _settle(
-    ctx: CallContext, guards: Sequence[Guard], call: CallState, ticket: Ticket, usage: Any, headers: Any,
+    ctx: CallContext, guards: tuple[Guard, ...], call: CallState, ticket: Ticket, usage: Any, headers: Any,
     error: BaseException | None,
 ) -> Flow:
-    for guard in reversed(guards):
+    for guard in reversed(_having(guards, "settle")):
         yield from guard.settle(ctx, call, ticket, usage, headers, error)
 
 
-def _settle_cancelled(ctx: CallContext, op: Operation, call: CallState, ticket: Ticket, admitted: int) -> None:
+def _settle_cancelled(ctx: CallContext, op: Operation, call: CallState, ticket: Ticket) -> None:
     """The flow was closed mid-attempt (the caller left, a timeout, a cancelled task): settle
     what the attempt reserved with the usage it had so far, and count the call as ended."""
     usage, headers = op.failure(None)
-    for guard in reversed(op.guards[:admitted]):
+    for guard in reversed(_having(tuple(op.guards), "settle")):
         settle_now(guard.settle(ctx, call, ticket, usage, headers, None), ctx)
 
 
-def _abandon(ctx: CallContext, guards: Sequence[Guard], call: CallState, error: BaseException, now: float) -> None:
-    for guard in guards:
+def _abandon(ctx: CallContext, guards: tuple[Guard, ...], call: CallState, error: BaseException, now: float) -> None:
+    for guard in _having(guards, "abandon"):
         guard.abandon(ctx, call, error, now)
 
 
-def _leave(ctx: CallContext, guards: Sequence[Guard], call: CallState, value: Any) -> Flow:
-    for guard in reversed(guards):
+def _leave(ctx: CallContext, guards: tuple[Guard, ...], call: CallState, value: Any) -> Flow:
+    for guard in reversed(_having(guards, "leave")):
         value = yield from guard.leave(ctx, call, value)
     return value
 
@@ -190,9 +197,9 @@ def _leave(ctx: CallContext, guards: Sequence[Guard], call: CallState, value: An
 def run(ctx: CallContext, op: Operation) -> Flow:
     """Carry out ``op`` through its guards and the retry policy; returns its value."""
     start = yield Now()
-    guards = op.guards
+    guards = tuple(op.guards)
     call = CallState(op.request, start, user_of(op.request), op.streaming)
-    for guard in guards:
+    for guard in _having(guards, "enter"):
         yield from guard.enter(ctx, call)
         if call.hit is not None:
             value = yield from op.replay(call, call.hit)
@@ -211,19 +218,19 @@ def run(ctx: CallContext, op: Operation) -> Flow:
             continue
         kwargs = op.kwargs(attempts.model)
         ticket = Ticket(attempts.model, call.user, kwargs)
-        admitted = 0
+        admitted = False
         try:
-            for guard in guards:
+            for guard in _having(guards, "admit"):
                 yield from guard.admit(ctx, call, ticket)
-                admitted += 1
+            admitted = True
             done = yield from op.attempt(call, kwargs, ticket)
         except GeneratorExit:
-            _settle_cancelled(ctx, op, call, ticket, len(guards))
+            _settle_cancelled(ctx, op, call, ticket)
             _abandon(ctx, guards, call, Cancelled(), ctx.clock())
             raise
         except Exception as exc:
-            if admitted < len(guards):  # refused before it was sent (a budget): give back, raise as it is
-                for guard in reversed(guards[: admitted + 1]):
+            if not admitted:  # refused before it was sent (a budget): give back what was reserved, raise
+                for guard in reversed(_having(guards, "settle")):
                     settle_now(guard.settle(ctx, call, ticket, None, None, None), ctx)
                 raise
             usage, headers = op.failure(exc)
