@@ -50,7 +50,7 @@ from ._exceptions import (
     NotFoundError,
     api_error,
 )
-from ._flow import Call, Flow, Gather, Now, Outcome, Sleep
+from ._flow import Call, Flow, Gather, Outcome, Sleep
 from ._guards import ACCOUNTING, CACHE, COSTS, REDACTION, Ticket
 from ._pipeline import run
 from ._progress import OnProgress, Progress
@@ -172,7 +172,7 @@ def _via_messages(ctx: CallContext, requests: Iterable[Any], concurrency: int, s
 def _item_flow(index: int, sent: dict[str, Any], mapping: dict[str, str], ctx: CallContext) -> Flow:
     """``call_flow`` for one (redacted) item, counting its attempts and turning a failure into a
     Result; returns it with the mapping that restores its reply."""
-    start = yield Now()
+    start = ctx.clock()
     inner = call_flow(sent, ctx, redacted=True)
     attempts, message, error = 0, None, None
     try:
@@ -191,7 +191,7 @@ def _item_flow(index: int, sent: dict[str, Any], mapping: dict[str, str], ctx: C
         error = exc
     finally:
         inner.close()
-    return Result(index, message, error, attempts, (yield Now()) - start), mapping
+    return Result(index, message, error, attempts, ctx.clock() - start), mapping
 
 
 def _restored(result: Result, mapping: dict[str, str]) -> Result:
