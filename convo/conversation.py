@@ -61,6 +61,7 @@ class Conversation(Talking):
     (or ``"1h"``) places prompt-cache breakpoints on the system prompt, the summary and the
     newest turns, and makes the default window cut in steps (``SlidingWindow(low_water=0.65)``)
     so long chats keep reading their prefix from the cache; see :mod:`convo.receipts`.
+    ``tools`` are offered on every :meth:`send` (and run: the tool loop, see :mod:`convo.tools`).
     """
 
     def __init__(
@@ -75,6 +76,7 @@ class Conversation(Talking):
         client: Any = None,
         redactor: Any = None,
         prompt_cache: bool | str = False,
+        tools: Sequence[Any] | None = None,
     ) -> None:
         budget, max_tokens = resolve_limits(model, budget, max_tokens, client)
         if strategy is not None and not callable(strategy):
@@ -93,6 +95,8 @@ class Conversation(Talking):
         self.counter: TokenCounter = counter if counter is not None else default_counter()
         self.client = client
         self.redactor = redactor
+        #: Tools every :meth:`send` offers and runs (functions, pydantic models, tool dicts; see :mod:`convo.tools`).
+        self.tools: list[Any] = list(tools or ())
         self._mapping: dict[str, str] = {}
         self._system = to_system(system)
         self._fixed = fixed_tokens(self.counter, self._system)
