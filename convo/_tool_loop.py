@@ -34,7 +34,7 @@ from ._exceptions import InvalidConfigError
 from ._limits import model_info
 from ._resume import CONTINUE_PROMPT, accepts_prefill
 from .events import StepEnd, ThinkingDelta, ToolCallStart, ToolInputComplete, ToolResult
-from .messages import TextBlock, ToolUseBlock, to_message
+from .messages import to_message
 from .reply import TRUNCATING, MaxStepsError, OutputValidationError, Reply, Step, ToolCall
 from .tools import ToolSet
 
@@ -131,7 +131,7 @@ def has_structured_outputs(model: str, client: Any) -> bool:
 
 def _check_schema(value: Any, schema: Mapping[str, Any]) -> None:
     try:
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped,unused-ignore]
     except ImportError:  # not a dependency: check the top level only
         if schema.get("type") == "object":
             if not isinstance(value, dict):
@@ -211,7 +211,7 @@ def turn_flow(conv: Any, content: Any, o: TurnOptions, *, resume: int | None = N
                 steps.append(Step(message, receipt))
                 yield StepEnd(n, stop, message.usage, receipt)
                 conv._truncate(mark)
-                return Reply(text, steps=steps, refused=True)
+                return Reply(text, steps=steps)
             output_call = o.output is not None and not o.output.native and any(c[1] == OUTPUT_TOOL for c in calls)
             paused = store_step(conv, message, paused, truncated=stop in TRUNCATING, as_text=output_call)
             if output_call:
@@ -266,24 +266,29 @@ def _parsed(raw: str, steps: list[Step], o: TurnOptions) -> Reply:
 def store_step(conv: Any, reply: Any, paused: int | None, *, truncated: bool, as_text: bool) -> int | None:
     """Add one step's reply to the history (joined onto the ``paused`` message it goes on
     from); the index of the stored message when the model paused (``pause_turn``)."""
-    content = [b for b in (to_message(reply).blocks if getattr(reply, "content", None) else ())
-               if not (isinstance(b, TextBlock) and not b.text.strip())]  # fmt: skip
-    if as_text:  # the forced output tool's input becomes the answer's text
-        content = [TextBlock(text=json.dumps(b.input, ensure_ascii=False)) if isinstance(b, ToolUseBlock) else b
-                   for b in content]  # fmt: skip
+    content: list[dict[str, Any]] = []
+    for b in getattr(reply, "content", None) or ():
+        block = b.model_dump(mode="json", exclude_none=True)
+        if block.get("type") == "text":
+            block.pop("citations", None)
+            if not block.get("text", "").strip():
+                continue
+        content.append(block)
+    if as_text:  # the forced output tool's answer becomes the reply's only text
+        content = [{"type": "text", "text": json.dumps(b["input"], ensure_ascii=False)}
+                   for b in content if b["type"] == "tool_use" and b["name"] == OUTPUT_TOOL]  # fmt: skip
     elif truncated:  # a tool call cut off by the limit cannot be answered
-        content = [b for b in content if not isinstance(b, ToolUseBlock)]
+        content = [b for b in content if b["type"] != "tool_use"]
     at = paused
     if paused is not None:
-        earlier = list(conv._messages[paused].blocks)
+        earlier = [b.model_dump(mode="json", exclude_none=True) for b in conv._messages[paused].blocks]
         conv._truncate(paused)  # the paused message (and a continuation prompt after it)
-        if earlier and content and isinstance(earlier[-1], TextBlock) and isinstance(content[0], TextBlock):
-            content[0] = TextBlock(text=earlier.pop().text + content[0].text)
+        if earlier and content and earlier[-1]["type"] == "text" and content[0]["type"] == "text":
+            content[0] = {**content[0], "text": earlier.pop()["text"] + content[0]["text"]}
         content = [*earlier, *content]
     if content:
         at = len(conv._messages)
-        conv.add(to_message({"role": "assistant", "content": [b.model_dump(mode="json", exclude_none=True)
-                                                               for b in content]}))  # fmt: skip
+        conv.add(to_message({"role": "assistant", "content": content}))
     return at if getattr(reply, "stop_reason", None) == "pause_turn" else None
 
 

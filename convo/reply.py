@@ -84,11 +84,18 @@ def sum_usage(steps: Sequence[Step]) -> Usage:
     """The token counts of several calls added up, as one ``anthropic.types.Usage``."""
     from anthropic.types import Usage
 
-    totals = {name: 0 for name in _USAGE}
+    totals: dict[str, Any] = {name: 0 for name in _USAGE}
+    servers: dict[str, int] = {}
     for step in steps:
         for name in _USAGE:
             totals[name] += int(getattr(step.usage, name, 0) or 0)
-    return Usage(**totals)
+        server = getattr(step.usage, "server_tool_use", None)
+        for name, value in (server.model_dump() if server is not None else {}).items():
+            if isinstance(value, int):
+                servers[name] = servers.get(name, 0) + value
+    if servers:
+        totals["server_tool_use"] = servers
+    return Usage.model_validate(totals)
 
 
 class Reply(str):
@@ -104,17 +111,15 @@ class Reply(str):
     message: SDKMessage
     steps: tuple[Step, ...]
     tool_calls: tuple[ToolCall, ...]
-    refused: bool
     parsed: Any
 
-    def __new__(cls, text: str, *, steps: Sequence[Step], refused: bool = False, parsed: Any = None) -> Self:
+    def __new__(cls, text: str, *, steps: Sequence[Step], parsed: Any = None) -> Self:
         if not steps:
             raise ValueError("a Reply needs at least one step (model call)")
         self = super().__new__(cls, text)
         self.steps = tuple(steps)
         self.message = self.steps[-1].message
         self.tool_calls = tuple(c for s in self.steps for c in s.tool_calls)
-        self.refused = refused
         self.parsed = parsed
         return self
 
@@ -130,6 +135,11 @@ class Reply(str):
     def stop_reason(self) -> str | None:
         """Why the last model call stopped."""
         return self.message.stop_reason
+
+    @property
+    def refused(self) -> bool:
+        """True when the model declined (``refusal``); see ``conv.keep_refusals``."""
+        return self.stop_reason == "refusal"
 
     @property
     def truncated(self) -> bool:
