@@ -21,7 +21,7 @@ from .reply import Reply
 from .strategies import TrimState, as_strategy
 from .summarize import Fold, FoldWriter, Summary
 from .tokens import TokenCounter, fixed_tokens
-from .tools import Tool, ToolSet
+from .tools import ToolSet
 
 __all__ = ["Talking", "is_async_client"]
 
@@ -150,9 +150,7 @@ class Talking:
         steps = self.max_steps if max_steps is None else max_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise InvalidConfigError(f"max_steps must be a positive int, got {steps!r}")
-        listed = [*(self.tools or ()), *(tools or ())]
-        toolset = ToolSet({(t.name if isinstance(t, Tool) else getattr(t, "get", lambda k: None)("name")
-                            or getattr(t, "__name__", id(t))): t for t in listed}.values()) if listed else None  # fmt: skip
+        toolset = ToolSet.joined(self.tools or (), tools or ())
         spec = Output.of(output, self.model, self.client) if output is not None else None
         return TurnOptions(
             max_tokens, dict(params), toolset, steps, spec, stream, self.keep_refusals,

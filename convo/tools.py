@@ -303,6 +303,13 @@ class ToolSet:
             raise InvalidConfigError(f"tool names must be unique; {twice} appear more than once")
         self.by_name = {t.name: t for t in self.tools}
 
+    @classmethod
+    def joined(cls, base: Iterable[Any], extra: Iterable[Any]) -> ToolSet | None:
+        """The conversation's tools and a call's (the call's win a name clash); None if neither has any."""
+        first, second = cls(base), cls(extra)
+        tools = [t for t in first.tools if t.name not in second.by_name] + second.tools
+        return cls(tools) if tools else None
+
     def __bool__(self) -> bool:
         return bool(self.tools)
 
