@@ -145,8 +145,6 @@ class Talking:
         self, max_tokens: int | None, tools: Any, output: Any, max_steps: int | None, params: dict[str, Any],
         stream: bool,
     ) -> TurnOptions:  # fmt: skip
-        if "tools" in params:
-            raise InvalidConfigError("tools is given twice")  # pragma: no cover - a keyword cannot repeat
         steps = self.max_steps if max_steps is None else max_steps
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
             raise InvalidConfigError(f"max_steps must be a positive int, got {steps!r}")

@@ -102,7 +102,12 @@ def test_a_single_call_runs_and_the_model_answers_from_the_result(fresh):
     assert reply == "The result is: sunny, 21 C." and reply.stop_reason == "end_turn"
     assert [s.stop_reason for s in reply.steps] == ["tool_use", "end_turn"]
     (call,) = reply.tool_calls
-    assert (call.name, call.input, call.result, call.is_error) == ("get_weather", {"city": "Paris"}, "sunny, 21 C", False)
+    assert (call.name, call.input, call.result, call.is_error) == (
+        "get_weather",
+        {"city": "Paris"},
+        "sunny, 21 C",
+        False,
+    )
     assert call.ran and call.duration >= 0
     assert [m.role for m in conv.messages] == ["user", "assistant", "user", "assistant"]
     assert conv.messages[2].tool_result_ids() == [call.id]
@@ -320,7 +325,9 @@ def test_the_history_stays_valid_whatever_the_tools_do(fresh, behaviours, earlie
         conv.send(f"Earlier turn {i} about boats and harbours " + "more words " * 20)
     before = conv.messages
     try:
-        reply = conv.send("use probe for Brest", max_steps=steps, **({"tool_choice": {"type": "any"}} if forced else {}))
+        reply = conv.send(
+            "use probe for Brest", max_steps=steps, **({"tool_choice": {"type": "any"}} if forced else {})
+        )
     except MaxStepsError as exc:
         reply = exc.reply
         assert forced or steps == 1
