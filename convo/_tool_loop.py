@@ -17,8 +17,8 @@ sends back the answer of, and events (:mod:`convo.events`) the driver passes on.
 
 Since each step is a new fitted request, the strategy may trim or summarize between steps; a
 ``tool_use`` and its ``tool_result`` are in one turn, which strategies keep or drop whole.
-Any failure takes the whole turn back; reaching ``max_steps`` keeps it (it is valid) and raises
-:class:`~convo.MaxStepsError`.
+Any failure takes the whole turn back, reaching ``max_steps`` too (:class:`~convo.MaxStepsError`
+carries what the turn did).
 """
 
 from __future__ import annotations
@@ -238,12 +238,12 @@ def turn_flow(conv: Any, content: Any, o: TurnOptions, *, resume: int | None = N
     except BaseException:
         conv._truncate(mark)
         raise
-    reply = Reply(text, steps=steps)
+    conv._truncate(mark)  # as after any failure: the conversation is as before the call
     raise MaxStepsError(
         f"the tool loop made max_steps={o.max_steps} model calls and the model still asks for tools "
-        f"({', '.join(c.name for c in steps[-1].tool_calls) or steps[-1].stop_reason}); the history holds "
-        "the last tool results: send again to go on, raise max_steps, or conv.undo() to drop the turn",
-        reply=reply,
+        f"({', '.join(c.name for c in steps[-1].tool_calls) or steps[-1].stop_reason}); the turn was taken back "
+        "(error.reply has its steps): raise max_steps, or ask for an answer without tools",
+        reply=Reply(text, steps=steps),
     )
 
 

@@ -176,8 +176,8 @@ class Reply(str):
 class MaxStepsError(ConvoError):
     """A tool loop reached ``max_steps`` model calls and the model still asked for tools.
 
-    The history is valid (the last tool results are in it): ``conv.send(...)`` goes on from there,
-    ``conv.undo()`` drops the turn. ``reply`` is what the turn did so far.
+    The turn was taken back, as after any failure; ``reply`` is what it did (its steps, tool calls,
+    receipts and cost). Raise ``max_steps`` (per call or ``conv.max_steps``) to allow more.
     """
 
     def __init__(self, message: str, *, reply: Reply) -> None:
@@ -188,7 +188,7 @@ class MaxStepsError(ConvoError):
 class OutputValidationError(ConvoError):
     """The reply to ``send(..., output=...)`` is not valid for the schema; ``raw`` is its text.
 
-    The exchange stays in the history; ``conv.undo()`` drops it to ask again.
+    The turn was taken back, as after any failure; ``reply`` is what it did.
     """
 
     def __init__(self, message: str, *, raw: str, reply: Reply) -> None:
