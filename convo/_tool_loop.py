@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from ._exceptions import InvalidConfigError
+from ._exceptions import ContextOverflowError, InvalidConfigError
 from ._limits import model_info
 from ._resume import CONTINUE_PROMPT, accepts_prefill
 from .events import StepEnd, ThinkingDelta, ToolCallStart, ToolInputComplete, ToolResult
@@ -40,6 +40,8 @@ from .tools import ToolSet
 
 __all__ = ["Call", "Compact", "Output", "RunTools", "TurnOptions", "turn_flow"]
 
+#: What replaces an old tool result of the running turn when the turn alone outgrows the budget.
+CLEARED = "[this tool result was cleared to keep the conversation within its token budget]"
 #: The tool the model is made to call for ``output=`` on a model without structured outputs.
 OUTPUT_TOOL = "structured_output"
 DEFAULT_MAX_STEPS = 10
@@ -200,7 +202,7 @@ def turn_flow(conv: Any, content: Any, o: TurnOptions, *, resume: int | None = N
         for n in range(o.max_steps):
             params = o.request_params()
             yield Compact(o.max_tokens, params.get("tools"))
-            request = conv.request(o.max_tokens, **params)
+            request = fitted_request(conv, o.max_tokens, params, mark)
             before = len(conv.receipts)
             message = conv._unredact(conv._record((yield Call(request, o.stream, n))))
             receipt = conv.receipts[-1] if len(conv.receipts) > before else None
@@ -261,6 +263,36 @@ def _parsed(raw: str, steps: list[Step], o: TurnOptions) -> Reply:
             reply=reply,
         ) from None
     return Reply(raw, steps=steps, parsed=parsed)
+
+
+def fitted_request(conv: Any, max_tokens: int | None, params: dict[str, Any], start: int) -> dict[str, Any]:
+    """The next step's request. When the running turn (from message ``start``) no longer fits
+    however the strategy trims (strategies keep a turn whole), its oldest tool results are
+    cleared one by one, the newest kept: each call keeps its (shortened) result."""
+    while True:
+        try:
+            return dict(conv.request(max_tokens, **params))
+        except ContextOverflowError:
+            if not _clear_oldest_result(conv, start):
+                raise
+
+
+def _clear_oldest_result(conv: Any, start: int) -> bool:
+    messages = conv._messages
+    results = [i for i in range(start, len(messages)) if messages[i].tool_result_ids()]
+    for i in results[:-1]:  # the newest results are what the model answers now
+        blocks = [b.model_dump(mode="json", exclude_none=True) for b in messages[i].blocks]
+        if all(b.get("content") == CLEARED for b in blocks if b["type"] == "tool_result"):
+            continue
+        for b in blocks:
+            if b["type"] == "tool_result":
+                b["content"] = CLEARED
+        rest = conv._truncate(i)[1:]
+        conv.add(to_message({"role": "user", "content": blocks}))
+        for m in rest:
+            conv.add(m)
+        return True
+    return False
 
 
 def store_step(conv: Any, reply: Any, paused: int | None, *, truncated: bool, as_text: bool) -> int | None:

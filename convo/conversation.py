@@ -270,6 +270,7 @@ class Conversation(Talking):
         twin._pinned = set(self._pinned)
         twin._tool_ids = set(self._tool_ids)
         twin.receipts = list(self.receipts)
+        twin.tools = list(self.tools)
         twin.strategy = copy.copy(self.strategy)
         return twin
 

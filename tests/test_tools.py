@@ -341,3 +341,22 @@ def test_the_history_stays_valid_whatever_the_tools_do(fresh, behaviours, earlie
     if reply is not None:
         assert len(reply.steps) <= steps and all(c.ran for c in reply.tool_calls)
         assert len(reply.receipts) == len(reply.steps)
+
+
+def test_a_turn_that_outgrows_the_budget_clears_its_oldest_results(fresh):
+    def get_weather(city: str) -> str:
+        return "cloudy and grey " * 60
+
+    conv = conv_on(fresh, budget=2500, tools=[get_weather])
+    with pytest.raises(MaxStepsError) as info:  # one turn only: nothing older to drop
+        conv.send("use get_weather for Brest", tool_choice={"type": "any"}, max_steps=14, max_tokens=300)
+    sent = bodies(fresh)
+    assert len(sent) == 14
+    cleared = [b["messages"] for b in sent if "cleared" in str(b["messages"])]
+    assert cleared  # the loop went on past the point where the whole turn fitted
+    for body in sent:
+        check_history(body["messages"])
+    for body in sent[1:]:
+        assert "cloudy" in str(body["messages"][-1])  # the newest result is always sent whole
+    for receipt in info.value.reply.receipts:
+        assert receipt.input_tokens + 300 <= 2500  # what the API counted (the estimate is calibrated)
