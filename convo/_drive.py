@@ -46,13 +46,45 @@ def drive(conv: Any, flow: Generator[Any, Any, Reply]) -> Iterator[Event]:
 
 
 def _stream_step(conv: Any, op: Call) -> Generator[Event, None, Any]:
-    restorer = conv._restorer()
-    with conv._need_client().stream(**op.request) as s:
+    shown = _Shown(conv._restorer())
+    with conv._need_client().stream(**op.request, on_restart=shown.restart) as s:
         for text in s.text_stream:
-            yield TextDelta(restorer.feed(text) if restorer else text, op.step)
-        if restorer:
-            yield TextDelta(restorer.flush(), op.step)
+            fresh = shown.take(text)
+            if fresh:
+                yield TextDelta(fresh, op.step)
+        rest = shown.flush()
+        if rest:
+            yield TextDelta(rest, op.step)
         return s.get_final_message()
+
+
+class _Shown:
+    """The text a step has shown. A stream that breaks inside a tool call or thinking starts
+    over (the client's ``on_restart``); the start it sends again, when it is what was already
+    shown, is not shown twice."""
+
+    def __init__(self, restorer: Any) -> None:
+        self.restorer = restorer
+        self.text = ""  # raw text of the current attempt
+        self.replayed = ""  # what the new attempt has yet to repeat
+
+    def restart(self, _notice: object) -> None:
+        self.replayed, self.text = self.text, ""
+
+    def take(self, raw: str) -> str:
+        self.text += raw
+        if self.replayed:
+            if self.replayed.startswith(raw):
+                self.replayed = self.replayed[len(raw) :]
+                return ""
+            if raw.startswith(self.replayed):
+                raw, self.replayed = raw[len(self.replayed) :], ""
+            else:  # it says something else this time: show it as it comes
+                self.replayed = ""
+        return self.restorer.feed(raw) if self.restorer is not None and raw else raw
+
+    def flush(self) -> str:
+        return str(self.restorer.flush()) if self.restorer is not None else ""
 
 
 async def adrive(conv: Any, flow: Generator[Any, Any, Reply]) -> AsyncIterator[Event]:
@@ -71,12 +103,15 @@ async def adrive(conv: Any, flow: Generator[Any, Any, Reply]) -> AsyncIterator[E
                 if isinstance(op, Compact):
                     value = await conv._acompact(op.max_tokens, op.tools, False, quiet=True)
                 elif isinstance(op, Call) and op.stream:
-                    restorer = conv._restorer()
-                    async with conv._need_client().stream(**op.request) as s:
+                    shown = _Shown(conv._restorer())
+                    async with conv._need_client().stream(**op.request, on_restart=shown.restart) as s:
                         async for text in s.text_stream:
-                            yield TextDelta(restorer.feed(text) if restorer else text, op.step)
-                        if restorer:
-                            yield TextDelta(restorer.flush(), op.step)
+                            fresh = shown.take(text)
+                            if fresh:
+                                yield TextDelta(fresh, op.step)
+                        rest = shown.flush()
+                        if rest:
+                            yield TextDelta(rest, op.step)
                         value = await s.get_final_message()
                 elif isinstance(op, Call):
                     value = await conv._need_client().create(**op.request)

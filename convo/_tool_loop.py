@@ -16,7 +16,9 @@ sends back the answer of, and events (:mod:`convo.events`) the driver passes on.
   lists them (``reply.pending``) and the history waits for the caller's results.
 
 Since each step is a new fitted request, the strategy may trim or summarize between steps; a
-``tool_use`` and its ``tool_result`` are in one turn, which strategies keep or drop whole.
+``tool_use`` and its ``tool_result`` are in one turn, which strategies keep or drop whole. When
+the running turn alone outgrows the budget, its oldest tool results are cleared (each call keeps
+a short result), the newest kept (:func:`fitted_request`).
 Any failure takes the whole turn back, reaching ``max_steps`` too (:class:`~convo.MaxStepsError`
 carries what the turn did).
 """

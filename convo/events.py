@@ -13,7 +13,9 @@ A tool loop streams through all of its steps: each step's text and thinking, its
 start, then the input once complete), a :class:`StepEnd` with the step's stop reason and usage;
 then each tool's :class:`ToolResult`; then the next step. :class:`ReplyEnd` comes last, with the
 :class:`~convo.Reply`. ``step`` numbers the model calls of the turn from 0. Each step is a
-:meth:`convo.Client.stream`, so a stream that breaks part-way resumes within its step.
+:meth:`convo.Client.stream`, so a stream that breaks part-way resumes within its step; one that
+breaks inside a tool call or thinking starts the step over, and the text it sends again is not
+shown twice when it is the same.
 
 The client's stream relays text as it arrives; a step's thinking and its tool calls are
 reported when the step's message is complete.
@@ -95,5 +97,5 @@ class ReplyEnd:
     reply: Reply
 
 
-#: Any event of a turn.
 Event = TextDelta | ThinkingDelta | ToolCallStart | ToolInputComplete | ToolResult | StepEnd | ReplyEnd
+"""Any event of a turn (the union of the event classes), for annotations and ``match``."""

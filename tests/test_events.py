@@ -151,3 +151,24 @@ def test_the_new_twins_take_the_same_arguments():
         assert [(p.name, p.kind, p.default) for p in a.parameters.values()] == [
             (p.name, p.kind, p.default) for p in b.parameters.values()
         ], sync
+
+
+@pytest.mark.parametrize("aio", [False, True])
+def test_a_stream_broken_inside_a_tool_call_starts_the_step_over_without_showing_text_twice(fresh, aio):
+    conv = conv_on(fresh, aio=aio, tools=[get_weather])
+    fresh.faults.push("sse_error@5")  # after the text, inside the tool call's input
+    if aio:
+
+        async def main():
+            return [e async for e in conv.aevents("use get_weather for Paris")]
+
+        events = asyncio.run(main())
+    else:
+        events = list(conv.events("use get_weather for Paris"))
+    assert kinds(events) == LOOP
+    faults = [r.fault for r in fresh.requests if r.path == "/v1/messages"]
+    assert faults == ["sse_error@5", None, None]  # step 0 started over once, then step 1
+    assert "".join(e.text for e in events if isinstance(e, TextDelta) and e.step == 0) == "I'll use get_weather."
+    assert [e.call.result for e in events if isinstance(e, ToolResult)] == ["sunny in Paris"]
+    assert events[-1].reply == "The result is: sunny in Paris."
+    check_history(conv.messages)
