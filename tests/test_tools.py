@@ -360,3 +360,14 @@ def test_a_turn_that_outgrows_the_budget_clears_its_oldest_results(fresh):
         assert "cloudy" in str(body["messages"][-1])  # the newest result is always sent whole
     for receipt in info.value.reply.receipts:
         assert receipt.input_tokens + 300 <= 2500  # what the API counted (the estimate is calibrated)
+
+
+def test_strict_and_the_description_reach_the_api(fresh):
+    @tool(name="weather_now", description="Current weather.", strict=True)
+    def weather(city: str) -> str:
+        return f"mild in {city}"
+
+    reply = conv_on(fresh).send("use weather_now for Oslo", tools=[weather])
+    assert reply.tool_calls[0].result == "mild in Oslo"
+    sent = bodies(fresh)[0]["tools"][0]
+    assert sent["strict"] is True and sent["description"] == "Current weather." and sent["name"] == "weather_now"
