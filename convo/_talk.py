@@ -73,7 +73,9 @@ class Talking:
         model makes is run (parallel calls at once, in threads) and answered, until the model
         stops asking or ``max_steps`` calls were made (:class:`~convo.MaxStepsError`).
         ``output`` (a pydantic model class or a JSON schema) makes the reply structured:
-        ``reply.parsed`` is the validated object, or :class:`~convo.OutputValidationError`.
+        ``reply.parsed`` is the validated object, or :class:`~convo.OutputValidationError`. It is
+        sent as ``output_config.format`` where the catalogue says the model has structured
+        outputs, else as a forced tool call (which then is the turn's only tool call).
         Other ``params`` (``tool_choice``, ``temperature``, ...) go to the API. If a call fails the
         turn is taken back, so the conversation is as before.
         """
