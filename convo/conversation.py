@@ -61,7 +61,9 @@ class Conversation(Talking):
     (or ``"1h"``) places prompt-cache breakpoints on the system prompt, the summary and the
     newest turns, and makes the default window cut in steps (``SlidingWindow(low_water=0.65)``)
     so long chats keep reading their prefix from the cache; see :mod:`convo.receipts`.
-    ``tools`` are offered on every :meth:`send` (and run: the tool loop, see :mod:`convo.tools`).
+    ``tools`` are offered on every :meth:`send` (and run: the tool loop, see :mod:`convo.tools`),
+    at most ``max_steps`` model calls per turn; ``keep_refusals=True`` keeps a refused exchange
+    in the history (by default it is taken out; ``reply.refused`` says it happened).
     """
 
     def __init__(
@@ -77,6 +79,8 @@ class Conversation(Talking):
         redactor: Any = None,
         prompt_cache: bool | str = False,
         tools: Sequence[Any] | None = None,
+        max_steps: int = 10,
+        keep_refusals: bool = False,
     ) -> None:
         budget, max_tokens = resolve_limits(model, budget, max_tokens, client)
         if strategy is not None and not callable(strategy):
@@ -97,6 +101,8 @@ class Conversation(Talking):
         self.redactor = redactor
         #: Tools every :meth:`send` offers and runs (functions, pydantic models, tool dicts; see :mod:`convo.tools`).
         self.tools: list[Any] = list(tools or ())
+        self.max_steps = max_steps  # model calls per turn (tool loop steps); see send
+        self.keep_refusals = keep_refusals  # keep a refused exchange in the history
         self._mapping: dict[str, str] = {}
         self._system = to_system(system)
         self._fixed = fixed_tokens(self.counter, self._system)

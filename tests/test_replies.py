@@ -129,8 +129,7 @@ def test_a_refusal_async(fresh):
 
 
 def test_keep_refusals_keeps_the_exchange(fresh):
-    conv = conv_on(fresh)
-    conv.keep_refusals = True
+    conv = conv_on(fresh, keep_refusals=True)
     fresh.faults.push("refusal")
     reply = conv.send("Tell me something")
     assert reply.refused and conv.messages[-1].text == reply and len(conv) == 2
