@@ -61,6 +61,9 @@ class Conversation(Talking):
     (or ``"1h"``) places prompt-cache breakpoints on the system prompt, the summary and the
     newest turns, and makes the default window cut in steps (``SlidingWindow(low_water=0.65)``)
     so long chats keep reading their prefix from the cache; see :mod:`convo.receipts`.
+    ``tools`` are offered on every :meth:`send` (and run: the tool loop, see :mod:`convo.tools`),
+    at most ``max_steps`` model calls per turn; ``keep_refusals=True`` keeps a refused exchange
+    in the history (by default it is taken out; ``reply.refused`` says it happened).
     """
 
     def __init__(
@@ -75,6 +78,9 @@ class Conversation(Talking):
         client: Any = None,
         redactor: Any = None,
         prompt_cache: bool | str = False,
+        tools: Sequence[Any] | None = None,
+        max_steps: int = 10,
+        keep_refusals: bool = False,
     ) -> None:
         budget, max_tokens = resolve_limits(model, budget, max_tokens, client)
         if strategy is not None and not callable(strategy):
@@ -93,6 +99,10 @@ class Conversation(Talking):
         self.counter: TokenCounter = counter if counter is not None else default_counter()
         self.client = client
         self.redactor = redactor
+        #: Tools every :meth:`send` offers and runs (functions, pydantic models, tool dicts; see :mod:`convo.tools`).
+        self.tools: list[Any] = list(tools or ())
+        self.max_steps = max_steps  # model calls per turn (tool loop steps); see send
+        self.keep_refusals = keep_refusals  # keep a refused exchange in the history
         self._mapping: dict[str, str] = {}
         self._system = to_system(system)
         self._fixed = fixed_tokens(self.counter, self._system)
@@ -266,6 +276,7 @@ class Conversation(Talking):
         twin._pinned = set(self._pinned)
         twin._tool_ids = set(self._tool_ids)
         twin.receipts = list(self.receipts)
+        twin.tools = list(self.tools)
         twin.strategy = copy.copy(self.strategy)
         return twin
 
