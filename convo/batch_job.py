@@ -129,6 +129,12 @@ class _Handle:
         return self._job.ids
 
     @property
+    def unsent(self) -> list[Result]:
+        """The items final without being sent: loaded from the checkpoint or the response cache,
+        or refused before submission (unusable, or over the budget: ``ok`` is False)."""
+        return [r for i, r in enumerate(self._job.results) if r is not None and i not in self._job.items]
+
+    @property
     def checkpoint(self) -> Any:
         """The checkpoint file that describes the job (None without one)."""
         return self._job.path
