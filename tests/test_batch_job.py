@@ -162,7 +162,7 @@ def test_a_resumed_job_holds_anew_and_settles_into_the_budget(timed, clock, tmp_
     results = job.results()
     assert [r.text for r in results] == [f"item {i}" for i in range(10)]
     assert budget.as_dict()["held"] == pytest.approx(0)
-    cost = sum(PriceTableCost(r) for r in results)
+    cost = sum(batch_cost(r) for r in results)
     assert budget.spent == pytest.approx(cost) and c.stats.requests == 10
     timed.clear_requests()
     again = BatchJob.resume(path, client=c).results()  # everything is settled: loaded, nothing sent
@@ -170,7 +170,7 @@ def test_a_resumed_job_holds_anew_and_settles_into_the_budget(timed, clock, tmp_
     assert timed.requests == []
 
 
-def PriceTableCost(result):  # noqa: N802 - reads as the quantity it is
+def batch_cost(result):
     return convo.PriceTable.default().cost(result.message.usage, MODEL, batch=True)
 
 
@@ -180,7 +180,7 @@ def test_resume_by_id_settles_each_item_at_its_cost(timed, clock):
     c = client(timed, clock, budget=budget)
     results = BatchJob.resume(job.id, client=c).results()
     assert [r.text for r in results] == [f"item {i}" for i in range(7)]
-    assert budget.spent == pytest.approx(sum(PriceTableCost(r) for r in results)) and budget.spent > 0
+    assert budget.spent == pytest.approx(sum(batch_cost(r) for r in results)) and budget.spent > 0
     assert c.stats.requests == 7
 
 

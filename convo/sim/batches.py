@@ -195,16 +195,17 @@ class BatchStore:
             results = []
             for i, (custom_id, params) in enumerate(batch.requests):
                 fault = faults.pick(batch.id, custom_id, params, self.seed)
+                result: dict[str, Any]
                 if fault == "expired":
                     result = {"type": "expired"}
                 elif fault == "errored":
                     message = "simulated batch fault: this request errored (Simulator batch_faults); send it again"
-                    body = {"type": "error", "error": {"type": "overloaded_error", "message": message}}
+                    body: dict[str, Any] = {"type": "error", "error": {"type": "overloaded_error", "message": message}}
                     result = {"type": "errored", "error": body}
                 elif batch.done_at(i) <= end and (batch.cancel_at is None or batch.done_at(i) <= batch.cancel_at):
                     kind, payload = self.runner(params)
                     key = "message" if kind == "succeeded" else "error"
-                    result: dict[str, Any] = {"type": kind, key: payload}
+                    result = {"type": kind, key: payload}
                 elif batch.cancel_at is not None and batch.cancel_at < batch.expires:
                     result = {"type": "canceled"}
                 else:
