@@ -96,10 +96,10 @@ def main() -> None:
         "",
         _machine.machine(),
         "",
-        f"{sync['chunks']} chunks of at most 2,000 tokens, `max_tokens=1024`, {MODEL} prices for the simulator's "
+        (f"{sync['chunks']} chunks of at most 2,000 tokens, `max_tokens=1024`, {MODEL} prices for the simulator's "
         f"tokens (SIMULATED). Sync: limits of {RPM} RPM, {ITPM:,} ITPM, {OTPM:,} OTPM (illustrative), requests "
         f"taking no time on the clock. Batch: each batch takes {BATCH_SECONDS / 60:.0f} min (assumed), polled with "
-        "backoff.",
+        "backoff."),
         "",
         *table(rows),
         "",

@@ -17,15 +17,16 @@ at their cost when they arrive, and failed items cannot be sent again).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import types
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._batch_lines import from_batch, index_of, missing, passing
 from ._calls import BatchResults, api_call
 from ._context import CallContext, user_of
-from ._exceptions import APIError, ConvoError, InvalidConfigError, NotFoundError, api_error
+from ._exceptions import ConvoError, InvalidConfigError, NotFoundError
 from ._flow import Flow, Gather, Outcome, Sleep
 from ._guards import ACCOUNTING, CACHE, COSTS, REDACTION, Ticket
 from ._pipeline import run
@@ -45,14 +46,6 @@ POLL_FIRST, POLL_FACTOR, POLL_MAX = 1.0, 1.5, 60.0
 #: batch and one resubmission of what expired fits in this.
 MAX_WAIT = 48 * 3600.0
 JOB = "batches_api:job"
-#: ``error.type`` of an errored batch item -> the HTTP status it stands for.
-_STATUS_OF = {
-    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
-    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
-    "timeout_error": 504, "overloaded_error": 529,
-}  # fmt: skip
-#: Errored items worth sending again: the API's transient failures.
-_PASSING = frozenset({"rate_limit_error", "api_error", "timeout_error", "overloaded_error"})
 RETRY_VIA = ("batches_api", "messages")
 
 
@@ -329,7 +322,7 @@ def collect(job: Job, options: Options, bar: Any) -> Flow:
                     store.close()
     size = max((len(job.results), *(i + 1 for i in job.items)), default=0)
     job.results += [None] * (size - len(job.results))
-    return [r if r is not None else Result(i, error=_missing(i, "the job", None)) for i, r in enumerate(job.results)]
+    return [r if r is not None else Result(i, error=missing(i, "the job", None)) for i, r in enumerate(job.results)]
 
 
 def _wait(job: Job, s: Sent, options: Options, waited: list[float], bar: Any) -> Flow:
@@ -363,20 +356,22 @@ def _settle(job: Job, s: Sent, options: Options, bar: Any) -> Flow:
     batch = s.batch
     latency = (batch.ended_at - batch.created_at).total_seconds() if batch.ended_at else 0.0
     if s.indices is None:  # known by id alone: the items are what the results name
-        s.indices = sorted(_index_of(custom_id, s.id) for custom_id in got)
+        s.indices = sorted(index_of(custom_id, s.id) for custom_id in got)
     done: list[tuple[str, str, Any]] = []
     again: list[int] = []
     for index in s.indices:
-        result = _from_batch(index, got.pop(str(index), None), latency, s.id)
+        result = from_batch(index, got.pop(str(index), None), latency, s.id)
         item = job.items.get(index)
         if item is None:  # a batch known by id: nothing held, the cost is settled as it is
             model = getattr(result.message, "model", None) or ""
             item = job.items[index] = Item(index, "", None, Ticket(model))
             _hold_nothing(ctx, item.ticket)
+        if item.tries > 1:  # sent in more than one batch: count them all
+            result = dataclasses.replace(result, attempts=item.tries)
         usage = getattr(result.message, "usage", None) if result.ok else None
         COSTS.settle_item(ctx, item.ticket, usage)
         ACCOUNTING.item_finished(ctx, item.ticket, usage, result.error, latency)
-        if not result.ok and item.sent is not None and item.tries <= options.retries and _passing(result.error):
+        if not result.ok and item.sent is not None and item.tries <= options.retries and passing(result.error):
             again.append(index)
             continue
         if result.ok:  # the reply as the server wrote it: placeholders, never restored values
@@ -424,44 +419,3 @@ def _send_one_by_one(job: Job, indices: list[int], options: Options, bar: Any) -
     finally:
         if store is not None:
             store.close()
-
-
-def _passing(error: BaseException | None) -> bool:
-    kind = getattr(error, "error_type", None)
-    return kind in _PASSING or kind in ("expired", "missing")
-
-
-def _index_of(custom_id: str, batch_id: str) -> int:
-    if not custom_id.isdigit():
-        raise InvalidConfigError(
-            f"batch {batch_id} has custom_id {custom_id!r}: it was not made by convo (whose custom_ids are the "
-            "items' indices); read it with the SDK's messages.batches.results"
-        )
-    return int(custom_id)
-
-
-def _missing(index: int, where: str, kind: str | None) -> APIError:
-    what = kind if kind in ("canceled", "expired") else "missing from the results"
-    return APIError(
-        f"request {index} of {where} was {what} and did not run; run the batch again "
-        "(with checkpoint= only the items that did not succeed are sent)",
-        error_type=kind or "missing",
-    )
-
-
-def _from_batch(index: int, result: Any, latency: float, batch_id: str) -> Result:
-    kind = getattr(result, "type", None)
-    if kind == "succeeded":
-        return Result(index, result.message, None, 1, latency)
-    if kind == "errored":
-        body = result.error
-        err = getattr(body, "error", None)
-        error_type = getattr(err, "type", None) or "api_error"
-        detail = types.SimpleNamespace(
-            status_code=_STATUS_OF.get(error_type, 500),
-            type=error_type,
-            api_message=f"batch {batch_id}, custom_id {index}: {getattr(err, 'message', '')}",
-            request_id=getattr(body, "request_id", None),
-        )
-        return Result(index, None, api_error(detail), 1, latency)
-    return Result(index, None, _missing(index, f"batch {batch_id}", kind), 1 if kind else 0, latency)

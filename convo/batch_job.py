@@ -42,14 +42,29 @@ __all__ = ["AsyncBatchJob", "BatchJob", "BatchStatus", "BatchTimeoutError"]
 _COUNTS = ("processing", "succeeded", "errored", "canceled", "expired")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BatchStatus:
     """Where a job stands: ``processing_status`` (``in_progress``, ``canceling`` or ``ended``,
-    over all its batches) and ``request_counts`` summed over them; ``batch_ids`` in order."""
+    over all its batches) and ``request_counts`` summed over them; ``batch_ids`` in order.
+    It compares equal to its ``processing_status``: ``job.status() == "ended"``."""
 
     processing_status: str
     request_counts: dict[str, int] = field(default_factory=dict)
     batch_ids: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        return self.processing_status
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return self.processing_status == other
+        if isinstance(other, BatchStatus):
+            return (self.processing_status, self.request_counts, self.batch_ids) == (
+                other.processing_status, other.request_counts, other.batch_ids)
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self.processing_status)
 
     @property
     def ended(self) -> bool:

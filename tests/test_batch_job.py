@@ -86,7 +86,8 @@ def test_wait_false_returns_at_once_and_results_come_in_order(timed, clock):
     assert [r.index for r in results] == list(range(30))
     assert [r.text for r in results] == [f"item {i}" for i in range(30)]
     assert all(r.message.usage.service_tier == "batch" for r in results)
-    assert job.status().ended and job.results() is results  # collected once
+    assert job.status().ended and job.status() == "ended" and str(job.status()) == "ended"
+    assert job.results() is results  # collected once
     assert c.stats.requests == 30
 
 
@@ -102,6 +103,7 @@ def test_errored_and_expired_items_are_sent_again_none_lost_none_twice(timed, cl
         assert len(history) <= 3  # sent once, then again at most twice
         assert all(t in ("errored", "expired") for t in history[:-1])  # sent again only after a failure
         assert r.ok == (history[-1] == "succeeded")
+        assert r.attempts == len(history)
         if r.ok:
             assert r.text == f"item {i}"
         else:
@@ -285,3 +287,19 @@ def test_every_item_ends_exactly_once(timed, clock, errored, expired, retries, n
         history = seen[str(i)]
         assert len(history) <= retries + 1 and r.ok == (history[-1] == "succeeded")
         assert r.ok or r.error is not None
+
+
+def test_the_simulator_runs_batches_on_a_faster_clock_of_their_own(clock):
+    with Simulator(seed=0, clock=clock, batch_seconds=3600, batch_speed=4 * 3600) as sim:
+        raw = anthropic.Anthropic(api_key="test", base_url=sim.base_url)
+        made = raw.messages.batches.create(requests=[{"custom_id": "a", "params": {"model": MODEL, "max_tokens": 9,
+                                                      "messages": [{"role": "user", "content": "hi"}]}}])
+        clock.advance(0.2)  # 0.2 s of the simulator's clock: 48 minutes of the batches'
+        assert raw.messages.batches.retrieve(made.id).processing_status == "in_progress"
+        clock.advance(0.05)
+        done = raw.messages.batches.retrieve(made.id)
+        assert done.processing_status == "ended" and (done.ended_at - done.created_at).total_seconds() == 3600
+    with pytest.raises(ValueError, match="batch_faults takes rates"):
+        Simulator(batch_faults={"lost": 0.5})
+    with pytest.raises(ValueError, match="batch_speed must be positive"):
+        Simulator(batch_speed=0)
