@@ -110,6 +110,7 @@ class Job:
     items: dict[int, Item] = field(default_factory=dict)  # not final yet
     keys: list[str | None] = field(default_factory=list)  # each index's digest (None: never sent)
     sent: list[Sent] = field(default_factory=list)
+    resend: list[int] = field(default_factory=list)  # loaded between a failure and its resubmission
 
     @property
     def ids(self) -> list[str]:
@@ -246,8 +247,13 @@ def load_job(ctx: CallContext, path: Any) -> Job:
             if index in job.items:
                 continue
             saved = store.get(str(index), key) if key is not None else None
+            sent = store.get(f"request:{index}", key) if key is not None and saved is None else None
             if saved is not None:
                 job.results[index] = load(index, saved)
+            elif sent is not None:  # it failed and was to be sent again when the run stopped
+                ticket = Ticket(sent["model"], user_of(sent), sent)
+                job.items[index] = Item(index, key, sent, ticket, {}, CACHE.key(ctx, sent, ticket.user), tries=1)
+                job.resend.append(index)
             else:
                 job.results[index] = Result(index, error=InvalidConfigError(
                     f"request {index} was not sent: it failed before submission in the run that made this job "
@@ -291,35 +297,43 @@ def cancel(job: Job) -> Flow:
 def collect(job: Job, options: Options, bar: Any) -> Flow:
     """Wait for every batch, settle each result, send failed items again; the results in order."""
     waited = [0.0]
-    while True:
-        pending = [s for s in job.sent if not s.done]
-        if not pending:
-            break
-        again: list[int] = []
-        for s in pending:
-            yield from _wait(job, s, options, waited, bar)
-            again += yield from _settle(job, s, options, bar)
-        if not again:
-            continue
-        if options.retry_via == "messages":
-            yield from _send_one_by_one(job, again, options, bar)
-            continue
-        fresh = []
-        for index in again:  # each resubmission holds its worst case again
-            item = job.items[index]
-            try:
-                COSTS.hold(job.ctx, item.ticket, batch=True)
-            except BudgetExceededError as exc:
-                _final(job, index, Result(index, error=exc), bar)
+    again, job.resend = job.resend, []
+    try:
+        while True:
+            pending = [s for s in job.sent if not s.done]
+            if not pending and not again:
+                break
+            for s in pending:
+                yield from _wait(job, s, options, waited, bar)
+                again += yield from _settle(job, s, options, bar)
+            if not again:
                 continue
-            fresh.append(index)
-        if fresh:
-            store = job.open()
-            try:
-                yield from _submit(job, fresh, store)
-            finally:
-                if store is not None:
-                    store.close()
+            if options.retry_via == "messages":
+                yield from _send_one_by_one(job, again, options, bar)
+                again = []
+                continue
+            fresh = []
+            for index in again:  # each resubmission holds its worst case again
+                item = job.items[index]
+                try:
+                    if item.ticket.hold is None:  # held already if an earlier submission of it failed
+                        COSTS.hold(job.ctx, item.ticket, batch=True)
+                except BudgetExceededError as exc:
+                    _final(job, index, Result(index, error=exc), bar)
+                    continue
+                fresh.append(index)
+            again = fresh
+            if fresh:
+                store = job.open()
+                try:
+                    yield from _submit(job, fresh, store)
+                finally:
+                    if store is not None:
+                        store.close()
+            again = []
+    except BaseException:  # a timeout, a cancellation: what was to be sent again still is, next time
+        job.resend = [i for i in again if i in job.items]
+        raise
     size = max((len(job.results), *(i + 1 for i in job.items)), default=0)
     job.results += [None] * (size - len(job.results))
     return [r if r is not None else Result(i, error=missing(i, "the job", None)) for i, r in enumerate(job.results)]

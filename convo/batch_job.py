@@ -17,8 +17,9 @@ most, in a new batch (``retry_via="batches_api"``) or one by one through ``messa
 error in its :class:`convo.Result`.
 
 :meth:`BatchJob.resume` takes a checkpoint file (everything is in it: the redacted requests, the
-batch ids, the results settled so far; the unsettled items hold their worst case again, and
-failed ones can be sent again) or batch ids (the requests are unknown: results are settled at
+batch ids, the results settled so far; the unsettled items hold their worst case again, and the
+items that had not succeeded are sent again, as running ``client.batch`` again with the
+checkpoint would) or batch ids (the requests are unknown: results are settled at
 their cost as they arrive and failed items stay failed). A resumed job has no redaction mapping:
 replies keep their placeholders. :class:`AsyncBatchJob` is the twin for an
 :class:`convo.AsyncClient`.

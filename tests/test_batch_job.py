@@ -303,3 +303,16 @@ def test_the_simulator_runs_batches_on_a_faster_clock_of_their_own(clock):
         Simulator(batch_faults={"lost": 0.5})
     with pytest.raises(ValueError, match="batch_speed must be positive"):
         Simulator(batch_speed=0)
+
+
+def test_resuming_a_checkpoint_sends_again_what_did_not_succeed(timed, clock, tmp_path):
+    path = tmp_path / "job.ckpt"
+    timed.batch_faults = {"errored": 1.0}
+    first = client(timed, clock).batch(asks(5), via="batches_api", wait=False, checkpoint=path).results(retries=0)
+    assert all(isinstance(r.error, OverloadedError) for r in first)
+    timed.batch_faults = None
+    job = BatchJob.resume(path, client=client(timed, clock))
+    assert job.ids == []  # nothing in flight: the failed items wait to be sent again
+    results = job.results()
+    assert [r.text for r in results] == [f"item {i}" for i in range(5)]
+    assert creates(timed) == [[str(i) for i in range(5)]] * 2
