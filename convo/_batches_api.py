@@ -250,7 +250,7 @@ def load_job(ctx: CallContext, path: Any) -> Job:
             sent = store.get(f"request:{index}", key) if key is not None and saved is None else None
             if saved is not None:
                 job.results[index] = load(index, saved)
-            elif sent is not None:  # it failed and was to be sent again when the run stopped
+            elif sent is not None and key is not None:  # it failed and was to be sent again
                 ticket = Ticket(sent["model"], user_of(sent), sent)
                 job.items[index] = Item(index, key, sent, ticket, {}, CACHE.key(ctx, sent, ticket.user), tries=1)
                 job.resend.append(index)
