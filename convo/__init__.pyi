@@ -33,6 +33,10 @@ from ._exceptions import SummaryError as SummaryError
 from ._exceptions import TokenCountError as TokenCountError
 from ._resume import Restart as Restart
 from .batch import Result as Result
+from .batch_job import AsyncBatchJob as AsyncBatchJob
+from .batch_job import BatchJob as BatchJob
+from .batch_job import BatchStatus as BatchStatus
+from .batch_job import BatchTimeoutError as BatchTimeoutError
 from .budget import Budget as Budget
 from .budget import BudgetExceededError as BudgetExceededError
 from .cache import Cache as Cache

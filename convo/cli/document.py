@@ -139,10 +139,12 @@ def spending_check(backend: Backend, cost: float, requests: int, max_usd: float 
 @click.option("--yes", "-y", "assume_yes", is_flag=True,
               help=f"Do not ask before spending more than ${CONFIRM_USD:.2f} on the real API.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr (on a terminal).")
+@click.option("--batch", "use_batch", is_flag=True,
+              help="Through the Message Batches API: half price, up to 24 h; with --checkpoint a rerun resumes the batches.")
 @backend_options
 def summarize(file: str, instruction: str, chunk_tokens: int, concurrency: int, checkpoint: str | None,
-              max_tokens: int, max_usd: float | None, assume_yes: bool, progress: bool, model: str | None,
-              base_url: str | None, force_sim: bool, timeout: float | None) -> int:
+              max_tokens: int, max_usd: float | None, assume_yes: bool, progress: bool, use_batch: bool,
+              model: str | None, base_url: str | None, force_sim: bool, timeout: float | None) -> int:
     """Summarize a long document (map-reduce over its chunks).
 
     The summary goes to stdout; progress, usage and cost to stderr. Before sending anything it
@@ -159,13 +161,13 @@ def summarize(file: str, instruction: str, chunk_tokens: int, concurrency: int, 
     backend = choose(base_url, force_sim)
     model = model or DEFAULT_MODEL
     requests, inputs, outputs = worst_case([c.tokens for c in chunks], count_tokens(instruction), max_tokens)
-    worst = PriceTable.default().cost({"input_tokens": inputs, "output_tokens": outputs}, model)
+    worst = PriceTable.default().cost({"input_tokens": inputs, "output_tokens": outputs}, model, batch=use_batch)
     note(f"{name}: {total:,} tokens in {len(chunks)} chunks of at most {chunk_tokens:,}")
     spending_check(backend, worst, requests, max_usd, assume_yes)
     with open_client(backend, model, timeout=timeout, max_concurrency=concurrency) as (client, backend):
         try:
             result = map_reduce(chunks, instruction, client=client, concurrency=concurrency, checkpoint=checkpoint,
-                                progress=progress, max_tokens=max_tokens)
+                                progress=progress, max_tokens=max_tokens, mode="batch" if use_batch else "sync")
         except KeyboardInterrupt:
             again = f"; run the same command again to resume from {checkpoint}" if checkpoint else ""
             note(f"interrupted{again}")
@@ -174,9 +176,10 @@ def summarize(file: str, instruction: str, chunk_tokens: int, concurrency: int, 
         u = result.usage
         label = f"SIMULATED: what {client.model} would charge for the simulator's tokens" if backend.simulated \
             else f"{client.model} prices"
+        batched = f" at batch prices; {usd(result.sync_cost)} through messages.create" if use_batch else ""
         note(
             f"{u['requests']} requests, {u['input_tokens']:,} input + {u['output_tokens']:,} output tokens, "
-            f"cost {usd(result.cost)} ({label})"
+            f"cost {usd(result.cost)}{batched} ({label})"
         )
     if result.failed:
         first = result.failed[0]
