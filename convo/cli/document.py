@@ -42,6 +42,18 @@ MIN_CHUNK_TOKENS = 100
 CONFIRM_USD = 1.0
 #: How much the offline token estimate may fall short of the API's count (worst case).
 ESTIMATE_MARGIN = 1.15
+#: Models on the newer tokenizer (Claude Opus 4.7 and later; the catalogue's ``tokenizer``
+#: label) count up to 35% more tokens for the same text, per Anthropic's migration notes.
+NEW_TOKENIZER = 1.35
+
+
+def estimate_margin(model: str) -> float:
+    """The margin on the offline estimate for ``model``: larger on the newer tokenizer, and for
+    a model the catalogue does not know (assume the larger count)."""
+    from ..models import lookup
+
+    info = lookup(model)
+    return ESTIMATE_MARGIN * (1.0 if info is not None and info.tokenizer == "claude-3" else NEW_TOKENIZER)
 #: Tokens a request adds to its text: the message wrapper, the instruction's framing.
 REQUEST_OVERHEAD = 50
 #: Combining requests fit in this many tokens (map_reduce's default context_tokens).
@@ -83,12 +95,12 @@ def chunk_option(func: Any) -> Any:
 
 
 def worst_case(chunk_tokens: list[int], instruction_tokens: int, max_tokens: int,
-               context_tokens: int = CONTEXT_TOKENS) -> tuple[int, int, int]:
+               context_tokens: int = CONTEXT_TOKENS, margin: float = ESTIMATE_MARGIN) -> tuple[int, int, int]:
     """(requests, input tokens, output tokens) of a map-reduce at most: every answer is
-    ``max_tokens`` long and every estimate ``ESTIMATE_MARGIN`` short."""
+    ``max_tokens`` long and every estimate ``margin`` short (see :func:`estimate_margin`)."""
     per = instruction_tokens + REQUEST_OVERHEAD
     requests = len(chunk_tokens)
-    inputs = sum(math.ceil(n * ESTIMATE_MARGIN) + per for n in chunk_tokens)
+    inputs = sum(math.ceil(n * margin) + per for n in chunk_tokens)
     outputs = requests * max_tokens
     answers = requests
     room = max(2, (context_tokens - max_tokens - per) // (max_tokens + REQUEST_OVERHEAD))
@@ -160,7 +172,8 @@ def summarize(file: str, instruction: str, chunk_tokens: int, concurrency: int, 
     total = count_tokens(text)
     backend = choose(base_url, force_sim)
     model = model or DEFAULT_MODEL
-    requests, inputs, outputs = worst_case([c.tokens for c in chunks], count_tokens(instruction), max_tokens)
+    requests, inputs, outputs = worst_case([c.tokens for c in chunks], count_tokens(instruction), max_tokens,
+                                           margin=estimate_margin(model))
     worst = PriceTable.default().cost({"input_tokens": inputs, "output_tokens": outputs}, model, batch=use_batch)
     note(f"{name}: {total:,} tokens in {len(chunks)} chunks of at most {chunk_tokens:,}")
     spending_check(backend, worst, requests, max_usd, assume_yes)
