@@ -13,7 +13,9 @@
 * Asked to ``say "…"`` (or ``reply with "…"`` / ``repeat "…"``), it says exactly that.
 * Given ``tools``, it calls one when ``tool_choice`` forces it or the last user message names
   it ("use get_weather for Paris"): a short text block, then ``tool_use`` blocks (see
-  :mod:`convo.sim.blocks`). Given tool results, it reports them ("The result is: …").
+  :mod:`convo.sim.blocks`); several in one reply for several named tools or a list of
+  subjects ("use get_weather for Paris and Tokyo"). Given tool results, it reports them ("The
+  result is: …"; several one by one: "Paris: Sunny. Tokyo: Rain.").
 * With ``thinking`` on, the reply starts with a thinking block: a few sentences of reasoning
   and a signature.
 * After a prefilled assistant turn it continues: when the prefill is the start of the answer
@@ -106,7 +108,7 @@ class OfflineModel:
         users = [m for m in messages if m.role == "user"]
         results = _results(users[-1]) if users else []
         if results:
-            return _report(results)
+            return _report(results, _subjects(messages, users[-1]))
         last = turn_text(users[-1]) if users else ""
         said = _SAY.search(last)
         if said:
@@ -371,13 +373,36 @@ def _results(message: Turn) -> list[tuple[str, bool]]:
     return out
 
 
-def _report(results: Sequence[tuple[str, bool]]) -> str:
-    """The answer to tool results: what they said, in their language."""
+def _subjects(messages: Sequence[Turn], results: Turn) -> list[str]:
+    """What each tool result of ``results`` was about: its call's text input (``Paris``), else
+    the tool's name; from the assistant turn that made the calls."""
+    calls: dict[str, str] = {}
+    for m in messages:
+        if m.role != "assistant":
+            continue
+        for b in m.of_type("tool_use"):
+            args = b.get("input")
+            words = [v for v in args.values() if isinstance(v, str)] if isinstance(args, Mapping) else []
+            calls[str(b.get("id"))] = words[0] if words else str(b.get("name") or "the tool")
+    return [calls.get(str(b.get("tool_use_id")), "the tool") for b in results.of_type("tool_result")]
+
+
+def _report(results: Sequence[tuple[str, bool]], subjects: Sequence[str] = ()) -> str:
+    """The answer to tool results: what they said, in their language; several results one
+    by one, each after what its call was about ("Paris: Sunny, 21 C.")."""
     zh = is_cjk(" ".join(t for t, _ in results))
     parts = []
-    for text, failed in results:
-        if zh:
+    several = len(results) > 1
+    for k, (text, failed) in enumerate(results):
+        about = subjects[k] if k < len(subjects) else "the tool"
+        if several and zh:
+            parts.append(f"{about}出错了：{text}" if failed else f"{about}：{text}")
+        elif several:
+            parts.append(f"{about} failed: {text}" if failed else f"{about}: {text}")
+        elif zh:
             parts.append(f"工具出错了：{text}" if failed else f"结果是：{text}")
         else:
             parts.append(f"The tool failed: {text}" if failed else f"The result is: {text}")
+    if several:
+        parts.insert(0, "结果如下。" if zh else "Here are the results.")
     return ("" if zh else " ").join(p if p[-1] in ".。!?！？" else p + ("。" if zh else ".") for p in parts)
