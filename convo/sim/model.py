@@ -16,6 +16,8 @@
   :mod:`convo.sim.blocks`); several in one reply for several named tools or a list of
   subjects ("use get_weather for Paris and Tokyo"). Given tool results, it reports them ("The
   result is: …"; several one by one: "Paris: Sunny. Tokyo: Rain.").
+* Given ``output_config.format`` (a JSON schema), it answers with JSON valid for the schema,
+  its values drawn from the conversation (:mod:`convo.sim.structured`), unless it calls a tool.
 * With ``thinking`` on, the reply starts with a thinking block: a few sentences of reasoning
   and a signature.
 * After a prefilled assistant turn it continues: when the prefill is the start of the answer
@@ -62,6 +64,7 @@ from .extract import summarize_parts
 from .facts import _ROLLING, recall, rolling_summary
 from .request import Turn
 from .servertools import REFUSAL, server_step, wants_server_tool
+from .structured import answer as structured_answer
 from .text import (
     _INTENT,
     _SAY,
@@ -212,7 +215,7 @@ class OfflineModel:
 
     def _answer(
         self, turns: Sequence[Turn], tools: Sequence[Mapping[str, Any]] | None,
-        tool_choice: Mapping[str, Any] | None, max_tokens: int,
+        tool_choice: Mapping[str, Any] | None, max_tokens: int, output: Mapping[str, Any] | None = None,
     ) -> tuple[str, list[ToolCall]]:
         users = [m for m in turns if m.role == "user"]
         calls = pick_tools(tools, tool_choice, users[-1].text if users else "")
@@ -220,6 +223,11 @@ class OfflineModel:
             names = list(dict.fromkeys(name for name, _ in calls))
             listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
             return f"I'll use {listed}.", calls
+        if output is not None:
+            # The newest words first, so a value the last message gives wins over an older one.
+            said = [turn_text(m) for m in reversed(users)]
+            results = [text for m in reversed(users) for text, _ in _results(m)]
+            return structured_answer(output, "\n".join([*results, *said])), calls
         return self.compose(turns, max_tokens), calls
 
     def reply(
@@ -233,13 +241,15 @@ class OfflineModel:
         thinking: Mapping[str, Any] | None = None,
         label: str = "",
         stop: str = "",
+        output: Mapping[str, Any] | None = None,
     ) -> Reply:
         """The answer to one request, cut at the first stop sequence and at ``max_tokens``.
 
         ``tools``, ``tool_choice`` and ``thinking`` are the request's (already checked);
         ``thinking`` is None when it is off. ``label`` is the model's tokenizer. ``stop`` asks
         for an unusual ending: ``pause_turn`` (a server-tool step, then a pause), ``refusal``
-        or ``model_context_window_exceeded`` (the answer cut part-way).
+        or ``model_context_window_exceeded`` (the answer cut part-way). ``output`` is the JSON
+        schema of ``output_config.format``: the answer is JSON for it (:mod:`convo.sim.structured`).
         """
         self.label = label
         turns = as_turns(messages)
@@ -247,10 +257,10 @@ class OfflineModel:
         if turns and turns[-1].role == "assistant":
             paused = any(b.get("type") == "server_tool_use" for b in turns[-1].blocks)
             base, prefill = turns[:-1], (None if paused else turns[-1].text)
-        text, calls = self._answer(base, tools, tool_choice, max_tokens)
+        text, calls = self._answer(base, tools, tool_choice, max_tokens, output)
         if prefill is None and not paused and is_continuation(turns):
             earlier, partial = turns[:-2], turns[-2].text
-            said, said_calls = self._answer(earlier, tools, tool_choice, max_tokens)
+            said, said_calls = self._answer(earlier, tools, tool_choice, max_tokens, output)
             # A finished answer followed by "continue" is a new request, not a recovery.
             if said.startswith(partial.rstrip()) and said[len(partial.rstrip()) :].strip():
                 base, prefill, text, calls = earlier, partial, said, said_calls
