@@ -169,7 +169,7 @@ def test_breakpoints_stay_within_four_with_callers_own(sim, clock):
 
 def test_without_prompt_cache_nothing_is_marked(sim):
     client = Client(api_key="test", base_url=sim.base_url, model=MODEL, sleep=lambda s: None)
-    conv = Conversation(SYSTEM, model=MODEL, budget=20_000, client=client)
+    conv = Conversation(SYSTEM, model=MODEL, budget=20_000, client=client, prompt_cache=False)
     sim.clear_requests()
     conv.send("Hello")
     assert "cache_control" not in str(sim.requests[-1].body)

@@ -29,9 +29,15 @@ def fact(i: int) -> str:
     return f"Fact {i}: river {i} runs through the valley of town {i}. It is {i * 7} km long and full of trout."
 
 
+def _text(content) -> str:
+    """A message's text: its string, or its text blocks (prompt caching, on by default with a
+    client, turns the newest message into blocks to mark it)."""
+    return content if isinstance(content, str) else "".join(b.get("text", "") for b in content)
+
+
 def summary_posts(sim) -> list[dict]:
     return [r.body for r in sim.requests if r.path == "/v1/messages"
-            and r.body["messages"][-1]["content"].startswith("Summarize this conversation")]  # fmt: skip
+            and _text(r.body["messages"][-1]["content"]).startswith("Summarize this conversation")]  # fmt: skip
 
 
 @dataclass
