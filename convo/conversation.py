@@ -44,6 +44,10 @@ from .tokens import TokenCounter, calibrated_budget, calibration_of, default_cou
 __all__ = ["Conversation"]
 
 _RESERVED = frozenset({"messages", "system", "max_tokens"})
+#: Where the default window cuts to when prompt caching is on. Each cut rewrites the cache from
+#: the cut on, so cutting deeper and less often reads more from the cache: over the 200-turn
+#: chat of bench/cache_aware.py, 0.6 reads ~93% of input from the cache and 0.65 ~89%.
+CACHE_LOW_WATER = 0.6
 
 
 class Conversation(Talking):
@@ -65,8 +69,8 @@ class Conversation(Talking):
     each request places prompt-cache breakpoints on the system prompt, the summary and the
     newest turns when the model supports caching and the request reaches the model's minimum
     cacheable length (``min_cache_tokens`` in the catalogue), and the default window cuts in
-    steps (``SlidingWindow(low_water=0.65)``) so a long chat keeps reading its prefix from the
-    cache; see :mod:`convo.receipts`. ``prompt_cache=True`` (or ``"5m"`` / ``"1h"``, the cache
+    steps (``SlidingWindow(low_water=0.6)``: down to 60% of the budget when it is reached) so a
+    long chat keeps reading its prefix from the cache; see :mod:`convo.receipts`. ``prompt_cache=True`` (or ``"5m"`` / ``"1h"``, the cache
     TTL) always places them, with or without a client; ``prompt_cache=False`` never does.
     """
 
@@ -101,7 +105,7 @@ class Conversation(Talking):
         #: is long enough to cache), False (never), "5m" or "1h" (always, with that TTL).
         self.prompt_cache: str | bool | None = "5m" if prompt_cache is True else prompt_cache
         stepped = self.prompt_cache or (self.prompt_cache is None and client is not None)
-        default = SlidingWindow(low_water=0.65) if stepped else SlidingWindow()
+        default = SlidingWindow(low_water=CACHE_LOW_WATER) if stepped else SlidingWindow()
         self.strategy: StrategyLike = strategy if strategy is not None else default
         self.counter: TokenCounter = counter if counter is not None else default_counter()
         self.client = client

@@ -127,7 +127,7 @@ def test_prompt_cache_places_breakpoints_and_reads_the_prefix(sim, clock):
     sim.prompt_cache.clear()
     client = Client(api_key="test", base_url=sim.base_url, model=MODEL, sleep=lambda s: None)
     conv = Conversation(SYSTEM, model=MODEL, budget=4500, max_tokens=300, client=client, prompt_cache=True)
-    assert conv.strategy == SlidingWindow(low_water=0.65)
+    assert conv.strategy == SlidingWindow(low_water=0.6)
     sim.clear_requests()
     chat(sim, clock, conv, 30)
     bodies = [r.body for r in sim.requests if r.path == "/v1/messages"]

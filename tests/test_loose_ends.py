@@ -107,7 +107,7 @@ def test_a_conversation_with_a_client_caches_its_prompt_by_default(sim, clock):
     sim.prompt_cache.clear()
     client = client_for(sim)
     conv = Conversation(LONG_SYSTEM, client=client, budget=20_000)
-    assert conv.prompt_cache is None and conv.strategy == SlidingWindow(low_water=0.65)
+    assert conv.prompt_cache is None and conv.strategy == SlidingWindow(low_water=0.6)
     sim.clear_requests()
     for i in range(3):
         conv.send(f"Question {i}: which record is in drawer {i}?")

@@ -362,7 +362,7 @@ def test_a_file_with_an_unknown_or_bad_strategy_does_not_load(saved):
 def test_a_file_without_a_strategy_gets_the_default():
     data = Conversation(model=MODEL, budget=9000, prompt_cache=True).to_dict()
     del data["strategy"]
-    assert Conversation.from_dict(data).strategy == SlidingWindow(low_water=0.65)
+    assert Conversation.from_dict(data).strategy == SlidingWindow(low_water=0.6)
 
 
 @dataclass
