@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["marks_in", "place"]
+from .models import ModelInfo
+
+__all__ = ["marks_in", "place", "ttl"]
 
 MAX = 4
 _NO_CACHE = frozenset({"thinking", "redacted_thinking"})
@@ -30,6 +32,18 @@ def _count_existing(request: dict[str, Any]) -> int:
         if isinstance(m.get("content"), list):
             n += sum(1 for b in m["content"] if _marked(b))
     return n + (1 if request.get("cache_control") else 0)
+
+
+def ttl(setting: str | bool | None, client: Any, info: ModelInfo | None, estimate: float) -> str:
+    """The TTL of a request's breakpoints, or "" for none. ``setting`` is the conversation's
+    ``prompt_cache``: a TTL always marks; None marks when the conversation has a client, its
+    model is known (so is its minimum cacheable length) and the request's ``estimate`` (input
+    tokens, as the server counts them) reaches that minimum; False never marks."""
+    if isinstance(setting, str):
+        return setting
+    if setting is False or client is None or info is None or info.min_cache_tokens <= 0:
+        return ""
+    return "5m" if estimate >= info.min_cache_tokens else ""
 
 
 def marks_in(message: dict[str, Any]) -> int:

@@ -339,7 +339,8 @@ class Conversation(Talking):
         # A strategy may add fields (server-side edits and their beta header); the caller's win a clash.
         request = merge_params(request, as_strategy(self.strategy).params(self.model))
         marks = []
-        ttl = self._cache_ttl((state.cost(selection) - max_tokens) * state.factor)
+        estimate = (state.cost(selection) - max_tokens) * state.factor  # in the server's tokens
+        ttl = _breakpoints.ttl(self.prompt_cache, self.client, model_info(self.model, self.client), estimate)
         if ttl:
             existing = sum(n for i, n in self._marks.items() if self._sent(i, selection))
             marks = _breakpoints.place(request, summary=bool(selection.context), ttl=ttl, existing=existing)
@@ -348,18 +349,6 @@ class Conversation(Talking):
         if self.redactor is not None:  # before it is sent, cached or logged
             request, self._mapping = self.redactor.redact_request(request)
         return request
-
-    def _cache_ttl(self, estimate: float) -> str:
-        """The TTL of this request's breakpoints, or "" for none (see the class docstring);
-        ``estimate`` is the request's input tokens, as the server counts them."""
-        if isinstance(self.prompt_cache, str):
-            return self.prompt_cache
-        if self.prompt_cache is False or self.client is None:
-            return ""
-        info = model_info(self.model, self.client)
-        if info is None or info.min_cache_tokens <= 0:  # unknown model: caching unknown
-            return ""
-        return "5m" if estimate >= info.min_cache_tokens else ""
 
     def _sent(self, index: int, selection: Selection) -> bool:
         """Whether message ``index`` of the history is in the request ``selection`` makes."""

@@ -238,4 +238,5 @@ def test_requests_match_a_fresh_serialization(ops, cache, budget):
         marks = sum(str(m).count("cache_control") for m in request["messages"]) + str(request.get("system")).count(
             "cache_control"
         )
-        assert marks <= 4
+        own = sum(str(m).count("cache_control") for m in fresh)  # the caller's own markers are kept
+        assert marks <= max(4, own) and (own < 4 or marks == own)
