@@ -86,6 +86,7 @@ class SimState:
         return self.model.reply(
             req.messages, max_tokens=req.max_tokens, stop_sequences=req.stop_sequences,
             tools=req.tools, tool_choice=req.tool_choice, thinking=req.thinking, label=req.label, stop=stop,
+            output=req.output,
         )  # fmt: skip
 
     def count(self, req: Request) -> int:
