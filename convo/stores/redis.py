@@ -9,6 +9,7 @@ each.
 
 from __future__ import annotations
 
+import functools
 import json
 import urllib.parse
 from collections.abc import Callable
@@ -80,6 +81,10 @@ def _hide_password(url: str) -> str:
         return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
         return "<unparsable URL>"
+
+
+def _unindex(index: str, ids: list[str], r: Any) -> Any:
+    return r.zrem(index, *ids)
 
 
 def _info(id: str, h: Any) -> ConversationInfo:
@@ -207,12 +212,12 @@ class RedisConversationStore(StoreBase):
         index = self._index(user)
         gone = 0
         while True:  # until the index is empty: a conversation created meanwhile goes too
-            ids = self._call("delete_user", lambda r: r.zrange(index, 0, 499))
+            ids: list[str] = self._call("delete_user", lambda r: r.zrange(index, 0, 499))
             if not ids:
                 return gone
             for id in ids:
                 gone += self._delete(id)
-            self._call("delete_user", lambda r, ids=ids: r.zrem(index, *ids))
+            self._call("delete_user", functools.partial(_unindex, index, ids))
 
     def close(self) -> None:
         """Close the connections to Redis."""
