@@ -184,9 +184,9 @@ def test_writing_to_a_deleted_conversation_is_a_conflict(store):
 
 
 WORKER = textwrap.dedent("""
-    import json, sys, time
+    import json, os, sys, time
     import convo
-    kind, where, tag, conv_id, name, turns = sys.argv[1:7]
+    kind, where, tag, conv_id, name, turns, barrier, procs = sys.argv[1:9]
     if kind == "sqlite":
         store = convo.SQLiteConversationStore(where)
     elif kind == "redis":
@@ -194,6 +194,9 @@ WORKER = textwrap.dedent("""
     else:
         store = convo.PostgresConversationStore(where, prefix="t" + tag + "_")
     conv = store.open(conv_id)
+    open(os.path.join(barrier, name), "w").close()  # opened: wait until every worker has
+    while len(os.listdir(barrier)) < int(procs):
+        time.sleep(0.01)
     conflicts = written = 0
     for i in range(int(turns)):
         pair = [{"role": "user", "content": f"{name} {i}"}, {"role": "assistant", "content": f"ok {name} {i}"}]
@@ -210,11 +213,14 @@ WORKER = textwrap.dedent("""
 """)
 
 
-def test_many_processes_on_one_conversation_lose_no_turn_and_surface_every_conflict(store, backend):
+def test_many_processes_on_one_conversation_lose_no_turn_and_surface_every_conflict(store, backend, tmp_path):
     conv = store.create(model=MODEL, user="shared")
     procs, turns = 4, 15
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, *backend, conv.id, f"w{p}", str(turns)],
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, *backend, conv.id, f"w{p}", str(turns),
+                                 str(barrier), str(procs)],
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                for p in range(procs)]
     results = []
@@ -230,6 +236,8 @@ def test_many_processes_on_one_conversation_lose_no_turn_and_surface_every_confl
         assert [final.messages[i].text for i in mine] == [f"w{p} {i}" for i in range(turns)]
         assert all(final.messages[i + 1].text == "ok " + final.messages[i].text for i in mine)
     assert sum(r["written"] for r in results) == procs * turns
+    # all opened version 1 before any wrote: one first write landed, every other one conflicted
+    assert sum(r["conflicts"] for r in results) >= procs - 1
     # every write that did not land raised: the version counts exactly the writes that did
     assert store.info(conv.id).version == 1 + procs * turns
 
@@ -385,3 +393,15 @@ def test_after_any_sequence_of_edits_the_store_holds_the_conversation(tmp_path, 
             conv.reset()
         _same(conv, store.open(conv.id))
     store.close()
+
+
+def test_stored_token_counts_are_reused_only_by_the_counter_that_made_them(store):
+    conv = store.create(model=MODEL)
+    conv.extend([{"role": r, "content": f"message {i} " * (i + 1)} for i, r in enumerate(["user", "assistant"] * 5)])
+    assert store.open(conv.id).total_tokens == conv.total_tokens
+    other = convo.OfflineCounter(text_factor=2.0)
+    reopened = store.open(conv.id, counter=other)
+    expected = convo.Conversation.from_dict(conv.to_dict(), counter=other).total_tokens
+    assert reopened.total_tokens == expected != conv.total_tokens
+    reopened.add_user("written with another counter")  # stored as unknown: recounted at open
+    assert store.open(conv.id).total_tokens == convo.Conversation.from_dict(reopened.to_dict()).total_tokens

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from ..messages import Message
 from ..models import DEFAULT_MODEL
 from ..receipts import Receipt
 from ..strategies import StrategyLike
-from ..tokens import TokenCounter
+from ..tokens import CachedCounter, OfflineCounter, TokenCounter, default_counter
 
 __all__ = ["ConversationInfo", "ConversationStore", "Journal", "StoreBase", "Stored", "Write", "new_id"]
 
@@ -54,6 +55,7 @@ class Write:
     keep: int  # stored messages kept (fewer than stored: an undo or reset happened)
     stored: int  # how many messages the store held at ``version``
     messages: list[str]  # JSON of the messages after ``keep``
+    tokens: list[int]  # their token counts (-1: counted by another counter than the stored one's)
     pins: str
     summary: str | None
     receipt_start: int
@@ -76,6 +78,7 @@ class Stored:
     summary: str | None
     messages: list[str]
     receipts: list[str]
+    tokens: list[int] = field(default_factory=list)
 
 
 @runtime_checkable
@@ -124,9 +127,20 @@ class ConversationStore(Protocol):
     def close(self) -> None: ...
 
 
+_last = [0, 0]  # the last id's millisecond and its sequence number in this process
+_id_lock = threading.Lock()
+
+
 def new_id() -> str:
-    """28 hex digits: milliseconds since the epoch, then 64 random bits, so ids sort by creation."""
-    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+    """28 hex digits: milliseconds since the epoch, a sequence number within the millisecond, then
+    48 random bits, so ids sort by creation (strictly, within one process)."""
+    with _id_lock:
+        ms = max(time.time_ns() // 1_000_000, _last[0])
+        seq = _last[1] + 1 if ms == _last[0] else 0
+        if seq > 0xFFFF:
+            ms, seq = ms + 1, 0
+        _last[:] = [ms, seq]
+    return f"{ms:012x}{seq:04x}{secrets.token_hex(6)}"
 
 
 def dumps(value: Any) -> str:
@@ -157,14 +171,42 @@ def check_limit(limit: Any) -> int:
     return limit
 
 
+def counter_key(counter: Any) -> str | None:
+    """What identifies a counter's counts, when they can be stored and reused: an offline
+    counter's are a pure function of the message and its settings (its repr). Others: None."""
+    inner = counter.inner if isinstance(counter, CachedCounter) else counter
+    return repr(inner) if type(inner) is OfflineCounter else None
+
+
 def head_of(conv: Conversation) -> str:
-    """The saved form without messages, pins and summary; a strategy that cannot be saved is
-    stored as custom (``open`` then needs ``strategy=``)."""
+    """The saved form without messages, pins and summary, plus whose token counts are stored; a
+    strategy that cannot be saved is stored as custom (``open`` then needs ``strategy=``)."""
     try:
         data = _persist.to_dict(conv)
     except ConversationFileError:
         data = _persist.to_dict(conv, strategy=False)
-    return dumps({k: v for k, v in data.items() if k not in _HEAD_OMITS})
+    head = {k: v for k, v in data.items() if k not in _HEAD_OMITS}
+    head["counter"] = counter_key(conv.counter)
+    return dumps(head)
+
+
+def _by_identity(messages: list[Message], tokens: list[int]) -> dict[int, int]:
+    return {id(m): n for m, n in zip(messages, tokens, strict=True)}
+
+
+class _Replay:
+    """The counter a conversation is rebuilt with: the stored count of each message when the stored
+    counts are the opening counter's, else the counter itself. Swapped out once loaded."""
+
+    def __init__(self, real: TokenCounter, counts: dict[int, int]) -> None:
+        self.real, self.counts = real, counts
+
+    def count_message(self, message: Message) -> int:
+        n = self.counts.get(id(message), -1)
+        return n if n >= 0 else self.real.count_message(message)
+
+    def __getattr__(self, name: str) -> Any:  # count_text, fixed_tokens, calibration...
+        return getattr(self.real, name)
 
 
 def _head_key(conv: Conversation) -> tuple[Any, ...]:
@@ -174,10 +216,11 @@ def _head_key(conv: Conversation) -> tuple[Any, ...]:
 class Journal:
     """Bound to one conversation handle: writes what changed since the last write."""
 
-    __slots__ = ("_head", "_pins", "_receipts", "_saved", "_summary", "id", "store", "version")
+    __slots__ = ("_head", "_pins", "_receipts", "_saved", "_summary", "counter", "id", "store", "version")
 
-    def __init__(self, store: StoreBase, id: str, version: int, conv: Conversation) -> None:
+    def __init__(self, store: StoreBase, id: str, version: int, conv: Conversation, counter: str | None) -> None:
         self.store, self.id, self.version = store, id, version
+        self.counter = counter  # whose token counts the store keeps (see counter_key)
         self._saved: list[Message] = list(conv._messages)
         self._pins: list[int] = conv.pinned
         self._summary = conv.summary
@@ -205,11 +248,13 @@ class Journal:
         ):
             return
         new = messages[keep:]
+        same = self.counter is not None and counter_key(conv.counter) == self.counter
         write = Write(
             version=self.version,
             keep=keep,
             stored=n,
             messages=[dumps(m.to_api()) for m in new],
+            tokens=conv._counts[keep:] if same else [-1] * len(new),
             pins=dumps(pins),
             summary=None if summary is None else dumps({"text": summary.text, "turns": summary.turns}),
             receipt_start=self._receipts,
@@ -304,7 +349,7 @@ class StoreBase:
         now = time.time()
         info = ConversationInfo(new_id(), user, json.loads(meta_json), when(now), when(now), 0, 1)
         self._insert(info, head_of(conv), dumps([]))
-        conv._journal = Journal(self, info.id, 1, conv)
+        conv._journal = Journal(self, info.id, 1, conv, counter_key(conv.counter))
         return conv
 
     def open(
@@ -326,20 +371,28 @@ class StoreBase:
             raise ConversationFileError(f"{self.kind} has no conversation {id!r}; was it deleted? (store.list() shows what is there)")
         try:
             data = json.loads(stored.head)
-            data["messages"] = [json.loads(m) for m in stored.messages]
+            messages = [Message.model_validate_json(m) for m in stored.messages]  # the to_api() JSON
+            data["messages"] = messages
             data["pinned"] = json.loads(stored.pins)
             if stored.summary is not None:
                 data["summary"] = json.loads(stored.summary)
             receipts = [Receipt.model_validate_json(r) for r in stored.receipts]
         except ValueError as exc:
             raise ConversationFileError(f"conversation {id!r} in the {self.kind} is corrupt: {exc}") from None
+        real = counter if counter is not None else default_counter()
+        stored_key = data.pop("counter", None)
+        counts: dict[int, int] = {}
+        if stored_key is not None and stored_key == counter_key(real) and len(stored.tokens) == len(messages):
+            counts = _by_identity(messages, stored.tokens)
+        replay: Any = _Replay(real, counts) if counts else real
         try:
-            conv = _persist.from_dict(Conversation, data, strategy=strategy, counter=counter)
+            conv = _persist.from_dict(Conversation, data, strategy=strategy, counter=replay)
         except ConversationFileError as exc:
             raise ConversationFileError(f"conversation {id!r} in the {self.kind}: {exc}") from None
+        conv.counter = real
         conv.client, conv.redactor = client, redactor
         conv.receipts = receipts
-        conv._journal = Journal(self, id, stored.info.version, conv)
+        conv._journal = Journal(self, id, stored.info.version, conv, stored_key)
         return conv
 
     def info(self, id: str) -> ConversationInfo:

@@ -27,7 +27,8 @@ CREATE TABLE IF NOT EXISTS {p}conversations (
 );
 CREATE INDEX IF NOT EXISTS {p}conversations_owner ON {p}conversations (owner, id);
 CREATE TABLE IF NOT EXISTS {p}messages (
-    conv text NOT NULL, seq integer NOT NULL, body text NOT NULL, PRIMARY KEY (conv, seq)
+    conv text NOT NULL, seq integer NOT NULL, body text NOT NULL, tokens integer NOT NULL,
+    PRIMARY KEY (conv, seq)
 );
 CREATE TABLE IF NOT EXISTS {p}receipts (
     conv text NOT NULL, seq integer NOT NULL, body text NOT NULL, PRIMARY KEY (conv, seq)
@@ -44,9 +45,10 @@ WITH up AS (
 ), cut AS (
     DELETE FROM {p}messages WHERE conv = %(id)s AND seq >= %(length)s AND %(cut)s AND EXISTS (SELECT 1 FROM up)
 ), msgs AS (
-    INSERT INTO {p}messages (conv, seq, body)
-    SELECT %(id)s, t.seq, t.body FROM up, unnest(%(seqs)s::integer[], %(bodies)s::text[]) AS t(seq, body)
-    ON CONFLICT (conv, seq) DO UPDATE SET body = EXCLUDED.body
+    INSERT INTO {p}messages (conv, seq, body, tokens)
+    SELECT %(id)s, t.seq, t.body, t.n FROM up,
+        unnest(%(seqs)s::integer[], %(bodies)s::text[], %(tokens)s::integer[]) AS t(seq, body, n)
+    ON CONFLICT (conv, seq) DO UPDATE SET body = EXCLUDED.body, tokens = EXCLUDED.tokens
 ), recs AS (
     INSERT INTO {p}receipts (conv, seq, body)
     SELECT %(id)s, t.seq, t.body FROM up, unnest(%(rseqs)s::integer[], %(rbodies)s::text[]) AS t(seq, body)
@@ -56,10 +58,10 @@ SELECT version FROM up
 """
 
 _READ = (
-    "SELECT 0, 0, head, pins, summary, " + _INFO + " FROM {p}conversations WHERE id = %(id)s"
-    " UNION ALL SELECT 1, seq, body, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    "SELECT 0, 0, head, NULL, pins, summary, " + _INFO + " FROM {p}conversations WHERE id = %(id)s"
+    " UNION ALL SELECT 1, seq, body, tokens, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
     " FROM {p}messages WHERE conv = %(id)s"
-    " UNION ALL SELECT 2, seq, body, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    " UNION ALL SELECT 2, seq, body, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
     " FROM {p}receipts WHERE conv = %(id)s ORDER BY 1, 2"
 )
 
@@ -157,6 +159,7 @@ class PostgresConversationStore(StoreBase):
             "id": id, "version": write.version, "updated": write.updated, "length": write.length,
             "pins": write.pins, "summary": write.summary, "head": write.head, "cut": write.keep < write.stored,
             "seqs": list(range(start, start + len(write.messages))), "bodies": write.messages,
+            "tokens": write.tokens,
             "rseqs": list(range(write.receipt_start, write.receipt_start + len(write.receipts))),
             "rbodies": write.receipts,
         }
@@ -183,9 +186,12 @@ class PostgresConversationStore(StoreBase):
             return None
         first = rows[0]
         bodies: tuple[list[str], list[str], list[str]] = ([], [], [])
-        for kind, _seq, body, *_ in rows:
+        tokens: list[int] = []
+        for kind, _seq, body, n, *_ in rows:
             bodies[kind].append(body)
-        return Stored(_info(first[5:]), first[2], first[3], first[4], bodies[1], bodies[2])
+            if kind == 1:
+                tokens.append(n)
+        return Stored(_info(first[6:]), first[2], first[4], first[5], bodies[1], bodies[2], tokens)
 
     def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
         where, args = [], []

@@ -22,8 +22,9 @@ __all__ = ["RedisConversationStore"]
 
 _FIELDS = ("owner", "metadata", "created", "updated", "length", "version")
 
-# KEYS: hash, messages, receipts. ARGV: version, keep, stored, updated, pins, summary ('' = none),
-# head ('' = unchanged), receipt_start, message count, then the messages, then the receipts.
+# KEYS: hash, messages, receipts, token counts. ARGV: version, keep, stored, updated, pins, summary
+# ('' = none), head ('' = unchanged), receipt_start, message count n, then n messages, n counts, and
+# the receipts.
 _APPEND = """
 local v = redis.call('HGET', KEYS[1], 'version')
 if not v then return {2, 0} end
@@ -31,7 +32,12 @@ v = tonumber(v)
 if v ~= tonumber(ARGV[1]) then return {1, v} end
 local keep, stored, nm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[9])
 if keep < stored then
-  if keep == 0 then redis.call('DEL', KEYS[2]) else redis.call('LTRIM', KEYS[2], 0, keep - 1) end
+  if keep == 0 then
+    redis.call('DEL', KEYS[2], KEYS[4])
+  else
+    redis.call('LTRIM', KEYS[2], 0, keep - 1)
+    redis.call('LTRIM', KEYS[4], 0, keep - 1)
+  end
 end
 local function push(key, first, last)
   local i = first
@@ -42,13 +48,14 @@ local function push(key, first, last)
   end
 end
 push(KEYS[2], 10, 9 + nm)
+push(KEYS[4], 10 + nm, 9 + 2 * nm)
 local rs = tonumber(ARGV[8])
-if #ARGV > 9 + nm then
+if #ARGV > 9 + 2 * nm then
   local have = redis.call('LLEN', KEYS[3])
   if have > rs then
     if rs == 0 then redis.call('DEL', KEYS[3]) else redis.call('LTRIM', KEYS[3], 0, rs - 1) end
   end
-  push(KEYS[3], 10 + nm, #ARGV)
+  push(KEYS[3], 10 + 2 * nm, #ARGV)
 end
 redis.call('HSET', KEYS[1], 'version', v + 1, 'updated', ARGV[4], 'length', keep + nm, 'pins', ARGV[5])
 if ARGV[6] == '' then redis.call('HDEL', KEYS[1], 'summary') else redis.call('HSET', KEYS[1], 'summary', ARGV[6]) end
@@ -56,12 +63,12 @@ if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'head', ARGV[7]) end
 return {0, v + 1}
 """
 
-# KEYS: hash, messages, receipts, the all-index. ARGV: id, the per-owner index prefix.
+# KEYS: hash, messages, receipts, token counts, the all-index. ARGV: id, the per-owner index prefix.
 _DELETE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local gone = redis.call('DEL', KEYS[1])
-redis.call('DEL', KEYS[2], KEYS[3])
-redis.call('ZREM', KEYS[4], ARGV[1])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[5], ARGV[1])
 if owner and owner ~= '' then redis.call('ZREM', ARGV[2] .. owner, ARGV[1]) end
 return gone
 """
@@ -142,7 +149,7 @@ class RedisConversationStore(StoreBase):
 
     def _keys(self, id: str) -> list[str]:
         p = self.prefix
-        return [f"{p}c:{id}", f"{p}m:{id}", f"{p}r:{id}"]
+        return [f"{p}c:{id}", f"{p}m:{id}", f"{p}r:{id}", f"{p}t:{id}"]
 
     def _index(self, user: str | None) -> str:
         return f"{self.prefix}all" if user is None else f"{self.prefix}u:{user}"
@@ -166,14 +173,14 @@ class RedisConversationStore(StoreBase):
 
     def _append(self, id: str, write: Write) -> int:
         args: list[str | int | float] = [write.version, write.keep, write.stored, repr(write.updated), write.pins, write.summary or "",
-                write.head or "", write.receipt_start, len(write.messages), *write.messages, *write.receipts]
+                write.head or "", write.receipt_start, len(write.messages), *write.messages, *write.tokens, *write.receipts]
         status, version = self._call("append", lambda r: self._append_script(keys=self._keys(id), args=args))
         if status != 0:
             raise conflict(self.kind, id, write.version, None if status == 2 else int(version))
         return int(version)
 
     def _read(self, id: str, messages: bool = True) -> Stored | None:
-        hash_key, messages_key, receipts_key = self._keys(id)
+        hash_key, messages_key, receipts_key, tokens_key = self._keys(id)
         if not messages:
             h = self._call("info", lambda r: r.hmget(hash_key, _FIELDS))
             return None if h[-1] is None else Stored(_info(id, h), "", "[]", None, [], [])
@@ -183,12 +190,14 @@ class RedisConversationStore(StoreBase):
             pipe.hgetall(hash_key)
             pipe.lrange(messages_key, 0, -1)
             pipe.lrange(receipts_key, 0, -1)
+            pipe.lrange(tokens_key, 0, -1)
             return pipe.execute()
 
-        h, bodies, receipts = self._call("open", read)
+        h, bodies, receipts, tokens = self._call("open", read)
         if not h:
             return None
-        return Stored(_info(id, [h[f] for f in _FIELDS]), h["head"], h["pins"], h.get("summary"), bodies, receipts)
+        info = _info(id, [h[f] for f in _FIELDS])
+        return Stored(info, h["head"], h["pins"], h.get("summary"), bodies, receipts, [int(n) for n in tokens])
 
     def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
         index = self._index(user)

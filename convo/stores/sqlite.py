@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS convo_conversations (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS convo_conversations_owner ON convo_conversations (owner, id);
 CREATE TABLE IF NOT EXISTS convo_messages (
-    conv TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (conv, seq)
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, tokens INTEGER NOT NULL,
+    PRIMARY KEY (conv, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS convo_receipts (
     conv TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (conv, seq)
@@ -38,10 +39,10 @@ CREATE TABLE IF NOT EXISTS convo_receipts (
 
 _INFO = "id, owner, metadata, created, updated, length, version"
 _READ = (
-    "SELECT 0, 0, head, pins, summary, " + _INFO + " FROM convo_conversations WHERE id = ?1"
-    " UNION ALL SELECT 1, seq, body, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    "SELECT 0, 0, head, NULL, pins, summary, " + _INFO + " FROM convo_conversations WHERE id = ?1"
+    " UNION ALL SELECT 1, seq, body, tokens, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
     " FROM convo_messages WHERE conv = ?1"
-    " UNION ALL SELECT 2, seq, body, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    " UNION ALL SELECT 2, seq, body, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
     " FROM convo_receipts WHERE conv = ?1 ORDER BY 1, 2"
 )
 
@@ -150,8 +151,8 @@ class SQLiteConversationStore(StoreBase):
                 db.execute("DELETE FROM convo_messages WHERE conv = ? AND seq >= ?", (id, write.keep))
             if write.messages:
                 db.executemany(
-                    "INSERT INTO convo_messages VALUES (?, ?, ?)",
-                    [(id, write.keep + i, body) for i, body in enumerate(write.messages)],
+                    "INSERT INTO convo_messages VALUES (?, ?, ?, ?)",
+                    [(id, write.keep + i, body, n) for i, (body, n) in enumerate(zip(write.messages, write.tokens))],
                 )
             if write.receipts:
                 db.executemany(
@@ -170,9 +171,12 @@ class SQLiteConversationStore(StoreBase):
             return None
         first = rows[0]
         bodies: tuple[list[str], list[str], list[str]] = ([], [], [])
-        for kind, _seq, body, *_ in rows:
+        tokens: list[int] = []
+        for kind, _seq, body, n, *_ in rows:
             bodies[kind].append(body)
-        return Stored(_info(first[5:]), first[2], first[3], first[4], bodies[1], bodies[2])
+            if kind == 1:
+                tokens.append(n)
+        return Stored(_info(first[6:]), first[2], first[4], first[5], bodies[1], bodies[2], tokens)
 
     def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
         where, args = [], []
