@@ -104,7 +104,9 @@ class ConversationStore(Protocol):
         counter: TokenCounter | None = None,
         redactor: Any = None,
         prompt_cache: bool | str = False,
-    ) -> Conversation: ...
+    ) -> Conversation:
+        """A new, empty conversation in the store, owned by ``user``; ``conv.id`` is its id."""
+        ...
 
     def open(
         self,
@@ -114,17 +116,29 @@ class ConversationStore(Protocol):
         strategy: StrategyLike | None = None,
         counter: TokenCounter | None = None,
         redactor: Any = None,
-    ) -> Conversation: ...
+    ) -> Conversation:
+        """The stored conversation ``id`` with its summary, pins and receipts, in one read."""
+        ...
 
-    def info(self, id: str) -> ConversationInfo: ...
+    def info(self, id: str) -> ConversationInfo:
+        """Owner, metadata, times, size and version of ``id``, without its messages."""
+        ...
 
-    def list(self, *, user: str | None = None, limit: int = 100, after: str | None = None) -> list[ConversationInfo]: ...
+    def list(self, *, user: str | None = None, limit: int = 100, after: str | None = None) -> list[ConversationInfo]:
+        """Conversations newest first (all, or ``user``'s); ``after``: the last id of the previous page."""
+        ...
 
-    def delete(self, id: str) -> bool: ...
+    def delete(self, id: str) -> bool:
+        """Delete ``id`` with its messages and receipts; False if it was not there."""
+        ...
 
-    def delete_user(self, user: str) -> int: ...
+    def delete_user(self, user: str) -> int:
+        """Delete every conversation (and so every receipt) of ``user``; how many went."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Close the store's connections."""
+        ...
 
 
 _last = [0, 0]  # the last id's millisecond and its sequence number in this process
