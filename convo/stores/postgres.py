@@ -128,7 +128,10 @@ class PostgresConversationStore(StoreBase):
     def _connection(self) -> Any:
         if self._conn is not None and self._pid == os.getpid() and not self._conn.closed:
             return self._conn
-        self._conn = self._psycopg.connect(self._dsn, autocommit=True, connect_timeout=max(1, round(self._timeout)))
+        self._conn = self._psycopg.connect(  # a statement that outlasts the timeout fails instead of hanging
+            self._dsn, autocommit=True, connect_timeout=max(1, round(self._timeout)),
+            options=f"-c statement_timeout={round(self._timeout * 1000)}",
+        )
         self._pid = os.getpid()
         return self._conn
 
