@@ -13,7 +13,8 @@ conversation is one indexed read. Each conversation has a version: a handle whos
 stale gets :class:`~convo.ConflictError` and writes nothing (``conv.reload()``, then retry).
 """
 
-from ._base import ConversationInfo, ConversationStore
+from ._base import ConversationStore
+from ._records import ConversationInfo
 from .postgres import PostgresConversationStore
 from .redis import RedisConversationStore
 from .sqlite import SQLiteConversationStore

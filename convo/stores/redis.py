@@ -16,7 +16,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import ConversationFileError, InvalidConfigError
-from ._base import ConversationInfo, StoreBase, Stored, Write, conflict, when
+from ._base import StoreBase
+from ._records import ConversationInfo, Stored, Write, conflict, when
 
 __all__ = ["RedisConversationStore"]
 

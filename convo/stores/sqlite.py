@@ -17,7 +17,8 @@ from contextlib import contextmanager
 from typing import Any
 
 from .._exceptions import ConversationFileError
-from ._base import ConversationInfo, StoreBase, Stored, Write, check_path_config, conflict, when
+from ._base import StoreBase
+from ._records import ConversationInfo, Stored, Write, check_path_config, conflict, when
 
 __all__ = ["SQLiteConversationStore"]
 
