@@ -25,8 +25,8 @@ from typing import Any
 
 from . import _breakpoints, _persist, receipts
 from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError, InvalidMessageError
-from ._journal import Journaled
 from ._limits import check_max_tokens, check_selection, resolve_limits
+from ._store_hook import Journaled
 from .messages import (
     Message,
     TextBlock,
