@@ -13,6 +13,7 @@
     │   └── TextFileError                      a file to chunk is missing, binary or not UTF-8
     ├── ContextOverflowError                   what must be kept cannot fit in the budget
     ├── ConversationFileError                  a saved conversation cannot be read or written
+    ├── ConflictError                          a stored conversation changed since this handle read it
     ├── TokenCountError                        counting tokens failed (e.g. the API was unreachable)
     ├── SummaryError                           a summary came back empty or not shorter: turns kept
     ├── RateLimitStoreError                    the shared rate-limit store (Redis) failed
@@ -52,6 +53,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ClientMismatchError",
+    "ConflictError",
     "ContextOverflowError",
     "ConversationFileError",
     "ConvoError",
@@ -135,6 +137,24 @@ class ContextOverflowError(ConvoError):
 
 class ConversationFileError(ConvoError):
     """A saved conversation could not be read (bad, truncated or foreign file) or written."""
+
+
+class ConflictError(ConvoError):
+    """Another handle wrote the stored conversation since this one read it (optimistic concurrency).
+
+    Nothing was written; the store keeps the other writer's turn. ``unsaved`` holds this handle's
+    messages that did not reach the store. Call ``conv.reload()`` to read the stored state, then
+    send again (or ``conv.extend(exc.unsaved)`` to keep the reply you already paid for).
+    """
+
+    def __init__(
+        self, message: str, *, conversation_id: str, expected: int, actual: int | None, unsaved: Any = ()
+    ) -> None:
+        super().__init__(message)
+        self.conversation_id = conversation_id
+        self.expected = expected  # the version this handle read
+        self.actual = actual  # the version in the store now (None: the conversation was deleted)
+        self.unsaved: list[Any] = list(unsaved)
 
 
 class _Response:
