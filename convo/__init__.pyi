@@ -10,6 +10,7 @@ from ._exceptions import APIConnectionError as APIConnectionError
 from ._exceptions import APIError as APIError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import BadRequestError as BadRequestError
+from ._exceptions import BatchTimeoutError as BatchTimeoutError
 from ._exceptions import ClientMismatchError as ClientMismatchError
 from ._exceptions import ConflictError as ConflictError
 from ._exceptions import ContextOverflowError as ContextOverflowError
@@ -37,7 +38,6 @@ from .batch import Result as Result
 from .batch_job import AsyncBatchJob as AsyncBatchJob
 from .batch_job import BatchJob as BatchJob
 from .batch_job import BatchStatus as BatchStatus
-from .batch_job import BatchTimeoutError as BatchTimeoutError
 from .budget import Budget as Budget
 from .budget import BudgetExceededError as BudgetExceededError
 from .cache import Cache as Cache

@@ -19,6 +19,7 @@
     ├── RateLimitStoreError                    the shared rate-limit store (Redis) failed
     ├── BudgetExceededError                    a request could pass the spending cap: not sent
     ├── CacheError                             a response cache cannot be opened, read or written
+    ├── BatchTimeoutError                      Message Batches still running after max_wait: results() again
     ├── MaxStepsError                          a tool loop reached max_steps model calls (convo.reply)
     ├── OutputValidationError                  a reply does not fit send(output=...)'s schema
     ├── APIError                               the API answered with an error (after any retries)
@@ -45,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchTimeoutError",
     "ClientMismatchError",
     "ConflictError",
     "ContextOverflowError",
@@ -199,6 +202,16 @@ class RateLimitStoreError(ConvoError):
     """The shared rate-limit store (:class:`~convo.RedisStore`) failed: unreachable, refused,
     timed out, or its script errored. Nothing was reserved; check the Redis server and URL.
     """
+
+
+class BatchTimeoutError(ConvoError):
+    """The batches did not end within ``max_wait`` seconds of polling. Nothing is lost: the job
+    goes on at Anthropic; call ``results()`` again (or ``BatchJob.resume``) to keep waiting."""
+
+    def __init__(self, message: str, *, batch_ids: Sequence[str], waited: float) -> None:
+        super().__init__(message)
+        self.batch_ids = list(batch_ids)
+        self.waited = waited
 
 
 class APIError(ConvoError):
