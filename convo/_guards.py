@@ -227,16 +227,20 @@ class Spending(Guard):
             ctx.stats.charge(cost, ticket.user)
 
     def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
-        self.hold(ctx, ticket)
-        return
-        yield  # pragma: no cover
+        spend = ctx.spend
+        if spend is not None and spend.io:  # a shared budget: a network call, off the event loop
+            yield Do(self.hold, (ctx, ticket), io=True)
+        else:
+            self.hold(ctx, ticket)
 
     def settle(
         self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
     ) -> Flow:
-        self.charge(ctx, ticket, ctx.cost(usage, ticket.model))
-        return
-        yield  # pragma: no cover
+        cost = ctx.cost(usage, ticket.model)
+        if ticket.hold is not None and ticket.spend is not None and ticket.spend.io:
+            yield Do(self.charge, (ctx, ticket, cost), io=True)
+        else:
+            self.charge(ctx, ticket, cost)
 
     def settle_item(self, ctx: CallContext, ticket: Ticket, usage: Any) -> float | None:
         """A batch item's result arrived: charge its cost at batch prices; returns the cost."""
