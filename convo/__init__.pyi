@@ -35,6 +35,7 @@ from ._resume import Restart as Restart
 from .batch import Result as Result
 from .budget import Budget as Budget
 from .budget import BudgetExceededError as BudgetExceededError
+from .budget import BudgetStoreError as BudgetStoreError
 from .cache import Cache as Cache
 from .cache import CacheError as CacheError
 from .cache import MemoryCache as MemoryCache

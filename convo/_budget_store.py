@@ -22,7 +22,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from ._exceptions import ConvoError, InvalidConfigError
@@ -34,6 +34,7 @@ log = logging.getLogger("convo.budget")
 #: Seconds a hold in Redis lives without being settled (a request longer than this is rare: the
 #: SDK's own timeout is 10 minutes).
 HOLD_TTL = 900.0
+EPOCH = date(1970, 1, 1)
 
 
 class BudgetStoreError(ConvoError):
@@ -89,7 +90,7 @@ class Period:
         if self.kind == "seconds":
             index = int(now // self.length)
             return f"s{self.length:g}:{index}", (index + 1) * self.length
-        moment = datetime.fromtimestamp(now, UTC)
+        moment = EPOCH + timedelta(days=int(now // 86_400))  # whole days, as the Lua script counts
         year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
         return f"m{moment.year:04d}-{moment.month:02d}", datetime(year, month, 1, tzinfo=UTC).timestamp()
 
