@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _telemetry as telemetry
 from ._context import CallContext
 from ._flow import Do, Emit, Flow, Now, Sleep
 from .budget import Budget, Hold
@@ -38,12 +39,16 @@ from .tokens import calibration_of, total_input
 __all__ = [
     "ACCOUNTING",
     "ALL",
+    "ATTEMPTS",
+    "COUNT_TRACING",
+    "TRACING",
     "CACHE",
     "COSTS",
     "ESTIMATE_MARGIN",
     "LIMITS",
     "REDACTION",
     "Accounting",
+    "AttemptSpans",
     "Caching",
     "CallState",
     "Guard",
@@ -51,6 +56,7 @@ __all__ = [
     "Redacting",
     "Spending",
     "Ticket",
+    "Tracing",
     "settle_now",
 ]
 
@@ -75,6 +81,7 @@ class CallState:
     cache_key: str | None = None
     hit: Any = None  # the cached reply that answers the call
     ttft: float | None = None
+    trace: Any = None  # the call's span and metrics, when OpenTelemetry records them (_telemetry)
 
 
 @dataclass(slots=True)
@@ -93,6 +100,7 @@ class Ticket:
     hold: Hold | None = None
     limiter: RateLimiter | None = None
     spend: Budget | None = None
+    trace: Any = None  # the attempt's span (_telemetry)
 
 
 class Guard:
@@ -327,13 +335,58 @@ class Accounting(Guard):
         )
 
 
+class Tracing(Guard):
+    """First in, last out: the OpenTelemetry span and metrics of the whole call (``_telemetry``);
+    steps aside at once when nothing would record them."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def enter(self, ctx: CallContext, call: CallState) -> Flow:
+        telemetry.enter_call(self.operation, ctx, call)
+        return
+        yield  # pragma: no cover
+
+    def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
+        if call.trace is not None:
+            telemetry.end_call(ctx, call, value, None)
+        return value
+        yield  # pragma: no cover
+
+    def abandon(self, ctx: CallContext, call: CallState, error: BaseException, now: float) -> None:
+        if call.trace is not None:
+            telemetry.end_call(ctx, call, None, error)
+
+
+class AttemptSpans(Guard):
+    """Last in, first to settle: a child span per attempt, around exactly what was sent (after
+    the budget and the limiter admitted it); the SDK's own span nests under it."""
+
+    def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
+        if call.trace is not None:
+            telemetry.start_attempt(ctx, call, ticket)
+        return
+        yield  # pragma: no cover
+
+    def settle(
+        self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
+    ) -> Flow:
+        if call.trace is not None:
+            telemetry.end_attempt(ctx, call, ticket, usage, error)
+        return
+        yield  # pragma: no cover
+
+
+TRACING = Tracing("chat")
+COUNT_TRACING = Tracing("count_tokens")
+ATTEMPTS = AttemptSpans()
 REDACTION = Redacting()
 CACHE = Caching()
 COSTS = Spending()
 LIMITS = RateLimiting()
 ACCOUNTING = Accounting()
 #: Every guard, in the pipeline's order: what a ``create`` or a stream passes.
-ALL: tuple[Guard, ...] = (REDACTION, CACHE, COSTS, LIMITS, ACCOUNTING)
+ALL: tuple[Guard, ...] = (TRACING, REDACTION, CACHE, COSTS, LIMITS, ACCOUNTING, ATTEMPTS)
 
 
 def settle_now(flow: Flow, ctx: CallContext) -> None:

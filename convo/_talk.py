@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._exceptions import ClientMismatchError, InvalidConfigError, SummaryError
+from ._telemetry import traced_turn
 from .messages import Message, TextBlock, to_message
 from .redact import restore_message
 from .strategies import TrimState, as_strategy
@@ -50,6 +51,7 @@ class Talking:
 
     # -- talking to the model -----------------------------------------------------------------
 
+    @traced_turn  # an OpenTelemetry span around the turn (convo.telemetry)
     def send(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> str:
         """Add a user turn, get the reply, add it, return its text (needs a :class:`~convo.Client`).
 
@@ -72,6 +74,7 @@ class Talking:
         self._check_client("stream")
         return self._stream(content, max_tokens, params)
 
+    @traced_turn  # an OpenTelemetry span around the turn (convo.telemetry)
     def _stream(self, content: Any, max_tokens: int | None, params: dict[str, Any]) -> Iterator[str]:
         mark = self._add_turn(content, "stream")
         try:
@@ -89,6 +92,7 @@ class Talking:
             raise
         self._end_turn(reply)
 
+    @traced_turn  # an OpenTelemetry span around the turn (convo.telemetry)
     async def asend(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> str:
         """The async twin of :meth:`send` (needs an :class:`~convo.AsyncClient`)."""
         mark = self._add_turn(content, "asend")
@@ -107,6 +111,7 @@ class Talking:
         self._check_client("astream")
         return self._astream(content, max_tokens, params)
 
+    @traced_turn  # an OpenTelemetry span around the turn (convo.telemetry)
     async def _astream(self, content: Any, max_tokens: int | None, params: dict[str, Any]) -> AsyncIterator[str]:
         mark = self._add_turn(content, "astream")
         try:

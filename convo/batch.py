@@ -54,6 +54,7 @@ from ._flow import Call, Flow, Gather, Now, Outcome, Sleep
 from ._guards import ACCOUNTING, CACHE, COSTS, REDACTION, Ticket
 from ._pipeline import run
 from ._progress import OnProgress, Progress
+from ._telemetry import carry, span
 from .checkpoint import Checkpoint, canonical, digest
 
 __all__ = ["Result", "batch_flow"]
@@ -122,9 +123,10 @@ def batch_flow(
     store = Checkpoint(checkpoint) if checkpoint is not None else None
     bar = Progress(total, desc="batch", unit="req", bar=progress, leave=True, on_progress=on_progress)
     try:
-        if via == "messages":
-            return (yield from _via_messages(ctx, requests, concurrency, store, bar))
-        return (yield from _via_batches_api(ctx, requests, store, bar))
+        with span("batch", {"convo.batch.via": via, "convo.batch.size": -1 if total is None else total}):
+            if via == "messages":
+                return (yield from _via_messages(ctx, requests, concurrency, store, bar))
+            return (yield from _via_batches_api(ctx, requests, store, bar))
     finally:
         bar.close()
         if store is not None:
@@ -152,7 +154,7 @@ def _via_messages(ctx: CallContext, requests: Iterable[Any], concurrency: int, s
                     keys.pop(index)
                     yield _ready((_load(index, saved), mapping))
                     continue
-            yield _item_flow(index, sent, mapping, ctx)
+            yield carry(_item_flow(index, sent, mapping, ctx))  # its call spans go under the batch's
 
     def on_done(index: int, outcome: Outcome) -> None:
         result = outcome.value[0] if outcome.ok else Result(index, error=outcome.error)
