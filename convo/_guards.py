@@ -40,13 +40,13 @@ __all__ = [
     "ACCOUNTING",
     "ALL",
     "ATTEMPTS",
-    "COUNT_TRACING",
-    "TRACING",
     "CACHE",
     "COSTS",
+    "COUNT_TRACING",
     "ESTIMATE_MARGIN",
     "LIMITS",
     "REDACTION",
+    "TRACING",
     "Accounting",
     "AttemptSpans",
     "Caching",
@@ -61,6 +61,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("convo")
+cache_log = logging.getLogger("convo.cache")
+limit_log = logging.getLogger("convo.ratelimit")
 
 #: Worst-case budgeting adds this margin to the input estimate (the estimate's error is < 10%).
 ESTIMATE_MARGIN = 1.25
@@ -186,6 +188,8 @@ class Caching(Guard):
             log.warning("response cache unavailable, skipping it: %s", exc)
             return None
         ctx.stats.count("cache_hits" if message is not None else "cache_misses")
+        if message is not None:
+            cache_log.debug("answered from the response cache (key %s...)", key[:12])
         return message
 
     def store(self, ctx: CallContext, key: str | None, message: Any) -> Flow:
@@ -274,6 +278,8 @@ class RateLimiting(Guard):
         request = ticket.request or {}
         ticket.reservation = yield Do(limiter.reserve, (_estimate(ctx, ticket), request.get("max_tokens", 0)), io=limiter.io)
         wait = ticket.reservation.wait
+        if wait > 0:
+            limit_log.debug("waiting %.3fs for the rate limiter before sending to %s", wait, ticket.model)
         while wait > 0:  # re-check now and then: refunds ahead in line shorten the wait
             yield Sleep(min(wait, RECHECK))
             if wait <= RECHECK:

@@ -7,6 +7,7 @@ history and the fitting, and this one the calls that go through a client.
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ from .summarize import Fold, FoldWriter, Summary
 from .tokens import TokenCounter, fixed_tokens
 
 __all__ = ["Talking", "is_async_client"]
+
+log = logging.getLogger("convo.conversation")
 
 
 class Talking:
@@ -249,6 +252,7 @@ class Talking:
     def _failed(self, exc: Exception, quiet: bool) -> bool:
         """Record a failed summary; True when it should be raised."""
         self.summary_error = f"{type(exc).__name__}: {exc}"
+        log.debug("summarizing failed (%s)", self.summary_error)
         return not quiet
 
     def _commit_summary(self, fold: Fold, text: str) -> int | None:
@@ -260,7 +264,9 @@ class Talking:
         size = self.counter.count_message(summary.message)
         if size < replaced:
             self._summary, self.summary_error = summary, None
+            log.debug("summarized %d messages (%d tokens) into %d tokens", len(fold.messages), replaced, size)
             return None
+        log.debug("a summary of %d tokens is not shorter than the %d tokens it replaces; kept the turns", size, replaced)
         self.summary_error = (
             f"the summary ({size} tokens) is not shorter than the {replaced} tokens it would replace; "
             "the turns were kept"

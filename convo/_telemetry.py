@@ -30,7 +30,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from . import __version__

@@ -84,7 +84,7 @@ def own_redis(tmp_path):
 
 def test_two_processes_worth_of_budgets_share_one_cap_user_caps_and_alerts(redis_url):
     prefix, fired = _prefix(), []
-    on_alert = lambda fraction, spent, cap: fired.append(fraction)  # noqa: E731
+    on_alert = lambda fraction, spent, cap: fired.append(fraction)
     a = Budget(1.0, per_user_usd=0.6, alerts=(0.5,), on_alert=on_alert, store=RedisStore(redis_url, prefix=prefix))
     b = Budget(1.0, per_user_usd=0.6, alerts=(0.5,), on_alert=on_alert, store=RedisStore(redis_url, prefix=prefix))
     hold = a.reserve(0.4, "alice")

@@ -184,7 +184,7 @@ def test_content_is_off_by_default_and_redacted_when_on(spans, fresh):
     secret = [{"role": "user", "content": "My email is jane.doe@example.com, repeat it please"}]
     client.create(secret, max_tokens=40)
     (root,) = _roots(spans.get_finished_spans())
-    assert not any(k.startswith("gen_ai.input") or k.startswith("gen_ai.output") for k in root.attributes)
+    assert not any(k.startswith(("gen_ai.input", "gen_ai.output")) for k in root.attributes)
     spans.clear()
     telemetry.configure(capture_content=True)
     client.create(secret, system="Be brief.", max_tokens=40)
