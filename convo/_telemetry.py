@@ -63,7 +63,7 @@ def load_api() -> bool:
     return otel_trace is not None
 
 __all__ = [
-    "SETTINGS", "Settings", "carry", "conversation_id", "end_attempt", "end_call", "enter_call", "instruments", "span",
+    "SETTINGS", "Settings", "carry", "conversation_id", "end_attempt", "end_call", "enter_call", "instruments", "observe_stats", "span",
     "start_attempt", "traced_turn", "tracer", "turn",
 ]
 
@@ -137,6 +137,50 @@ def instruments() -> tuple[Any, Any] | None:
             got = (provider, duration, tokens)
         _meters[id(provider)] = got
     return None if got[1] is None else (got[1], got[2])
+
+
+def observe_stats(stats: Any, attributes: dict[str, Any] | None = None) -> bool:
+    """Export a client's :class:`~convo.Stats` as observable counters, read at each collection:
+    ``convo.client.requests`` (by ``convo.outcome``: ``success`` or the error type),
+    ``convo.client.retries``, ``convo.client.cost`` (USD), ``convo.client.tokens`` (by
+    ``gen_ai.token.type``) and ``convo.client.cache`` (by ``convo.cache.result``). False when no
+    meter provider is set up."""
+    if not SETTINGS.enabled or not (_loaded or load_api()) or otel_metrics is None:
+        return False
+    provider = SETTINGS.meter_provider or otel_metrics.get_meter_provider()
+    if _no_provider(provider):
+        return False
+    import weakref
+
+    ref = weakref.ref(stats)
+    base = dict(attributes or {})
+    observation = otel_metrics.Observation
+
+    def read(pick: Callable[[dict[str, Any]], list[tuple[float, dict[str, Any]]]]) -> Callable[[Any], Any]:
+        def callback(options: Any) -> Any:
+            current = ref()
+            if current is None:
+                return []
+            return [observation(value, {**base, **extra}) for value, extra in pick(current.as_dict())]
+        return callback
+
+    meter = provider.get_meter(SCOPE, __version__)
+    meter.create_observable_counter("convo.client.requests", [read(lambda d: [
+        (d["successes"], {"convo.outcome": "success"}), *((n, {"convo.outcome": k}) for k, n in d["failures"].items())
+    ])], unit="{request}", description="Calls a client finished, by outcome.")
+    meter.create_observable_counter("convo.client.retries", [read(lambda d: [(d["retries"], {})])], unit="{retry}",
+                                    description="Attempts sent again after a failure.")
+    meter.create_observable_counter("convo.client.cost", [read(lambda d: [(d["cost_usd"], {})])], unit="USD",
+                                    description="What a client's requests cost.")
+    meter.create_observable_counter("convo.client.tokens", [read(lambda d: [
+        (d["input_tokens"], {"gen_ai.token.type": "input"}), (d["output_tokens"], {"gen_ai.token.type": "output"}),
+        (d["cache_read_tokens"], {"gen_ai.token.type": "cache_read"}),
+        (d["cache_write_tokens"], {"gen_ai.token.type": "cache_creation"}),
+    ])], unit="{token}", description="Tokens of a client's requests, by type.")
+    meter.create_observable_counter("convo.client.cache", [read(lambda d: [
+        (d["cache_hits"], {"convo.cache.result": "hit"}), (d["cache_misses"], {"convo.cache.result": "miss"}),
+    ])], unit="{request}", description="Response-cache lookups, by result.")
+    return True
 
 
 # -- parent spans ---------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from typing import Any
 
 from ._telemetry import SETTINGS
 
-__all__ = ["configure", "settings"]
+__all__ = ["configure", "observe", "settings"]
 
 _UNSET: Any = object()
 
@@ -57,6 +57,16 @@ def configure(
         SETTINGS.tracer_provider = tracer_provider
     if meter_provider is not _UNSET:
         SETTINGS.meter_provider = meter_provider
+
+
+def observe(client: Any, **attributes: Any) -> bool:
+    """Export ``client.stats`` (requests by outcome, retries, cost, tokens, cache lookups) as
+    OpenTelemetry observable counters, read at each collection, with ``attributes`` on every
+    point (e.g. ``worker="3"``); False when no meter provider is set up. Per process: a
+    collector sums the workers."""
+    from . import _telemetry
+
+    return _telemetry.observe_stats(client.stats, attributes)
 
 
 def settings() -> dict[str, Any]:

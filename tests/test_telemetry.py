@@ -264,3 +264,24 @@ def test_without_the_api_installed_convo_works_and_records_nothing(fresh, tmp_pa
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_client_stats_are_exported_as_observable_counters(fresh):
+    reader = InMemoryMetricReader()
+    telemetry.configure(meter_provider=MeterProvider(metric_readers=[reader]))
+    try:
+        client = quick_client(fresh)
+        assert telemetry.observe(client, worker="7")
+        fresh.faults = Faults(["529"])
+        client.create(HELLO, max_tokens=20)
+        client.create(HELLO, max_tokens=20)
+        data = reader.get_metrics_data()
+    finally:
+        telemetry.configure(meter_provider=None)
+    metrics = {m.name: m for rm in data.resource_metrics for sm in rm.scope_metrics for m in sm.metrics}
+    (requests,) = metrics["convo.client.requests"].data.data_points
+    assert requests.value == 2 and dict(requests.attributes) == {"worker": "7", "convo.outcome": "success"}
+    assert metrics["convo.client.retries"].data.data_points[0].value == 1
+    assert metrics["convo.client.cost"].data.data_points[0].value == pytest.approx(client.stats.cost_usd)
+    tokens = {p.attributes["gen_ai.token.type"]: p.value for p in metrics["convo.client.tokens"].data.data_points}
+    assert tokens["output"] == client.stats.output_tokens > 0
