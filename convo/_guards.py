@@ -13,6 +13,10 @@ Each guard has four hooks, all optional (the base class does nothing):
   stats, store the reply in the cache, restore the redacted values); ``abandon(ctx, call,
   error, now)`` instead when the call fails for good.
 
+``Tracing`` is first (the OpenTelemetry span of the whole call, from ``enter`` to ``leave`` or
+``abandon``) and ``AttemptSpans`` last (a child span per attempt, from ``admit`` to ``settle``, so
+it covers exactly what was sent); both step aside when nothing records telemetry (``_telemetry``).
+
 The Message Batches path sends its items inside one ``POST /v1/messages/batches`` and gets the
 answers hours later, so it calls the same guards' item methods at those moments, in the same
 order: :meth:`Redacting.protect`, :meth:`Caching.lookup`, :meth:`Spending.hold` (at batch

@@ -24,6 +24,7 @@ import functools
 import inspect
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -47,23 +48,42 @@ otel_trace: Any = None
 SpanKind: Any = None
 StatusCode: Any = None
 _loaded = False
+_metrics_state: Any = None  # the module that holds the API's global meter provider
+_from_env = False  # a provider named by OTEL_PYTHON_*_PROVIDER: the API loads it on first use
 
 
 def load_api() -> bool:
     """Import OpenTelemetry's API once; False when it is not installed."""
-    global otel_context, otel_metrics, otel_trace, SpanKind, StatusCode, _loaded
+    global otel_context, otel_metrics, otel_trace, SpanKind, StatusCode, _loaded, _metrics_state, _from_env
     if not _loaded:
         _loaded = True
         try:
             from opentelemetry import context, metrics, trace
+            from opentelemetry.metrics import _internal
         except ImportError:
             return False
-        otel_context, otel_metrics, otel_trace = context, metrics, trace
+        otel_context, otel_metrics, otel_trace, _metrics_state = context, metrics, trace, _internal
         SpanKind, StatusCode = trace.SpanKind, trace.StatusCode
+        _from_env = any(k in os.environ for k in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"))
     return otel_trace is not None
 
+
+def idle() -> bool:
+    """Whether nothing at all would record a call (the hot path's test when tracing is off):
+    no providers configured here or globally, nor DEBUG logging. Reads the API's globals
+    directly, as ``get_tracer_provider`` costs an environment lookup per call; should they move
+    in a later API, this answers False and the full check runs."""
+    if not SETTINGS.enabled:
+        return True
+    if SETTINGS.tracer_provider is not None or SETTINGS.meter_provider is not None or log.isEnabledFor(logging.DEBUG):
+        return False
+    if not (_loaded or load_api()) or otel_trace is None:
+        return True
+    return (not _from_env and getattr(otel_trace, "_TRACER_PROVIDER", 0) is None
+            and getattr(_metrics_state, "_METER_PROVIDER", 0) is None)
+
 __all__ = [
-    "SETTINGS", "Settings", "carry", "conversation_id", "end_attempt", "end_call", "enter_call", "instruments", "observe_stats", "span",
+    "SETTINGS", "Settings", "carry", "conversation_id", "end_attempt", "end_call", "enter_call", "idle", "instruments", "observe_stats", "span",
     "start_attempt", "traced_turn", "tracer", "turn",
 ]
 
@@ -202,7 +222,7 @@ def _detach(token: Any, ctx: Any) -> None:
 def span(name: str, attributes: dict[str, Any] | None = None, *, conversation: str | None = None) -> Iterator[Any]:
     """A parent span (a turn, a batch, a map-reduce), current while the block runs; yields it
     (None when tracing is off). ``conversation``: the id the calls inside are tagged with."""
-    tracer_ = tracer()
+    tracer_ = None if idle() else tracer()
     marker = _CONVERSATION.set(conversation) if conversation is not None else None
     if tracer_ is None:
         try:
@@ -234,7 +254,7 @@ def span(name: str, attributes: dict[str, Any] | None = None, *, conversation: s
 def carry(flow: Flow) -> Flow:
     """``flow`` with the current span as the parent of the calls it starts, wherever it runs
     (a batch's worker threads do not inherit the context)."""
-    if tracer() is None:
+    if idle() or tracer() is None:
         return flow
     return _carried(flow, otel_context.get_current(), _CONVERSATION.get())
 
@@ -283,7 +303,7 @@ def turn(conv: Any) -> Iterator[Any]:
     """A Conversation turn as a span (``chat {model}``, with ``gen_ai.conversation.id``); the
     calls it makes (the reply, a summary) are its children. What the turn trimmed to fit, from
     the receipts it added, goes on the span when it ends."""
-    if tracer() is None:
+    if idle() or tracer() is None:
         yield None
         return
     model = str(getattr(conv, "model", ""))
@@ -319,7 +339,7 @@ def traced_turn(fn: F) -> F:
 
         @functools.wraps(fn)
         def async_stream(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return agen(self, *args, **kwargs) if tracer() is not None else fn(self, *args, **kwargs)
+            return fn(self, *args, **kwargs) if idle() or tracer() is None else agen(self, *args, **kwargs)
 
         return cast(F, async_stream)
     if inspect.isgeneratorfunction(fn):
@@ -330,7 +350,7 @@ def traced_turn(fn: F) -> F:
 
         @functools.wraps(fn)
         def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
-            return gen(self, *args, **kwargs) if tracer() is not None else fn(self, *args, **kwargs)
+            return fn(self, *args, **kwargs) if idle() or tracer() is None else gen(self, *args, **kwargs)
 
         return cast(F, stream)
     if inspect.iscoroutinefunction(fn):
@@ -456,6 +476,8 @@ def _usage_attributes(usage: Any) -> dict[str, Any]:
 
 def enter_call(operation: str, ctx: CallContext, call: CallState) -> None:
     """A call begins: start its span (under the current one) when anything would record it."""
+    if idle():
+        return
     tracer_ = tracer()
     metrics = instruments()
     if tracer_ is None and metrics is None and not log.isEnabledFor(logging.DEBUG):
