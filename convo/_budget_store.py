@@ -256,7 +256,7 @@ elseif op == 'settle' then
   local hkey = P .. 'p:' .. hpid
   redis.call('HINCRBYFLOAT', hkey, 'spent', actual)
   redis.call('HINCRBYFLOAT', hkey, 's:' .. huser, actual)
-  if hpid == pid then keep() end
+  if hpid == pid then keep() elseif hpid ~= 'all' then redis.call('PEXPIRE', hkey, 35 * 86400 * 1000) end
   local spent = tonumber(redis.call('HGET', hkey, 'spent'))
   local out = {tostring(spent)}
   for i = 10, #ARGV do
