@@ -285,3 +285,34 @@ def test_client_stats_are_exported_as_observable_counters(fresh):
     assert metrics["convo.client.cost"].data.data_points[0].value == pytest.approx(client.stats.cost_usd)
     tokens = {p.attributes["gen_ai.token.type"]: p.value for p in metrics["convo.client.tokens"].data.data_points}
     assert tokens["output"] == client.stats.output_tokens > 0
+
+
+GLOBAL_ONLY = """
+import sys
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from convo import Client
+from convo.sim import Faults, Simulator
+
+exporter = InMemorySpanExporter()
+provider = TracerProvider()
+provider.add_span_processor(SimpleSpanProcessor(exporter))
+trace.set_tracer_provider(provider)  # the application's set-up; convo is not told
+with Simulator(seed=0) as sim:
+    sim.faults = Faults(["429"])
+    client = Client(api_key="k", base_url=sim.base_url, model="claude-sonnet-4-6", sleep=lambda s: None)
+    client.create([{"role": "user", "content": "hi"}], max_tokens=20)
+spans = exporter.get_finished_spans()
+ids = {s.context.span_id for s in spans}
+roots = [s.name for s in spans if s.parent is None or s.parent.span_id not in ids]
+print(roots, len(spans))
+"""
+
+
+def test_the_global_tracer_provider_is_enough():
+    out = subprocess.run([sys.executable, "-c", GLOBAL_ONLY], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    # one root (the call), two attempts, and the SDK's two HTTP spans under them
+    assert out.stdout.strip() == "['chat claude-sonnet-4-6'] 5"
