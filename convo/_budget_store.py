@@ -9,7 +9,10 @@ can never together pass either.
 :class:`RedisLedger` does each step in one Lua script on the Redis server, on the server's clock
 (``TIME``), so processes on machines with skewed clocks agree on the period. A hold records its
 deadline (``hold_ttl``): the hold of a process that died mid-request is given back once it
-passes. A store failure while reserving raises :class:`BudgetStoreError` (the request is not
+passes. The books carry an epoch: should Redis lose them (a restart without persistence), each
+live process notices at its next call and puts back what it spent in the current periods, so the
+cap holds for the processes still running; what processes that have exited spent is gone, so
+run Redis with persistence (``appendonly yes``) for a cap that must outlive that. A store failure while reserving raises :class:`BudgetStoreError` (the request is not
 sent: the budget fails closed); while settling, the settlement is kept and sent again with the
 next call, so a spend is never lost to an outage.
 """
@@ -167,7 +170,8 @@ class MemoryLedger:
 
 
 # The ledger in Redis. ARGV[1] is the operation, ARGV[2] the key prefix of the budget, ARGV[3..4]
-# the period (kind, length). Per period: a hash with spent, held, s:<user>, h:<user>, f:<fraction>
+# the period (kind, length), ARGV[5] the epoch of the books the caller last saw ('' at first);
+# every reply starts with the epoch. Per period: a hash with spent, held, s:<user>, h:<user>, f:<fraction>
 # (users: "n" for none, "u" + name). Holds: a hash id -> "period|usd|user" and a sorted set of their
 # deadlines. Numbers travel as strings (Lua returns integers otherwise).
 _SCRIPT = """
@@ -208,8 +212,25 @@ local op, P, kind, length = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
 if op == 'period' then
-  local pid, ends = period_of(tonumber(ARGV[5]), kind, length)
-  return {pid, tostring(ends)}
+  local pid, ends = period_of(tonumber(ARGV[6]), kind, length)
+  return {'', pid, tostring(ends)}
+end
+-- The books' epoch: made when they are first written. A caller that saw another epoch is told
+-- the books were lost (a Redis restart without persistence) and puts back its own spend first.
+local epoch = redis.call('GET', P .. 'epoch')
+if not epoch then
+  epoch = string.format('%d.%06d', tonumber(t[1]), tonumber(t[2]))
+  redis.call('SET', P .. 'epoch', epoch)
+end
+if ARGV[5] ~= '' and ARGV[5] ~= epoch then return {epoch, 'wiped'} end
+if op == 'restore' then
+  for i = 6, #ARGV, 3 do
+    local rkey = P .. 'p:' .. ARGV[i]
+    redis.call('HINCRBYFLOAT', rkey, 'spent', tonumber(ARGV[i + 2]))
+    redis.call('HINCRBYFLOAT', rkey, 's:' .. ARGV[i + 1], tonumber(ARGV[i + 2]))
+    if ARGV[i] ~= 'all' then redis.call('PEXPIRE', rkey, 70 * 86400 * 1000) end
+  end
+  return {epoch, 'ok'}
 end
 local holds, deadlines = P .. 'holds', P .. 'deadlines'
 local function release(id)
@@ -233,40 +254,40 @@ local function keep()
   if ends > 0 then redis.call('PEXPIREAT', key, math.ceil((ends + 35 * 86400) * 1000)) end
 end
 if op == 'reserve' then
-  local usd, user, cap, per_user, ttl = tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8]), tonumber(ARGV[9])
+  local usd, user, cap, per_user, ttl = tonumber(ARGV[6]), ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9]), tonumber(ARGV[10])
   local spent, held = num('spent'), num('held')
   local left = cap - spent - held
-  if usd > left + 1e-12 then return {'cap', tostring(left), tostring(spent)} end
+  if usd > left + 1e-12 then return {epoch, 'cap', tostring(left), tostring(spent)} end
   if per_user >= 0 then
     local us = num('s:' .. user)
     local user_left = per_user - us - num('h:' .. user)
-    if usd > user_left + 1e-12 then return {'user', tostring(user_left), tostring(us)} end
+    if usd > user_left + 1e-12 then return {epoch, 'user', tostring(user_left), tostring(us)} end
   end
   redis.call('HINCRBYFLOAT', key, 'held', usd)
   redis.call('HINCRBYFLOAT', key, 'h:' .. user, usd)
   keep()
   local id = tostring(redis.call('INCR', P .. 'seq'))
-  redis.call('HSET', holds, id, pid .. '|' .. ARGV[5] .. '|' .. user)
+  redis.call('HSET', holds, id, pid .. '|' .. ARGV[6] .. '|' .. user)
   redis.call('ZADD', deadlines, now + ttl, id)
-  return {'ok', id, pid}
+  return {epoch, 'ok', id, pid}
 elseif op == 'settle' then
-  local id, actual, cap = ARGV[5], tonumber(ARGV[6]), tonumber(ARGV[7])
+  local id, actual, cap = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
   local hpid, huser = release(id)
-  hpid, huser = hpid or ARGV[8], huser or ARGV[9]
+  hpid, huser = hpid or ARGV[9], huser or ARGV[10]
   local hkey = P .. 'p:' .. hpid
   redis.call('HINCRBYFLOAT', hkey, 'spent', actual)
   redis.call('HINCRBYFLOAT', hkey, 's:' .. huser, actual)
   if hpid == pid then keep() elseif hpid ~= 'all' then redis.call('PEXPIRE', hkey, 35 * 86400 * 1000) end
   local spent = tonumber(redis.call('HGET', hkey, 'spent'))
-  local out = {tostring(spent)}
-  for i = 10, #ARGV do
+  local out = {epoch, hpid, tostring(spent)}
+  for i = 11, #ARGV do
     if spent >= tonumber(ARGV[i]) * cap and redis.call('HSETNX', hkey, 'f:' .. ARGV[i], '1') == 1 then
       out[#out + 1] = ARGV[i]
     end
   end
   return out
 end
-local out = {pid, tostring(ends)}
+local out = {epoch, pid, tostring(ends)}
 for _, v in ipairs(redis.call('HGETALL', key)) do out[#out + 1] = v end
 return out
 """
@@ -296,12 +317,15 @@ class RedisLedger:
         self._script = store.register(_SCRIPT)
         self._lock = threading.Lock()
         self._pending: list[tuple[Hold, float, float, tuple[float, ...]]] = []
+        # What this process has settled, by period and user, to put back should the books be lost.
+        self._mine: dict[str, defaultdict[str, float]] = {}
+        self._epoch = ""
 
     def __repr__(self) -> str:
         return f"RedisLedger({self.store!r}, name={self.name!r})"
 
-    def _run(self, what: str, *args: Any) -> list[str]:
-        argv = [what, self.prefix, self.period.kind, f"{self.period.length:g}", *args]
+    def _call(self, what: str, epoch: str, args: Sequence[Any]) -> list[str]:
+        argv = [what, self.prefix, self.period.kind, f"{self.period.length:g}", epoch, *args]
         try:
             out = self.store.run_script(self._script, argv)
         except ConvoError as exc:  # the store's own typed error: say it was the budget's books
@@ -311,6 +335,27 @@ class RedisLedger:
                 store=repr(self.store),
             ) from None
         return [v.decode() if isinstance(v, bytes) else str(v) for v in out]
+
+    def _run(self, what: str, *args: Any) -> list[str]:
+        """One operation on the books (the reply without its epoch). Books that were lost since
+        this process last saw them (Redis restarted empty) first get this process's spend back."""
+        for _ in range(3):
+            out = self._call(what, self._epoch, args)
+            if out[1:2] != ["wiped"]:
+                if not self._epoch and out[0]:
+                    self._epoch = out[0]
+                return out[1:]
+            self._restore(out[0])
+        raise BudgetStoreError(f"the books of budget {self.name!r} in {self.store!r} keep being reset", store=repr(self.store))
+
+    def _restore(self, epoch: str) -> None:
+        with self._lock:
+            rows = [(pid, user, amount) for pid, users in self._mine.items() for user, amount in users.items() if amount]
+        log.warning("convo: the shared budget %r was lost from its store (a restart?); putting back this process's "
+                    "spend of $%.6f", self.name, sum(a for _, _, a in rows))
+        out = self._call("restore", epoch, [v for row in rows for v in (row[0], row[1], repr(row[2]))])
+        if out[1:2] != ["wiped"]:
+            self._epoch = epoch
 
     def _flush(self) -> None:
         """Send settlements an outage held back (oldest first; stop at the first failure)."""
@@ -339,7 +384,13 @@ class RedisLedger:
             "settle", hold.id or "", repr(float(actual)), repr(float(cap)), hold.period or "", _user_key(hold.user),
             *(repr(float(a)) for a in alerts),
         )
-        return [float(f) for f in out[1:]], float(out[0])
+        with self._lock:
+            if out[0] not in self._mine:
+                if len(self._mine) >= 3:  # only the latest periods can matter
+                    self._mine.pop(next(iter(self._mine)))
+                self._mine[out[0]] = defaultdict(float)
+            self._mine[out[0]][_user_key(hold.user)] += actual
+        return [float(f) for f in out[2:]], float(out[1])
 
     def settle(self, hold: Hold, actual: float, cap: float, alerts: Sequence[float]) -> tuple[list[float], float]:
         try:

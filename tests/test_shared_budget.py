@@ -218,7 +218,7 @@ def test_bad_shared_budget_settings(redis_url, kwargs):
 # -- Redis unavailable -----------------------------------------------------------------------------
 
 
-def test_a_shared_budget_fails_closed_then_recovers(own_redis, fresh):
+def test_a_shared_budget_fails_closed_then_recovers(own_redis, fresh, caplog):
     store = RedisStore(own_redis.url, prefix=_prefix(), timeout=1.0)
     client = Client(api_key="k", base_url=fresh.base_url, model=MODEL, budget=Budget(1.0, store=store),
                     sleep=lambda s: None)
@@ -231,9 +231,10 @@ def test_a_shared_budget_fails_closed_then_recovers(own_redis, fresh):
     assert time.monotonic() - start < 2.0
     assert f"127.0.0.1:{own_redis.port}" in str(info.value) and info.value.store == repr(store)
     assert len(fresh.requests) == sent  # not sent
-    own_redis.start()  # an empty server: the books start over
-    reply = client.create(HELLO, max_tokens=20)
-    assert client.budget.spent == pytest.approx(client.prices.cost(reply.usage, MODEL))
+    own_redis.start()  # an empty server: this process puts its own spend back before going on
+    client.create(HELLO, max_tokens=20)
+    assert client.budget.spent == pytest.approx(client.stats.cost_usd) and client.stats.successes == 2
+    assert "putting back" in caplog.text
 
 
 def test_a_spend_settled_during_an_outage_is_recorded_when_redis_returns(own_redis, caplog):
@@ -320,3 +321,51 @@ def test_an_async_client_on_a_shared_budget(redis_url, fresh):
         assert budget.spent == pytest.approx(client.stats.cost_usd) and budget.as_dict()["held"] == pytest.approx(0)
 
     asyncio.run(go())
+
+
+RESTART_WORKER = textwrap.dedent(
+    """
+    import json, sys, time
+    from convo import Budget, BudgetExceededError, BudgetStoreError, RedisStore
+    redis_url, prefix = sys.argv[1], sys.argv[2]
+    budget = Budget(1.0, store=RedisStore(redis_url, prefix=prefix, timeout=0.5))
+    spent = 0.0
+    deadline = time.monotonic() + 8
+    while time.monotonic() < deadline:
+        try:
+            hold = budget.reserve(0.01)
+        except BudgetExceededError:
+            break
+        except BudgetStoreError:
+            time.sleep(0.05)  # Redis is down: nothing may be spent
+            continue
+        time.sleep(0.01)
+        budget.settle(hold, 0.01)
+        spent += 0.01
+        time.sleep(0.02)
+    print(json.dumps({"spent": spent}))
+    """
+)
+
+
+def test_processes_keep_the_cap_across_a_redis_restart_that_lost_the_books(own_redis, tmp_path):
+    script = tmp_path / "worker.py"
+    script.write_text(RESTART_WORKER)
+    prefix = _prefix()
+    procs = [subprocess.Popen([sys.executable, str(script), own_redis.url, prefix], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) for _ in range(4)]
+    import redis
+
+    raw = redis.Redis.from_url(own_redis.url)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and float(raw.hget(f"{prefix}budget:default:p:all", "spent") or 0) < 0.3:
+        time.sleep(0.02)
+    own_redis.stop()  # mid-run, without persistence: the books are gone
+    time.sleep(0.5)
+    own_redis.start()
+    spent = 0.0
+    for p in procs:
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err.decode()[-3000:]
+        spent += json.loads(out)["spent"]
+    assert 0.9 <= spent <= 1.0 + 1e-9  # the workers' spend, put back by each, kept them under the one cap
