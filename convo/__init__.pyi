@@ -40,6 +40,7 @@ from .batch_job import BatchJob as BatchJob
 from .batch_job import BatchStatus as BatchStatus
 from .budget import Budget as Budget
 from .budget import BudgetExceededError as BudgetExceededError
+from .budget import BudgetStoreError as BudgetStoreError
 from .cache import Cache as Cache
 from .cache import CacheError as CacheError
 from .cache import MemoryCache as MemoryCache

@@ -14,13 +14,13 @@ from typing import Any
 
 from ._context import CallContext
 from ._flow import Call, Flow, Next, Raw
-from ._guards import ACCOUNTING, ALL, REDACTION, CallState, Guard, Ticket
+from ._guards import ACCOUNTING, ALL, ATTEMPTS, COUNT_TRACING, REDACTION, CallState, Guard, Ticket
 from ._pipeline import Attempted, Operation, run
 
 __all__ = ["BatchResults", "MessageCall", "SDKCall", "api_call", "call_flow"]
 
-#: ``count_tokens``: redacted and counted, nothing else.
-COUNTING: tuple[Guard, ...] = (REDACTION, ACCOUNTING)
+#: ``count_tokens``: traced, redacted and counted, nothing else.
+COUNTING: tuple[Guard, ...] = (COUNT_TRACING, REDACTION, ACCOUNTING, ATTEMPTS)
 
 
 class MessageCall(Operation):

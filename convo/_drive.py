@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
+from ._telemetry import traced_turn
 from ._tool_loop import Call, Compact, RunTools
 from .events import Event, ReplyEnd, TextDelta
 from .reply import Reply
@@ -15,6 +16,7 @@ from .reply import Reply
 __all__ = ["adrive", "afinish", "atexts", "drive", "finish", "texts"]
 
 
+@traced_turn  # the turn, every step of it, in one OpenTelemetry span (convo.telemetry)
 def drive(conv: Any, flow: Generator[Any, Any, Reply]) -> Iterator[Event]:
     """Run the flow with the sync client; yields its events, then ReplyEnd."""
     value: Any = None
@@ -87,6 +89,7 @@ class _Shown:
         return str(self.restorer.flush()) if self.restorer is not None else ""
 
 
+@traced_turn
 async def adrive(conv: Any, flow: Generator[Any, Any, Reply]) -> AsyncIterator[Event]:
     """The async twin of :func:`drive`."""
     value: Any = None

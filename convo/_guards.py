@@ -13,6 +13,10 @@ Each guard has four hooks, all optional (the base class does nothing):
   stats, store the reply in the cache, restore the redacted values); ``abandon(ctx, call,
   error, now)`` instead when the call fails for good.
 
+``Tracing`` is first (the OpenTelemetry span of the whole call, from ``enter`` to ``leave`` or
+``abandon``) and ``AttemptSpans`` last (a child span per attempt, from ``admit`` to ``settle``, so
+it covers exactly what was sent); both step aside when nothing records telemetry (``_telemetry``).
+
 The Message Batches path sends its items inside one ``POST /v1/messages/batches`` and gets the
 answers hours later, so it calls the same guards' item methods at those moments, in the same
 order: :meth:`Redacting.protect`, :meth:`Caching.lookup`, :meth:`Spending.hold` (at batch
@@ -27,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import _telemetry as telemetry
 from ._context import CallContext
 from ._flow import Do, Emit, Flow, Sleep
 from .budget import Budget, Hold
@@ -38,12 +43,16 @@ from .tokens import calibration_of, total_input
 __all__ = [
     "ACCOUNTING",
     "ALL",
+    "ATTEMPTS",
     "CACHE",
     "COSTS",
+    "COUNT_TRACING",
     "ESTIMATE_MARGIN",
     "LIMITS",
     "REDACTION",
+    "TRACING",
     "Accounting",
+    "AttemptSpans",
     "Caching",
     "CallState",
     "Guard",
@@ -51,10 +60,13 @@ __all__ = [
     "Redacting",
     "Spending",
     "Ticket",
+    "Tracing",
     "settle_now",
 ]
 
 log = logging.getLogger("convo")
+cache_log = logging.getLogger("convo.cache")
+limit_log = logging.getLogger("convo.ratelimit")
 
 #: Worst-case budgeting adds this margin to the input estimate (the estimate's error is < 10%).
 ESTIMATE_MARGIN = 1.25
@@ -75,6 +87,7 @@ class CallState:
     cache_key: str | None = None
     hit: Any = None  # the cached reply that answers the call
     ttft: float | None = None
+    trace: Any = None  # the call's span and metrics, when OpenTelemetry records them (_telemetry)
 
 
 @dataclass(slots=True)
@@ -93,6 +106,7 @@ class Ticket:
     hold: Hold | None = None
     limiter: RateLimiter | None = None
     spend: Budget | None = None
+    trace: Any = None  # the attempt's span (_telemetry)
 
 
 class Guard:
@@ -178,6 +192,8 @@ class Caching(Guard):
             log.warning("response cache unavailable, skipping it: %s", exc)
             return None
         ctx.stats.count("cache_hits" if message is not None else "cache_misses")
+        if message is not None:
+            cache_log.debug("answered from the response cache (key %s...)", key[:12])
         return message
 
     def store(self, ctx: CallContext, key: str | None, message: Any) -> Flow:
@@ -227,16 +243,20 @@ class Spending(Guard):
             ctx.stats.charge(cost, ticket.user)
 
     def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
-        self.hold(ctx, ticket)
-        return
-        yield  # pragma: no cover
+        spend = ctx.spend
+        if spend is not None and spend.io:  # a shared budget: a network call, off the event loop
+            yield Do(self.hold, (ctx, ticket), io=True)
+        else:
+            self.hold(ctx, ticket)
 
     def settle(
         self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
     ) -> Flow:
-        self.charge(ctx, ticket, ctx.cost(usage, ticket.model))
-        return
-        yield  # pragma: no cover
+        cost = ctx.cost(usage, ticket.model)
+        if ticket.hold is not None and ticket.spend is not None and ticket.spend.io:
+            yield Do(self.charge, (ctx, ticket, cost), io=True)
+        else:
+            self.charge(ctx, ticket, cost)
 
     def settle_item(self, ctx: CallContext, ticket: Ticket, usage: Any) -> float | None:
         """A batch item's result arrived: charge its cost at batch prices; returns the cost."""
@@ -262,6 +282,8 @@ class RateLimiting(Guard):
         request = ticket.request or {}
         ticket.reservation = yield Do(limiter.reserve, (_estimate(ctx, ticket), request.get("max_tokens", 0)), io=limiter.io)
         wait = ticket.reservation.wait
+        if wait > 0:
+            limit_log.debug("waiting %.3fs for the rate limiter before sending to %s", wait, ticket.model)
         while wait > 0:  # re-check now and then: refunds ahead in line shorten the wait
             yield Sleep(min(wait, RECHECK))
             if wait <= RECHECK:
@@ -324,13 +346,58 @@ class Accounting(Guard):
         )
 
 
+class Tracing(Guard):
+    """First in, last out: the OpenTelemetry span and metrics of the whole call (``_telemetry``);
+    steps aside at once when nothing would record them."""
+
+    def __init__(self, operation: str) -> None:
+        self.operation = operation
+
+    def enter(self, ctx: CallContext, call: CallState) -> Flow:
+        telemetry.enter_call(self.operation, ctx, call)
+        return
+        yield  # pragma: no cover
+
+    def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
+        if call.trace is not None:
+            telemetry.end_call(ctx, call, value, None)
+        return value
+        yield  # pragma: no cover
+
+    def abandon(self, ctx: CallContext, call: CallState, error: BaseException, now: float) -> None:
+        if call.trace is not None:
+            telemetry.end_call(ctx, call, None, error)
+
+
+class AttemptSpans(Guard):
+    """Last in, first to settle: a child span per attempt, around exactly what was sent (after
+    the budget and the limiter admitted it); the SDK's own span nests under it."""
+
+    def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
+        if call.trace is not None:
+            telemetry.start_attempt(ctx, call, ticket)
+        return
+        yield  # pragma: no cover
+
+    def settle(
+        self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
+    ) -> Flow:
+        if call.trace is not None:
+            telemetry.end_attempt(ctx, call, ticket, usage, error)
+        return
+        yield  # pragma: no cover
+
+
+TRACING = Tracing("chat")
+COUNT_TRACING = Tracing("count_tokens")
+ATTEMPTS = AttemptSpans()
 REDACTION = Redacting()
 CACHE = Caching()
 COSTS = Spending()
 LIMITS = RateLimiting()
 ACCOUNTING = Accounting()
 #: Every guard, in the pipeline's order: what a ``create`` or a stream passes.
-ALL: tuple[Guard, ...] = (REDACTION, CACHE, COSTS, LIMITS, ACCOUNTING)
+ALL: tuple[Guard, ...] = (TRACING, REDACTION, CACHE, COSTS, LIMITS, ACCOUNTING, ATTEMPTS)
 
 
 def settle_now(flow: Flow, ctx: CallContext) -> None:

@@ -7,6 +7,7 @@ history and the fitting, and this one the calls that go through a client.
 from __future__ import annotations
 
 import inspect
+import logging
 import sys
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,8 @@ from .tokens import TokenCounter, fixed_tokens
 from .tools import ToolSet
 
 __all__ = ["Talking", "is_async_client"]
+
+log = logging.getLogger("convo.conversation")
 
 
 class Talking:
@@ -281,6 +284,7 @@ class Talking:
     def _failed(self, exc: Exception, quiet: bool) -> bool:
         """Record a failed summary; True when it should be raised."""
         self.summary_error = f"{type(exc).__name__}: {exc}"
+        log.debug("summarizing failed (%s)", self.summary_error)
         return not quiet
 
     def _commit_summary(self, fold: Fold, text: str) -> int | None:
@@ -292,7 +296,9 @@ class Talking:
         size = self.counter.count_message(summary.message)
         if size < replaced:
             self._summary, self.summary_error = summary, None
+            log.debug("summarized %d messages (%d tokens) into %d tokens", len(fold.messages), replaced, size)
             return None
+        log.debug("a summary of %d tokens is not shorter than the %d tokens it replaces; kept the turns", size, replaced)
         self.summary_error = (
             f"the summary ({size} tokens) is not shorter than the {replaced} tokens it would replace; "
             "the turns were kept"

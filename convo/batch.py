@@ -45,6 +45,7 @@ from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError
 from ._flow import Call, Flow, Gather, Outcome
 from ._guards import REDACTION
 from ._progress import OnProgress, Progress
+from ._telemetry import carry, span
 from .checkpoint import Checkpoint, digest
 
 __all__ = ["Result", "batch_flow", "dump", "item_flow", "load", "normalize", "restored"]
@@ -101,20 +102,21 @@ def batch_flow(
     total = len(requests) if isinstance(requests, Sized) else None
     bar = Progress(total, desc="batch", unit="req", bar=progress, leave=True, on_progress=on_progress)
     try:
-        if via == "messages":
-            store = Checkpoint(checkpoint) if checkpoint is not None else None
-            try:
-                return (yield from _via_messages(ctx, requests, concurrency, store, bar))
-            finally:
-                if store is not None:
-                    store.close()
-        from ._batches_api import Options, collect, start
+        with span("batch", {"convo.batch.via": via, "convo.batch.size": -1 if total is None else total}):
+            if via == "messages":
+                store = Checkpoint(checkpoint) if checkpoint is not None else None
+                try:
+                    return (yield from _via_messages(ctx, requests, concurrency, store, bar))
+                finally:
+                    if store is not None:
+                        store.close()
+            from ._batches_api import Options, collect, start
 
-        job = yield from start(ctx, requests, checkpoint, bar)
-        try:
-            return (yield from collect(job, Options(concurrency=concurrency), bar))
-        finally:  # an error, a cancellation: what no result settled is given back to the budget
-            job.release()
+            job = yield from start(ctx, requests, checkpoint, bar)
+            try:
+                return (yield from collect(job, Options(concurrency=concurrency), bar))
+            finally:  # an error, a cancellation: what no result settled is given back to the budget
+                job.release()
     finally:
         bar.close()
 
@@ -140,7 +142,7 @@ def _via_messages(ctx: CallContext, requests: Iterable[Any], concurrency: int, s
                     keys.pop(index)
                     yield _ready((load(index, saved), mapping))
                     continue
-            yield item_flow(index, sent, mapping, ctx)
+            yield carry(item_flow(index, sent, mapping, ctx))  # its call spans go under the batch's
 
     def on_done(index: int, outcome: Outcome) -> None:
         result = outcome.value[0] if outcome.ok else Result(index, error=outcome.error)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ._exceptions import InvalidConfigError
+from ._exceptions import ConvoError, InvalidConfigError, RateLimitStoreError
 
 __all__ = ["Bucket", "BucketStore", "MemoryStore", "RedisStore"]
 
@@ -151,43 +152,73 @@ return {tostring(wait), unpack(marks)}
 """
 
 
+def _where(url: str) -> str:
+    """``host:port/db`` of a Redis URL, for messages: never its user or password."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}{parts.path or '/0'}"
+    except ValueError:
+        return "<unparsable URL>"
+
+
 class RedisStore:
-    """Buckets in Redis, shared by every process that uses the same ``url`` and ``prefix``.
+    """Buckets in Redis, shared by every process that uses the same ``url`` and ``prefix``; the same
+    store keeps shared budgets (``Budget(..., store=RedisStore(url))``).
 
     One Lua script updates all buckets of a request atomically, on the Redis server's clock,
-    so machines with skewed clocks still agree.
+    so machines with skewed clocks still agree. ``timeout`` (seconds) bounds every wait on the
+    server (connecting, and each reply); the client does not retry on its own, so a call fails
+    within it when Redis is down or hangs. Keys are ``prefix + "ratelimit:"...`` and
+    ``prefix + "budget:"...``.
     """
 
-    def __init__(self, url: str, *, prefix: str = "convo:ratelimit:") -> None:
+    def __init__(self, url: str, *, prefix: str = "convo:", timeout: float = 5.0) -> None:
         try:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
         except ImportError:  # pragma: no cover - redis is a declared extra
             raise InvalidConfigError("RedisStore needs the redis package: pip install 'convo[redis]'") from None
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise InvalidConfigError(f"RedisStore(timeout=...) must be a positive number of seconds, got {timeout!r}")
         try:
-            self._redis = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+            self.redis = redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+            )
         except ValueError as exc:
             raise InvalidConfigError(f"invalid Redis URL ({exc}); use redis://host:port/db") from None
-        self._url_for_async = url
+        self.where = _where(url)
         self.prefix = prefix
-        self._script = self._redis.register_script(_SCRIPT)
+        self.timeout = float(timeout)
+        self._errors = (redis.RedisError, OSError)
+        self._script = self.register(_SCRIPT)
 
     def __repr__(self) -> str:
-        return f"RedisStore(prefix={self.prefix!r})"  # the URL may hold a password
+        return f"RedisStore({self.where!r}, prefix={self.prefix!r})"  # never the password
+
+    def register(self, source: str) -> Any:
+        """A Lua script on this store's connection, for :meth:`run_script`."""
+        return self.redis.register_script(source)
+
+    def run_script(self, script: Any, args: list[Any], keys: list[str] | None = None) -> Any:
+        """Run a registered script; RateLimitStoreError (naming this store) if Redis fails."""
+        try:
+            return script(keys=keys or [], args=args)
+        except self._errors as exc:  # unreachable, refused, timed out, script error
+            raise RateLimitStoreError(
+                f"Redis at {self.where} (prefix {self.prefix!r}) failed: {type(exc).__name__}"
+            ) from None
 
     def _run(self, scope: str, rows: list[tuple[Bucket, float, float, float]]) -> tuple[float, tuple[float, ...]]:
-        keys = [f"{self.prefix}{scope}:{b.name}" for b, _, _, _ in rows]
+        keys = [f"{self.prefix}ratelimit:{scope}:{b.name}" for b, _, _, _ in rows]
         args: list[Any] = []
         for bucket, amount, floor, mark in rows:
             args += [amount, bucket.capacity, bucket.rate, floor, mark]
-        import redis
-
         try:
-            out = self._script(keys=keys, args=args)
-        except (redis.RedisError, OSError) as exc:  # unreachable, refused, timed out, script error
-            from ._exceptions import RateLimitStoreError
-
+            out = self.run_script(self._script, args, keys)
+        except ConvoError as exc:
             raise RateLimitStoreError(
-                f"the Redis rate-limit store failed ({type(exc).__name__}); check the server is reachable"
+                f"the Redis rate-limit store failed ({exc}); check the server is reachable"
             ) from None
         return float(out[0]), tuple(float(m) for m in out[1:])
 

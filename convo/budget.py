@@ -7,19 +7,24 @@ Each attempt reserves its worst case (the estimated input, plus a 25% margin for
 error, at the highest input rate, + max_tokens of output) and settles to its real cost when the response arrives. Reservations count against
 the cap, so spend never exceeds it, also with many requests in flight. Alerts fire once per
 fraction crossed. ``per_user_usd`` caps each user (``Client(user=...)``) as well.
+
+``period="day"`` or ``"month"`` (UTC; or a number of seconds) starts the spend, the user caps and
+the alerts over at each period's start. ``store=RedisStore(url)`` keeps the books in Redis, shared
+by every process and machine with the same store and ``name`` and kept across restarts (the
+reserve is one atomic Lua script; periods follow the Redis server's clock). A shared budget fails
+closed: when its store cannot be reached, requests raise :class:`BudgetStoreError` and are not sent.
 """
 
 from __future__ import annotations
 
-import threading
-from collections import defaultdict
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
+from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, MemoryLedger, Period, RedisLedger, Refusal
 from ._exceptions import ConvoError, InvalidConfigError
 
-__all__ = ["Budget", "BudgetExceededError", "Hold"]
+__all__ = ["Budget", "BudgetExceededError", "BudgetStoreError", "Hold"]
 
 
 class BudgetExceededError(ConvoError):
@@ -32,16 +37,14 @@ class BudgetExceededError(ConvoError):
         self.user = user
 
 
-@dataclass
-class Hold:
-    """One reservation: its worst case and the user it is charged to."""
-
-    usd: float
-    user: str | None
-
-
 class Budget:
-    """A USD cap shared by every request of the clients that use it (thread-safe)."""
+    """A USD cap shared by every request of the clients that use it (thread-safe); with
+    ``store=``, by every process that uses the same store and ``name``.
+
+    ``hold_ttl`` (shared budgets): seconds after which the hold of a request that never settled
+    (its process died) is given back. ``clock`` (in-process budgets): the wall clock periods
+    follow (Unix seconds).
+    """
 
     def __init__(
         self,
@@ -50,6 +53,11 @@ class Budget:
         alerts: Sequence[float] = (),
         on_alert: Callable[[float, float, float], Any] | None = None,
         per_user_usd: float | None = None,
+        period: str | float | None = None,
+        store: Any = None,
+        name: str = "default",
+        hold_ttl: float = HOLD_TTL,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if isinstance(usd, bool) or not isinstance(usd, (int, float)) or usd <= 0:
             raise InvalidConfigError(f"Budget(usd=...) must be a positive amount in USD, got {usd!r}")
@@ -61,81 +69,98 @@ class Budget:
         self.alerts = tuple(sorted(alerts))
         self.on_alert = on_alert
         self.per_user_usd = per_user_usd
-        self._lock = threading.Lock()
-        self.spent = 0.0
-        self._held = 0.0
-        self._user_spent: defaultdict[str | None, float] = defaultdict(float)
-        self._user_held: defaultdict[str | None, float] = defaultdict(float)
-        self._fired: set[float] = set()
+        self.period = Period(period)
+        self.store = store
+        self.name = name
+        self._ledger: MemoryLedger | RedisLedger
+        if store is None:
+            self._ledger = MemoryLedger(self.period, clock)
+        elif callable(getattr(store, "register", None)) and callable(getattr(store, "run_script", None)):
+            self._ledger = RedisLedger(store, name, self.period, hold_ttl)
+        else:
+            raise InvalidConfigError(
+                f"Budget(store=...) must be a convo.RedisStore (shared by processes), got {type(store).__name__}; "
+                "leave it out for a budget in this process"
+            )
+
+    @property
+    def io(self) -> bool:
+        """Whether reserving and settling may block (a network store)."""
+        return self.store is not None
 
     def __repr__(self) -> str:
+        if self.store is not None:  # no network call in a repr
+            return f"Budget(usd={self.usd}, store={self.store!r}, name={self.name!r})"
         return f"Budget(usd={self.usd}, spent={self.spent:.6f})"
+
+    @property
+    def spent(self) -> float:
+        """USD spent so far in the current period (a shared budget asks its store)."""
+        spent: float = self._ledger.snapshot()["spent"]
+        return spent
 
     @property
     def left(self) -> float:
         """USD still free: the cap less what was spent and what requests in flight hold."""
-        with self._lock:
-            return self.usd - self.spent - self._held
+        snap = self._ledger.snapshot()
+        left: float = self.usd - snap["spent"] - snap["held"]
+        return left
 
     def user_spent(self, user: str | None) -> float:
         """USD spent so far by ``user`` (None: requests without a user); holds in
         flight are not included.
         """
-        with self._lock:
-            return self._user_spent[user]
+        return self._ledger.user_total(user)
 
     def reserve(self, usd: float, user: str | None = None) -> Hold:
-        """Hold ``usd`` (a worst case) or raise BudgetExceededError without holding anything."""
-        with self._lock:
-            left = self.usd - self.spent - self._held
-            if usd > left + 1e-12:
-                raise BudgetExceededError(
-                    f"this request could cost up to ${usd:.6f} but only ${max(left, 0):.6f} of the "
-                    f"${self.usd:.2f} budget is left (spent ${self.spent:.6f}); raise the budget or lower max_tokens",
-                    needed=usd,
-                    left=left,
-                    user=user,
-                )
-            if self.per_user_usd is not None:
-                user_left = self.per_user_usd - self._user_spent[user] - self._user_held[user]
-                if usd > user_left + 1e-12:
-                    raise BudgetExceededError(
-                        f"user {user!r} could spend up to ${usd:.6f} more but only ${max(user_left, 0):.6f} of "
-                        f"their ${self.per_user_usd:.2f} cap is left",
-                        needed=usd,
-                        left=user_left,
-                        user=user,
-                    )
-            self._held += usd
-            self._user_held[user] += usd
-            return Hold(usd, user)
+        """Hold ``usd`` (a worst case) or raise BudgetExceededError without holding anything;
+        BudgetStoreError when a shared budget's store cannot be reached."""
+        got = self._ledger.reserve(usd, user, self.usd, self.per_user_usd)
+        if isinstance(got, Hold):
+            return got
+        raise self._refused(got, usd, user)
+
+    def _refused(self, refusal: Refusal, usd: float, user: str | None) -> BudgetExceededError:
+        where = f" (shared budget {self.name!r})" if self.store is not None else ""
+        if refusal.kind == "user":
+            return BudgetExceededError(
+                f"user {user!r} could spend up to ${usd:.6f} more but only ${max(refusal.left, 0):.6f} of "
+                f"their ${self.per_user_usd:.2f} cap is left{where}",
+                needed=usd,
+                left=refusal.left,
+                user=user,
+            )
+        return BudgetExceededError(
+            f"this request could cost up to ${usd:.6f} but only ${max(refusal.left, 0):.6f} of the "
+            f"${self.usd:.2f} budget{where} is left (spent ${refusal.spent:.6f}); raise the budget or lower max_tokens",
+            needed=usd,
+            left=refusal.left,
+            user=user,
+        )
 
     def settle(self, hold: Hold, actual: float) -> None:
-        """Replace a hold by what the request really cost."""
-        actual = max(actual, 0.0)
-        fire: list[float] = []
-        with self._lock:
-            self._held -= hold.usd
-            self._user_held[hold.user] -= hold.usd
-            self.spent += actual
-            self._user_spent[hold.user] += actual
-            for fraction in self.alerts:
-                if fraction not in self._fired and self.spent >= fraction * self.usd:
-                    self._fired.add(fraction)
-                    fire.append(fraction)
-        for fraction in fire:  # outside the lock: a callback may read the budget
+        """Replace a hold by what the request really cost. A shared budget whose store is down
+        keeps the settlement and records it with the next call that reaches the store."""
+        fired, spent = self._ledger.settle(hold, max(actual, 0.0), self.usd, self.alerts)
+        for fraction in fired:  # outside any lock: a callback may read the budget
             if self.on_alert is not None:
-                self.on_alert(fraction, self.spent, self.usd)
+                self.on_alert(fraction, spent, self.usd)
 
     def as_dict(self) -> dict[str, Any]:
         """A snapshot for logs and metrics: ``usd`` (the cap), ``spent``, ``held`` (by requests in
-        flight), ``left``, and ``by_user`` (the users who have spent anything).
+        flight), ``left``, and ``by_user`` (the users who have spent anything); with a period,
+        also ``period`` (its id) and ``resets_at`` (Unix seconds); with a store, ``store`` and ``name``.
         """
-        with self._lock:
-            return {
-                "usd": self.usd,
-                "spent": self.spent,
-                "held": self._held,
-                "left": self.usd - self.spent - self._held,
-                "by_user": {u: v for u, v in self._user_spent.items() if v},
-            }
+        snap = self._ledger.snapshot()
+        out: dict[str, Any] = {
+            "usd": self.usd,
+            "spent": snap["spent"],
+            "held": snap["held"],
+            "left": self.usd - snap["spent"] - snap["held"],
+            "by_user": snap["by_user"],
+        }
+        if self.period.kind != "all":
+            out["period"], out["resets_at"] = snap["period"], snap["resets_at"]
+        if self.store is not None:
+            out["store"], out["name"] = repr(self.store), self.name
+        return out

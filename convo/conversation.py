@@ -19,6 +19,7 @@ from __future__ import annotations
 import bisect
 import copy
 import dataclasses
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -40,6 +41,8 @@ from .receipts import Receipt
 from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection, as_strategy, merge_params
 from .summarize import Summary
 from .tokens import TokenCounter, calibrated_budget, calibration_of, default_counter, fixed_tokens
+
+log = logging.getLogger("convo.conversation")
 
 __all__ = ["Conversation"]
 
@@ -369,6 +372,9 @@ class Conversation(Journaled):
             marks = _breakpoints.place(request, summary=bool(selection.context), ttl=ttl, existing=existing)
         summary_tokens = sum(self.counter.count_message(m) for m in selection.context)
         self._draft = receipts.draft(self.model, state, selection, marks, summary_tokens)
+        if self._draft.dropped_messages and log.isEnabledFor(logging.DEBUG):
+            log.debug("trimmed %d messages (%d tokens) to fit the budget of %d tokens",
+                      self._draft.dropped_messages, self._draft.dropped_tokens, state.budget)
         if self.redactor is not None:  # before it is sent, cached or logged
             request, self._mapping = self.redactor.redact_request(request)
         return request

@@ -38,6 +38,7 @@ from typing import Any, Self
 
 from ._exceptions import InvalidConfigError
 from ._progress import OnProgress, Progress
+from ._telemetry import span
 from .chunking import Chunk, chunk_text
 from .messages import to_message
 from .prices import UnknownModelError
@@ -135,7 +136,7 @@ def map_reduce(
         raise InvalidConfigError(f"map_reduce needs a convo.Client, got {type(client).__name__}; use amap_reduce for an AsyncClient")
     job = _Job.build(text_or_chunks, instruction, client, chunk_tokens, concurrency, reduce_instruction,
                      max_tokens, context_tokens, model, mode)
-    with _Run(job, client, checkpoint, progress, on_progress) as run:
+    with _Run(job, client, checkpoint, progress, on_progress) as run, span("map_reduce", _attributes(job)):
         core = run.steps()
         answer: Any = None
         while True:
@@ -173,7 +174,7 @@ async def amap_reduce(
         raise InvalidConfigError(f"amap_reduce needs a convo.AsyncClient, got {type(client).__name__}; use map_reduce for a Client")
     job = _Job.build(text_or_chunks, instruction, client, chunk_tokens, concurrency, reduce_instruction,
                      max_tokens, context_tokens, model, mode)
-    with _Run(job, client, checkpoint, progress, on_progress) as run:
+    with _Run(job, client, checkpoint, progress, on_progress) as run, span("map_reduce", _attributes(job)):
         core = run.steps()
         answer: Any = None
         while True:
@@ -186,6 +187,11 @@ async def amap_reduce(
                 answer = await client.batch(ask.requests, **job.batch_options(ask))
             else:
                 answer = await client.create(**ask.request)
+
+
+def _attributes(job: _Job) -> dict[str, Any]:
+    """The map-reduce span's attributes (its calls are its children)."""
+    return {"gen_ai.request.model": job.model, "convo.chunks": len(job.chunks)}
 
 
 def _positive(value: Any, what: str, hint: str) -> int:

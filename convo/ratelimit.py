@@ -18,11 +18,15 @@ a correctly configured client never sees a 429::
   in the AWS SDKs' adaptive retry mode.
 - ``tokens_per_day`` adds a day-long bucket of input + output tokens.
 - ``store=RedisStore(url)`` shares the buckets between processes and machines (one Lua script,
-  atomic, on the Redis server's clock); in-memory is the default.
+  atomic, on the Redis server's clock); in-memory is the default. When the store fails, requests
+  fail closed (:class:`~convo.RateLimitStoreError`, nothing sent) unless ``on_store_error="local"``:
+  then this process falls back to its own buckets (each process then enforces the whole limit by
+  itself) and goes back to the store once it answers again (tried every ``STORE_RETRY`` seconds).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -30,7 +34,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._exceptions import InvalidConfigError
+from ._exceptions import InvalidConfigError, RateLimitStoreError
 from .buckets import Bucket, BucketStore, MemoryStore, RedisStore
 
 __all__ = ["Bucket", "BucketStore", "MemoryStore", "RateLimiter", "RateLimits", "RedisStore", "Reservation"]
@@ -50,6 +54,13 @@ REMAINING_ROUNDING = 1000.0
 #: it (unused max_tokens) let it go early.
 RECHECK = 0.25
 
+#: With ``on_store_error="local"``, a failed store is tried again after this many seconds (in the
+#: meantime requests use the local buckets without waiting on it).
+STORE_RETRY = 2.0
+ON_STORE_ERROR = ("fail", "local")
+
+log = logging.getLogger("convo.ratelimit")
+
 _HEADER_BUCKETS = {"requests": "rpm", "input-tokens": "input_tpm", "output-tokens": "output_tpm"}
 
 
@@ -60,7 +71,8 @@ class RateLimits:
 
     ``scope`` names the shared account in the store (clients with the same store and scope
     share buckets). ``learn`` reads limits from response headers; ``adaptive`` slows down on
-    429/529.
+    429/529. ``on_store_error``: ``"fail"`` (refuse requests while the store is down) or
+    ``"local"`` (fall back to this process's buckets until it is back).
     """
 
     rpm: float | None = None
@@ -71,8 +83,11 @@ class RateLimits:
     scope: str = "default"
     learn: bool = True
     adaptive: bool = True
+    on_store_error: str = "fail"
 
     def __post_init__(self) -> None:
+        if self.on_store_error not in ON_STORE_ERROR:
+            raise InvalidConfigError(f"on_store_error must be 'fail' or 'local', got {self.on_store_error!r}")
         for name in ("rpm", "input_tpm", "output_tpm", "tokens_per_day"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
@@ -88,6 +103,7 @@ class Reservation:
     wait: float
     demands: list[tuple[Bucket, float]] = field(default_factory=list)
     marks: tuple[float, ...] = ()
+    store: Any = None  # the store that took it (the shared one, or the local fallback)
 
 
 @dataclass
@@ -112,6 +128,8 @@ class RateLimiter:
         }
         self._learned: dict[str, float] = {}
         self._adaptive = _Adaptive()
+        self._local: MemoryStore | None = None  # the fallback of on_store_error="local"
+        self._retry_store_at = float("-inf")  # on self.clock: when to try a failed store again
 
     @property
     def io(self) -> bool:
@@ -154,33 +172,77 @@ class RateLimiter:
     def reserve(self, input_tokens: float, output_tokens: float) -> Reservation:
         """Take a request's worth from every bucket; returns how long to wait before sending."""
         demands = self.demands(input_tokens, output_tokens)
-        wait, marks = self.store.reserve(self.limits.scope, demands) if demands else (0.0, ())
+        store: Any = self.store
+        wait, marks = 0.0, ()
+        if demands:
+            store = self._pick()
+            try:
+                wait, marks = store.reserve(self.limits.scope, demands)
+                if store is self.store:
+                    self._store_answered()
+            except RateLimitStoreError as exc:
+                if store is not self.store or self.limits.on_store_error != "local":
+                    raise
+                store = self._fall_back(exc)
+                wait, marks = store.reserve(self.limits.scope, demands)
         with self._lock:
             self._adaptive.sent.append(self.clock() + wait)
-        return Reservation(input=input_tokens, output=output_tokens, wait=wait, demands=demands, marks=marks)
+        return Reservation(input=input_tokens, output=output_tokens, wait=wait, demands=demands, marks=marks, store=store)
+
+    def _pick(self) -> Any:
+        """The store for a new reservation: the shared one, unless it failed and is not due a retry."""
+        if self._local is not None and self.clock() < self._retry_store_at:
+            return self._local
+        return self.store
+
+    def _fall_back(self, exc: Exception) -> MemoryStore:
+        with self._lock:
+            first = self._local is None or self._retry_store_at == float("-inf")
+            if self._local is None:
+                self._local = MemoryStore(self.clock)
+            self._retry_store_at = self.clock() + STORE_RETRY
+            local = self._local
+        if first:
+            log.warning("convo: the shared rate-limit store failed (%s); using this process's own buckets until it "
+                        "answers again", exc)
+        return local
+
+    def _store_answered(self) -> None:
+        if self._local is not None and self._retry_store_at != float("-inf"):
+            with self._lock:
+                self._retry_store_at = float("-inf")
+            log.warning("convo: the shared rate-limit store answers again; back to the shared buckets")
 
     def recheck(self, reservation: Reservation) -> float:
         """Seconds a reservation must still wait, after refunds made since it was taken."""
         if not reservation.demands:
             return 0.0
-        return self.store.recheck(self.limits.scope, reservation.demands, reservation.marks)
+        store = reservation.store if reservation.store is not None else self.store
+        try:
+            wait: float = store.recheck(self.limits.scope, reservation.demands, reservation.marks)
+        except RateLimitStoreError:
+            if self.limits.on_store_error != "local":
+                raise
+            return 0.0  # the store went away while this request queued: it goes now (a 429 is retried)
+        return wait
 
     def settle(self, reservation: Reservation, usage: Any | None, headers: Mapping[str, str] | None) -> None:
         """Correct a reservation from the response (usage and rate-limit headers)."""
         if headers is not None:
             self.learn(headers)
+        store = reservation.store
         if usage is None:  # the attempt failed: give the unused output reservation back
-            self._give("output_tpm", reservation.output)
-            self._give("tokens_per_day", reservation.output)
+            self._give("output_tpm", reservation.output, store)
+            self._give("tokens_per_day", reservation.output, store)
             return
         counted_input = (usage.input_tokens or 0) + (getattr(usage, "cache_creation_input_tokens", 0) or 0)
         used_output = usage.output_tokens or 0
-        self._give("input_tpm", reservation.input - counted_input)
-        self._give("output_tpm", reservation.output - used_output)
-        self._give("tokens_per_day", reservation.input + reservation.output - counted_input - used_output)
+        self._give("input_tpm", reservation.input - counted_input, store)
+        self._give("output_tpm", reservation.output - used_output, store)
+        self._give("tokens_per_day", reservation.input + reservation.output - counted_input - used_output, store)
         self._recover()
 
-    def _give(self, name: str, delta: float) -> None:
+    def _give(self, name: str, delta: float, store: Any = None) -> None:
         if not delta:
             return
         if name == "tokens_per_day":
@@ -189,7 +251,15 @@ class RateLimiter:
         else:
             bucket = self._bucket(name)
         if bucket is not None:
-            self.store.adjust(self.limits.scope, bucket, delta)
+            self._adjust(store, bucket, delta)
+
+    def _adjust(self, store: Any, bucket: Bucket, delta: float, cap_at: float | None = None) -> None:
+        """A correction after the response: lost (with a warning) if the store fails, never raised
+        over an answer the API gave."""
+        try:
+            (store if store is not None else self.store).adjust(self.limits.scope, bucket, delta, cap_at)
+        except RateLimitStoreError as exc:
+            log.warning("convo: could not correct the %s bucket after a response (%s)", bucket.name, exc)
 
     def learn(self, headers: Mapping[str, str]) -> None:
         """Adopt limits the API reports for what was not configured; sync to its remaining."""
@@ -212,7 +282,7 @@ class RateLimiter:
                 # less a second of refill for what is still in transit to the server.
                 remaining += max(0.0, REMAINING_ROUNDING / 2 - bucket.rate)
             if bucket is not None and remaining < bucket.capacity:
-                self.store.adjust(self.limits.scope, bucket, 0.0, cap_at=remaining)
+                self._adjust(self._pick(), bucket, 0.0, cap_at=remaining)
 
     def throttled(self) -> None:
         """A 429 or 529 arrived: cut the adaptive request rate."""

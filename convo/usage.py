@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter, deque
@@ -131,7 +132,8 @@ class Stats:
         ``requests`` counts calls, however many attempts each took. Derived figures: ``success_rate``,
         ``requests_per_minute`` since the stats began, and p50/p99 of latency and time to first token
         (streams) over recent successful calls (None before any). ``users`` is the per-user ledger
-        (``"-"`` for calls without a user).
+        (``"-"`` for calls without a user). ``pid`` is this process, to tell the dicts of several
+        workers apart. Every value is plain JSON (``json.dumps`` takes the dict as it is).
         """
         with self._lock:
             elapsed = max(self._clock() - self._started, 1e-9)
@@ -158,6 +160,7 @@ class Stats:
                 "cache_write_tokens": self.cache_write_tokens,
                 "cost_usd": self.cost_usd,
                 "users": {("-" if u is None else u): dict(v) for u, v in self.users.items()},
+                "pid": os.getpid(),
             }
 
     def __str__(self) -> str:

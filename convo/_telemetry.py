@@ -1,0 +1,617 @@
+"""OpenTelemetry spans and metrics for convo's calls, as two guards of the pipeline.
+
+One span per logical operation, after the GenAI semantic conventions: a call (``chat {model}``,
+kind CLIENT) from the ``Tracing`` guard, first in the guard order (``_guards``), so it covers
+redaction, the cache, the budget, the rate limiter and every attempt; each attempt a child span
+from the ``AttemptSpans`` guard, last in the order, so it covers exactly what was sent; its error
+and why it will be retried are on it. The SDK's own span of the HTTP call nests under the attempt (the
+attempt's span is the current one while the SDK is called), so a call with retries is one trace
+with one root. A Conversation turn, a batch and a map-reduce are parent spans (:func:`span`).
+
+The duration and token-usage histograms of the conventions (``gen_ai.client.operation.duration``,
+``gen_ai.client.token.usage``) are recorded as each call ends. DEBUG lines go to the named loggers
+(``convo.client``, ``convo.retry``) whether or not OpenTelemetry is installed.
+
+Without ``opentelemetry-api`` (``pip install 'convo[otel]'``), or with no tracer or meter
+provider set up, the guards only check that at the call's start and step aside. Message content is
+recorded only after ``convo.telemetry.configure(capture_content=True)``, and then as the API saw
+it: through the client's redactor.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from . import __version__
+from ._flow import Flow
+
+if TYPE_CHECKING:
+    from ._context import CallContext
+    from ._guards import CallState, Ticket
+
+# The optional extra (convo[otel]), imported at the first call that could be traced, so that
+# importing convo does not load it.
+otel_context: Any = None
+otel_metrics: Any = None
+otel_trace: Any = None
+SpanKind: Any = None
+StatusCode: Any = None
+_loaded = False
+_metrics_state: Any = None  # the module that holds the API's global meter provider
+_from_env = False  # a provider named by OTEL_PYTHON_*_PROVIDER: the API loads it on first use
+
+
+def load_api() -> bool:
+    """Import OpenTelemetry's API once; False when it is not installed."""
+    global otel_context, otel_metrics, otel_trace, SpanKind, StatusCode, _loaded, _metrics_state, _from_env
+    if not _loaded:
+        _loaded = True
+        try:
+            from opentelemetry import context, metrics, trace
+            from opentelemetry.metrics import _internal
+        except ImportError:
+            return False
+        otel_context, otel_metrics, otel_trace, _metrics_state = context, metrics, trace, _internal
+        SpanKind, StatusCode = trace.SpanKind, trace.StatusCode
+        _from_env = any(k in os.environ for k in ("OTEL_PYTHON_TRACER_PROVIDER", "OTEL_PYTHON_METER_PROVIDER"))
+    return otel_trace is not None
+
+
+def idle() -> bool:
+    """Whether nothing at all would record a call (the hot path's test when tracing is off):
+    no providers configured here or globally, nor DEBUG logging. Reads the API's globals
+    directly, as ``get_tracer_provider`` costs an environment lookup per call; should they move
+    in a later API, this answers False and the full check runs."""
+    if not SETTINGS.enabled:
+        return True
+    if SETTINGS.tracer_provider is not None or SETTINGS.meter_provider is not None or log.isEnabledFor(logging.DEBUG):
+        return False
+    if not (_loaded or load_api()) or otel_trace is None:
+        return True
+    return (not _from_env and getattr(otel_trace, "_TRACER_PROVIDER", 0) is None
+            and getattr(_metrics_state, "_METER_PROVIDER", 0) is None)
+
+__all__ = [
+    "SETTINGS", "Settings", "carry", "conversation_id", "end_attempt", "end_call", "enter_call", "idle", "instruments", "observe_stats", "span",
+    "start_attempt", "traced_turn", "tracer", "turn",
+]
+
+log = logging.getLogger("convo.client")
+retry_log = logging.getLogger("convo.retry")
+
+SCOPE = "convo"
+PROVIDER = "anthropic"
+#: The bucket boundaries the GenAI metric conventions give.
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+
+
+@dataclass
+class Settings:
+    """What :func:`convo.telemetry.configure` set."""
+
+    enabled: bool = True
+    capture_content: bool = False
+    tracer_provider: Any = None
+    meter_provider: Any = None
+
+
+SETTINGS = Settings()
+
+#: The span a call should start under when the current context cannot carry it (a batch item
+#: run in a worker thread): set by :func:`carry` around each step of the item's flow.
+_PARENT: ContextVar[Any] = ContextVar("convo_otel_parent", default=None)
+#: The conversation whose turn is running, for ``gen_ai.conversation.id`` on its calls.
+_CONVERSATION: ContextVar[str | None] = ContextVar("convo_conversation_id", default=None)
+
+_tracers: dict[int, tuple[Any, Any]] = {}
+_meters: dict[int, tuple[Any, Any, Any]] = {}
+
+
+def _no_provider(provider: Any) -> bool:
+    name = type(provider).__name__
+    return name in ("ProxyTracerProvider", "NoOpTracerProvider", "_ProxyMeterProvider", "NoOpMeterProvider")
+
+
+def tracer() -> Any:
+    """The tracer convo's spans come from, or None when nothing would record them."""
+    if not SETTINGS.enabled or not (_loaded or load_api()) or otel_trace is None:
+        return None
+    provider = SETTINGS.tracer_provider or otel_trace.get_tracer_provider()
+    got = _tracers.get(id(provider))
+    if got is None or got[0] is not provider:
+        got = _tracers[id(provider)] = (provider, None if _no_provider(provider) else provider.get_tracer(SCOPE, __version__))
+    return got[1]
+
+
+def instruments() -> tuple[Any, Any] | None:
+    """The (duration, token usage) histograms, or None when no meter provider is set up."""
+    if not SETTINGS.enabled or not (_loaded or load_api()) or otel_metrics is None:
+        return None
+    provider = SETTINGS.meter_provider or otel_metrics.get_meter_provider()
+    got = _meters.get(id(provider))
+    if got is None or got[0] is not provider:
+        if _no_provider(provider):
+            got = (provider, None, None)
+        else:
+            meter = provider.get_meter(SCOPE, __version__)
+            duration = meter.create_histogram(
+                "gen_ai.client.operation.duration", unit="s", description="GenAI operation duration.",
+                explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+            )
+            tokens = meter.create_histogram(
+                "gen_ai.client.token.usage", unit="{token}", description="Number of input and output tokens used.",
+                explicit_bucket_boundaries_advisory=list(TOKEN_BUCKETS),
+            )
+            got = (provider, duration, tokens)
+        _meters[id(provider)] = got
+    return None if got[1] is None else (got[1], got[2])
+
+
+def observe_stats(stats: Any, attributes: dict[str, Any] | None = None) -> bool:
+    """Export a client's :class:`~convo.Stats` as observable counters, read at each collection:
+    ``convo.client.requests`` (by ``convo.outcome``: ``success`` or the error type),
+    ``convo.client.retries``, ``convo.client.cost`` (USD), ``convo.client.tokens`` (by
+    ``gen_ai.token.type``) and ``convo.client.cache`` (by ``convo.cache.result``). False when no
+    meter provider is set up."""
+    if not SETTINGS.enabled or not (_loaded or load_api()) or otel_metrics is None:
+        return False
+    provider = SETTINGS.meter_provider or otel_metrics.get_meter_provider()
+    if _no_provider(provider):
+        return False
+    import weakref
+
+    ref = weakref.ref(stats)
+    base = dict(attributes or {})
+    observation = otel_metrics.Observation
+
+    def read(pick: Callable[[dict[str, Any]], list[tuple[float, dict[str, Any]]]]) -> Callable[[Any], Any]:
+        def callback(options: Any) -> Any:
+            current = ref()
+            if current is None:
+                return []
+            return [observation(value, {**base, **extra}) for value, extra in pick(current.as_dict())]
+        return callback
+
+    meter = provider.get_meter(SCOPE, __version__)
+    meter.create_observable_counter("convo.client.requests", [read(lambda d: [
+        (d["successes"], {"convo.outcome": "success"}), *((n, {"convo.outcome": k}) for k, n in d["failures"].items())
+    ])], unit="{request}", description="Calls a client finished, by outcome.")
+    meter.create_observable_counter("convo.client.retries", [read(lambda d: [(d["retries"], {})])], unit="{retry}",
+                                    description="Attempts sent again after a failure.")
+    meter.create_observable_counter("convo.client.cost", [read(lambda d: [(d["cost_usd"], {})])], unit="USD",
+                                    description="What a client's requests cost.")
+    meter.create_observable_counter("convo.client.tokens", [read(lambda d: [
+        (d["input_tokens"], {"gen_ai.token.type": "input"}), (d["output_tokens"], {"gen_ai.token.type": "output"}),
+        (d["cache_read_tokens"], {"gen_ai.token.type": "cache_read"}),
+        (d["cache_write_tokens"], {"gen_ai.token.type": "cache_creation"}),
+    ])], unit="{token}", description="Tokens of a client's requests, by type.")
+    meter.create_observable_counter("convo.client.cache", [read(lambda d: [
+        (d["cache_hits"], {"convo.cache.result": "hit"}), (d["cache_misses"], {"convo.cache.result": "miss"}),
+    ])], unit="{request}", description="Response-cache lookups, by result.")
+    return True
+
+
+# -- parent spans ---------------------------------------------------------------------------------
+
+
+def _attach(span_: Any) -> tuple[Any, Any]:
+    ctx = otel_trace.set_span_in_context(span_)
+    return otel_context.attach(ctx), ctx
+
+
+def _detach(token: Any, ctx: Any) -> None:
+    """Undo :func:`_attach`, only where it is still in force (a generator closed elsewhere, e.g.
+    by the garbage collector, must not reset another context)."""
+    if otel_context.get_current() is ctx:
+        otel_context.detach(token)
+
+
+@contextmanager
+def span(name: str, attributes: dict[str, Any] | None = None, *, conversation: str | None = None) -> Iterator[Any]:
+    """A parent span (a turn, a batch, a map-reduce), current while the block runs; yields it
+    (None when tracing is off). ``conversation``: the id the calls inside are tagged with."""
+    tracer_ = None if idle() else tracer()
+    marker = _CONVERSATION.set(conversation) if conversation is not None else None
+    if tracer_ is None:
+        try:
+            yield None
+        finally:
+            if marker is not None:
+                _CONVERSATION.reset(marker)
+        return
+    parent = _PARENT.get()
+    current = tracer_.start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes or {})
+    token, ctx = _attach(current)
+    try:
+        yield current
+    except BaseException as exc:
+        if not isinstance(exc, GeneratorExit):
+            current.set_attribute("error.type", type(exc).__name__)
+            current.set_status(StatusCode.ERROR, str(exc)[:200])
+        raise
+    finally:
+        _detach(token, ctx)
+        if marker is not None:
+            try:
+                _CONVERSATION.reset(marker)
+            except ValueError:  # closed in another context
+                pass
+        current.end()
+
+
+def carry(flow: Flow) -> Flow:
+    """``flow`` with the current span as the parent of the calls it starts, wherever it runs
+    (a batch's worker threads do not inherit the context)."""
+    if idle() or tracer() is None:
+        return flow
+    return _carried(flow, otel_context.get_current(), _CONVERSATION.get())
+
+
+def _carried(flow: Flow, parent: Any, conversation: str | None) -> Flow:
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        marks = _PARENT.set(parent), _CONVERSATION.set(conversation)
+        try:
+            effect = flow.throw(error) if error is not None else flow.send(send)
+        except StopIteration as stop:
+            return stop.value
+        finally:
+            _PARENT.reset(marks[0])
+            _CONVERSATION.reset(marks[1])
+        try:
+            send, error = (yield effect), None
+        except GeneratorExit:
+            flow.close()
+            raise
+        except BaseException as exc:  # noqa: BLE001 -- handed to the inner flow, as the driver would
+            send, error = None, exc
+
+
+def conversation_id(conv: Any) -> str:
+    """The id of a conversation for ``gen_ai.conversation.id``: its own ``id`` when it has one,
+    else one made for this object (stable while it lives)."""
+    own = getattr(conv, "id", None)
+    if isinstance(own, str) and own:
+        return own
+    made = getattr(conv, "_telemetry_id", None)
+    if made is None:
+        import uuid
+
+        made = f"conv_{uuid.uuid4().hex}"
+        try:
+            conv._telemetry_id = made
+        except AttributeError:  # pragma: no cover - a conversation without a __dict__
+            pass
+    return str(made)
+
+
+@contextmanager
+def turn(conv: Any) -> Iterator[Any]:
+    """A Conversation turn as a span (``chat {model}``, with ``gen_ai.conversation.id``); the
+    calls it makes (the reply, a summary) are its children. What the turn trimmed to fit, from
+    the receipts it added, goes on the span when it ends."""
+    if idle() or tracer() is None:
+        yield None
+        return
+    model = str(getattr(conv, "model", ""))
+    cid = conversation_id(conv)
+    attributes = {"gen_ai.operation.name": "chat", "gen_ai.provider.name": PROVIDER, "gen_ai.request.model": model,
+                  "gen_ai.conversation.id": cid}
+    receipts = getattr(conv, "receipts", [])
+    before = len(receipts)
+    with span(f"chat {model}".strip(), attributes, conversation=cid) as current:
+        yield current
+        new = receipts[before:]
+        if current is not None and new:
+            current.set_attributes({
+                "convo.trimmed_tokens": sum(r.dropped_tokens for r in new),
+                "convo.trimmed_messages": sum(r.dropped_messages for r in new),
+                "convo.summarized_messages": sum(r.summarized_messages for r in new),
+                "convo.cost_usd": sum(r.cost or 0.0 for r in new),
+            })
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def traced_turn(fn: F) -> F:
+    """Run a Conversation method (a function, coroutine, generator or async generator) inside
+    :func:`turn`; without a tracer it is called as it is."""
+    if inspect.isasyncgenfunction(fn):
+
+        async def agen(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with turn(self):
+                async for item in fn(self, *args, **kwargs):
+                    yield item
+
+        @functools.wraps(fn)
+        def async_stream(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return fn(self, *args, **kwargs) if idle() or tracer() is None else agen(self, *args, **kwargs)
+
+        return cast(F, async_stream)
+    if inspect.isgeneratorfunction(fn):
+
+        def gen(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with turn(self):
+                return (yield from fn(self, *args, **kwargs))
+
+        @functools.wraps(fn)
+        def stream(self: Any, *args: Any, **kwargs: Any) -> Any:
+            return fn(self, *args, **kwargs) if idle() or tracer() is None else gen(self, *args, **kwargs)
+
+        return cast(F, stream)
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def coroutine(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with turn(self):
+                return await fn(self, *args, **kwargs)
+
+        return cast(F, coroutine)
+
+    @functools.wraps(fn)
+    def plain(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with turn(self):
+            return fn(self, *args, **kwargs)
+
+    return cast(F, plain)
+
+
+# -- the call and its attempts ------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class CallTrace:
+    """What the guards know of one traced call."""
+
+    operation: str
+    model: str
+    span: Any
+    start: float
+    instruments: tuple[Any, Any] | None
+    attempts: int = 0
+    cost: float = 0.0
+    last_error: str | None = None
+    last_end: float | None = None
+    ended: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _error_type(error: BaseException) -> str:
+    status = getattr(error, "status_code", None)
+    return f"{status}" if isinstance(status, int) and status >= 400 else type(error).__name__
+
+
+def _retry_reason(error: BaseException) -> str:
+    status = getattr(error, "status_code", None)
+    kind = getattr(error, "type", None) or getattr(getattr(error, "body", None), "get", lambda *_: None)("type")
+    parts = [type(error).__name__]
+    if status is not None:
+        parts.append(str(status))
+    if isinstance(kind, str):
+        parts.append(kind)
+    return " ".join(parts)
+
+
+def _request_attributes(request: dict[str, Any], operation: str) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "gen_ai.operation.name": operation,
+        "gen_ai.provider.name": PROVIDER,
+        "gen_ai.request.model": request.get("model", ""),
+    }
+    for key, name in (("max_tokens", "gen_ai.request.max_tokens"), ("temperature", "gen_ai.request.temperature"),
+                      ("top_p", "gen_ai.request.top_p"), ("top_k", "gen_ai.request.top_k")):
+        value = request.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[name] = value
+    stops = request.get("stop_sequences")
+    if isinstance(stops, list) and all(isinstance(s, str) for s in stops):
+        out["gen_ai.request.stop_sequences"] = stops
+    conversation = _CONVERSATION.get()
+    if conversation is not None:
+        out["gen_ai.conversation.id"] = conversation
+    return out
+
+
+def _parts(content: Any) -> list[dict[str, Any]]:
+    if isinstance(content, str):
+        return [{"type": "text", "content": content}]
+    parts = []
+    for block in content or ():
+        kind = block.get("type") if isinstance(block, dict) else getattr(block, "type", None)
+        text = block.get("text") if isinstance(block, dict) else getattr(block, "text", None)
+        parts.append({"type": "text", "content": text} if kind == "text" else {"type": str(kind)})
+    return parts
+
+
+def _content_attributes(ctx: CallContext, call: CallState, value: Any) -> dict[str, Any]:
+    """The request (as sent: redacted) and the reply (redacted again) as GenAI content attributes."""
+    request = call.request
+    out: dict[str, Any] = {
+        "gen_ai.input.messages": json.dumps(
+            [{"role": m.get("role"), "parts": _parts(m.get("content"))} for m in request.get("messages") or ()
+             if isinstance(m, dict)], ensure_ascii=False,
+        ),
+    }
+    if request.get("system"):
+        out["gen_ai.system_instructions"] = json.dumps(_parts(request["system"]), ensure_ascii=False)
+    content = getattr(value, "content", None)
+    if content is not None:
+        parts = _parts(content)
+        if ctx.redactor is not None:
+            for p in parts:
+                if "content" in p and isinstance(p["content"], str):
+                    p["content"] = ctx.redactor.redact(p["content"], call.mapping).text
+        out["gen_ai.output.messages"] = json.dumps(
+            [{"role": "assistant", "parts": parts, "finish_reason": getattr(value, "stop_reason", None)}],
+            ensure_ascii=False,
+        )
+    return out
+
+
+def _usage_attributes(usage: Any) -> dict[str, Any]:
+    read = getattr(usage, "cache_read_input_tokens", 0) or 0
+    write = getattr(usage, "cache_creation_input_tokens", 0) or 0
+    return {
+        # The conventions count cached input in the input tokens; the API reports it apart.
+        "gen_ai.usage.input_tokens": (getattr(usage, "input_tokens", 0) or 0) + read + write,
+        "gen_ai.usage.output_tokens": getattr(usage, "output_tokens", 0) or 0,
+        "gen_ai.usage.cache_read.input_tokens": read,
+        "gen_ai.usage.cache_creation.input_tokens": write,
+    }
+
+
+def enter_call(operation: str, ctx: CallContext, call: CallState) -> None:
+    """A call begins: start its span (under the current one) when anything would record it."""
+    if idle():
+        return
+    tracer_ = tracer()
+    metrics = instruments()
+    if tracer_ is None and metrics is None and not log.isEnabledFor(logging.DEBUG):
+        return
+    attributes = _request_attributes(call.request, operation)
+    model = attributes["gen_ai.request.model"]
+    current = None
+    if tracer_ is not None:
+        current = tracer_.start_span(
+            f"{operation} {model}".strip(), context=_PARENT.get(), kind=SpanKind.CLIENT, attributes=attributes
+        )
+    call.trace = CallTrace(operation, model, current, time.perf_counter(), metrics)
+
+
+def end_call(ctx: CallContext, call: CallState, value: Any, error: BaseException | None) -> None:
+    """The call is over (``value``, or for good ``error``): end its span, record its metrics."""
+    trace = call.trace
+    if trace is None or trace.ended:
+        return
+    trace.ended = True
+    elapsed = time.perf_counter() - trace.start
+    usage = getattr(value, "usage", None)
+    hit = call.hit is not None
+    attributes: dict[str, Any] = {
+        "convo.cache_hit": hit,
+        "convo.attempts": trace.attempts,
+        "convo.retries": max(0, trace.attempts - 1),
+        "convo.cost_usd": trace.cost,
+    }
+    response_model = getattr(value, "model", None)
+    if isinstance(response_model, str):
+        attributes["gen_ai.response.model"] = response_model
+    response_id = getattr(value, "id", None)
+    if isinstance(response_id, str):
+        attributes["gen_ai.response.id"] = response_id
+    stop = getattr(value, "stop_reason", None)
+    if isinstance(stop, str):
+        attributes["gen_ai.response.finish_reasons"] = [stop]
+    if usage is not None:
+        attributes.update(_usage_attributes(usage))
+    if error is not None:
+        attributes["error.type"] = _error_type(error)
+    if trace.span is not None:
+        if SETTINGS.capture_content and value is not None:
+            try:
+                attributes.update(_content_attributes(ctx, call, value))
+            except Exception as exc:  # noqa: BLE001 -- telemetry never fails a call
+                log.debug("convo: could not record the content of a call: %s", exc)
+        trace.span.set_attributes(attributes)
+        if error is not None:
+            trace.span.set_status(StatusCode.ERROR, str(error)[:200])
+        trace.span.end()
+    if trace.instruments is not None:
+        _record(trace, attributes, elapsed, usage if not hit else None)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug(
+            "%s %s: %s in %.3fs, %d attempt(s)%s%s", trace.operation, trace.model,
+            f"failed ({attributes['error.type']})" if error is not None else "done",
+            elapsed, trace.attempts, ", answered from the cache" if hit else "",
+            f", ${trace.cost:.6f}" if trace.cost else "",
+        )
+
+
+def _record(trace: CallTrace, attributes: dict[str, Any], elapsed: float, usage: Any) -> None:
+    assert trace.instruments is not None
+    duration, tokens = trace.instruments
+    common = {"gen_ai.operation.name": trace.operation, "gen_ai.provider.name": PROVIDER,
+              "gen_ai.request.model": trace.model}
+    if "gen_ai.response.model" in attributes:
+        common["gen_ai.response.model"] = attributes["gen_ai.response.model"]
+    failed = {"error.type": attributes["error.type"]} if "error.type" in attributes else {}
+    duration.record(elapsed, {**common, **failed})
+    if usage is not None:
+        tokens.record(attributes["gen_ai.usage.input_tokens"], {**common, "gen_ai.token.type": "input"})
+        tokens.record(attributes["gen_ai.usage.output_tokens"], {**common, "gen_ai.token.type": "output"})
+
+
+_UNTRACED = (None, None, None)  # an admitted attempt of a call with metrics but no span
+
+
+def start_attempt(ctx: CallContext, call: CallState, ticket: Ticket) -> None:
+    """An attempt is about to be sent (every other guard admitted it): its span, made current so
+    that the SDK's span of the HTTP call is its child."""
+    trace = call.trace
+    assert trace is not None
+    trace.attempts += 1
+    if trace.attempts > 1 and retry_log.isEnabledFor(logging.DEBUG):
+        waited = time.perf_counter() - trace.last_end if trace.last_end is not None else 0.0
+        retry_log.debug("%s %s: attempt %d, %.3fs after the last one failed (%s)", trace.operation, ticket.model,
+                        trace.attempts, waited, trace.last_error)
+    tracer_ = tracer()
+    if trace.span is None or tracer_ is None:
+        ticket.trace = _UNTRACED
+        return
+    attributes: dict[str, Any] = {"convo.attempt": trace.attempts, "gen_ai.request.model": ticket.model}
+    if trace.last_error is not None:
+        attributes["convo.retry_reason"] = trace.last_error
+    reservation = ticket.reservation
+    if reservation is not None and reservation.wait > 0:
+        attributes["convo.ratelimit.wait_s"] = reservation.wait
+    attempt = tracer_.start_span(
+        f"attempt {trace.attempts}", context=otel_trace.set_span_in_context(trace.span),
+        kind=SpanKind.INTERNAL, attributes=attributes,
+    )
+    ticket.trace = (attempt, *_attach(attempt))
+
+
+def end_attempt(ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, error: BaseException | None) -> None:
+    """The attempt is over: end its span with its usage, cost, error and retry reason. An attempt
+    a guard refused before it was sent (the budget) ends the call: no other hook will."""
+    trace = call.trace
+    assert trace is not None
+    if ticket.trace is None:
+        refused = sys.exc_info()[1]  # run() settles a refused attempt inside its except block
+        if isinstance(refused, Exception):
+            end_call(ctx, call, None, refused)
+        return
+    trace.last_end = time.perf_counter()
+    cost = ctx.cost(usage, ticket.model)
+    if cost:
+        trace.cost += cost
+    if error is not None:
+        trace.last_error = _retry_reason(error)
+    attempt, token, attached = ticket.trace
+    ticket.trace = None
+    if attempt is None:
+        return
+    _detach(token, attached)
+    if usage is not None:
+        attempt.set_attributes(_usage_attributes(usage))
+    if cost:
+        attempt.set_attribute("convo.cost_usd", cost)
+    if error is not None:
+        attempt.set_attribute("error.type", _error_type(error))
+        attempt.set_attribute("convo.error", trace.last_error or "")
+        attempt.set_status(StatusCode.ERROR, str(error)[:200])
+    attempt.end()
