@@ -130,17 +130,24 @@ async def adrive(conv: Any, flow: Generator[Any, Any, Reply]) -> AsyncIterator[E
 
 
 def finish(events: Iterator[Event]) -> Reply:
+    """The turn's Reply, read to the end of its events (so what wraps the driver, a turn's
+    span, closes normally)."""
+    reply: Reply | None = None
     for event in events:
         if isinstance(event, ReplyEnd):
-            return event.reply
-    raise AssertionError("a turn ends with ReplyEnd")  # pragma: no cover
+            reply = event.reply
+    assert reply is not None, "a turn ends with ReplyEnd"
+    return reply
 
 
 async def afinish(events: AsyncIterator[Event]) -> Reply:
+    """The async twin of :func:`finish`."""
+    reply: Reply | None = None
     async for event in events:
         if isinstance(event, ReplyEnd):
-            return event.reply
-    raise AssertionError("a turn ends with ReplyEnd")  # pragma: no cover
+            reply = event.reply
+    assert reply is not None, "a turn ends with ReplyEnd"
+    return reply
 
 
 def texts(events: Iterator[Event]) -> Iterator[str]:

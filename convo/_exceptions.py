@@ -18,6 +18,7 @@
     ├── SummaryError                           a summary came back empty or not shorter: turns kept
     ├── RateLimitStoreError                    the shared rate-limit store (Redis) failed
     ├── BudgetExceededError                    a request could pass the spending cap: not sent
+    ├── BudgetStoreError                       a shared budget's store (Redis) failed: nothing sent
     ├── CacheError                             a response cache cannot be opened, read or written
     ├── BatchTimeoutError                      Message Batches still running after max_wait: results() again
     ├── MaxStepsError                          a tool loop reached max_steps model calls (convo.reply)
