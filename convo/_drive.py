@@ -5,12 +5,14 @@ passes its events on, and hands any failure back to the flow, which takes the tu
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
+from ._resume import BlockEvent
 from ._telemetry import traced_turn
 from ._tool_loop import Call, Compact, RunTools
-from .events import Event, ReplyEnd, TextDelta
+from .events import Event, ReplyEnd, TextDelta, ThinkingDelta, ToolCallStart, ToolInputComplete
 from .reply import Reply
 
 __all__ = ["adrive", "afinish", "atexts", "drive", "finish", "texts"]
@@ -50,14 +52,26 @@ def drive(conv: Any, flow: Generator[Any, Any, Reply]) -> Iterator[Event]:
 def _stream_step(conv: Any, op: Call) -> Generator[Event, None, Any]:
     shown = _Shown(conv._restorer())
     with conv._need_client().stream(**op.request, on_restart=shown.restart) as s:
-        for text in s.text_stream:
-            fresh = shown.take(text)
-            if fresh:
-                yield TextDelta(fresh, op.step)
+        for item in s.event_stream:
+            if type(item) is str:
+                fresh = shown.take(item)
+                if fresh:
+                    yield TextDelta(fresh, op.step)
+            elif (block := shown.block(item)) is not None:
+                yield _event(block, op.step)
         rest = shown.flush()
         if rest:
             yield TextDelta(rest, op.step)
         return s.get_final_message()
+
+
+def _event(block: BlockEvent, step: int) -> Event:
+    """A stream's block event as the turn's typed event."""
+    if block.kind == "thinking":
+        return ThinkingDelta(block.text, step)
+    if block.kind == "tool_start":
+        return ToolCallStart(block.id or "", block.name or "", step)
+    return ToolInputComplete(block.id or "", block.name or "", block.input, step)
 
 
 class _Shown:
@@ -69,9 +83,25 @@ class _Shown:
         self.restorer = restorer
         self.text = ""  # raw text of the current attempt
         self.replayed = ""  # what the new attempt has yet to repeat
+        self.blocks: set[tuple[str, int, str | None]] = set()  # tool calls started / completed
+        self.thinking: dict[int, _Shown] = {}  # by block index
 
     def restart(self, _notice: object) -> None:
         self.replayed, self.text = self.text, ""
+        for shown in self.thinking.values():
+            shown.restart(None)
+
+    def block(self, event: BlockEvent) -> BlockEvent | None:
+        """``event`` if the caller has not seen it yet (after a restart the stream sends the
+        same start again)."""
+        if event.kind == "thinking":
+            fresh = self.thinking.setdefault(event.index, _Shown(None)).take(event.text)
+            return dataclasses.replace(event, text=fresh) if fresh else None
+        key = (event.kind, event.index, event.name)
+        if key in self.blocks:
+            return None
+        self.blocks.add(key)
+        return event
 
     def take(self, raw: str) -> str:
         self.text += raw
@@ -108,10 +138,13 @@ async def adrive(conv: Any, flow: Generator[Any, Any, Reply]) -> AsyncIterator[E
                 elif isinstance(op, Call) and op.stream:
                     shown = _Shown(conv._restorer())
                     async with conv._need_client().stream(**op.request, on_restart=shown.restart) as s:
-                        async for text in s.text_stream:
-                            fresh = shown.take(text)
-                            if fresh:
-                                yield TextDelta(fresh, op.step)
+                        async for item in s.event_stream:
+                            if type(item) is str:
+                                fresh = shown.take(item)
+                                if fresh:
+                                    yield TextDelta(fresh, op.step)
+                            elif (block := shown.block(item)) is not None:
+                                yield _event(block, op.step)
                         rest = shown.flush()
                         if rest:
                             yield TextDelta(rest, op.step)

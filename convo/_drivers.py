@@ -196,16 +196,19 @@ def drive_sync(flow: Flow, env: SyncEnv) -> Iterator[Any]:
             send, error = None, None
             try:
                 if type(effect) is Relay:  # the hot path of a stream: checked first
-                    take, stopped = effect.take, False
+                    take, other, stopped = effect.take, effect.other, False
                     for event in effect.handle.iterator:
                         kind = event.type
-                        if kind == "content_block_delta":
-                            if event.delta.type == "text_delta":
-                                out = take(event.delta.text)
-                                if out:
-                                    yield out
+                        if kind == "content_block_delta" and event.delta.type == "text_delta":
+                            out = take(event.delta.text)
+                            if out:
+                                yield out
                         elif kind == "message_stop":
                             stopped = True
+                        elif other is not None and kind.startswith("content_block_"):
+                            out = other(event)
+                            if out is not None:
+                                yield out
                     send = stopped
                 elif type(effect) is Emit:
                     yield effect.value
@@ -289,16 +292,19 @@ async def drive_async(flow: Flow, env: AsyncEnv) -> AsyncIterator[Any]:
             send, error = None, None
             try:
                 if type(effect) is Relay:  # the hot path of a stream: checked first
-                    take, stopped = effect.take, False
+                    take, other, stopped = effect.take, effect.other, False
                     async for event in effect.handle.iterator:
                         kind = event.type
-                        if kind == "content_block_delta":
-                            if event.delta.type == "text_delta":
-                                out = take(event.delta.text)
-                                if out:
-                                    yield out
+                        if kind == "content_block_delta" and event.delta.type == "text_delta":
+                            out = take(event.delta.text)
+                            if out:
+                                yield out
                         elif kind == "message_stop":
                             stopped = True
+                        elif other is not None and kind.startswith("content_block_"):
+                            out = other(event)
+                            if out is not None:
+                                yield out
                     send = stopped
                 elif type(effect) is Emit:
                     yield effect.value

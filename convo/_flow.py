@@ -83,11 +83,14 @@ class Relay:
     what it returns (if anything) to the consumer; returns True if ``message_stop`` arrived.
 
     The hot loop of a stream runs here, in the driver, without a round trip through the flow
-    per event; errors are thrown into the flow as usual.
+    per event; errors are thrown into the flow as usual. ``other``, if given, sees the other
+    block events (a block's start and stop, thinking and tool-input deltas) and what it returns
+    (if anything) goes to the consumer too.
     """
 
     handle: Any
     take: Callable[[str], str]
+    other: Callable[[Any], Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)

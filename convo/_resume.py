@@ -32,7 +32,7 @@ from ._pipeline import Attempted, Attempts, Operation, run
 from .models import lookup
 from .retry import RetryPolicy, StreamInterrupted
 
-__all__ = ["CONTINUE_PROMPT", "Restart", "accepts_prefill", "overlap", "stream_flow"]
+__all__ = ["CONTINUE_PROMPT", "BlockEvent", "Restart", "accepts_prefill", "overlap", "stream_flow"]
 
 #: The user turn that asks a model which refuses a prefill to go on after its partial reply.
 CONTINUE_PROMPT = (
@@ -44,6 +44,20 @@ CONTINUE_PROMPT = (
 MIN_OVERLAP = 8
 #: How much of a continuation's start is held back while it could still be a repeat.
 MAX_OVERLAP = 400
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEvent:
+    """A stream event that is not text (see ``Stream.event_stream``): ``kind`` is
+    ``"thinking"`` (``text`` is a piece of the thinking), ``"tool_start"`` (a tool call began:
+    ``id``, ``name``) or ``"tool_input"`` (its ``input`` is complete); ``index`` is the block's."""
+
+    kind: str
+    index: int
+    text: str = ""
+    id: str | None = None
+    name: str | None = None
+    input: Any = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +238,7 @@ class StreamCall(Operation):
         try:
             handle = self.handle = yield Open(kwargs)
             try:
-                stopped = yield Relay(handle, relay)
+                stopped = yield Relay(handle, relay, self._block)
             except ValueError as exc:  # json.JSONDecodeError from a malformed data: line
                 raise StreamInterrupted(f"the stream sent a malformed event ({exc})") from exc
             if not stopped:
@@ -246,6 +260,28 @@ class StreamCall(Operation):
         yield Close(handle)
         call.ttft = relay.ttft
         return Attempted(self.progress.stitch(final), final.usage, headers)
+
+    def _block(self, event: Any) -> BlockEvent | None:
+        """A stream's other events, for the caller as they arrive: thinking text, a tool call
+        starting, its input complete (read from the stream's snapshot)."""
+        kind, index = event.type, getattr(event, "index", 0)
+        if kind == "content_block_delta":
+            delta = event.delta
+            if delta.type == "thinking_delta" and delta.thinking:
+                return BlockEvent("thinking", index, text=delta.thinking)
+            return None
+        if kind == "content_block_start":
+            block = event.content_block
+            if block.type == "tool_use":
+                return BlockEvent("tool_start", index, id=block.id, name=block.name)
+            return None
+        if kind == "content_block_stop" and self.handle is not None:
+            snapshot = _snapshot(self.handle)
+            content = getattr(snapshot, "content", None) or []
+            done: Any = content[index] if index < len(content) else None
+            if done is not None and getattr(done, "type", None) == "tool_use":
+                return BlockEvent("tool_input", index, id=done.id, name=done.name, input=done.input)
+        return None
 
     def failure(self, error: BaseException | None) -> tuple[Any, Any]:
         if error is None:  # cancelled mid-stream: what the open stream has used so far

@@ -208,7 +208,8 @@ def turn_flow(conv: Any, content: Any, o: TurnOptions, *, resume: int | None = N
             before = len(conv.receipts)
             message = conv._unredact(conv._record((yield Call(request, o.stream, n))))
             receipt = conv.receipts[-1] if len(conv.receipts) > before else None
-            yield from _message_events(message, n)
+            if not o.stream:  # a streamed step sent these as they arrived
+                yield from _message_events(message, n)
             stop, calls = message.stop_reason, _calls(message)
             text = _text(message) if paused is None else text + _text(message)
             if stop == "refusal" and not o.keep_refusals:

@@ -14,7 +14,7 @@ from anthropic.types import Message as SDKMessage
 
 from ._exceptions import StreamError
 from ._flow import Done
-from ._resume import Restart
+from ._resume import BlockEvent, Restart
 
 __all__ = ["AsyncStream", "Stream"]
 
@@ -31,10 +31,28 @@ class Stream:
         self._on_restart = on_restart
         self._final: SDKMessage | None = None
         self.restarts = 0
+        self._items = self._read()
         self.text_stream: Generator[str, None, None] = self._texts()
+        #: The text and the other events as they arrive: ``str`` pieces and
+        #: :class:`~convo._resume.BlockEvent` (thinking, a tool call starting, its input
+        #: complete). It reads the same stream as ``text_stream``: iterate one of them (the final
+        #: message is then ready either way).
+        self.event_stream: Generator[str | BlockEvent, None, None] = self._items
+
+    def _read(self) -> Generator[str | BlockEvent, None, None]:
+        for item in self._run:
+            if type(item) is str or type(item) is BlockEvent:
+                yield item
+            elif isinstance(item, Done):
+                self._final = item.value
+                return
+            elif isinstance(item, Restart):
+                self.restarts += 1
+                if self._on_restart is not None:
+                    self._on_restart(item)
 
     def _texts(self) -> Generator[str, None, None]:
-        for item in self._run:
+        for item in self._run:  # as _read, without the block events (the hot path of a stream)
             if type(item) is str:
                 yield item
             elif isinstance(item, Done):
@@ -71,6 +89,7 @@ class Stream:
         ``with`` block does this.
         """
         self.text_stream.close()
+        self._items.close()
         close = getattr(self._run, "close", None)
         if close is not None:
             close()
@@ -90,10 +109,27 @@ class AsyncStream:
         self._on_restart = on_restart
         self._final: SDKMessage | None = None
         self.restarts = 0
+        self._items = self._read()
         self.text_stream: AsyncGenerator[str, None] = self._texts()
+        #: The async twin of :attr:`Stream.event_stream`.
+        self.event_stream: AsyncGenerator[str | BlockEvent, None] = self._items
+
+    async def _read(self) -> AsyncGenerator[str | BlockEvent, None]:
+        async for item in self._run:
+            if type(item) is str or type(item) is BlockEvent:
+                yield item
+            elif isinstance(item, Done):
+                self._final = item.value
+                return
+            elif isinstance(item, Restart):
+                self.restarts += 1
+                if self._on_restart is not None:
+                    result = self._on_restart(item)
+                    if hasattr(result, "__await__"):
+                        await result
 
     async def _texts(self) -> AsyncGenerator[str, None]:
-        async for item in self._run:
+        async for item in self._run:  # as _read, without the block events (the hot path of a stream)
             if type(item) is str:
                 yield item
             elif isinstance(item, Done):
@@ -135,6 +171,7 @@ class AsyncStream:
         ``async with`` block does this.
         """
         await self.text_stream.aclose()
+        await self._items.aclose()
         aclose = getattr(self._run, "aclose", None)
         if aclose is not None:
             await aclose()

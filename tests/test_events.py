@@ -172,3 +172,26 @@ def test_a_stream_broken_inside_a_tool_call_starts_the_step_over_without_showing
     assert [e.call.result for e in events if isinstance(e, ToolResult)] == ["sunny in Paris"]
     assert events[-1].reply == "The result is: sunny in Paris."
     check_history(conv.messages)
+
+
+def test_a_client_stream_passes_tool_calls_on_as_they_arrive(fresh):
+    from convo._resume import BlockEvent
+
+    tool = {"name": "get_weather", "description": "The weather in a city.",
+            "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}  # fmt: skip
+    with quick_client(fresh).stream([{"role": "user", "content": "use get_weather for Paris"}], max_tokens=200,
+                                    tools=[tool]) as s:  # fmt: skip
+        seen = []
+        for item in s.event_stream:
+            if isinstance(item, BlockEvent):
+                seen.append((item.kind, item.name, item.input, s._final is None))
+        final = s.get_final_message()
+    call = next(b for b in final.content if b.type == "tool_use")
+    # the start and the complete input came while the stream was still open
+    assert seen == [("tool_start", "get_weather", None, True), ("tool_input", "get_weather", call.input, True)]
+
+
+def test_events_of_a_streamed_step_are_not_repeated_at_its_end(fresh):
+    events = list(conv_on(fresh, tools=[get_weather]).events("use get_weather for Paris"))
+    starts = [e for e in events if isinstance(e, ToolCallStart)]
+    assert len(starts) == 1 and events.index(starts[0]) < next(i for i, e in enumerate(events) if isinstance(e, StepEnd))
