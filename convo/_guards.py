@@ -23,6 +23,7 @@ prices), then :meth:`Spending.settle_item`, :meth:`Accounting.item_finished`,
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -210,21 +211,59 @@ class Spending(Guard):
         worst = prices.worst_case(ticket.model, _estimate(ctx, ticket) * ESTIMATE_MARGIN, request.get("max_tokens", 0))
         return worst * prices.batch_discount if batch else worst
 
+    def __init__(self) -> None:
+        # Settlements a budget's store refused after the API had answered: (budget, hold, cost),
+        # kept here and sent again before that budget's next hold, so no spend goes unrecorded.
+        self._owed: list[tuple[Budget, Hold, float]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def owed(self) -> int:
+        """Settlements waiting for a budget store that failed (see :meth:`reconcile`)."""
+        with self._lock:
+            return len(self._owed)
+
+    def reconcile(self, spend: Budget) -> None:
+        """Settle what ``spend`` could not take earlier; raises (keeping the rest) if it fails again."""
+        with self._lock:
+            if not self._owed:
+                return
+            mine = [o for o in self._owed if o[0] is spend]
+        for owed in mine:
+            spend.settle(owed[1], owed[2])
+            with self._lock:
+                self._owed.remove(owed)
+
     def hold(self, ctx: CallContext, ticket: Ticket, *, batch: bool = False) -> None:
         """Hold the worst case of ``ticket``'s request (``batch``: at batch prices). Raises
         :class:`~convo.BudgetExceededError` (nothing held) when the budget cannot cover it."""
         spend = ctx.spend
         if spend is not None:
+            self.reconcile(spend)
             ticket.spend = spend
             ticket.hold = spend.reserve(self._worst(ctx, ticket, batch), ticket.user)
 
     def charge(self, ctx: CallContext, ticket: Ticket, cost: float | None) -> None:
-        """Replace the hold by ``cost`` and put the cost on the ledger (idempotent)."""
-        if ticket.hold is not None and ticket.spend is not None:
-            hold, ticket.hold = ticket.hold, None
-            ticket.spend.settle(hold, cost or 0.0)
+        """Replace the hold by ``cost`` and put the cost on the ledger (idempotent). Never
+        raises: the request was answered (or failed) already, so a budget store that fails now
+        gets the settlement later (:meth:`reconcile`), with a warning."""
+        self._settle_hold(ticket, cost or 0.0)
         if cost:
             ctx.stats.charge(cost, ticket.user)
+
+    def _settle_hold(self, ticket: Ticket, cost: float) -> None:
+        if ticket.hold is None or ticket.spend is None:
+            return
+        hold, ticket.hold = ticket.hold, None
+        try:
+            ticket.spend.settle(hold, cost)
+        except Exception as exc:  # noqa: BLE001 -- any store failure: the reply must not be lost
+            with self._lock:
+                self._owed.append((ticket.spend, hold, cost))
+            log.warning(
+                "convo: the budget store failed settling a request (%s: %s); the cost is kept locally "
+                "and settled before the next request", type(exc).__name__, exc,
+            )
 
     def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
         self.hold(ctx, ticket)
@@ -246,9 +285,7 @@ class Spending(Guard):
 
     def release(self, ticket: Ticket) -> None:
         """Give back a hold that no result will settle (nothing is charged)."""
-        if ticket.hold is not None and ticket.spend is not None:
-            hold, ticket.hold = ticket.hold, None
-            ticket.spend.settle(hold, 0.0)
+        self._settle_hold(ticket, 0.0)
 
 
 class RateLimiting(Guard):
@@ -276,7 +313,10 @@ class RateLimiting(Guard):
             return
         if ticket.reservation is not None:
             reservation, ticket.reservation = ticket.reservation, None
-            yield Do(limiter.settle, (reservation, usage, headers), io=limiter.io)
+            try:
+                yield Do(limiter.settle, (reservation, usage, headers), io=limiter.io)
+            except Exception as exc:  # noqa: BLE001 -- a custom store: the API answered, the reply must not be lost
+                log.warning("convo: the rate limiter failed settling a request (%s: %s)", type(exc).__name__, exc)
         if error is not None and getattr(error, "status_code", None) in (429, 529):
             limiter.throttled()
 

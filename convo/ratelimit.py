@@ -23,6 +23,7 @@ a correctly configured client never sees a 429::
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -30,7 +31,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._exceptions import InvalidConfigError
+from ._exceptions import InvalidConfigError, RateLimitStoreError
+from ._numbers import number
 from .buckets import Bucket, BucketStore, MemoryStore, RedisStore
 
 __all__ = ["Bucket", "BucketStore", "MemoryStore", "RateLimiter", "RateLimits", "RedisStore", "Reservation"]
@@ -49,6 +51,8 @@ REMAINING_ROUNDING = 1000.0
 #: A queued request re-checks the buckets at least this often, so refunds of requests ahead of
 #: it (unused max_tokens) let it go early.
 RECHECK = 0.25
+
+log = logging.getLogger("convo")
 
 _HEADER_BUCKETS = {"requests": "rpm", "input-tokens": "input_tpm", "output-tokens": "output_tpm"}
 
@@ -75,8 +79,8 @@ class RateLimits:
     def __post_init__(self) -> None:
         for name in ("rpm", "input_tpm", "output_tpm", "tokens_per_day"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise InvalidConfigError(f"{name} must be a positive number or None, got {value!r}")
+            if value is not None:
+                number(name, value, positive=True, hint=" (a positive number, or None to learn it from the API)")
 
 
 @dataclass
@@ -112,6 +116,7 @@ class RateLimiter:
         }
         self._learned: dict[str, float] = {}
         self._adaptive = _Adaptive()
+        self._owed: deque[tuple[Bucket, float]] = deque()  # corrections the store failed to take
 
     @property
     def io(self) -> bool:
@@ -152,7 +157,12 @@ class RateLimiter:
         return out
 
     def reserve(self, input_tokens: float, output_tokens: float) -> Reservation:
-        """Take a request's worth from every bucket; returns how long to wait before sending."""
+        """Take a request's worth from every bucket; returns how long to wait before sending.
+
+        Corrections the store could not take earlier (see :meth:`settle`) are sent first; if the
+        store still fails, :class:`~convo.RateLimitStoreError` is raised and nothing is sent.
+        """
+        self.reconcile()
         demands = self.demands(input_tokens, output_tokens)
         wait, marks = self.store.reserve(self.limits.scope, demands) if demands else (0.0, ())
         with self._lock:
@@ -165,10 +175,37 @@ class RateLimiter:
             return 0.0
         return self.store.recheck(self.limits.scope, reservation.demands, reservation.marks)
 
+    @property
+    def owed(self) -> int:
+        """Corrections kept locally because the store failed when they were made."""
+        with self._lock:
+            return len(self._owed)
+
+    def reconcile(self) -> None:
+        """Send the store the corrections it failed to take (oldest first); raises
+        RateLimitStoreError, keeping the rest, if it fails again."""
+        while True:
+            with self._lock:
+                if not self._owed:
+                    return
+                bucket, delta = self._owed[0]
+            self.store.adjust(self.limits.scope, bucket, delta)
+            with self._lock:
+                if self._owed and self._owed[0] == (bucket, delta):
+                    self._owed.popleft()
+
     def settle(self, reservation: Reservation, usage: Any | None, headers: Mapping[str, str] | None) -> None:
-        """Correct a reservation from the response (usage and rate-limit headers)."""
+        """Correct a reservation from the response (usage and rate-limit headers).
+
+        Never raises for a store failure: the API has answered by now, so the reply must reach
+        the caller. A correction the store cannot take is kept and sent before the next
+        reservation (:meth:`reconcile`); a warning is logged.
+        """
         if headers is not None:
-            self.learn(headers)
+            try:
+                self.learn(headers)
+            except RateLimitStoreError as exc:  # only a cap to the server's figure: the next response brings it again
+                log.warning("convo: the rate-limit store failed while syncing to the API's headers (%s)", exc)
         if usage is None:  # the attempt failed: give the unused output reservation back
             self._give("output_tpm", reservation.output)
             self._give("tokens_per_day", reservation.output)
@@ -188,8 +225,14 @@ class RateLimiter:
             bucket = Bucket(name, day, day / DAY) if day else None
         else:
             bucket = self._bucket(name)
-        if bucket is not None:
+        if bucket is None:
+            return
+        try:
             self.store.adjust(self.limits.scope, bucket, delta)
+        except RateLimitStoreError as exc:
+            with self._lock:
+                self._owed.append((bucket, delta))
+            log.warning("convo: the rate-limit store failed settling a request (%s); kept locally, sent on the next request", exc)
 
     def learn(self, headers: Mapping[str, str]) -> None:
         """Adopt limits the API reports for what was not configured; sync to its remaining."""
