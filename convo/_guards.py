@@ -75,6 +75,7 @@ class CallState:
     restorer: Restorer | None = None  # streams: restores placeholders in text as it arrives
     cache_key: str | None = None
     hit: Any = None  # the cached reply that answers the call
+    answered_by: str | None = None  # the model of the attempt that succeeded (a fallback, maybe)
     ttft: float | None = None
 
 
@@ -194,9 +195,22 @@ class Caching(Guard):
         call.cache_key = self.key(ctx, call.request, call.user)
         call.hit = yield from self.lookup(ctx, call.cache_key)
 
+    def settle(
+        self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
+    ) -> Flow:
+        if error is None:
+            call.answered_by = ticket.model  # the last clean settle before leave is the attempt that answered
+        return
+        yield  # pragma: no cover
+
     def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
         if call.hit is None:
-            yield from self.store(ctx, call.cache_key, value)
+            key = call.cache_key
+            requested = call.request.get("model")
+            if key is not None and call.answered_by is not None and call.answered_by != requested:
+                # A fallback model answered: its reply is an answer of that model, never of the one asked for.
+                key = self.key(ctx, {**call.request, "model": call.answered_by}, call.user)
+            yield from self.store(ctx, key, value)
         return value
 
 
