@@ -78,7 +78,14 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 def save(conv: Conversation, path: str | os.PathLike[str], *, strategy: bool = True) -> None:
     """Write :func:`to_dict` to ``path`` atomically (nothing is written if the strategy is refused)."""
-    write_atomic(path, json.dumps(to_dict(conv, strategy=strategy), ensure_ascii=False, indent=1))
+    if Path(path).is_dir():
+        raise ConversationFileError(f"cannot save to {path}: it is a directory; give a file path such as {Path(path) / 'chat.json'}")
+    try:
+        text = json.dumps(to_dict(conv, strategy=strategy), ensure_ascii=False, indent=1, allow_nan=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError) as exc:  # a value that is not JSON, a lone surrogate
+        raise ConversationFileError(f"cannot save the conversation as JSON: {exc}") from None
+    write_atomic(path, text)
 
 
 def from_dict(
@@ -95,7 +102,7 @@ def from_dict(
             "load files written by Conversation.save"
         )
     version = data.get("version")
-    if not isinstance(version, int) or version > FILE_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FILE_VERSION:
         raise ConversationFileError(
             f"conversation file version {version!r} is not supported (this convo reads up to "
             f"{FILE_VERSION}); upgrade convo"
@@ -123,8 +130,10 @@ def from_dict(
         conv._summary = _load_summary(data.get("summary"), len(conv._starts))
     except KeyError as exc:
         raise ConversationFileError(f"conversation file is missing the {exc.args[0]!r} field") from None
-    except (InvalidConfigError, InvalidMessageError, InvalidInputError, TypeError) as exc:
+    except (InvalidConfigError, InvalidMessageError, InvalidInputError, TypeError, AttributeError, ValueError) as exc:
         raise ConversationFileError(f"conversation file is invalid: {exc}") from None
+    except RecursionError:
+        raise ConversationFileError("conversation file is invalid: it is nested too deeply") from None
     return conv
 
 
@@ -151,6 +160,8 @@ def load(
         raise ConversationFileError(
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file may be truncated"
         ) from None
+    except RecursionError:
+        raise ConversationFileError(f"{path} is nested too deeply to be a conversation file; was it tampered with?") from None
     try:
         return from_dict(cls, data, strategy=strategy, counter=counter)
     except ConversationFileError as exc:

@@ -25,7 +25,8 @@ from typing import Any
 
 from . import _breakpoints, _persist, receipts
 from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError, InvalidMessageError
-from ._limits import check_max_tokens, check_selection, resolve_limits
+from ._limits import check_max_tokens, check_selection, model_info, resolve_limits
+from ._preflight import check_request, fit_final_turn
 from ._talk import Talking
 from .messages import (
     Message,
@@ -288,6 +289,7 @@ class Conversation(Talking):
             )
         if not self._starts:
             raise InvalidMessageError("the conversation is empty; add a user message first (add_user)")
+        check_request({"model": self.model, **params}, None, method="params")  # JSON-able, tools a list: before counting
         tools = params.get("tools")
         fixed = self._fixed if not tools else fixed_tokens(self.counter, self._system, tools)
         state = self._state(max_tokens, fixed)
@@ -309,6 +311,7 @@ class Conversation(Talking):
         marks = []
         if self.prompt_cache:
             marks = _breakpoints.place(request, summary=bool(selection.context), ttl=self.prompt_cache)
+        fit_final_turn(request, model_info(self.model, self.client))  # a prefill the API would refuse
         summary_tokens = sum(self.counter.count_message(m) for m in selection.context)
         self._draft = receipts.draft(self.model, state, selection, marks, summary_tokens)
         if self.redactor is not None:  # before it is sent, cached or logged
