@@ -20,6 +20,7 @@ from ._exceptions import (
     InvalidMessageError,
 )
 from ._files import write_private
+from .redact import PLACEHOLDER
 from .strategies import Strategy, StrategyLike, as_strategy, strategy_from_config, unsavable
 from .summarize import Summary
 from .tokens import TokenCounter
@@ -53,6 +54,8 @@ def to_dict(conv: Conversation, *, strategy: bool = True) -> dict[str, Any]:
         "pinned": conv.pinned,
         "prompt_cache": conv.prompt_cache,
         **({"summary": {"text": summary.text, "turns": summary.turns}} if summary else {}),
+        # The redactor's placeholders, so they keep their meaning after loading (the values are in the history too).
+        **({"redaction": {"mapping": dict(conv._mapping)}} if conv._mapping else {}),
     }
 
 
@@ -128,6 +131,7 @@ def from_dict(
         for i in set(data.get("pinned", [])):
             conv.pin(i)
         conv._summary = _load_summary(data.get("summary"), len(conv._starts))
+        conv._mapping = _load_mapping(data.get("redaction"))
     except KeyError as exc:
         raise ConversationFileError(f"conversation file is missing the {exc.args[0]!r} field") from None
     except (InvalidConfigError, InvalidMessageError, InvalidInputError, TypeError, AttributeError, ValueError) as exc:
@@ -187,3 +191,15 @@ def _load_summary(data: Any, turns: int) -> Summary | None:
     if isinstance(covered, bool) or not isinstance(covered, int) or not 0 <= covered <= turns:
         raise InvalidMessageError(f"'summary.turns' must be an int from 0 to {turns}, got {covered!r}")
     return Summary(data["text"], covered)
+
+
+def _load_mapping(data: Any) -> dict[str, str]:
+    """The saved placeholder mapping (files without a redactor's placeholders have none)."""
+    if data is None:
+        return {}
+    mapping = data.get("mapping") if isinstance(data, Mapping) else None
+    if not isinstance(mapping, Mapping) or not all(
+        isinstance(k, str) and PLACEHOLDER.fullmatch(k) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        raise InvalidMessageError("'redaction.mapping' must map placeholders such as '[EMAIL_1]' to strings")
+    return dict(mapping)

@@ -39,7 +39,8 @@ from .messages import (
 from .models import DEFAULT_MODEL
 from .receipts import Receipt
 from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection, as_strategy, merge_params
-from .summarize import Summary
+from .redact import RedactingCounter, restore_message
+from .summarize import Summary, redact_fold
 from .tokens import TokenCounter, calibrated_budget, calibration_of, default_counter, fixed_tokens
 
 __all__ = ["Conversation"]
@@ -92,8 +93,11 @@ class Conversation(Talking):
         default = SlidingWindow(low_water=0.65) if self.prompt_cache else SlidingWindow()
         self.strategy: StrategyLike = strategy if strategy is not None else default
         self.counter: TokenCounter = counter if counter is not None else default_counter()
+        if redactor is not None and counter is not None:  # a counter may call the API: it counts redacted text
+            self.counter = RedactingCounter(counter, redactor)
         self.client = client
         self.redactor = redactor
+        #: placeholder -> value, one numbering for the whole conversation (saved with it)
         self._mapping: dict[str, str] = {}
         self._system = to_system(system)
         self._fixed = fixed_tokens(self.counter, self._system)
@@ -314,9 +318,21 @@ class Conversation(Talking):
         fit_final_turn(request, model_info(self.model, self.client))  # a prefill the API would refuse
         summary_tokens = sum(self.counter.count_message(m) for m in selection.context)
         self._draft = receipts.draft(self.model, state, selection, marks, summary_tokens)
-        if self.redactor is not None:  # before it is sent, cached or logged
-            request, self._mapping = self.redactor.redact_request(request)
+        if self.redactor is not None:  # before it is sent, cached or logged; one numbering for the conversation
+            request, self._mapping = self.redactor.redact_request(request, self._mapping, thinking=True)
         return request
+
+    def _unredact(self, reply: Any) -> Any:
+        """The reply with the conversation's placeholders restored, in thinking too (its
+        requests put them back, so the signed text is sent as it came)."""
+        return restore_message(reply, self._mapping, thinking=True) if self._mapping else reply
+
+    def _plan_fold(self, max_tokens: int | None, tools: Any, force: bool) -> Any:
+        fold = super()._plan_fold(max_tokens, tools, force)
+        if fold is None or self.redactor is None:
+            return fold
+        fold, self._mapping = redact_fold(fold, self.redactor, self._mapping)  # the summarizer sees placeholders
+        return fold
 
     def _selected(self, selection: Selection) -> list[Message]:
         out = list(selection.context)
