@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import heapq
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from ._detectors import (
     BUILTIN,
     KINDS,
     Check,
+    ascii_table,
     whole,
 )
 from ._exceptions import InvalidConfigError, InvalidInputError
@@ -133,23 +135,49 @@ class Redactor:
         return f"Redactor(kinds={list(self.kinds)}, mode={self.mode!r})"
 
     def scan(self, text: str) -> list[Finding]:
-        """The sensitive values in ``text``, in order, without overlaps."""
+        """The sensitive values in ``text``, in order, without overlaps.
+
+        Other scripts' digits and spaces are read as ASCII ones (full-width ``４１１１``, a
+        no-break space), offsets unchanged. When a finding overlaps one that starts earlier, the
+        part after it is searched again by the same detector: in ``4111 1111 1111 1111xann@...``
+        the card does not swallow the e-mail, nor the e-mail the card's last group.
+        """
+        if not text.isascii():
+            text = text.translate(ascii_table())
         candidates: list[tuple[int, int, int, str]] = []
         for rank, (kind, pattern, check, needs) in enumerate(self._detectors):
             if needs and needs not in text:
                 continue
-            for m in pattern.finditer(text):
-                span = check(m)
-                if span is not None and span[1] > span[0]:
-                    candidates.append((span[0], -span[1], rank, kind))
-        candidates.sort()
+            candidates.extend(self._candidates(text, rank, 0))
+        heapq.heapify(candidates)
         findings: list[Finding] = []
         end = 0
-        for start, neg_end, _, kind in candidates:
+        while candidates:
+            start, neg_end, rank, kind = heapq.heappop(candidates)
             if start >= end:
                 findings.append(Finding(kind, start, -neg_end))
                 end = -neg_end
+            elif -neg_end > end:  # overlaps the finding before it: what is left may still be one
+                for c in self._candidates(text[end:-neg_end], rank, end):
+                    heapq.heappush(candidates, c)
         return findings
+
+    def _candidates(self, text: str, rank: int, offset: int) -> list[tuple[int, int, int, str]]:
+        """One detector's findings in ``text`` (offsets shifted by ``offset``). A check may cut a
+        match short (an address ends where its TLD does): the text after the cut is searched again."""
+        kind, pattern, check, _ = self._detectors[rank]
+        out = []
+        start = 0
+        while start is not None:
+            segment, base, start = text[start:] if start else text, start, None
+            for m in pattern.finditer(segment):
+                span = check(m)
+                if span is not None and span[1] > span[0]:
+                    out.append((span[0] + base + offset, -(span[1] + base + offset), rank, kind))
+                    if span[1] < m.end():
+                        start = base + span[1]
+                        break
+        return out
 
     def redact(self, text: str, mapping: Mapping[str, str] | None = None) -> Redaction:
         """Redact one text. In placeholder mode, ``mapping`` (from an earlier redaction) is
