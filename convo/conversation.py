@@ -295,7 +295,7 @@ class Conversation(Talking):
             raise InvalidMessageError("the conversation is empty; add a user message first (add_user)")
         check_request({"model": self.model, **params}, None, method="params")  # JSON-able, tools a list: before counting
         tools = params.get("tools")
-        fixed = self._fixed if not tools else fixed_tokens(self.counter, self._system, tools)
+        fixed = self._fixed if not tools else fixed_tokens(self.counter, self._system, self._sent_tools(tools))
         state = self._state(max_tokens, fixed)
         selection = as_selection(self.strategy(state))
         check_selection(self.strategy, state, selection)
@@ -333,6 +333,17 @@ class Conversation(Talking):
             return fold
         fold, self._mapping = redact_fold(fold, self.redactor, self._mapping)  # the summarizer sees placeholders
         return fold
+
+    def _sent_tools(self, tools: Any) -> Any:
+        """``tools`` as they will be sent: with prompt caching and no system prompt, the last tool
+        carries the breakpoint (see ``_breakpoints``), and its ``cache_control`` counts too."""
+        if not self.prompt_cache or self._system or not isinstance(tools, list) or not tools:
+            return tools
+        last = tools[-1]
+        if not isinstance(last, dict) or "cache_control" in last:
+            return tools
+        cc = {"type": "ephemeral"} if self.prompt_cache == "5m" else {"type": "ephemeral", "ttl": self.prompt_cache}
+        return [*tools[:-1], {**last, "cache_control": cc}]
 
     def _selected(self, selection: Selection) -> list[Message]:
         out = list(selection.context)

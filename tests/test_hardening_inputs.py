@@ -177,3 +177,36 @@ def test_small_stale_temp_files_of_a_killed_save_are_removed_on_the_next_save(tm
     conversation().save(path)
     assert not stale.exists() and young.exists() and other.exists()
     assert Conversation.load(path).messages[0].text == "Start the answer for me"
+
+
+# -- item 13 ---------------------------------------------------------------------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(
+    tools=st.integers(1, 4), words=st.integers(1, 20), budget=st.integers(300, 900), turns=st.integers(0, 8),
+    ttl=st.sampled_from([True, "1h"]), system=st.sampled_from([None, "Be terse."]), max_tokens=st.integers(16, 64),
+)
+@settings(max_examples=150, deadline=None)
+def test_item13_prompt_cache_with_tools_and_no_system_stays_within_budget(tools, words, budget, turns, ttl, system, max_tokens):
+    from convo.messages import to_message, to_system
+    from convo.tokens import default_counter
+
+    defs = [{"name": f"tool_{i}", "description": "Looks up " * words,
+             "input_schema": {"type": "object", "properties": {"q": {"type": "string"}}}} for i in range(tools)]
+    try:
+        conv = Conversation(system, model=MODEL, budget=budget, max_tokens=max_tokens, prompt_cache=ttl)
+        for i in range(turns):
+            conv.add_user(f"Question {i} " + "word " * (i * 3 % 17 + 1))
+            conv.add_assistant(f"Answer {i}")
+        conv.add_user("And the last question")
+        request = conv.request(tools=defs)
+    except ConvoError:
+        return  # the must-keep part does not fit: refused, which is right
+    assert "cache_control" in request["tools"][-1] or system
+    counted = default_counter().count_request(
+        [to_message(m) for m in request["messages"]], system=to_system(request.get("system")), tools=request["tools"]
+    )
+    assert counted + request["max_tokens"] <= budget
