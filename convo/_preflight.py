@@ -177,7 +177,7 @@ def _check_sampling(request: Mapping[str, Any], info: ModelInfo, name: str) -> N
 def _check_prefill(request: Mapping[str, Any], info: ModelInfo, name: str) -> None:
     if info.prefill:
         return
-    messages = request.get("messages")
+    messages: Any = request.get("messages")
     last = messages[-1] if isinstance(messages, list) and messages else None
     if isinstance(last, Mapping) and last.get("role") == "assistant":
         raise _fail("prefill", info, f"{name} does not accept an assistant prefill: the conversation must end "
@@ -198,7 +198,7 @@ def check_json(value: Any, where: str = "the request", depth: int = 0) -> None:
             at = _SURROGATE.search(value)
             assert at is not None
             raise InvalidInputError(
-                f"{where} holds a lone surrogate ({ascii(at.group())} at {at.start()}), which UTF-8 cannot encode; "
+                f"{where} holds a lone surrogate ({at.group()!a} at {at.start()}), which UTF-8 cannot encode; "
                 "decode the text with errors='replace' or remove it"
             )
         return
@@ -236,7 +236,7 @@ def fit_final_turn(request: dict[str, Any], info: ModelInfo | None) -> None:
     (which the API refuses) is cut from its last text; InvalidMessageError when it holds thinking
     blocks while thinking is off. For requests convo assembles from a stored history (a
     Conversation), where the stored turn is kept as it was."""
-    messages = request.get("messages")
+    messages: Any = request.get("messages")
     last = messages[-1] if isinstance(messages, list) and messages else None
     if isinstance(last, dict) and last.get("role") == "assistant":
         content = last.get("content")
@@ -256,7 +256,7 @@ def fit_final_turn(request: dict[str, Any], info: ModelInfo | None) -> None:
 def _check_final_turn(request: Mapping[str, Any], info: ModelInfo | None) -> None:
     """A final assistant turn (a prefill) must not end in whitespace, and may hold thinking
     blocks only when thinking is on: the API refuses both."""
-    messages = request.get("messages")
+    messages: Any = request.get("messages")
     last = messages[-1] if isinstance(messages, list) and messages else None
     if not isinstance(last, Mapping) or last.get("role") != "assistant":
         return

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._exceptions import ConvoError, InvalidConfigError
-from ._numbers import number, usd as _usd
+from ._numbers import number
+from ._numbers import usd as _usd
 
 __all__ = ["Budget", "BudgetExceededError", "Hold"]
 

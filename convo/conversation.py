@@ -38,8 +38,8 @@ from .messages import (
 )
 from .models import DEFAULT_MODEL
 from .receipts import Receipt
-from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection, as_strategy, merge_params
 from .redact import RedactingCounter, restore_message
+from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection, as_strategy, merge_params
 from .summarize import Summary, redact_fold
 from .tokens import TokenCounter, calibrated_budget, calibration_of, default_counter, fixed_tokens
 

@@ -51,7 +51,7 @@ from ._detectors import (
 )
 from ._exceptions import InvalidConfigError, InvalidInputError
 
-__all__ = ["Finding", "Redaction", "RedactingCounter", "Redactor", "Restorer", "pseudonym", "restore", "restore_message"]
+__all__ = ["Finding", "RedactingCounter", "Redaction", "Redactor", "Restorer", "pseudonym", "restore", "restore_message"]
 
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*_[0-9]+\]")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -167,7 +167,7 @@ class Redactor:
         match short (an address ends where its TLD does): the text after the cut is searched again."""
         kind, pattern, check, _ = self._detectors[rank]
         out = []
-        start = 0
+        start: int | None = 0
         while start is not None:
             segment, base, start = text[start:] if start else text, start, None
             for m in pattern.finditer(segment):

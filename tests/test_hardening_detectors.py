@@ -126,7 +126,7 @@ def test_item6_several_values_in_a_row_are_all_found(values, glues):
     redacted = Redactor(mode="placeholder").redact(text)
     rest = PLACEHOLDER.sub("", redacted.text)
     assert not re.search(r"\d", rest) and "@" not in rest, (text, redacted.text)
-    assert "".join(redacted.mapping[p] if p in redacted.mapping else p
+    assert "".join(redacted.mapping.get(p, p)
                    for p in re.split(r"(\[[A-Z_]+_\d+\])", redacted.text)) == text  # restores exactly
 
 

@@ -76,9 +76,8 @@ def test_item14_unsendable_parameters_are_typed_on_every_path(fresh, params):
     client = quick_client(fresh)
     with pytest.raises(InvalidInputError):
         client.create(messages=ASK, max_tokens=10, **params)
-    with pytest.raises(InvalidInputError):
-        with client.stream(messages=ASK, max_tokens=10, **params) as s:
-            s.get_final_message()
+    with pytest.raises(InvalidInputError), client.stream(messages=ASK, max_tokens=10, **params) as s:
+        s.get_final_message()
     with pytest.raises(InvalidInputError):
         conversation().request(**params)
     assert not [r for r in fresh.requests if r.path.startswith("/v1/messages")]  # nothing was sent
@@ -151,7 +150,7 @@ def test_item14_tampered_files_raise_the_file_error(tmp_path, change):
 @pytest.mark.parametrize("depth", [1000, 100_000])
 def test_item14_a_deeply_nested_file_is_a_file_error(tmp_path, depth):
     path = tmp_path / "deep.json"
-    head = '{"format": "convo.conversation", "version": 1, "model": "%s", "budget": 1000, "messages": ' % MODEL
+    head = f'{{"format": "convo.conversation", "version": 1, "model": "{MODEL}", "budget": 1000, "messages": '
     path.write_text(head + "[" * depth + "]" * depth + "}")
     with pytest.raises(ConversationFileError):
         Conversation.load(path)
@@ -181,8 +180,8 @@ def test_small_stale_temp_files_of_a_killed_save_are_removed_on_the_next_save(tm
 
 # -- item 13 ---------------------------------------------------------------------------------
 
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 @given(

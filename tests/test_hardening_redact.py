@@ -10,7 +10,6 @@ import json
 import sqlite3
 
 import anthropic
-import pytest
 
 from convo import Conversation, ExactCounter, Redactor, SlidingWindow, Summarize, map_reduce
 from convo.sim.blocks import thinking_signature
@@ -206,8 +205,8 @@ def test_item5_placeholders_keep_their_meaning_when_the_window_drops_turns(fresh
     assert "Write to" not in json.dumps(last)  # the window dropped bob's turn
     assert "[EMAIL_1]" not in json.dumps(last["messages"][-1])  # carl is not given bob's placeholder
     assert "[EMAIL_2]" in last["messages"][-1]["content"]
-    assert conv.send(f"And {BOB} again").count(BOB) >= 0
-    assert f"[EMAIL_1]" in fresh.requests[-1].body["messages"][-1]["content"]  # bob keeps his
+    conv.send(f"And {BOB} again")
+    assert "[EMAIL_1]" in fresh.requests[-1].body["messages"][-1]["content"]  # bob keeps his
     assert leaked(fresh) == []
 
 
