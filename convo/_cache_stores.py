@@ -167,6 +167,8 @@ class SQLiteCache(_Closing):
     ) -> None:
         self.path = os.fspath(path)
         self.ttl = _check_ttl(ttl)
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)) or not 0 <= busy_timeout < math.inf:
+            raise InvalidConfigError(f"busy_timeout must be a finite number of seconds >= 0, got {busy_timeout!r}")
         self._busy = busy_timeout
         self._clock = clock
         self._lock = threading.Lock()

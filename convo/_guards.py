@@ -179,6 +179,9 @@ class Caching(Guard):
         except CacheError as exc:
             log.warning("response cache unavailable, skipping it: %s", exc)
             return None
+        except Exception as exc:  # noqa: BLE001 -- a custom cache's bug, a bad entry: the call goes on without it
+            log.warning("response cache failed, skipping it (%s: %s)", type(exc).__name__, exc)
+            return None
         ctx.stats.count("cache_hits" if message is not None else "cache_misses")
         return message
 
@@ -190,6 +193,8 @@ class Caching(Guard):
             yield Do(cache.set, (key, to_entry(message), ctx.cache_ttl), io=True)
         except CacheError as exc:
             log.warning("response cache unavailable, not storing: %s", exc)
+        except Exception as exc:  # noqa: BLE001 -- the reply is paid for: a cache that fails must not lose it
+            log.warning("response cache failed, not storing (%s: %s)", type(exc).__name__, exc)
 
     def enter(self, ctx: CallContext, call: CallState) -> Flow:
         call.cache_key = self.key(ctx, call.request, call.user)

@@ -81,6 +81,10 @@ class RateLimits:
             value = getattr(self, name)
             if value is not None:
                 number(name, value, positive=True, hint=" (a positive number, or None to learn it from the API)")
+        if self.store is not None and not all(callable(getattr(self.store, m, None)) for m in ("reserve", "recheck", "adjust")):
+            raise InvalidConfigError(
+                f"store must be a bucket store (MemoryStore(), RedisStore(url)), got {type(self.store).__name__}"
+            )
 
 
 @dataclass

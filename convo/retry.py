@@ -137,6 +137,7 @@ class RetryBudget:
     """The retry quota shared by all requests of one client (thread-safe). See module doc."""
 
     def __init__(self, tokens: int = 500) -> None:
+        number("RetryBudget(tokens=...)", tokens, integer=True, minimum=0)
         self.capacity = tokens
         self._tokens = tokens
         self._lock = threading.Lock()

@@ -188,3 +188,24 @@ def test_small_repr_of_a_closed_simulator():
     assert "127.0.0.1" in repr(s)
     s.close()
     assert "not started" in repr(s)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: __import__("convo").SQLiteCache(":memory:", busy_timeout=NAN),
+    lambda: __import__("convo").retry.RetryBudget(NAN),
+    lambda: __import__("convo").retry.RetryBudget("5"),
+    lambda: RateLimits(rpm=60, store="redis://localhost"),
+])
+def test_item14_other_numeric_and_typed_arguments(make):
+    with pytest.raises(InvalidConfigError):
+        make()
+
+
+def test_item11_a_cache_that_fails_at_store_time_never_loses_the_reply(sim, caplog):
+    from convo import MemoryCache
+
+    client = quick_client(sim, cache=MemoryCache(), cache_ttl=NAN)  # the cache refuses the ttl when storing
+    with caplog.at_level(logging.WARNING, logger="convo"):
+        reply = client.create(messages=ASK, max_tokens=20, temperature=0)
+    assert reply.content
+    assert any("not storing" in r.getMessage() for r in caplog.records)
