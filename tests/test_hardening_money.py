@@ -209,3 +209,26 @@ def test_item11_a_cache_that_fails_at_store_time_never_loses_the_reply(sim, capl
         reply = client.create(messages=ASK, max_tokens=20, temperature=0)
     assert reply.content
     assert any("not storing" in r.getMessage() for r in caplog.records)
+
+
+def test_item11_a_checkpointed_batch_never_pays_an_item_twice_when_redis_dies(private_redis, tmp_path):
+    from collections import Counter
+
+    path = tmp_path / "batch.ckpt"
+    items = [{"messages": [{"role": "user", "content": f"Item number {i}: say hello"}], "max_tokens": 30} for i in range(12)]
+    with Simulator(latency=0.3) as slow:
+        limits = RateLimits(rpm=6000, input_tpm=1_000_000, output_tpm=1_000_000,
+                            store=RedisStore(private_redis.url, prefix="it11b:"))
+        client = quick_client(slow, limits=limits, budget=Budget(usd=5.0))
+        threading.Timer(0.45, private_redis.stop).start()  # a wave is at the server when Redis dies
+        first = client.batch(items, concurrency=4, checkpoint=path, progress=False)
+        answered = [r.ok for r in first]
+        assert any(answered) and not all(answered)  # some were answered, later ones refused (fails closed)
+        assert all(isinstance(r.error, RateLimitStoreError) for r in first if not r.ok)
+        private_redis.start()
+        second = client.batch(items, concurrency=4, checkpoint=path, progress=False)
+        assert all(r.ok for r in second)
+        sent = Counter(r.body["messages"][0]["content"] for r in slow.requests if r.path == "/v1/messages")
+        assert set(sent) == {i["messages"][0]["content"] for i in items}
+        assert max(sent.values()) == 1  # no item was sent (and billed) twice
+        assert client.budget.as_dict()["held"] == pytest.approx(0.0, abs=1e-12)
