@@ -47,9 +47,11 @@ _PHONE_US = re.compile(
     + _NUM_END
 )
 _PHONE_BARE_US = re.compile(_starts("[2-9]", "[0-9_+]") + r"\d\d[2-9]\d{6}" + _NUM_END)  # 4155552671
-#: National numbers with a trunk 0, grouped: 020 7946 0958, 01 23 45 67 89, 0161-496-0000, 030 12345678.
+#: National numbers with a trunk 0, grouped: 020 7946 0958, 01 23 45 67 89, 0161-496-0000, 030 12345678,
+#: (02) 9876 5432.
 _PHONE_NATIONAL = re.compile(
     _starts("0", "[0-9_+.]") + r"[1-9]\d{0,4}(?:(?P<sep>[ .-])\d{2,8})(?:(?P=sep)\d{2,8}){0,3}" + _NUM_END
+    + "|" + _starts(r"\(", "[0-9_+]", False) + r"0[1-9]\d{0,3}\) ?\d{2,8}(?:[ .-]\d{2,8}){0,3}" + _NUM_END  # (02) 9876 5432
 )
 _PHONE_CN = re.compile(_starts("[01]", "[0-9_+]") + r"(?:(?<=0)0 ?86[ -]?1|(?<=1))[3-9]\d(?:[ -]?\d{4}){2}" + _NUM_END)
 _CN_ID = re.compile(_starts("[1-9]", "[0-9_]", False) + r"\d{16}[\dXx](?!\d)")

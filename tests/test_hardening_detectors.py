@@ -76,7 +76,7 @@ def phones(draw) -> str:
     return draw(st.sampled_from([
         f"{area}{exchange}{line}", f"({area}) {exchange}-{line}", f"{area}-{exchange}-{line}", f"+1 {area} {exchange} {line}",
         f"020 {exchange}{line[0]} {line}", f"0{draw(st.integers(1, 9))} " + " ".join(pairs),
-        f"+44 20 {exchange}{line[0]} {line}",
+        f"+44 20 {exchange}{line[0]} {line}", f"(0{draw(st.integers(2, 9))}) {exchange}{line[0]} {line}",
     ]))
 
 
@@ -137,6 +137,7 @@ def test_item6_several_values_in_a_row_are_all_found(values, glues):
     ("4111\u00a01111\u00a01111\u00a01111", "[CARD]"), ("4111  1111  1111  1111", "[CARD]"),
     ("SSN123-45-6789", "SSN[SSN]"), ("call 020 7946 0958", "call [PHONE]"),
     ("appelez le 01 23 45 67 89", "appelez le [PHONE]"), ("4155552671", "[PHONE]"),
+    ("ring (02) 9876 5432", "ring [PHONE]"), ("Tel. 030 12345678", "Tel. [PHONE]"), ("03-1234-5678", "[PHONE]"),
 ])
 def test_item6_the_reported_shapes(text, expected):
     assert Redactor().redact(text).text == expected
