@@ -33,6 +33,10 @@ from ._exceptions import SummaryError as SummaryError
 from ._exceptions import TokenCountError as TokenCountError
 from ._resume import Restart as Restart
 from .batch import Result as Result
+from .batch_job import AsyncBatchJob as AsyncBatchJob
+from .batch_job import BatchJob as BatchJob
+from .batch_job import BatchStatus as BatchStatus
+from .batch_job import BatchTimeoutError as BatchTimeoutError
 from .budget import Budget as Budget
 from .budget import BudgetExceededError as BudgetExceededError
 from .cache import Cache as Cache
@@ -58,6 +62,14 @@ from .context_edits import applied_edits as applied_edits
 from .context_edits import compaction_of as compaction_of
 from .context_edits import supports_context_edits as supports_context_edits
 from .conversation import Conversation as Conversation
+from .events import Event as Event
+from .events import ReplyEnd as ReplyEnd
+from .events import StepEnd as StepEnd
+from .events import TextDelta as TextDelta
+from .events import ThinkingDelta as ThinkingDelta
+from .events import ToolCallStart as ToolCallStart
+from .events import ToolInputComplete as ToolInputComplete
+from .events import ToolResult as ToolResult
 from .mapreduce import MapReduceResult as MapReduceResult
 from .mapreduce import amap_reduce as amap_reduce
 from .mapreduce import map_reduce as map_reduce
@@ -86,6 +98,11 @@ from .redact import Redactor as Redactor
 from .redact import Restorer as Restorer
 from .redact import restore as restore
 from .redact import restore_message as restore_message
+from .reply import MaxStepsError as MaxStepsError
+from .reply import OutputValidationError as OutputValidationError
+from .reply import Reply as Reply
+from .reply import Step as Step
+from .reply import ToolCall as ToolCall
 from .retry import RetryBudget as RetryBudget
 from .retry import RetryPolicy as RetryPolicy
 from .strategies import Selection as Selection
@@ -99,4 +116,7 @@ from .tokens import ExactCounter as ExactCounter
 from .tokens import OfflineCounter as OfflineCounter
 from .tokens import TokenCounter as TokenCounter
 from .tokens import count_tokens as count_tokens
+from .tools import Tool as Tool
+from .tools import as_tool as as_tool
+from .tools import tool as tool
 from .usage import Stats as Stats

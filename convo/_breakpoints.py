@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["place"]
+from .models import ModelInfo
+
+__all__ = ["marks_in", "place", "ttl"]
 
 MAX = 4
 _NO_CACHE = frozenset({"thinking", "redacted_thinking"})
@@ -32,6 +34,23 @@ def _count_existing(request: dict[str, Any]) -> int:
     return n + (1 if request.get("cache_control") else 0)
 
 
+def ttl(setting: str | bool | None, client: Any, info: ModelInfo | None, estimate: float) -> str:
+    """The TTL of a request's breakpoints, or "" for none. ``setting`` is the conversation's
+    ``prompt_cache``: a TTL always marks; None marks when the conversation has a client, its
+    model is known (so is its minimum cacheable length) and the request's ``estimate`` (input
+    tokens, as the server counts them) reaches that minimum; False never marks."""
+    if isinstance(setting, str):
+        return setting
+    if setting is False or client is None or info is None or info.min_cache_tokens <= 0:
+        return ""
+    return "5m" if estimate >= info.min_cache_tokens else ""
+
+
+def marks_in(message: dict[str, Any]) -> int:
+    """The ``cache_control`` markers one API message dict carries."""
+    return _count_existing({"messages": [message]})
+
+
 def _mark_message(message: dict[str, Any], cc: dict[str, Any]) -> bool:
     content = message["content"]
     if isinstance(content, str):
@@ -48,12 +67,17 @@ def _mark_message(message: dict[str, Any], cc: dict[str, Any]) -> bool:
     return False
 
 
-def place(request: dict[str, Any], *, summary: bool, ttl: str = "5m") -> list[str]:
-    """Add ``cache_control`` to ``request`` (a messages.create kwargs dict, changed in place);
-    returns where they went: ``"system"``, ``"tools[i]"``, ``"messages[i]"``."""
+def place(request: dict[str, Any], *, summary: bool, ttl: str = "5m", existing: int | None = None) -> list[str]:
+    """Add ``cache_control`` to ``request`` (a messages.create kwargs dict, changed in place;
+    the message dicts it marks are replaced by copies, never changed); returns where they went:
+    ``"system"``, ``"tools[i]"``, ``"messages[i]"``. ``existing``, when the caller knows it, is
+    how many markers the messages already carry (it saves walking them all)."""
     cc: dict[str, Any] = {"type": "ephemeral"} if ttl == "5m" else {"type": "ephemeral", "ttl": ttl}
-    room = MAX - _count_existing(request)
     messages = request["messages"]
+    if existing is None:
+        room = MAX - _count_existing(request)
+    else:
+        room = MAX - existing - _count_existing({**request, "messages": ()})
     wanted: list[tuple[str, int]] = [("message", len(messages) - 1)]
     if request.get("system"):
         wanted.append(("system", 0))
@@ -61,7 +85,7 @@ def place(request: dict[str, Any], *, summary: bool, ttl: str = "5m") -> list[st
         wanted.append(("tool", len(request["tools"]) - 1))
     if summary:
         wanted.append(("message", 0))
-    last_reply = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+    last_reply = next((i for i in range(len(messages) - 1, -1, -1) if messages[i]["role"] == "assistant"), -1)
     if last_reply >= 1:
         wanted.append(("message", last_reply - 1))
     placed: list[str] = []

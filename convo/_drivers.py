@@ -143,6 +143,44 @@ class _SyncStream:
                 self.slots.release()
 
 
+def _perform_sync(effect: Any, env: SyncEnv, handles: set[_SyncStream]) -> Any:
+    """Carry out one effect (all but Relay and Emit, which hand values to the consumer)."""
+    if type(effect) is Call:
+        with env.slots:
+            result = sdk_call(_method(env.sdk, effect.method, effect.raw), effect.kwargs)
+        return Raw(result.parse(), result.headers) if effect.raw else result
+    if type(effect) is Next:
+        return _next_wanted(effect)
+    if isinstance(effect, Final):
+        return effect.handle.stream.get_final_message()
+    if isinstance(effect, Do):
+        return effect.fn(*effect.args)
+    if isinstance(effect, Open):
+        env.slots.acquire()
+        handle = _SyncStream(sdk_call(env.sdk.messages.stream, effect.kwargs), env.slots)
+        try:
+            handle.stream = handle.manager.__enter__()
+        except BaseException:
+            handle.close()
+            raise
+        handle.iterator = iter(handle.stream)
+        handles.add(handle)
+        return handle
+    if isinstance(effect, Close):
+        handles.discard(effect.handle)
+        effect.handle.close()
+        return None
+    if isinstance(effect, Sleep):
+        if effect.seconds > 0:
+            env.sleep(effect.seconds)
+        return None
+    if isinstance(effect, Now):
+        return env.clock()
+    if isinstance(effect, Gather):
+        return _gather_sync(effect, env)
+    raise TypeError(f"unknown effect {effect!r}")
+
+
 def drive_sync(flow: Flow, env: SyncEnv) -> Iterator[Any]:
     """Run ``flow`` with the sync SDK; yields emitted values, then ``Done(result)``."""
     handles: set[_SyncStream] = set()
@@ -169,42 +207,10 @@ def drive_sync(flow: Flow, env: SyncEnv) -> Iterator[Any]:
                         elif kind == "message_stop":
                             stopped = True
                     send = stopped
-                elif type(effect) is Next:
-                    send = _next_wanted(effect)
                 elif type(effect) is Emit:
                     yield effect.value
-                elif isinstance(effect, Final):
-                    send = effect.handle.stream.get_final_message()
-                elif isinstance(effect, Call):
-                    with env.slots:
-                        send = sdk_call(_method(env.sdk, effect.method, effect.raw), effect.kwargs)
-                    if effect.raw:
-                        send = Raw(send.parse(), send.headers)
-                elif isinstance(effect, Do):
-                    send = effect.fn(*effect.args)
-                elif isinstance(effect, Open):
-                    env.slots.acquire()
-                    handle = _SyncStream(sdk_call(env.sdk.messages.stream, effect.kwargs), env.slots)
-                    try:
-                        handle.stream = handle.manager.__enter__()
-                    except BaseException:
-                        handle.close()
-                        raise
-                    handle.iterator = iter(handle.stream)
-                    handles.add(handle)
-                    send = handle
-                elif isinstance(effect, Close):
-                    handles.discard(effect.handle)
-                    effect.handle.close()
-                elif isinstance(effect, Sleep):
-                    if effect.seconds > 0:
-                        env.sleep(effect.seconds)
-                elif isinstance(effect, Now):
-                    send = env.clock()
-                elif isinstance(effect, Gather):
-                    send = _gather_sync(effect, env)
                 else:
-                    raise TypeError(f"unknown effect {effect!r}")
+                    send = _perform_sync(effect, env, handles)
             except Exception as exc:  # noqa: BLE001 -- handed back to the flow, which decides
                 error = exc
     finally:
@@ -227,6 +233,45 @@ class _AsyncStream:
                 await manager.__aexit__(None, None, None)
             finally:
                 self.slots.release()
+
+
+async def _perform_async(effect: Any, env: AsyncEnv, handles: set[_AsyncStream]) -> Any:
+    """The async twin of :func:`_perform_sync`."""
+    if type(effect) is Call:
+        async with env.slots():
+            result = await sdk_call(_method(env.sdk, effect.method, effect.raw), effect.kwargs)
+        return Raw(await result.parse(), result.headers) if effect.raw else result
+    if type(effect) is Next:
+        return await _anext_wanted(effect)
+    if isinstance(effect, Final):
+        return await effect.handle.stream.get_final_message()
+    if isinstance(effect, Do):
+        return await asyncio.to_thread(effect.fn, *effect.args) if effect.io else effect.fn(*effect.args)
+    if isinstance(effect, Open):
+        slots = env.slots()
+        await slots.acquire()
+        handle = _AsyncStream(sdk_call(env.sdk.messages.stream, effect.kwargs), slots)
+        try:
+            handle.stream = await handle.manager.__aenter__()
+        except BaseException:
+            await handle.close()
+            raise
+        handle.iterator = aiter(handle.stream)
+        handles.add(handle)
+        return handle
+    if isinstance(effect, Close):
+        handles.discard(effect.handle)
+        await effect.handle.close()
+        return None
+    if isinstance(effect, Sleep):
+        if effect.seconds > 0:
+            await env.sleep(effect.seconds)
+        return None
+    if isinstance(effect, Now):
+        return env.clock()
+    if isinstance(effect, Gather):
+        return await _gather_async(effect, env)
+    raise TypeError(f"unknown effect {effect!r}")
 
 
 async def drive_async(flow: Flow, env: AsyncEnv) -> AsyncIterator[Any]:
@@ -255,46 +300,10 @@ async def drive_async(flow: Flow, env: AsyncEnv) -> AsyncIterator[Any]:
                         elif kind == "message_stop":
                             stopped = True
                     send = stopped
-                elif type(effect) is Next:
-                    send = await _anext_wanted(effect)
                 elif type(effect) is Emit:
                     yield effect.value
-                elif isinstance(effect, Final):
-                    send = await effect.handle.stream.get_final_message()
-                elif isinstance(effect, Call):
-                    async with env.slots():
-                        send = await sdk_call(_method(env.sdk, effect.method, effect.raw), effect.kwargs)
-                    if effect.raw:
-                        send = Raw(await send.parse(), send.headers)
-                elif isinstance(effect, Do):
-                    if effect.io:
-                        send = await asyncio.to_thread(effect.fn, *effect.args)
-                    else:
-                        send = effect.fn(*effect.args)
-                elif isinstance(effect, Open):
-                    slots = env.slots()
-                    await slots.acquire()
-                    handle = _AsyncStream(sdk_call(env.sdk.messages.stream, effect.kwargs), slots)
-                    try:
-                        handle.stream = await handle.manager.__aenter__()
-                    except BaseException:
-                        await handle.close()
-                        raise
-                    handle.iterator = aiter(handle.stream)
-                    handles.add(handle)
-                    send = handle
-                elif isinstance(effect, Close):
-                    handles.discard(effect.handle)
-                    await effect.handle.close()
-                elif isinstance(effect, Sleep):
-                    if effect.seconds > 0:
-                        await env.sleep(effect.seconds)
-                elif isinstance(effect, Now):
-                    send = env.clock()
-                elif isinstance(effect, Gather):
-                    send = await _gather_async(effect, env)
                 else:
-                    raise TypeError(f"unknown effect {effect!r}")
+                    send = await _perform_async(effect, env, handles)
             except Exception as exc:  # noqa: BLE001 -- handed back to the flow, which decides
                 error = exc
     finally:
@@ -350,15 +359,49 @@ async def _gather_async(effect: Gather, env: AsyncEnv) -> list[Outcome]:
 
 
 def run_sync(flow: Flow, env: SyncEnv) -> Any:
-    """Run a flow that emits nothing to completion and return its result."""
-    for item in drive_sync(flow, env):
-        if isinstance(item, Done):
-            return item.value
-    raise RuntimeError("flow ended without a result")  # pragma: no cover
+    """Run a flow that emits nothing to completion and return its result (the driver loop
+    without a generator in between: most calls are this)."""
+    handles: set[_SyncStream] = set()
+    send: Any = None
+    error: BaseException | None = None
+    try:
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(send)
+            except StopIteration as stop:
+                return stop.value
+            send, error = None, None
+            try:
+                if type(effect) is Emit:  # nobody consumes what it emits: only its result counts
+                    continue
+                send = _perform_sync(effect, env, handles)
+            except Exception as exc:  # noqa: BLE001 -- handed back to the flow, which decides
+                error = exc
+    finally:
+        flow.close()
+        for handle in handles:
+            handle.close()
 
 
 async def run_async(flow: Flow, env: AsyncEnv) -> Any:
-    async for item in drive_async(flow, env):
-        if isinstance(item, Done):
-            return item.value
-    raise RuntimeError("flow ended without a result")  # pragma: no cover
+    """The async twin of :func:`run_sync`."""
+    handles: set[_AsyncStream] = set()
+    send: Any = None
+    error: BaseException | None = None
+    try:
+        while True:
+            try:
+                effect = flow.throw(error) if error is not None else flow.send(send)
+            except StopIteration as stop:
+                return stop.value
+            send, error = None, None
+            try:
+                if type(effect) is Emit:  # nobody consumes what it emits: only its result counts
+                    continue
+                send = await _perform_async(effect, env, handles)
+            except Exception as exc:  # noqa: BLE001 -- handed back to the flow, which decides
+                error = exc
+    finally:
+        flow.close()
+        for handle in handles:
+            await handle.close()

@@ -18,6 +18,8 @@
     ├── RateLimitStoreError                    the shared rate-limit store (Redis) failed
     ├── BudgetExceededError                    a request could pass the spending cap: not sent
     ├── CacheError                             a response cache cannot be opened, read or written
+    ├── MaxStepsError                          a tool loop reached max_steps model calls (convo.reply)
+    ├── OutputValidationError                  a reply does not fit send(output=...)'s schema
     ├── APIError                               the API answered with an error (after any retries)
     │   ├── BadRequestError          400, 422  the request is malformed: fix it, do not retry
     │   ├── AuthenticationError      401       the API key is missing, wrong or revoked

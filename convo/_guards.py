@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._context import CallContext
-from ._flow import Do, Emit, Flow, Now, Sleep
+from ._flow import Do, Emit, Flow, Sleep
 from .budget import Budget, Hold
 from .cache import CacheError, cache_key, from_entry, is_cacheable, to_entry
 from .ratelimit import RECHECK, RateLimiter, Reservation
@@ -385,9 +385,10 @@ class Accounting(Guard):
 
     def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
         if call.hit is None:
-            now = yield Now()
+            now = ctx.clock()
             ctx.stats.finished(latency=now - call.start, usage=getattr(value, "usage", None), ttft=call.ttft, user=call.user)
         return value
+        yield  # pragma: no cover
 
     def abandon(self, ctx: CallContext, call: CallState, error: BaseException, now: float) -> None:
         ctx.stats.finished(latency=now - call.start, error=type(error).__name__)

@@ -97,6 +97,7 @@ def from_dict(
     *,
     strategy: StrategyLike | None = None,
     counter: TokenCounter | None = None,
+    client: Any = None,
 ) -> Conversation:
     """Rebuild a conversation from :func:`to_dict`'s output; ConversationFileError if it is bad."""
     if not isinstance(data, Mapping) or data.get("format") != FILE_FORMAT:
@@ -118,7 +119,8 @@ def from_dict(
             max_tokens=data.get("max_tokens"),
             strategy=strategy if strategy is not None else _load_strategy(data.get("strategy")),
             counter=counter,
-            prompt_cache=data.get("prompt_cache", False),
+            client=client,
+            prompt_cache=data.get("prompt_cache"),
         )
         messages = data["messages"]
         if not isinstance(messages, list):
@@ -147,6 +149,7 @@ def load(
     *,
     strategy: StrategyLike | None = None,
     counter: TokenCounter | None = None,
+    client: Any = None,
 ) -> Conversation:
     """Read a file written by :func:`save`; ConversationFileError (naming the file) if it cannot."""
     path = Path(path)
@@ -167,7 +170,7 @@ def load(
     except RecursionError:
         raise ConversationFileError(f"{path} is nested too deeply to be a conversation file; was it tampered with?") from None
     try:
-        return from_dict(cls, data, strategy=strategy, counter=counter)
+        return from_dict(cls, data, strategy=strategy, counter=counter, client=client)
     except ConversationFileError as exc:
         raise ConversationFileError(f"{path}: {exc}") from None
 

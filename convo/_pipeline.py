@@ -30,7 +30,7 @@ import tenacity
 
 from ._context import CallContext, headers_of, user_of
 from ._exceptions import api_error, scrub_credentials
-from ._flow import Flow, Now, Sleep
+from ._flow import Flow, Sleep
 from ._guards import CallState, Guard, Ticket, settle_now
 from .retry import is_spend_limit
 
@@ -196,7 +196,7 @@ def _leave(ctx: CallContext, guards: tuple[Guard, ...], call: CallState, value: 
 
 def run(ctx: CallContext, op: Operation) -> Flow:
     """Carry out ``op`` through its guards and the retry policy; returns its value."""
-    start = yield Now()
+    start = ctx.clock()
     guards = tuple(op.guards)
     call = CallState(op.request, start, user_of(op.request), op.streaming)
     for guard in _having(guards, "enter"):
@@ -211,7 +211,7 @@ def run(ctx: CallContext, op: Operation) -> Flow:
             wait = attempts.next()
         except Exception as exc:  # tenacity re-raises the last attempt's error, whatever it was: translated, chained
             error = op.give_up(attempts, exc)
-            _abandon(ctx, guards, call, error, (yield Now()))
+            _abandon(ctx, guards, call, error, ctx.clock())
             raise error from exc
         if wait is not None:
             yield Sleep(wait)
@@ -237,7 +237,7 @@ def run(ctx: CallContext, op: Operation) -> Flow:
             yield from _settle(ctx, guards, call, ticket, usage, headers, exc)
             stop = yield from op.failed(call, exc, attempts)
             if stop is not None:
-                _abandon(ctx, guards, call, stop, (yield Now()))
+                _abandon(ctx, guards, call, stop, ctx.clock())
                 raise stop from exc
             attempts.failed(exc)
             continue

@@ -179,10 +179,19 @@ def _check_prefill(request: Mapping[str, Any], info: ModelInfo, name: str) -> No
         return
     messages: Any = request.get("messages")
     last = messages[-1] if isinstance(messages, list) and messages else None
-    if isinstance(last, Mapping) and last.get("role") == "assistant":
+    if isinstance(last, Mapping) and last.get("role") == "assistant" and not _paused(last):
         raise _fail("prefill", info, f"{name} does not accept an assistant prefill: the conversation must end "
                     "with a user message; drop the final assistant turn (ask for the format in the prompt "
                     "or use structured outputs instead)")
+
+
+def _paused(message: Mapping[str, Any]) -> bool:
+    """A turn paused by the API (``pause_turn``: it holds server-tool blocks) is sent back to go
+    on, which is not a prefill."""
+    content = message.get("content")
+    blocks = content if isinstance(content, list) else []
+    return any(isinstance(b, Mapping) and str(b.get("type", "")).startswith(("server_tool_use", "mcp_tool_use"))
+               for b in blocks)  # fmt: skip
 
 
 def check_json(value: Any, where: str = "the request", depth: int = 0) -> None:
@@ -262,7 +271,7 @@ def _check_final_turn(request: Mapping[str, Any], info: ModelInfo | None) -> Non
         return
     content = last.get("content")
     blocks = [b for b in content if isinstance(b, Mapping)] if isinstance(content, list) else []
-    if any(b.get("type") in ("server_tool_use", "mcp_tool_use") for b in blocks):
+    if _paused(last):
         return  # a paused server-tool turn, sent back to continue: not a prefill
     tail = _final_text(last)
     if tail is not None and tail != tail.rstrip():

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import inspect
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import ClientMismatchError, InvalidConfigError, SummaryError
-from .messages import Message, TextBlock, to_message
+from ._drive import adrive, afinish, atexts, drive, finish, texts
+from ._exceptions import ClientMismatchError, InvalidConfigError, InvalidInputError, SummaryError
+from ._tool_loop import DEFAULT_MAX_STEPS, Output, TurnOptions, turn_flow
+from .events import Event
+from .messages import Message, TextBlock
 from .redact import restore_message
+from .reply import Reply
 from .strategies import TrimState, as_strategy
 from .summarize import Fold, FoldWriter, Summary
 from .tokens import TokenCounter, fixed_tokens
+from .tools import ToolSet
 
 __all__ = ["Talking", "is_async_client"]
 
@@ -36,6 +41,7 @@ class Talking:
     _draft: Any
     receipts: list[Any]
     counter: TokenCounter
+    tools: list[Any]
     if TYPE_CHECKING:
         _messages: list[Message]
         _starts: list[int]
@@ -50,79 +56,121 @@ class Talking:
 
     # -- talking to the model -----------------------------------------------------------------
 
-    def send(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> str:
-        """Add a user turn, get the reply, add it, return its text (needs a :class:`~convo.Client`).
+    #: Keep a refused exchange (``stop_reason: "refusal"``) in the history; by default it is taken
+    #: out, as the docs advise, and only the reply says it happened (``reply.refused``).
+    keep_refusals: bool = False
+    #: Model calls one turn may make (tool loop steps, paused turns continued) before MaxStepsError.
+    max_steps: int = DEFAULT_MAX_STEPS
 
-        If the call fails the user turn is taken back, so the conversation is as before.
+    def send(
+        self, content: Any, *, max_tokens: int | None = None, tools: Any = None, output: Any = None,
+        max_steps: int | None = None, **params: Any,
+    ) -> Reply:  # fmt: skip
+        """Add a user turn, get the reply, add it, and return it: a :class:`~convo.Reply` (a ``str``)
+        that also tells what the turn did (needs a :class:`~convo.Client`).
+
+        With ``tools`` (added to the conversation's) it runs the tool loop: every ``tool_use`` the
+        model makes is run (parallel calls at once, in threads) and answered, until the model
+        stops asking or ``max_steps`` calls were made (:class:`~convo.MaxStepsError`).
+        ``output`` (a pydantic model class or a JSON schema) makes the reply structured:
+        ``reply.parsed`` is the validated object, or :class:`~convo.OutputValidationError`. It is
+        sent as ``output_config.format`` where the catalogue says the model has structured
+        outputs, else as a forced tool call (which then is the turn's only tool call).
+        Other ``params`` (``tool_choice``, ``temperature``, ...) go to the API. If a call fails the
+        turn is taken back, so the conversation is as before.
         """
-        mark = self._add_turn(content, "send")
-        try:
-            self._compact(max_tokens, params.get("tools"), False, quiet=True)
-            request = self.request(max_tokens, **params)
-            reply = self._unredact(self._record(self._need_client().create(**request)))
-        except BaseException:
-            self._rollback(mark)
-            raise
-        return self._end_turn(reply)
+        self._check_client("send")
+        return finish(drive(self, self._flow(content, max_tokens, tools, output, max_steps, params, False)))
 
-    def stream(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> Iterator[str]:
-        """Like :meth:`send`, but yields the reply's text as it arrives; the assistant turn is
-        added when the stream ends (or the user turn taken back if it fails). The client is
-        checked here, at the call; the user turn is added when iteration starts."""
+    async def asend(
+        self, content: Any, *, max_tokens: int | None = None, tools: Any = None, output: Any = None,
+        max_steps: int | None = None, **params: Any,
+    ) -> Reply:  # fmt: skip
+        """The async twin of :meth:`send` (needs an :class:`~convo.AsyncClient`; tools run with
+        ``asyncio.gather``, sync ones in threads)."""
+        self._check_client("asend")
+        flow = self._flow(content, max_tokens, tools, output, max_steps, params, False)
+        return await afinish(adrive(self, flow))
+
+    def stream(
+        self, content: Any, *, max_tokens: int | None = None, tools: Any = None, max_steps: int | None = None,
+        **params: Any,
+    ) -> Iterator[str]:  # fmt: skip
+        """Like :meth:`send`, but yields the reply's text as it arrives (every step's, in a tool
+        loop); the assistant turn is added when the stream ends (or the turn taken back if it
+        fails). The client is checked here, at the call; the user turn is added when iteration
+        starts. :meth:`events` gives everything else too."""
         self._check_client("stream")
-        return self._stream(content, max_tokens, params)
+        return texts(drive(self, self._flow(content, max_tokens, tools, None, max_steps, params, True)))
 
-    def _stream(self, content: Any, max_tokens: int | None, params: dict[str, Any]) -> Iterator[str]:
-        mark = self._add_turn(content, "stream")
-        try:
-            self._compact(max_tokens, params.get("tools"), False, quiet=True)
-            request = self.request(max_tokens, **params)
-            restorer = self._restorer()
-            with self._need_client().stream(**request) as s:
-                for text in s.text_stream:
-                    yield restorer.feed(text) if restorer else text
-                if restorer:
-                    yield restorer.flush()
-                reply = self._unredact(self._record(s.get_final_message()))
-        except BaseException:
-            self._rollback(mark)
-            raise
-        self._end_turn(reply)
-
-    async def asend(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> str:
-        """The async twin of :meth:`send` (needs an :class:`~convo.AsyncClient`)."""
-        mark = self._add_turn(content, "asend")
-        try:
-            await self._acompact(max_tokens, params.get("tools"), False, quiet=True)
-            request = self.request(max_tokens, **params)
-            reply = self._unredact(self._record(await self._need_client().create(**request)))
-        except BaseException:
-            self._rollback(mark)
-            raise
-        return self._end_turn(reply)
-
-    def astream(self, content: Any, *, max_tokens: int | None = None, **params: Any) -> AsyncIterator[str]:
+    def astream(
+        self, content: Any, *, max_tokens: int | None = None, tools: Any = None, max_steps: int | None = None,
+        **params: Any,
+    ) -> AsyncIterator[str]:  # fmt: skip
         """The async twin of :meth:`stream` (needs an :class:`~convo.AsyncClient`):
         ``async for text in conv.astream(...)``. The client is checked at the call."""
         self._check_client("astream")
-        return self._astream(content, max_tokens, params)
+        return atexts(adrive(self, self._flow(content, max_tokens, tools, None, max_steps, params, True)))
 
-    async def _astream(self, content: Any, max_tokens: int | None, params: dict[str, Any]) -> AsyncIterator[str]:
-        mark = self._add_turn(content, "astream")
-        try:
-            await self._acompact(max_tokens, params.get("tools"), False, quiet=True)
-            request = self.request(max_tokens, **params)
-            restorer = self._restorer()
-            async with self._need_client().stream(**request) as s:
-                async for text in s.text_stream:
-                    yield restorer.feed(text) if restorer else text
-                if restorer:
-                    yield restorer.flush()
-                reply = self._unredact(self._record(await s.get_final_message()))
-        except BaseException:
-            self._rollback(mark)
-            raise
-        self._end_turn(reply)
+    def events(
+        self, content: Any, *, max_tokens: int | None = None, tools: Any = None, output: Any = None,
+        max_steps: int | None = None, **params: Any,
+    ) -> Iterator[Event]:  # fmt: skip
+        """Like :meth:`send`, streaming, as typed events (:mod:`convo.events`): text and thinking,
+        tool calls and their results, each step's end, then :class:`~convo.ReplyEnd` with the Reply.
+        Each step is a :meth:`convo.Client.stream`, which resumes a broken stream."""
+        self._check_client("events")
+        return drive(self, self._flow(content, max_tokens, tools, output, max_steps, params, True))
+
+    def aevents(
+        self, content: Any, *, max_tokens: int | None = None, tools: Any = None, output: Any = None,
+        max_steps: int | None = None, **params: Any,
+    ) -> AsyncIterator[Event]:  # fmt: skip
+        """The async twin of :meth:`events`: ``async for event in conv.aevents(...)``."""
+        self._check_client("aevents")
+        return adrive(self, self._flow(content, max_tokens, tools, output, max_steps, params, True))
+
+    def continue_(self, *, max_tokens: int | None = None, tools: Any = None, **params: Any) -> Reply:
+        """Ask for the rest of a truncated last reply (``reply.truncated``); it is joined onto that
+        reply in the history, and the returned Reply holds the new text."""
+        self._check_client("continue_")
+        return finish(drive(self, self._continuation(max_tokens, tools, params)))
+
+    async def acontinue_(self, *, max_tokens: int | None = None, tools: Any = None, **params: Any) -> Reply:
+        """The async twin of :meth:`continue_`."""
+        self._check_client("acontinue_")
+        return await afinish(adrive(self, self._continuation(max_tokens, tools, params)))
+
+    # -- the turn: one flow (convo._tool_loop), a sync and an async driver ------------------------
+
+    def _options(
+        self, max_tokens: int | None, tools: Any, output: Any, max_steps: int | None, params: dict[str, Any],
+        stream: bool,
+    ) -> TurnOptions:  # fmt: skip
+        steps = self.max_steps if max_steps is None else max_steps
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise InvalidConfigError(f"max_steps must be a positive int, got {steps!r}")
+        toolset = ToolSet.joined(self.tools or (), tools or ())
+        spec = Output.of(output, self.model, self.client) if output is not None else None
+        return TurnOptions(
+            max_tokens, dict(params), toolset, steps, spec, stream, self.keep_refusals,
+            toolset.to_api() if toolset else [],
+        )  # fmt: skip
+
+    def _flow(
+        self, content: Any, max_tokens: int | None, tools: Any, output: Any, max_steps: int | None,
+        params: dict[str, Any], stream: bool,
+    ) -> Generator[Any, Any, Reply]:  # fmt: skip
+        return turn_flow(self, content, self._options(max_tokens, tools, output, max_steps, params, stream))
+
+    def _continuation(self, max_tokens: int | None, tools: Any, params: dict[str, Any]) -> Generator[Any, Any, Reply]:
+        last = self._messages[-1] if self._messages else None
+        if last is None or last.role != "assistant" or not last.text.strip():
+            raise InvalidInputError(
+                "there is no reply to continue: the last message is not an assistant reply with text"
+            )
+        o = self._options(max_tokens, tools, None, None, params, False)
+        return turn_flow(self, None, o, resume=len(self._messages) - 1)
 
     def _record(self, reply: Any) -> Any:
         """Complete the drafted receipt of the request just answered."""
@@ -142,7 +190,9 @@ class Talking:
 
     def _need_client(self) -> Any:
         if self.client is None:
-            raise InvalidConfigError("this conversation has no client: pass Conversation(..., client=convo.Client(...))")
+            raise InvalidConfigError(
+                "this conversation has no client: pass Conversation(..., client=convo.Client(...))"
+            )
         return self.client
 
     def _check_client(self, method: str) -> None:
@@ -158,28 +208,15 @@ class Talking:
                 f"{type(client).__name__}: call conv.{method[1:]}(...) instead, or pass "
                 "Conversation(..., client=convo.AsyncClient(...))"
             )
-        how = "await conv.asend(...)" if method == "send" else "async for text in conv.astream(...)"
+        how = (
+            f"await conv.{'a' + method}(...)"
+            if method in ("send", "continue_")
+            else f"async for x in conv.a{method}(...)"
+        )
         raise ClientMismatchError(
             f"conv.{method}() is synchronous, but this conversation's client is an "
             f"{type(client).__name__}: use {how} instead, or pass Conversation(..., client=convo.Client(...))"
         )
-
-    def _add_turn(self, content: Any, method: str) -> int:
-        self._check_client(method)
-        mark = len(self._messages)
-        self.add_user(content)
-        return mark
-
-    def _end_turn(self, reply: Any) -> str:
-        content = getattr(reply, "content", None) or []
-        if not any(b.type != "text" or b.text.strip() for b in content):
-            return ""  # an empty reply (e.g. stopped at once): nothing to add
-        message = to_message(reply)
-        self.add(message)
-        return message.text
-
-    def _rollback(self, mark: int) -> None:
-        self._truncate(mark)
 
     # -- summarizing ---------------------------------------------------------------------------
 

@@ -237,7 +237,8 @@ class Client(Base):
         progress: bool = True,
         via: str = "messages",
         on_progress: Callable[[int, int | None], object] | None = None,
-    ) -> list[Any]:
+        wait: bool = True,
+    ) -> Any:
         """Send many requests (dicts of ``create``'s arguments); a ``list[Result]`` in input order.
 
         ``requests`` may be a generator of any length: it is read as slots free up.
@@ -245,10 +246,17 @@ class Client(Base):
         the wire). ``checkpoint=path``: successes are saved as they arrive and a re-run sends only
         the rest (failed items are sent again). ``via="batches_api"``: use the Message Batches API.
         ``on_progress(done, total)`` is called as items finish (``total`` is None for an
-        iterable of unknown length). See :mod:`convo.batch`.
+        iterable of unknown length). ``wait=False`` (with ``via="batches_api"``): submit and return
+        a :class:`convo.BatchJob` at once (see :mod:`convo.batch_job`). See :mod:`convo.batch`.
         """
         from .batch import batch_flow
 
+        if not wait:
+            from .batch_job import submit_flow, wait_check, wrap
+
+            wait_check(via)
+            job = run_sync(submit_flow(self._ctx, requests, checkpoint, progress, on_progress), self._env)
+            return wrap(self, job, progress, on_progress)
         flow = batch_flow(
             self._ctx, requests, concurrency=self.max_concurrency if concurrency is None else concurrency,
             checkpoint=checkpoint, progress=progress, via=via, on_progress=on_progress,
@@ -402,10 +410,18 @@ class AsyncClient(Base):
         progress: bool = True,
         via: str = "messages",
         on_progress: Callable[[int, int | None], object] | None = None,
-    ) -> list[Any]:
-        """The async twin of :meth:`Client.batch` (``concurrency`` tasks on this event loop)."""
+        wait: bool = True,
+    ) -> Any:
+        """The async twin of :meth:`Client.batch` (``concurrency`` tasks on this event loop);
+        ``wait=False`` returns a :class:`convo.AsyncBatchJob`."""
         from .batch import batch_flow
 
+        if not wait:
+            from .batch_job import submit_flow, wait_check, wrap
+
+            wait_check(via)
+            job = await run_async(submit_flow(self._ctx, requests, checkpoint, progress, on_progress), self._env)
+            return wrap(self, job, progress, on_progress)
         flow = batch_flow(
             self._ctx, requests, concurrency=self.max_concurrency if concurrency is None else concurrency,
             checkpoint=checkpoint, progress=progress, via=via, on_progress=on_progress,

@@ -19,10 +19,19 @@ crash or Ctrl-C sends only the chunks that had not finished, and a different doc
 reuses stale answers. With a client's ``redactor``, the checkpoint holds the answers as the
 server wrote them (placeholders, never the values they stand for); ``partials`` and ``text``
 are restored.
+
+``mode="batch"`` sends the map step and each combining level as Message Batches
+(``client.batch(..., via="batches_api")``, half the price, up to 24 h of latency) and the final
+combine as a batch of one. ``result.cost`` is then at batch prices and ``result.sync_cost`` what
+the same tokens cost through ``messages.create``. With ``checkpoint=path`` each batch's id is
+stored the moment it exists, so a run killed while waiting resumes the same batches and sends
+nothing twice; the combining levels and the final combine keep their own checkpoints next to it
+(``path.level1``, ``path.level2``, ..., ``path.final``; in either mode).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -41,6 +50,7 @@ REDUCE = (
     "that matters, merge repeats, and do not mention the parts."
 )
 _USAGE_KEYS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+MODES = ("sync", "batch")
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,9 @@ class MapReduceResult:
     ``usage`` sums the tokens of the requests this run sent (``requests`` counts them; answers
     read back from a checkpoint cost nothing); ``cost`` is their price in USD (None when the
     price table does not know the model). ``levels`` is how many rounds of group-combining the
-    reduce needed before the final request (0: all partials fit in one).
+    reduce needed before the final request (0: all partials fit in one). ``mode`` is how the
+    requests went (``"sync"`` or ``"batch"``); ``sync_cost`` is what they cost, or would have,
+    through ``messages.create`` (equal to ``cost`` in sync mode, twice it in batch mode).
     """
 
     text: str
@@ -74,6 +86,8 @@ class MapReduceResult:
     usage: dict[str, int]
     cost: float | None
     levels: int = 0
+    mode: str = "sync"
+    sync_cost: float | None = None
 
     @property
     def failed(self) -> list[Partial]:
@@ -100,6 +114,7 @@ def map_reduce(
     context_tokens: int = 100_000,
     model: str | None = None,
     on_progress: OnProgress | None = None,
+    mode: str = "sync",
 ) -> MapReduceResult:
     """Run ``instruction`` over every chunk of a document, then combine the answers into one.
 
@@ -110,14 +125,16 @@ def map_reduce(
     combining request (input + ``max_tokens``). ``checkpoint``: a file path that stores finished
     chunks, so a second run after a crash redoes only the rest. ``progress``: a progress bar
     (``tqdm.auto``: on a terminal, or a widget in Jupyter). ``on_progress(done, total)``: called
-    after every chunk's answer (those from the checkpoint included), for applications. Raises the first chunk's error if every chunk failed.
+    after every chunk's answer (those from the checkpoint included), for applications.
+    ``mode="batch"``: through the Message Batches API (see the module doc). Raises the first
+    chunk's error if every chunk failed.
     """
     from .client import Client
 
     if not isinstance(client, Client):
         raise InvalidConfigError(f"map_reduce needs a convo.Client, got {type(client).__name__}; use amap_reduce for an AsyncClient")
     job = _Job.build(text_or_chunks, instruction, client, chunk_tokens, concurrency, reduce_instruction,
-                     max_tokens, context_tokens, model)
+                     max_tokens, context_tokens, model, mode)
     with _Run(job, client, checkpoint, progress, on_progress) as run:
         core = run.steps()
         answer: Any = None
@@ -128,8 +145,7 @@ def map_reduce(
                 result: MapReduceResult = stop.value
                 return result
             if isinstance(ask, _Batch):
-                answer = client.batch(ask.requests, concurrency=job.concurrency, checkpoint=ask.checkpoint,
-                                      progress=False, on_progress=ask.on_progress)
+                answer = client.batch(ask.requests, **job.batch_options(ask))
             else:
                 answer = client.create(**ask.request)
 
@@ -148,6 +164,7 @@ async def amap_reduce(
     context_tokens: int = 100_000,
     model: str | None = None,
     on_progress: OnProgress | None = None,
+    mode: str = "sync",
 ) -> MapReduceResult:
     """The async twin of :func:`map_reduce` (``client`` is a :class:`convo.AsyncClient`)."""
     from .client import AsyncClient
@@ -155,7 +172,7 @@ async def amap_reduce(
     if not isinstance(client, AsyncClient):
         raise InvalidConfigError(f"amap_reduce needs a convo.AsyncClient, got {type(client).__name__}; use map_reduce for a Client")
     job = _Job.build(text_or_chunks, instruction, client, chunk_tokens, concurrency, reduce_instruction,
-                     max_tokens, context_tokens, model)
+                     max_tokens, context_tokens, model, mode)
     with _Run(job, client, checkpoint, progress, on_progress) as run:
         core = run.steps()
         answer: Any = None
@@ -166,8 +183,7 @@ async def amap_reduce(
                 result: MapReduceResult = stop.value
                 return result
             if isinstance(ask, _Batch):
-                answer = await client.batch(ask.requests, concurrency=job.concurrency, checkpoint=ask.checkpoint,
-                                            progress=False, on_progress=ask.on_progress)
+                answer = await client.batch(ask.requests, **job.batch_options(ask))
             else:
                 answer = await client.create(**ask.request)
 
@@ -190,10 +206,13 @@ class _Job:
     concurrency: int
     max_tokens: int
     context_tokens: int
+    mode: str = "sync"
 
     @classmethod
     def build(cls, source: Any, instruction: Any, client: Any, chunk_tokens: Any, concurrency: Any,
-              reduce_instruction: Any, max_tokens: Any, context_tokens: Any, model: Any) -> _Job:
+              reduce_instruction: Any, max_tokens: Any, context_tokens: Any, model: Any, mode: Any) -> _Job:
+        if mode not in MODES:
+            raise InvalidConfigError(f"mode must be 'sync' (messages.create) or 'batch' (Message Batches API), got {mode!r}")
         if not isinstance(instruction, str) or not instruction.strip():
             raise InvalidConfigError("instruction must be a non-empty str, e.g. 'List the key claims in this part.'")
         if reduce_instruction is not None and (not isinstance(reduce_instruction, str) or not reduce_instruction.strip()):
@@ -209,7 +228,13 @@ class _Job:
         counter = client.counter
         chunks = _chunks(source, chunk_tokens, counter)
         return cls(chunks, instruction.strip(), (reduce_instruction or REDUCE).strip(), counter, model, concurrency,
-                   max_tokens, context_tokens)
+                   max_tokens, context_tokens, mode)
+
+    def batch_options(self, ask: _Batch) -> dict[str, Any]:
+        """``client.batch``'s keyword arguments for ``ask`` in this job's mode."""
+        via = "batches_api" if self.mode == "batch" else "messages"
+        return {"concurrency": self.concurrency, "checkpoint": ask.checkpoint, "progress": False,
+                "on_progress": ask.on_progress, "via": via}
 
     def request(self, content: str) -> dict[str, Any]:
         return {"model": self.model, "max_tokens": self.max_tokens, "messages": [{"role": "user", "content": content}]}
@@ -301,6 +326,13 @@ class _Run:
         self.bar = Progress(len(job.chunks), desc="map", unit="chunk", bar=progress, on_progress=on_progress)
         self.usage = dict.fromkeys((*_USAGE_KEYS, "requests"), 0)
         self.cost: float | None = 0.0
+        self.sync_cost: float | None = 0.0
+
+    def checkpoint_of(self, level: int | str) -> Any:
+        """The checkpoint of a combining level (or ``"final"``): a file of its own next to the map's."""
+        if self.checkpoint is None:
+            return None
+        return os.fspath(self.checkpoint) + f".level{level}" if isinstance(level, int) else os.fspath(self.checkpoint) + f".{level}"
 
     def __enter__(self) -> Self:
         return self
@@ -314,11 +346,14 @@ class _Run:
         usage = getattr(reply, "usage", None)
         for key in _USAGE_KEYS:
             self.usage[key] += getattr(usage, key, 0) or 0
-        try:
-            cost: float | None = self.prices.cost(usage, getattr(reply, "model", None) or self.job.model)
+        model = getattr(reply, "model", None) or self.job.model
+        try:  # at the price it was billed (the batch discount when it went through the Batches API)
+            cost: float | None = self.prices.cost(usage, model)
+            sync: float | None = self.prices.cost(usage, model, batch=False)
         except UnknownModelError:
-            cost = None
+            cost = sync = None
         self.cost = None if cost is None or self.cost is None else self.cost + cost
+        self.sync_cost = None if sync is None or self.sync_cost is None else self.sync_cost + sync
 
     def _progress(self, done: int, total: int | None) -> None:
         self.bar.update(done - self.bar.done)
@@ -340,7 +375,7 @@ class _Run:
             raise first if first is not None else InvalidConfigError("no chunk was answered")
         self.bar.set_description("combining")
         text, levels = yield from self._reduce(answers)
-        return MapReduceResult(text, partials, self.usage, self.cost, levels)
+        return MapReduceResult(text, partials, self.usage, self.cost, levels, job.mode, self.sync_cost)
 
     def _reduce(self, texts: list[str]) -> Generator[_Batch | _Create, Any, tuple[str, int]]:
         """Combine ``texts`` into one answer; returns (answer, group-combining levels)."""
@@ -351,8 +386,7 @@ class _Run:
         while True:
             groups = job.groups(texts)
             if len(groups) == 1:
-                reply = yield _Create(job.reduce_request(groups[0]))
-                self.charge(reply)
+                reply = yield from self._final(job.reduce_request(groups[0]))
                 return _text(reply), levels
             if len(groups) == len(texts):
                 raise InvalidConfigError(
@@ -360,7 +394,7 @@ class _Run:
                     f"{len(texts)} answers can never be combined; raise context_tokens or lower max_tokens"
                 )
             many = [k for k, g in enumerate(groups) if len(g) > 1]  # a group of one passes on as it is
-            results = yield _Batch([job.reduce_request(groups[k]) for k in many])
+            results = yield _Batch([job.reduce_request(groups[k]) for k in many], self.checkpoint_of(levels + 1))
             combined = {k: r for k, r in zip(many, results, strict=True)}
             texts = []
             for k, group in enumerate(groups):
@@ -370,6 +404,20 @@ class _Run:
                     continue
                 if result.error is not None:
                     raise result.error
-                self.charge(result.message)
+                if not result.from_checkpoint:
+                    self.charge(result.message)
                 texts.append(_text(result.message))
             levels += 1
+
+    def _final(self, request: dict[str, Any]) -> Generator[_Batch | _Create, Any, Any]:
+        """The last combining request: ``client.create``, or in batch mode a batch of one."""
+        if self.job.mode == "sync":
+            reply = yield _Create(request)
+            self.charge(reply)
+            return reply
+        (result,) = yield _Batch([request], self.checkpoint_of("final"))
+        if result.error is not None:
+            raise result.error
+        if not result.from_checkpoint:
+            self.charge(result.message)
+        return result.message

@@ -78,6 +78,8 @@ class ModelInfo:
     unverified: tuple[str, ...] = ()
     notes: str | None = None
     capabilities: Mapping[str, Any] | None = field(default=None, compare=False)
+    #: ``output_config.format`` (JSON outputs) and ``strict`` tools are accepted.
+    structured_outputs: bool = False
 
     @classmethod
     def from_json(cls, model_id: str, entry: Mapping[str, Any]) -> ModelInfo:
@@ -106,6 +108,7 @@ class ModelInfo:
             sources=tuple(entry.get("sources", ())),
             unverified=tuple(entry.get("unverified", ())),
             notes=entry.get("notes"),
+            structured_outputs=bool(entry.get("structured_outputs", False)),
         )
 
     @property
@@ -170,6 +173,9 @@ class ModelInfo:
             effort = _supported(caps, "effort")
             if effort is not None:
                 changes["effort"] = effort
+            structured = _supported(caps, "structured_outputs")
+            if structured is not None:
+                changes["structured_outputs"] = structured
         lifecycle = api.get("lifecycle")
         if lifecycle in ("deprecated", "retired"):
             changes["status"] = lifecycle

@@ -127,7 +127,7 @@ def test_prompt_cache_places_breakpoints_and_reads_the_prefix(sim, clock):
     sim.prompt_cache.clear()
     client = Client(api_key="test", base_url=sim.base_url, model=MODEL, sleep=lambda s: None)
     conv = Conversation(SYSTEM, model=MODEL, budget=4500, max_tokens=300, client=client, prompt_cache=True)
-    assert conv.strategy == SlidingWindow(low_water=0.65)
+    assert conv.strategy == SlidingWindow(low_water=0.6)
     sim.clear_requests()
     chat(sim, clock, conv, 30)
     bodies = [r.body for r in sim.requests if r.path == "/v1/messages"]
@@ -169,7 +169,7 @@ def test_breakpoints_stay_within_four_with_callers_own(sim, clock):
 
 def test_without_prompt_cache_nothing_is_marked(sim):
     client = Client(api_key="test", base_url=sim.base_url, model=MODEL, sleep=lambda s: None)
-    conv = Conversation(SYSTEM, model=MODEL, budget=20_000, client=client)
+    conv = Conversation(SYSTEM, model=MODEL, budget=20_000, client=client, prompt_cache=False)
     sim.clear_requests()
     conv.send("Hello")
     assert "cache_control" not in str(sim.requests[-1].body)

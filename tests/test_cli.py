@@ -428,3 +428,15 @@ def test_sim_with_a_bad_fault_spec_says_what_is_wrong(capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2
     assert "bogus@x" in err and "must be a number" in err and "Traceback" not in err
+
+
+def test_the_worst_case_allows_for_the_newer_tokenizer():
+    from convo.cli.document import ESTIMATE_MARGIN, NEW_TOKENIZER, estimate_margin, worst_case
+
+    assert estimate_margin("claude-sonnet-4-6") == ESTIMATE_MARGIN  # the older tokenizer
+    assert estimate_margin("claude-sonnet-5-5") == pytest.approx(ESTIMATE_MARGIN * NEW_TOKENIZER)
+    assert estimate_margin("claude-opus-4-7") == estimate_margin("claude-sonnet-5-5")  # 4.7 brought it
+    assert estimate_margin("some-future-model") == estimate_margin("claude-sonnet-5-5")  # unknown: the larger
+    older = worst_case([2000] * 10, 20, 500, margin=estimate_margin("claude-sonnet-4-6"))
+    newer = worst_case([2000] * 10, 20, 500, margin=estimate_margin("claude-sonnet-5-5"))
+    assert newer[1] > older[1] * 1.2 and newer[0] == older[0] and newer[2] == older[2]

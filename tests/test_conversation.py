@@ -198,7 +198,6 @@ def test_prefill_is_sent_as_the_last_assistant_turn():
         ({"budget": 10.5}, "budget must be an int"),
         ({"budget": True}, "budget must be an int"),
         ({"budget": 8000, "model": ""}, "model must be"),
-        ({"budget": 8000, "model": None}, "model must be"),
         ({"budget": 8000, "system": 42}, "system must be a str"),
         ({"budget": 8000, "system": [{"type": "image"}]}, "invalid system prompt"),
         ({"budget": 8000, "strategy": "window"}, "strategy must be callable"),

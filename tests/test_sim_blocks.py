@@ -181,13 +181,14 @@ def test_any_message_naming_a_tool_gets_a_schema_shaped_call_within_max_tokens(w
     reply = model.reply(messages, max_tokens=max_tokens, tools=[WEATHER])
     assert reply.output_tokens <= max(1, max_tokens)
     calls = [b for b in reply.blocks if b.type == "tool_use"]
-    assert (reply.stop_reason == "tool_use") == bool(calls)
+    # A list of subjects ("0,1") makes parallel calls; max_tokens may cut after a whole one.
+    assert (reply.stop_reason == "tool_use") == bool(calls) or reply.stop_reason == "max_tokens"
     for call in calls:
         assert json.loads(call.value) == call.input and call.deltas[0] == ""
         assert set(call.input) == {"location", "unit", "days", "details"} and call.input["unit"] == "celsius"
         assert isinstance(call.input["location"], str) and call.input["location"].strip()
     if reply.stop_reason != "max_tokens":
-        assert len(calls) == 1
+        assert len(calls) >= 1
 
 
 # -- thinking --------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ def chat(c, strategy=None, budget=2000, counter=None):
         strategy=strategy or Summarize(keep_last=2, max_summary_tokens=200),
         client=c,
         counter=counter,
+        prompt_cache=False,  # these tests compare the requests' exact messages
     )
     conv.add_user(PINNED, pinned=True)
     conv.add_assistant("Noted, Ada.")

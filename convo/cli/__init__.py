@@ -1,9 +1,10 @@
-"""The ``convo`` command: chat, summarize, count, sim.
+"""The ``convo`` command: chat, summarize, count, sim, batch.
 
     convo chat --strategy summarize          # streamed chat; /save, /load, /tokens, /undo ...
     convo summarize report.txt > summary.txt # map-reduce over a long document
     convo count report.txt --exact           # tokens, chunks, input cost per model
     convo sim --port 8080 --rpm 50           # the simulator, for any client
+    convo batch submit requests.jsonl        # Message Batches: submit, then status / collect ID
 
 Without ``ANTHROPIC_API_KEY`` the commands run on the embedded simulator, and say so: a
 ``SIMULATED`` line on stderr, ``"backend": "simulator"`` in JSON. A user error (a bad
@@ -22,6 +23,7 @@ import click
 from .. import __version__
 from .._exceptions import ConvoError
 from ._backend import one_line
+from .batch import batch
 from .chat import chat
 from .document import count, summarize
 from .serve import sim
@@ -43,6 +45,7 @@ cli.add_command(chat)
 cli.add_command(summarize)
 cli.add_command(count)
 cli.add_command(sim)
+cli.add_command(batch)
 
 
 def _fail(message: str, status: int) -> int:

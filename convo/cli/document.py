@@ -42,6 +42,18 @@ MIN_CHUNK_TOKENS = 100
 CONFIRM_USD = 1.0
 #: How much the offline token estimate may fall short of the API's count (worst case).
 ESTIMATE_MARGIN = 1.15
+#: Models on the newer tokenizer (Claude Opus 4.7 and later; the catalogue's ``tokenizer``
+#: label) count up to 35% more tokens for the same text, per Anthropic's migration notes.
+NEW_TOKENIZER = 1.35
+
+
+def estimate_margin(model: str) -> float:
+    """The margin on the offline estimate for ``model``: larger on the newer tokenizer, and for
+    a model the catalogue does not know (assume the larger count)."""
+    from ..models import lookup
+
+    info = lookup(model)
+    return ESTIMATE_MARGIN * (1.0 if info is not None and info.tokenizer == "claude-3" else NEW_TOKENIZER)
 #: Tokens a request adds to its text: the message wrapper, the instruction's framing.
 REQUEST_OVERHEAD = 50
 #: Combining requests fit in this many tokens (map_reduce's default context_tokens).
@@ -83,12 +95,12 @@ def chunk_option(func: Any) -> Any:
 
 
 def worst_case(chunk_tokens: list[int], instruction_tokens: int, max_tokens: int,
-               context_tokens: int = CONTEXT_TOKENS) -> tuple[int, int, int]:
+               context_tokens: int = CONTEXT_TOKENS, margin: float = ESTIMATE_MARGIN) -> tuple[int, int, int]:
     """(requests, input tokens, output tokens) of a map-reduce at most: every answer is
-    ``max_tokens`` long and every estimate ``ESTIMATE_MARGIN`` short."""
+    ``max_tokens`` long and every estimate ``margin`` short (see :func:`estimate_margin`)."""
     per = instruction_tokens + REQUEST_OVERHEAD
     requests = len(chunk_tokens)
-    inputs = sum(math.ceil(n * ESTIMATE_MARGIN) + per for n in chunk_tokens)
+    inputs = sum(math.ceil(n * margin) + per for n in chunk_tokens)
     outputs = requests * max_tokens
     answers = requests
     room = max(2, (context_tokens - max_tokens - per) // (max_tokens + REQUEST_OVERHEAD))
@@ -139,10 +151,12 @@ def spending_check(backend: Backend, cost: float, requests: int, max_usd: float 
 @click.option("--yes", "-y", "assume_yes", is_flag=True,
               help=f"Do not ask before spending more than ${CONFIRM_USD:.2f} on the real API.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr (on a terminal).")
+@click.option("--batch", "use_batch", is_flag=True,
+              help="Through the Message Batches API: half price, up to 24 h; with --checkpoint a rerun resumes the batches.")
 @backend_options
 def summarize(file: str, instruction: str, chunk_tokens: int, concurrency: int, checkpoint: str | None,
-              max_tokens: int, max_usd: float | None, assume_yes: bool, progress: bool, model: str | None,
-              base_url: str | None, force_sim: bool, timeout: float | None) -> int:
+              max_tokens: int, max_usd: float | None, assume_yes: bool, progress: bool, use_batch: bool,
+              model: str | None, base_url: str | None, force_sim: bool, timeout: float | None) -> int:
     """Summarize a long document (map-reduce over its chunks).
 
     The summary goes to stdout; progress, usage and cost to stderr. Before sending anything it
@@ -158,14 +172,15 @@ def summarize(file: str, instruction: str, chunk_tokens: int, concurrency: int, 
     total = count_tokens(text)
     backend = choose(base_url, force_sim)
     model = model or DEFAULT_MODEL
-    requests, inputs, outputs = worst_case([c.tokens for c in chunks], count_tokens(instruction), max_tokens)
-    worst = PriceTable.default().cost({"input_tokens": inputs, "output_tokens": outputs}, model)
+    requests, inputs, outputs = worst_case([c.tokens for c in chunks], count_tokens(instruction), max_tokens,
+                                           margin=estimate_margin(model))
+    worst = PriceTable.default().cost({"input_tokens": inputs, "output_tokens": outputs}, model, batch=use_batch)
     note(f"{name}: {total:,} tokens in {len(chunks)} chunks of at most {chunk_tokens:,}")
     spending_check(backend, worst, requests, max_usd, assume_yes)
     with open_client(backend, model, timeout=timeout, max_concurrency=concurrency) as (client, backend):
         try:
             result = map_reduce(chunks, instruction, client=client, concurrency=concurrency, checkpoint=checkpoint,
-                                progress=progress, max_tokens=max_tokens)
+                                progress=progress, max_tokens=max_tokens, mode="batch" if use_batch else "sync")
         except KeyboardInterrupt:
             again = f"; run the same command again to resume from {checkpoint}" if checkpoint else ""
             note(f"interrupted{again}")
@@ -174,9 +189,10 @@ def summarize(file: str, instruction: str, chunk_tokens: int, concurrency: int, 
         u = result.usage
         label = f"SIMULATED: what {client.model} would charge for the simulator's tokens" if backend.simulated \
             else f"{client.model} prices"
+        batched = f" at batch prices; {usd(result.sync_cost)} through messages.create" if use_batch else ""
         note(
             f"{u['requests']} requests, {u['input_tokens']:,} input + {u['output_tokens']:,} output tokens, "
-            f"cost {usd(result.cost)} ({label})"
+            f"cost {usd(result.cost)}{batched} ({label})"
         )
     if result.failed:
         first = result.failed[0]

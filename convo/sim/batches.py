@@ -7,23 +7,84 @@ cancel arrived end ``canceled``. A batch still running at ``expires_at`` (create
 with its unfinished requests ``expired``. As in the API, ``request_counts`` show every request
 as ``processing`` until the whole batch ends, and ``results_url`` is set only then.
 Everything is computed from the injected clock when asked, so nothing runs in the background.
+
+Batches keep their own time (:class:`ScaledClock`): ``Simulator(batch_speed=3600)`` makes an
+hour of batch processing pass in a second of the simulator's clock, so a test or a demo with a
+real clock can use realistic ``batch_seconds``; timestamps of batches are on that clock.
+
+Faults on demand (:class:`BatchFaults`): ``Simulator(batch_faults={"errored": 0.1, "expired":
+0.05})`` ends that share of requests ``errored`` (an ``overloaded_error``, retryable) or
+``expired``, drawn per batch and ``custom_id`` from the seed (a request sent again in another
+batch draws again); ``sim.batch_faults = ...`` changes it between batches. A request whose
+params contain the marker ``[sim:errored]`` or ``[sim:expired]`` (e.g. in its text) always
+ends that way.
 """
 
 from __future__ import annotations
 
+import json
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .errors import ErrorReply
+from .errors import ErrorReply, SimConfigError
 from .limits import rfc3339
 
-__all__ = ["Batch", "BatchStore"]
+__all__ = ["Batch", "BatchFaults", "BatchStore", "ScaledClock"]
 
 EXPIRY_SECONDS = 24 * 3600.0
 #: One request's result: ("succeeded", message) or ("errored", error response body).
 Runner = Callable[[dict[str, Any]], tuple[str, dict[str, Any]]]
+FAULT_KINDS = ("errored", "expired")
+
+
+class ScaledClock:
+    """``base`` running ``speed`` times faster from the moment this is made."""
+
+    def __init__(self, base: Callable[[], float], speed: float = 1.0) -> None:
+        if not speed > 0:
+            raise SimConfigError(f"batch_speed must be positive, got {speed!r}")
+        self.base, self.speed = base, float(speed)
+        self.origin = base()
+
+    def __call__(self) -> float:
+        return self.origin + (self.base() - self.origin) * self.speed
+
+
+@dataclass(frozen=True)
+class BatchFaults:
+    """The share of batch requests that end ``errored`` or ``expired`` (see the module doc)."""
+
+    errored: float = 0.0
+    expired: float = 0.0
+
+    @classmethod
+    def coerce(cls, value: BatchFaults | Mapping[str, float] | None) -> BatchFaults:
+        if value is None:
+            return cls()
+        if isinstance(value, BatchFaults):
+            return value
+        unknown = set(value) - set(FAULT_KINDS)
+        if unknown or any(not 0 <= float(r) <= 1 for r in value.values()):
+            raise SimConfigError(
+                f"batch_faults takes rates in [0, 1] for {', '.join(FAULT_KINDS)}, got {dict(value)!r}"
+            )
+        return cls(**{k: float(r) for k, r in value.items()})
+
+    def pick(self, batch_id: str, custom_id: str, params: dict[str, Any], seed: int) -> str | None:
+        """The fault this request ends with, if any."""
+        text = json.dumps(params)
+        for kind in FAULT_KINDS:
+            if f"[sim:{kind}]" in text:
+                return kind
+        if self.errored or self.expired:
+            draw = random.Random(f"{seed}:{batch_id}:{custom_id}").random()
+            if draw < self.errored:
+                return "errored"
+            if draw < self.errored + self.expired:
+                return "expired"
+        return None
 
 
 @dataclass
@@ -59,8 +120,12 @@ class Batch:
 class BatchStore:
     """The batches of one simulator. ``runner`` produces one request's result."""
 
-    def __init__(self, runner: Runner, *, batch_seconds: float, seed: int = 0) -> None:
+    def __init__(
+        self, runner: Runner, *, batch_seconds: float, seed: int = 0, faults: Callable[[], BatchFaults] | None = None
+    ) -> None:
         self.runner = runner
+        self.seed = seed
+        self.faults = faults or BatchFaults
         self.batch_seconds = batch_seconds
         self.cancel_delay = batch_seconds / 4
         self._batches: dict[str, Batch] = {}  # insertion order = creation order
@@ -126,12 +191,21 @@ class BatchStore:
     def _finish(self, batch: Batch) -> list[dict[str, Any]]:
         if batch.results is None:
             end = batch.ends(self.cancel_delay)
+            faults = self.faults()
             results = []
             for i, (custom_id, params) in enumerate(batch.requests):
-                if batch.done_at(i) <= end and (batch.cancel_at is None or batch.done_at(i) <= batch.cancel_at):
+                fault = faults.pick(batch.id, custom_id, params, self.seed)
+                result: dict[str, Any]
+                if fault == "expired":
+                    result = {"type": "expired"}
+                elif fault == "errored":
+                    message = "simulated batch fault: this request errored (Simulator batch_faults); send it again"
+                    body: dict[str, Any] = {"type": "error", "error": {"type": "overloaded_error", "message": message}}
+                    result = {"type": "errored", "error": body}
+                elif batch.done_at(i) <= end and (batch.cancel_at is None or batch.done_at(i) <= batch.cancel_at):
                     kind, payload = self.runner(params)
                     key = "message" if kind == "succeeded" else "error"
-                    result: dict[str, Any] = {"type": kind, key: payload}
+                    result = {"type": kind, key: payload}
                 elif batch.cancel_at is not None and batch.cancel_at < batch.expires:
                     result = {"type": "canceled"}
                 else:

@@ -4,9 +4,11 @@ the offline model makes (the request's ``tools`` and ``tool_choice`` are checked
 
 The offline model calls a tool when ``tool_choice`` forces one (``any`` / ``tool``) or when
 the last user message names it ("use get_weather for Paris"); several named tools make
-parallel calls unless ``disable_parallel_tool_use``. The input is built from the tool's
-``input_schema``: required strings get the words that follow the tool's name in the message
-("Paris"), numbers 1 (or their ``minimum``), booleans true, enums their first value.
+parallel calls unless ``disable_parallel_tool_use``, and so does one tool named with a list
+of subjects ("use get_weather for Paris and Tokyo": one call per city, in order). The input is
+built from the tool's ``input_schema``: required strings get the words that follow the tool's
+name in the message ("Paris"), numbers 1 (or their ``minimum``), booleans true, enums their
+first value.
 Ids and thinking signatures are derived from the conversation, so a request sent twice gets
 the same reply — which is what lets a test compare a restarted stream with a clean one.
 """
@@ -27,6 +29,10 @@ _FILLER = frozenset(
     ["a", "an", "the", "to", "for", "on", "in", "at", "of", "about", "with", "from", "by", "and", "or", "please", "use", "using", "call", "calling", "run", "invoke", "tool", "function", "me", "my", "us", "it", "this", "that", "then", "also", "next"]
 )
 _JSON_PIECE = re.compile(r'[^\s:,]*[:,]?\s*')
+#: What separates the subjects of one call ("Paris and Tokyo", "Paris, Tokyo, and Rome", "巴黎和东京").
+_LIST = re.compile(r"\s*,\s*(?:and\s+|or\s+)?|\s+(?:and|or|&)\s+|\s*[、，和与及]\s*")
+_MAX_SUBJECTS = 8
+_MAX_SUBJECT_WORDS = 4
 
 ToolCall = tuple[str, dict[str, Any]]  # (tool name, input)
 
@@ -127,14 +133,42 @@ def pick_tools(
         found = [f for f in found if f[2] == choice["name"]] or [(0, 0, choice["name"])]
     elif not found and kind == "any":
         found = [(0, 0, custom[0]["name"])]
-    if (choice or {}).get("disable_parallel_tool_use") or kind == "tool":
+    single = bool((choice or {}).get("disable_parallel_tool_use"))
+    if single or kind == "tool":
         found = found[:1]
     calls: list[ToolCall] = []
     for i, (start, end, name) in enumerate(found):
         stop = found[i + 1][0] if i + 1 < len(found) else len(text)
         arg = _argument(text, start, end, stop)
-        calls.append((name, fill(by_name[name]["input_schema"], arg)))
+        schema = by_name[name]["input_schema"]
+        subjects = [arg] if single or not _takes_text(schema) else subjects_of(arg)
+        calls.extend((name, fill(schema, subject)) for subject in subjects)
     return calls
+
+
+def subjects_of(arg: str) -> list[str]:
+    """The subjects a call's words list ("Paris and Tokyo" -> Paris, Tokyo); the words
+    themselves when they are not a short list."""
+    parts = [p.strip(".,;:!?\"'()") for p in _LIST.split(arg)]
+    parts = [" ".join(_trim(_trim(p.split()), from_end=True)) for p in parts]
+    parts = list(dict.fromkeys(p for p in parts if p))
+    if not 2 <= len(parts) <= _MAX_SUBJECTS or any(len(p.split()) > _MAX_SUBJECT_WORDS for p in parts):
+        return [arg]
+    return parts
+
+
+def _takes_text(schema: Any) -> bool:
+    """Whether :func:`fill` puts the call's words in the input (a required free-text string)."""
+    if not isinstance(schema, Mapping):
+        return False
+    props = schema.get("properties") or {}
+    for key in schema.get("required") or ():
+        prop = props.get(key)
+        if isinstance(prop, Mapping) and not ({"const", "enum", "default"} & prop.keys()):
+            kind = prop.get("type", "string")
+            if kind == "string" or (isinstance(kind, list) and "string" in kind):
+                return True
+    return False
 
 
 def fill(schema: Any, arg: str, depth: int = 0) -> Any:

@@ -38,6 +38,7 @@ class Model:
     thinking_adaptive: bool
     thinking_always_on: bool
     effort: bool
+    structured_outputs: bool  # output_config.format and strict tools
     prefill: bool
     sampling: str  # free | exclusive | default_only
     min_cache_tokens: int
@@ -67,7 +68,8 @@ class Model:
             max_tokens_batch=e.get("max_tokens_batch"),
             thinking_enabled=bool(thinking.get("enabled")), thinking_adaptive=bool(thinking.get("adaptive")),
             thinking_always_on=bool(thinking.get("always_on")), effort=bool(e.get("effort")),
-            prefill=bool(e.get("prefill")), sampling=e.get("sampling") or "free",
+            structured_outputs=bool(e.get("structured_outputs")), prefill=bool(e.get("prefill")),
+            sampling=e.get("sampling") or "free",
             min_cache_tokens=int(e.get("min_cache_tokens") or 1024), tokenizer=e.get("tokenizer") or "",
             names=tuple(dict.fromkeys(names)),
         )  # fmt: skip

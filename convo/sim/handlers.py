@@ -266,13 +266,13 @@ class Handlers:
     async def batch_create(self, request: web.Request) -> web.Response:
         s = self.s
         requests = p.parse_batch_create(await self._body(request, s.max_batch_bytes))
-        batch = s.batches.create(s.ids.batch(), requests, s.clock())
-        return _json(s.batches.to_json(batch, s.clock(), self._base(request)))
+        batch = s.batches.create(s.ids.batch(), requests, s.batch_clock())
+        return _json(s.batches.to_json(batch, s.batch_clock(), self._base(request)))
 
     async def batch_retrieve(self, request: web.Request) -> web.Response:
         s = self.s
         batch = s.batches.get(request.match_info["id"])
-        return _json(s.batches.to_json(batch, s.clock(), self._base(request)))
+        return _json(s.batches.to_json(batch, s.batch_clock(), self._base(request)))
 
     async def batch_list(self, request: web.Request) -> web.Response:
         q = request.query
@@ -281,19 +281,19 @@ class Handlers:
         except ValueError:
             raise ErrorReply(400, f"limit: Input should be a valid integer, got {q.get('limit')!r}") from None
         page = self.s.batches.page(
-            self.s.clock(), self._base(request), limit=limit, before_id=q.get("before_id"), after_id=q.get("after_id")
+            self.s.batch_clock(), self._base(request), limit=limit, before_id=q.get("before_id"), after_id=q.get("after_id")
         )
         return _json(page)
 
     async def batch_cancel(self, request: web.Request) -> web.Response:
         s = self.s
-        batch = s.batches.cancel(request.match_info["id"], s.clock())
-        return _json(s.batches.to_json(batch, s.clock(), self._base(request)))
+        batch = s.batches.cancel(request.match_info["id"], s.batch_clock())
+        return _json(s.batches.to_json(batch, s.batch_clock(), self._base(request)))
 
     async def batch_delete(self, request: web.Request) -> web.Response:
-        return _json(self.s.batches.delete(request.match_info["id"], self.s.clock()))
+        return _json(self.s.batches.delete(request.match_info["id"], self.s.batch_clock()))
 
     async def batch_results(self, request: web.Request) -> web.Response:
-        lines = self.s.batches.results(request.match_info["id"], self.s.clock())
+        lines = self.s.batches.results(request.match_info["id"], self.s.batch_clock())
         body = "".join(dumps(line) + "\n" for line in lines).encode()
         return web.Response(body=body, content_type="application/x-jsonl")

@@ -13,7 +13,11 @@
 * Asked to ``say "…"`` (or ``reply with "…"`` / ``repeat "…"``), it says exactly that.
 * Given ``tools``, it calls one when ``tool_choice`` forces it or the last user message names
   it ("use get_weather for Paris"): a short text block, then ``tool_use`` blocks (see
-  :mod:`convo.sim.blocks`). Given tool results, it reports them ("The result is: …").
+  :mod:`convo.sim.blocks`); several in one reply for several named tools or a list of
+  subjects ("use get_weather for Paris and Tokyo"). Given tool results, it reports them ("The
+  result is: …"; several one by one: "Paris: Sunny. Tokyo: Rain.").
+* Given ``output_config.format`` (a JSON schema), it answers with JSON valid for the schema,
+  its values drawn from the conversation (:mod:`convo.sim.structured`), unless it calls a tool.
 * With ``thinking`` on, the reply starts with a thinking block: a few sentences of reasoning
   and a signature.
 * After a prefilled assistant turn it continues: when the prefill is the start of the answer
@@ -60,6 +64,7 @@ from .extract import summarize_parts
 from .facts import _ROLLING, recall, rolling_summary
 from .request import Turn
 from .servertools import REFUSAL, server_step, wants_server_tool
+from .structured import answer as structured_answer
 from .text import (
     _INTENT,
     _SAY,
@@ -106,7 +111,7 @@ class OfflineModel:
         users = [m for m in messages if m.role == "user"]
         results = _results(users[-1]) if users else []
         if results:
-            return _report(results)
+            return _report(results, _subjects(messages, users[-1]))
         last = turn_text(users[-1]) if users else ""
         said = _SAY.search(last)
         if said:
@@ -210,7 +215,7 @@ class OfflineModel:
 
     def _answer(
         self, turns: Sequence[Turn], tools: Sequence[Mapping[str, Any]] | None,
-        tool_choice: Mapping[str, Any] | None, max_tokens: int,
+        tool_choice: Mapping[str, Any] | None, max_tokens: int, output: Mapping[str, Any] | None = None,
     ) -> tuple[str, list[ToolCall]]:
         users = [m for m in turns if m.role == "user"]
         calls = pick_tools(tools, tool_choice, users[-1].text if users else "")
@@ -218,6 +223,11 @@ class OfflineModel:
             names = list(dict.fromkeys(name for name, _ in calls))
             listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
             return f"I'll use {listed}.", calls
+        if output is not None:
+            # The newest words first, so a value the last message gives wins over an older one.
+            said = [turn_text(m) for m in reversed(users)]
+            results = [text for m in reversed(users) for text, _ in _results(m)]
+            return structured_answer(output, "\n".join([*results, *said])), calls
         return self.compose(turns, max_tokens), calls
 
     def reply(
@@ -231,13 +241,15 @@ class OfflineModel:
         thinking: Mapping[str, Any] | None = None,
         label: str = "",
         stop: str = "",
+        output: Mapping[str, Any] | None = None,
     ) -> Reply:
         """The answer to one request, cut at the first stop sequence and at ``max_tokens``.
 
         ``tools``, ``tool_choice`` and ``thinking`` are the request's (already checked);
         ``thinking`` is None when it is off. ``label`` is the model's tokenizer. ``stop`` asks
         for an unusual ending: ``pause_turn`` (a server-tool step, then a pause), ``refusal``
-        or ``model_context_window_exceeded`` (the answer cut part-way).
+        or ``model_context_window_exceeded`` (the answer cut part-way). ``output`` is the JSON
+        schema of ``output_config.format``: the answer is JSON for it (:mod:`convo.sim.structured`).
         """
         self.label = label
         turns = as_turns(messages)
@@ -245,10 +257,10 @@ class OfflineModel:
         if turns and turns[-1].role == "assistant":
             paused = any(b.get("type") == "server_tool_use" for b in turns[-1].blocks)
             base, prefill = turns[:-1], (None if paused else turns[-1].text)
-        text, calls = self._answer(base, tools, tool_choice, max_tokens)
+        text, calls = self._answer(base, tools, tool_choice, max_tokens, output)
         if prefill is None and not paused and is_continuation(turns):
             earlier, partial = turns[:-2], turns[-2].text
-            said, said_calls = self._answer(earlier, tools, tool_choice, max_tokens)
+            said, said_calls = self._answer(earlier, tools, tool_choice, max_tokens, output)
             # A finished answer followed by "continue" is a new request, not a recovery.
             if said.startswith(partial.rstrip()) and said[len(partial.rstrip()) :].strip():
                 base, prefill, text, calls = earlier, partial, said, said_calls
@@ -371,13 +383,36 @@ def _results(message: Turn) -> list[tuple[str, bool]]:
     return out
 
 
-def _report(results: Sequence[tuple[str, bool]]) -> str:
-    """The answer to tool results: what they said, in their language."""
+def _subjects(messages: Sequence[Turn], results: Turn) -> list[str]:
+    """What each tool result of ``results`` was about: its call's text input (``Paris``), else
+    the tool's name; from the assistant turn that made the calls."""
+    calls: dict[str, str] = {}
+    for m in messages:
+        if m.role != "assistant":
+            continue
+        for b in m.of_type("tool_use"):
+            args = b.get("input")
+            words = [v for v in args.values() if isinstance(v, str)] if isinstance(args, Mapping) else []
+            calls[str(b.get("id"))] = words[0] if words else str(b.get("name") or "the tool")
+    return [calls.get(str(b.get("tool_use_id")), "the tool") for b in results.of_type("tool_result")]
+
+
+def _report(results: Sequence[tuple[str, bool]], subjects: Sequence[str] = ()) -> str:
+    """The answer to tool results: what they said, in their language; several results one
+    by one, each after what its call was about ("Paris: Sunny, 21 C.")."""
     zh = is_cjk(" ".join(t for t, _ in results))
     parts = []
-    for text, failed in results:
-        if zh:
+    several = len(results) > 1
+    for k, (text, failed) in enumerate(results):
+        about = subjects[k] if k < len(subjects) else "the tool"
+        if several and zh:
+            parts.append(f"{about}出错了：{text}" if failed else f"{about}：{text}")
+        elif several:
+            parts.append(f"{about} failed: {text}" if failed else f"{about}: {text}")
+        elif zh:
             parts.append(f"工具出错了：{text}" if failed else f"结果是：{text}")
         else:
             parts.append(f"The tool failed: {text}" if failed else f"The result is: {text}")
+    if several:
+        parts.insert(0, "结果如下。" if zh else "Here are the results.")
     return ("" if zh else " ").join(p if p[-1] in ".。!?！？" else p + ("。" if zh else ".") for p in parts)

@@ -49,7 +49,7 @@ def model_info(m: Model) -> dict[str, Any]:
             "image_input": _yes(True),
             "pdf_input": _yes(True),
             "server_tools": {"supported": True, "code_execution": _yes(True), "web_search": _yes(True)},
-            "structured_outputs": _yes(modern),
+            "structured_outputs": _yes(m.structured_outputs),
             "thinking": {
                 "supported": thinking,
                 "types": {

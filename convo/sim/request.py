@@ -20,6 +20,7 @@ from typing import Any
 from .catalogue import Model, catalogue
 from .edits import check_config
 from .errors import ErrorReply, invalid
+from .structured import output_schema, strict_tools
 from .turns import Turn, check_block, parse_turns
 
 __all__ = ["Request", "Turn", "parse_count_request", "parse_message_request", "parse_turns"]
@@ -60,6 +61,8 @@ class Request:
     top_k: int | None = None
     cache_control: Any = None  # the top-level (automatic) breakpoint
     edits: list[dict[str, Any]] | None = None
+    output: dict[str, Any] | None = None  # the JSON schema of output_config.format (or output_format)
+    output_field: str = ""  # which of the two set it
     body: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -191,6 +194,10 @@ def _common(body: Any, allowed: frozenset[str]) -> Request:
         body=body,
     )  # fmt: skip
     req.thinking_type, req.thinking = _thinking(body.get("thinking"))
+    req.output = output_schema(body)
+    if req.output is not None:
+        req.output_field = "output_format" if body.get("output_format") is not None else "output_config.format"
+    strict_tools(tools)
     if body.get("context_management") is not None:
         try:
             req.edits = check_config(body["context_management"], thinking_enabled=req.thinking is not None)

@@ -41,6 +41,9 @@ non-default sampling           migration guide (quoted for temperature; top_p / 
 sampling rule)                 github.com/The-PR-Agent/pr-agent/issues/2456
 effort accepted                https://platform.claude.com/docs/en/build-with-claude/     ``effort`` true
                                effort
+structured outputs             https://platform.claude.com/docs/en/build-with-claude/     ``structured_outputs`` true
+(``output_config.format``,     structured-outputs (the deprecated ``output_format`` is
+deprecated ``output_format``)  still accepted)
 images: at most 5 MB (quoted), https://platform.claude.com/docs/en/build-with-claude/     all
 bytes match ``media_type``     vision
 cache_control on empty text;   https://platform.claude.com/docs/en/build-with-claude/     all
@@ -80,6 +83,7 @@ def check(req: Request, *, batch: bool = False) -> None:
     _thinking(req)
     _sampling(req)
     _effort(req)
+    _structured(req)
     _final_assistant(req)
     check_content(req)
 
@@ -174,6 +178,14 @@ def _effort(req: Request) -> None:
         raise invalid(f"output_config.effort: effort is not supported for {req.name}")
     if config["effort"] not in EFFORTS:
         raise invalid(f"output_config.effort: Input should be {', '.join(repr(e) for e in EFFORTS)}")
+
+
+def _structured(req: Request) -> None:
+    if req.output is not None and not req.model.structured_outputs:
+        raise invalid(
+            f"{req.output_field}: structured outputs are not supported for {req.name}; use a model that supports "
+            "them, or ask for the JSON through a forced tool call (tool_choice)"
+        )
 
 
 def _final_assistant(req: Request) -> None:

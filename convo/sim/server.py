@@ -16,6 +16,7 @@ from typing import Any, Self
 from aiohttp import web
 
 from .app import Recorded, SimState, make_app
+from .batches import BatchFaults
 from .cache import PromptCache
 from .errors import SimConfigError
 from .faults import Fault, Faults
@@ -50,7 +51,10 @@ class Simulator:
     ``faults``: a :class:`Faults`, a schedule (``["ok", "500", "sse_error@3"]``) or rates
     (``{"429": 0.1}``). ``api_key``: when set, only that key is accepted (otherwise any).
     ``clock``: epoch seconds for rate limits and batches (inject one to move time in tests).
-    ``batch_seconds``: how long a batch takes. ``round_remaining``: round token ``remaining``
+    ``batch_seconds``: how long a batch takes, on the batches' clock, which runs
+    ``batch_speed`` times faster than ``clock`` (3600: an hour per second). ``batch_faults``:
+    rates of ``errored`` / ``expired`` batch requests, e.g. ``{"errored": 0.1}`` (markers
+    ``[sim:errored]`` / ``[sim:expired]`` in a request force them; see :mod:`convo.sim.batches`). ``round_remaining``: round token ``remaining``
     headers to thousands like the API. ``record``: how many requests ``requests`` keeps.
     ``counter``: the simulator's :class:`Tokenizer`, or any object with ``count_text(text)``
     (a convo counter) to count text with, keeping the simulator's framing and block costs.
@@ -71,6 +75,8 @@ class Simulator:
         port: int = 0,
         clock: Callable[[], float] | None = None,
         batch_seconds: float = 0.5,
+        batch_speed: float = 1.0,
+        batch_faults: Mapping[str, float] | None = None,
         round_remaining: bool = True,
         max_request_bytes: int = 32 * 1024 * 1024,
         max_batch_bytes: int = 256 * 1024 * 1024,
@@ -91,6 +97,8 @@ class Simulator:
             limits=RateLimits(rpm, input_tpm, output_tpm, clock=clock, round_remaining=round_remaining),
             clock=clock,
             batch_seconds=batch_seconds,
+            batch_speed=batch_speed,
+            batch_faults=BatchFaults.coerce(batch_faults),
             max_request_bytes=max_request_bytes,
             max_batch_bytes=max_batch_bytes,
             record=record,
@@ -133,6 +141,14 @@ class Simulator:
     @faults.setter
     def faults(self, value: FaultsLike) -> None:
         self.state.faults = Faults.coerce(value, seed=self.state.seed)
+
+    @property
+    def batch_faults(self) -> BatchFaults:
+        return self.state.batch_faults
+
+    @batch_faults.setter
+    def batch_faults(self, value: BatchFaults | Mapping[str, float] | None) -> None:
+        self.state.batch_faults = BatchFaults.coerce(value)
 
     @property
     def limits(self) -> RateLimits:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from . import protocol as p
 from . import rules
-from .batches import BatchStore
+from .batches import BatchFaults, BatchStore, ScaledClock
 from .cache import PromptCache
 from .errors import ErrorReply
 from .events import message_json
@@ -63,6 +63,8 @@ class SimState:
     limits: RateLimits = field(default_factory=RateLimits)
     clock: Callable[[], float] = time.time
     batch_seconds: float = 0.5
+    batch_speed: float = 1.0
+    batch_faults: BatchFaults = field(default_factory=BatchFaults)
     max_request_bytes: int = 32 * 1024 * 1024
     max_batch_bytes: int = 256 * 1024 * 1024
     record: int | None = 10_000
@@ -72,7 +74,10 @@ class SimState:
         self.model = OfflineModel(self.seed, self.counter)
         self.cache = PromptCache(self.counter, lambda: self.clock())
         self.ids = p.Ids(self.seed)
-        self.batches = BatchStore(self._run_batch_request, batch_seconds=self.batch_seconds, seed=self.seed)
+        self.batch_clock = ScaledClock(lambda: self.clock(), self.batch_speed)
+        self.batches = BatchStore(
+            self._run_batch_request, batch_seconds=self.batch_seconds, seed=self.seed, faults=lambda: self.batch_faults
+        )
         self.recorded: deque[Recorded] = deque(maxlen=self.record if self.record else 0)
 
     # -- shared pieces -------------------------------------------------------------------
@@ -81,6 +86,7 @@ class SimState:
         return self.model.reply(
             req.messages, max_tokens=req.max_tokens, stop_sequences=req.stop_sequences,
             tools=req.tools, tool_choice=req.tool_choice, thinking=req.thinking, label=req.label, stop=stop,
+            output=req.output,
         )  # fmt: skip
 
     def count(self, req: Request) -> int:

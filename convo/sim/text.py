@@ -8,7 +8,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .request import Turn
+from .turns import Turn
 
 __all__ = [
     "as_turns", "inner_text", "is_cjk", "is_continuation", "sentences_of", "split_deltas", "split_sentences",
