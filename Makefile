@@ -12,7 +12,7 @@ MINPY   := $(MINVENV)/bin/python
 CORE_TESTS := tests --ignore=tests/test_notebooks.py --ignore=tests/test_reliability.py \
 	--deselect tests/test_security.py::test_a_password_in_a_redis_url_is_never_shown
 
-.PHONY: demo test test-min lint docs dist bench clean redis-server notebooks strip-notebooks
+.PHONY: demo test test-min lint docs dist bench clean redis-server postgres notebooks strip-notebooks
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,13 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
+# The tests start their own PostgreSQL (initdb into a temporary folder, a free loopback port);
+# install it if neither PATH nor Debian's /usr/lib/postgresql/N/bin has initdb.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
 ## The demo: summarize a long sample document (Python's own docs) on the embedded simulator,
 ## offline and free even when ANTHROPIC_API_KEY is set.
 demo: $(VENV)/.installed
@@ -47,7 +54,7 @@ demo: $(VENV)/.installed
 
 ## Run the whole test suite, build the API reference (strict: a missing docstring or a broken
 ## reference fails), and run the core suite on the minimum versions of the dependencies.
-test: $(VENV)/.installed redis-server docs lint
+test: $(VENV)/.installed redis-server postgres docs lint
 	$(PY) -m pytest -q
 	$(MAKE) test-min
 
@@ -80,6 +87,7 @@ bench: $(VENV)/.bench-installed
 	$(PY) bench/batch.py
 	$(PY) bench/mapreduce.py
 	$(PY) bench/redaction.py
+	$(PY) bench/stores.py
 
 ## Execute the notebooks (as the tests do), and strip their outputs before a commit.
 notebooks: $(VENV)/.installed

@@ -10,7 +10,9 @@ from ._exceptions import APIConnectionError as APIConnectionError
 from ._exceptions import APIError as APIError
 from ._exceptions import AuthenticationError as AuthenticationError
 from ._exceptions import BadRequestError as BadRequestError
+from ._exceptions import BatchTimeoutError as BatchTimeoutError
 from ._exceptions import ClientMismatchError as ClientMismatchError
+from ._exceptions import ConflictError as ConflictError
 from ._exceptions import ContextOverflowError as ContextOverflowError
 from ._exceptions import ConversationFileError as ConversationFileError
 from ._exceptions import ConvoError as ConvoError
@@ -36,7 +38,6 @@ from .batch import Result as Result
 from .batch_job import AsyncBatchJob as AsyncBatchJob
 from .batch_job import BatchJob as BatchJob
 from .batch_job import BatchStatus as BatchStatus
-from .batch_job import BatchTimeoutError as BatchTimeoutError
 from .budget import Budget as Budget
 from .budget import BudgetExceededError as BudgetExceededError
 from .cache import Cache as Cache
@@ -105,6 +106,11 @@ from .reply import Step as Step
 from .reply import ToolCall as ToolCall
 from .retry import RetryBudget as RetryBudget
 from .retry import RetryPolicy as RetryPolicy
+from .stores import ConversationInfo as ConversationInfo
+from .stores import ConversationStore as ConversationStore
+from .stores import PostgresConversationStore as PostgresConversationStore
+from .stores import RedisConversationStore as RedisConversationStore
+from .stores import SQLiteConversationStore as SQLiteConversationStore
 from .strategies import Selection as Selection
 from .strategies import SlidingWindow as SlidingWindow
 from .strategies import Strategy as Strategy

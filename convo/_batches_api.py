@@ -26,7 +26,7 @@ from typing import Any
 from ._batch_lines import from_batch, index_of, missing, passing
 from ._calls import BatchResults, api_call
 from ._context import CallContext, user_of
-from ._exceptions import ConvoError, InvalidConfigError, NotFoundError
+from ._exceptions import BatchTimeoutError, ConvoError, InvalidConfigError, NotFoundError
 from ._flow import Flow, Gather, Outcome, Sleep
 from ._guards import ACCOUNTING, CACHE, COSTS, REDACTION, Ticket
 from ._pipeline import run
@@ -47,16 +47,6 @@ POLL_FIRST, POLL_FACTOR, POLL_MAX = 1.0, 1.5, 60.0
 MAX_WAIT = 48 * 3600.0
 JOB = "batches_api:job"
 RETRY_VIA = ("batches_api", "messages")
-
-
-class BatchTimeoutError(ConvoError):
-    """The batches did not end within ``max_wait`` seconds of polling. Nothing is lost: the job
-    goes on at Anthropic; call ``results()`` again (or ``BatchJob.resume``) to keep waiting."""
-
-    def __init__(self, message: str, *, batch_ids: Sequence[str], waited: float) -> None:
-        super().__init__(message)
-        self.batch_ids = list(batch_ids)
-        self.waited = waited
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,13 @@
     │   └── TextFileError                      a file to chunk is missing, binary or not UTF-8
     ├── ContextOverflowError                   what must be kept cannot fit in the budget
     ├── ConversationFileError                  a saved conversation cannot be read or written
+    ├── ConflictError                          a stored conversation changed since this handle read it
     ├── TokenCountError                        counting tokens failed (e.g. the API was unreachable)
     ├── SummaryError                           a summary came back empty or not shorter: turns kept
     ├── RateLimitStoreError                    the shared rate-limit store (Redis) failed
     ├── BudgetExceededError                    a request could pass the spending cap: not sent
     ├── CacheError                             a response cache cannot be opened, read or written
+    ├── BatchTimeoutError                      Message Batches still running after max_wait: results() again
     ├── MaxStepsError                          a tool loop reached max_steps model calls (convo.reply)
     ├── OutputValidationError                  a reply does not fit send(output=...)'s schema
     ├── APIError                               the API answered with an error (after any retries)
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import copy
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -51,7 +54,9 @@ __all__ = [
     "APIError",
     "AuthenticationError",
     "BadRequestError",
+    "BatchTimeoutError",
     "ClientMismatchError",
+    "ConflictError",
     "ContextOverflowError",
     "ConversationFileError",
     "ConvoError",
@@ -137,6 +142,24 @@ class ConversationFileError(ConvoError):
     """A saved conversation could not be read (bad, truncated or foreign file) or written."""
 
 
+class ConflictError(ConvoError):
+    """Another handle wrote the stored conversation since this one read it (optimistic concurrency).
+
+    Nothing was written; the store keeps the other writer's turn. ``unsaved`` holds this handle's
+    messages that did not reach the store. Call ``conv.reload()`` to read the stored state, then
+    send again (or ``conv.extend(exc.unsaved)`` to keep the reply you already paid for).
+    """
+
+    def __init__(
+        self, message: str, *, conversation_id: str, expected: int, actual: int | None, unsaved: Any = ()
+    ) -> None:
+        super().__init__(message)
+        self.conversation_id = conversation_id
+        self.expected = expected  # the version this handle read
+        self.actual = actual  # the version in the store now (None: the conversation was deleted)
+        self.unsaved: list[Any] = list(unsaved)
+
+
 class _Response:
     """``status_code`` and ``request_id`` of the response that failed, for an error that is not an
     :class:`APIError`: as given, or else read from the SDK error that is its ``__cause__``."""
@@ -179,6 +202,16 @@ class RateLimitStoreError(ConvoError):
     """The shared rate-limit store (:class:`~convo.RedisStore`) failed: unreachable, refused,
     timed out, or its script errored. Nothing was reserved; check the Redis server and URL.
     """
+
+
+class BatchTimeoutError(ConvoError):
+    """The batches did not end within ``max_wait`` seconds of polling. Nothing is lost: the job
+    goes on at Anthropic; call ``results()`` again (or ``BatchJob.resume``) to keep waiting."""
+
+    def __init__(self, message: str, *, batch_ids: Sequence[str], waited: float) -> None:
+        super().__init__(message)
+        self.batch_ids = list(batch_ids)
+        self.waited = waited
 
 
 class APIError(ConvoError):

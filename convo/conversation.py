@@ -27,7 +27,7 @@ from . import _breakpoints, _persist, receipts
 from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError, InvalidMessageError
 from ._limits import check_max_tokens, check_selection, model_info, resolve_limits
 from ._preflight import check_request, fit_final_turn
-from ._talk import Talking
+from ._store_hook import Journaled
 from .messages import (
     Message,
     TextBlock,
@@ -52,7 +52,7 @@ _RESERVED = frozenset({"messages", "system", "max_tokens"})
 CACHE_LOW_WATER = 0.6
 
 
-class Conversation(Talking):
+class Conversation(Journaled):
     """A chat history with a system prompt that always fits its token ``budget``.
 
     ``model`` defaults to the client's model (``client.model``), else
@@ -242,19 +242,26 @@ class Conversation(Talking):
             self._pinned.add(last)
         if last in self._pinned:
             self._refresh_pins()
+        self._changed()
 
     def extend(self, messages: Iterable[Any]) -> None:
         """Append several messages; all are checked first, so a bad one adds none."""
         trial = self.fork()
         for m in messages:
             trial.add(m)
-        for m in trial._messages[len(self._messages) :]:
-            self.add(m)
+        self._held += 1  # a store writes them at once
+        try:
+            for m in trial._messages[len(self._messages) :]:
+                self.add(m)
+        finally:
+            self._held -= 1
+        self._changed()
 
     def pin(self, index: int) -> None:
         """Always send the turn holding message ``index`` (negative indices count from the end)."""
         self._pinned.add(self._turn_of(index))
         self._refresh_pins()
+        self._changed()
 
     def unpin(self, index: int) -> None:
         """Let the turn holding message ``index`` be dropped again (negative indices count from the
@@ -262,12 +269,15 @@ class Conversation(Talking):
         """
         self._pinned.discard(self._turn_of(index))
         self._refresh_pins()
+        self._changed()
 
     def undo(self) -> list[Message]:
         """Drop the last exchange (the last user turn and its replies) and return it."""
         if not self._starts:
             raise InvalidInputError("nothing to undo: the conversation is empty")
-        return self._truncate(self._starts[-1])
+        removed = self._truncate(self._starts[-1])
+        self._changed()
+        return removed
 
     def _truncate(self, length: int) -> list[Message]:
         """Drop the messages from index ``length`` on, keeping every running total right."""
@@ -300,6 +310,7 @@ class Conversation(Talking):
         self._tool_ids.clear()
         self._summary = None
         self.summary_error = None
+        self._changed()
 
     def fork(self) -> Conversation:
         """An independent copy: changes to either never show in the other."""
@@ -312,6 +323,7 @@ class Conversation(Talking):
         twin.receipts = list(self.receipts)
         twin.tools = list(self.tools)
         twin.strategy = copy.copy(self.strategy)
+        twin._journal, twin._held = None, 0  # a fork is not in the store
         return twin
 
     # -- the request -----------------------------------------------------------------------

@@ -1,11 +1,15 @@
-"""Fixtures shared by the test modules: the simulator, and a real redis-server on a free
-loopback port."""
+"""Fixtures shared by the test modules: the simulator, and a real redis-server and PostgreSQL
+server on free loopback ports."""
 
 from __future__ import annotations
 
+import glob
+import os
 import shutil
+import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -69,6 +73,76 @@ def redis_url(tmp_path_factory):
             proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _postgres_binaries() -> str | None:
+    """The folder of initdb and postgres: on PATH, or Debian's /usr/lib/postgresql/N/bin."""
+    found = shutil.which("initdb")
+    if found and shutil.which("postgres"):
+        return os.path.dirname(os.path.realpath(found))
+    for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(p.split("/")[-2]), reverse=True):
+        if os.path.exists(os.path.join(folder, "initdb")):
+            return folder
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():
+    """A private PostgreSQL server for the session: initdb into a temporary folder, a free loopback
+    port, trust auth, no fsync; stopped and removed at the end. Run as the ``postgres`` user when
+    the tests run as root (PostgreSQL refuses root)."""
+    folder = _postgres_binaries()
+    if folder is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run("apt-get update -qq && apt-get install -y -qq postgresql", shell=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        folder = _postgres_binaries()
+    if folder is None:
+        pytest.skip("PostgreSQL is not installed and could not be installed (apt-get install postgresql); "
+                    "`make test` installs it")
+    as_user: dict[str, str] = {}
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root with no 'postgres' user to run PostgreSQL as (initdb refuses root)")
+        as_user = {"user": "postgres", "group": "postgres"}
+    workdir = tempfile.mkdtemp(prefix="convo-pg-")
+    data = os.path.join(workdir, "data")
+    if as_user:
+        shutil.chown(workdir, "postgres", "postgres")
+    port = _free_port()
+    try:
+        subprocess.run([os.path.join(folder, "initdb"), "-D", data, "-U", "convo", "--auth=trust", "-E", "UTF8",
+                        "--no-sync", "--no-instructions"], check=True, capture_output=True, **as_user)
+        proc = subprocess.Popen(
+            [os.path.join(folder, "postgres"), "-D", data, "-p", str(port), "-k", workdir,
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **as_user,
+        )
+    except (OSError, subprocess.CalledProcessError) as exc:
+        shutil.rmtree(workdir, ignore_errors=True)
+        detail = getattr(exc, "stderr", b"") or b""
+        pytest.fail(f"PostgreSQL did not start: {exc} {detail.decode(errors='replace')[-500:]}")
+    deadline = time.monotonic() + 30
+    ready = os.path.join(folder, "pg_isready")
+    while subprocess.run([ready, "-q", "-h", "127.0.0.1", "-p", str(port)], check=False).returncode != 0:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            shutil.rmtree(workdir, ignore_errors=True)
+            pytest.fail("PostgreSQL did not start")
+        time.sleep(0.1)
+    try:
+        yield f"postgresql://convo@127.0.0.1:{port}/postgres"
+    finally:
+        proc.send_signal(signal.SIGINT)  # fast shutdown
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

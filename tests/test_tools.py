@@ -135,7 +135,20 @@ def test_parallel_calls_run_at_once_in_threads_and_answer_in_order(fresh):
         ("get_weather", "sunny in Paris", False), ("get_time", "noon in Tokyo", False)]  # fmt: skip
     results = conv.messages[2]
     assert results.tool_result_ids() == conv.messages[1].tool_use_ids() == [c.id for c in reply.tool_calls]
-    assert reply == "The result is: sunny in Paris. The result is: noon in Tokyo."
+    assert reply.index("sunny in Paris") < reply.index("noon in Tokyo")  # answered from both, in order
+
+
+def test_one_tool_called_for_several_subjects_runs_each_call(fresh):
+    meet = threading.Barrier(2, timeout=10)
+
+    def get_weather(city: str) -> str:
+        meet.wait()
+        return f"rain in {city}"
+
+    reply = conv_on(fresh).send("use get_weather for Paris and Tokyo", tools=[get_weather])
+    assert [(c.name, c.input, c.result) for c in reply.tool_calls] == [
+        ("get_weather", {"city": "Paris"}, "rain in Paris"), ("get_weather", {"city": "Tokyo"}, "rain in Tokyo")]  # fmt: skip
+    assert len(reply.steps) == 2 and reply.index("rain in Paris") < reply.index("rain in Tokyo")
 
 
 def test_parallel_async_calls_are_gathered(fresh):

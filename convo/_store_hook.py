@@ -1,0 +1,74 @@
+"""The hook a conversation store uses to write each change of a :class:`convo.Conversation`.
+
+A conversation opened from a store (:mod:`convo.stores`) has a journal: after each completed
+turn, and after ``add``, ``pin``, ``unpin``, ``undo``, ``reset`` and ``extend``, the
+conversation calls ``journal.write(conv)``, which appends what changed since the last write. A
+turn in flight (``send``/``stream`` and their async twins) is held back until its reply is in,
+so a failed call writes nothing and a completed turn is one write. A plain conversation has no
+journal and pays one attribute check per change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any, Protocol
+
+from ._exceptions import InvalidConfigError
+from ._talk import Talking
+
+__all__ = ["Journal", "Journaled"]
+
+
+class Journal(Protocol):
+    """What a store attaches to a conversation (see convo.stores)."""
+
+    id: str
+
+    def write(self, conv: Any) -> None: ...
+
+    def reload(self, conv: Any) -> None: ...
+
+
+class Journaled(Talking):
+    """The store hook of Conversation: ``id``, ``reload`` and the write after each change."""
+
+    _journal: Journal | None = None
+    _held = 0  # > 0 while a turn is in flight or extend() runs: written when it ends
+
+    @property
+    def id(self) -> str | None:
+        """The conversation's id in its store (see :mod:`convo.stores`); None when it is in none."""
+        return None if self._journal is None else self._journal.id
+
+    def reload(self) -> None:
+        """Replace this handle's state with the stored one, dropping changes not yet written.
+
+        After a :class:`~convo.ConflictError`: ``conv.reload()``, then send again.
+        """
+        if self._journal is None:
+            raise InvalidConfigError("this conversation is not in a store; open it with store.open(id)")
+        self._journal.reload(self)
+
+    def _changed(self) -> None:
+        if self._journal is not None and not self._held:
+            self._journal.write(self)
+
+    def _flow(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        return self._journaled(super()._flow(*args, **kwargs))
+
+    def _continuation(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
+        return self._journaled(super()._continuation(*args, **kwargs))
+
+    def _journaled(self, flow: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+        """A turn in flight is held back: a completed one is one write (the user turn, every
+        step, the receipts); a failed or abandoned one, taken back by the turn, writes nothing."""
+        self._held += 1
+        done = False
+        try:
+            result = yield from flow
+            done = True
+            return result
+        finally:
+            self._held -= 1
+            if done:
+                self._changed()

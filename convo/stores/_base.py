@@ -1,0 +1,231 @@
+"""What every conversation store shares: the protocol, and create/open/list/delete written once
+over six primitives that each backend provides.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, Self, runtime_checkable
+
+from .. import _persist
+from .._exceptions import ConversationFileError, InvalidInputError
+from ..conversation import Conversation
+from ..messages import Message
+from ..models import DEFAULT_MODEL
+from ..receipts import Receipt
+from ..strategies import StrategyLike
+from ..tokens import TokenCounter, default_counter
+from ._journal import Journal, replay_counter
+from ._records import (
+    ConversationInfo,
+    Stored,
+    Write,
+    check_id,
+    check_limit,
+    check_user,
+    counter_key,
+    dumps,
+    head_of,
+    new_id,
+    when,
+)
+
+__all__ = ["ConversationStore", "StoreBase"]
+
+
+@runtime_checkable
+class ConversationStore(Protocol):
+    """Where conversations live between requests, shared by every process that opens it.
+
+    ``create`` and ``open`` return a :class:`~convo.Conversation` that writes each completed turn
+    (and each add, pin, undo, reset) by itself, as one append. Two handles on one conversation:
+    the one that writes second gets :class:`~convo.ConflictError` and writes nothing.
+    """
+
+    def create(
+        self,
+        system: str | Sequence[Any] | None = None,
+        *,
+        model: str = DEFAULT_MODEL,
+        user: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        client: Any = None,
+        budget: int | None = None,
+        strategy: StrategyLike | None = None,
+        max_tokens: int | None = None,
+        counter: TokenCounter | None = None,
+        redactor: Any = None,
+        prompt_cache: bool | str = False,
+    ) -> Conversation:
+        """A new, empty conversation in the store, owned by ``user``; ``conv.id`` is its id."""
+        ...
+
+    def open(
+        self,
+        id: str,
+        *,
+        client: Any = None,
+        strategy: StrategyLike | None = None,
+        counter: TokenCounter | None = None,
+        redactor: Any = None,
+    ) -> Conversation:
+        """The stored conversation ``id`` with its summary, pins and receipts, in one read."""
+        ...
+
+    def info(self, id: str) -> ConversationInfo:
+        """Owner, metadata, times, size and version of ``id``, without its messages."""
+        ...
+
+    def list(self, *, user: str | None = None, limit: int = 100, after: str | None = None) -> list[ConversationInfo]:
+        """Conversations newest first (all, or ``user``'s); ``after``: the last id of the previous page."""
+        ...
+
+    def delete(self, id: str) -> bool:
+        """Delete ``id`` with its messages and receipts; False if it was not there."""
+        ...
+
+    def delete_user(self, user: str) -> int:
+        """Delete every conversation (and so every receipt) of ``user``; how many went."""
+        ...
+
+    def close(self) -> None:
+        """Close the store's connections."""
+        ...
+
+
+class StoreBase:
+    """create/open/list/delete over a backend's six primitives (``_insert``, ``_append``,
+    ``_read``, ``_list``, ``_delete``, ``_delete_user``)."""
+
+    kind = "conversation store"
+
+    # -- what each backend provides --------------------------------------------------------------
+
+    def _insert(self, info: ConversationInfo, head: str, pins: str) -> None:
+        raise NotImplementedError
+
+    def _append(self, id: str, write: Write) -> int:
+        """Apply ``write`` atomically if the version matches; the new version, else ConflictError."""
+        raise NotImplementedError
+
+    def _read(self, id: str, messages: bool = True) -> Stored | None:
+        raise NotImplementedError
+
+    def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
+        raise NotImplementedError
+
+    def _delete(self, id: str) -> bool:
+        raise NotImplementedError
+
+    def _delete_user(self, user: str) -> int:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Close this store's connections."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the public API ----------------------------------------------------------------------------
+
+    def create(
+        self,
+        system: str | Sequence[Any] | None = None,
+        *,
+        model: str = DEFAULT_MODEL,
+        user: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        client: Any = None,
+        budget: int | None = None,
+        strategy: StrategyLike | None = None,
+        max_tokens: int | None = None,
+        counter: TokenCounter | None = None,
+        redactor: Any = None,
+        prompt_cache: bool | str = False,
+    ) -> Conversation:
+        """A new, empty conversation in the store (``conv.id`` is its id), owned by ``user``.
+
+        The other arguments are :class:`~convo.Conversation`'s. ``metadata`` is any JSON object,
+        returned by :meth:`info` and :meth:`list`.
+        """
+        user = check_user(user)
+        meta = dict(metadata or {})
+        try:
+            meta_json = dumps(meta)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(f"metadata must be a JSON object ({exc})") from None
+        conv = Conversation(
+            system, model=model, budget=budget, strategy=strategy, max_tokens=max_tokens, counter=counter,
+            client=client, redactor=redactor, prompt_cache=prompt_cache,
+        )
+        now = time.time()
+        info = ConversationInfo(new_id(), user, json.loads(meta_json), when(now), when(now), 0, 1)
+        self._insert(info, head_of(conv), dumps([]))
+        conv._journal = Journal(self, info.id, 1, conv, counter_key(conv.counter))
+        return conv
+
+    def open(
+        self,
+        id: str,
+        *,
+        client: Any = None,
+        strategy: StrategyLike | None = None,
+        counter: TokenCounter | None = None,
+        redactor: Any = None,
+    ) -> Conversation:
+        """The stored conversation ``id``, with its summary, pins and receipts, in one read.
+
+        ``strategy`` replaces the stored one (needed when it could not be stored, e.g. a plain
+        function). ConversationFileError if there is no such conversation.
+        """
+        stored = self._read(check_id(id))
+        if stored is None:
+            raise ConversationFileError(f"{self.kind} has no conversation {id!r}; was it deleted? (store.list() shows what is there)")
+        try:
+            data = json.loads(stored.head)
+            messages = [Message.model_validate_json(m) for m in stored.messages]  # the to_api() JSON
+            data["messages"] = messages
+            data["pinned"] = json.loads(stored.pins)
+            if stored.summary is not None:
+                data["summary"] = json.loads(stored.summary)
+            receipts = [Receipt.model_validate_json(r) for r in stored.receipts]
+        except ValueError as exc:
+            raise ConversationFileError(f"conversation {id!r} in the {self.kind} is corrupt: {exc}") from None
+        real = counter if counter is not None else default_counter()
+        stored_key = data.pop("counter", None)
+        replay = replay_counter(real, stored_key, messages, stored.tokens)
+        try:
+            conv = _persist.from_dict(Conversation, data, strategy=strategy, counter=replay)
+        except ConversationFileError as exc:
+            raise ConversationFileError(f"conversation {id!r} in the {self.kind}: {exc}") from None
+        conv.counter = real
+        conv.client, conv.redactor = client, redactor
+        conv.receipts = receipts
+        conv._journal = Journal(self, id, stored.info.version, conv, stored_key)
+        return conv
+
+    def info(self, id: str) -> ConversationInfo:
+        """Owner, metadata, times, size and version of ``id``; ConversationFileError if absent."""
+        stored = self._read(check_id(id), messages=False)
+        if stored is None:
+            raise ConversationFileError(f"{self.kind} has no conversation {id!r}")
+        return stored.info
+
+    def list(self, *, user: str | None = None, limit: int = 100, after: str | None = None) -> list[ConversationInfo]:
+        """Conversations newest first (all, or ``user``'s), at most ``limit``; for the next page
+        pass the last one's id as ``after``."""
+        return self._list(check_user(user), check_limit(limit), None if after is None else check_id(after))
+
+    def delete(self, id: str) -> bool:
+        """Delete ``id`` with its messages and receipts; False if it was not there."""
+        return self._delete(check_id(id))
+
+    def delete_user(self, user: str) -> int:
+        """Delete every conversation of ``user``, with their messages and receipts; how many went."""
+        return self._delete_user(check_user(user, required=True) or "")
+

@@ -1,0 +1,118 @@
+"""The journal: bound to one conversation handle, it turns each change into one :class:`Write`.
+
+It remembers what the store holds (the message objects written, pins, summary, receipt count,
+version), so a write carries only the difference: the messages after the common prefix. Opening
+rebuilds the conversation with the stored token counts when they are the opening counter's.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .._exceptions import ConflictError
+from ..conversation import Conversation
+from ..messages import Message
+from ..tokens import TokenCounter
+from ._records import Write, counter_key, dumps, head_of
+
+if TYPE_CHECKING:
+    from ._base import StoreBase
+
+__all__ = ["Journal", "replay_counter"]
+
+
+def _by_identity(messages: list[Message], tokens: list[int]) -> dict[int, int]:
+    return {id(m): n for m, n in zip(messages, tokens, strict=True)}
+
+
+class _Replay:
+    """The counter a conversation is rebuilt with: the stored count of each message when the stored
+    counts are the opening counter's, else the counter itself. Swapped out once loaded."""
+
+    def __init__(self, real: TokenCounter, counts: dict[int, int]) -> None:
+        self.real, self.counts = real, counts
+
+    def count_message(self, message: Message) -> int:
+        n = self.counts.get(id(message), -1)
+        return n if n >= 0 else self.real.count_message(message)
+
+    def __getattr__(self, name: str) -> Any:  # count_text, fixed_tokens, calibration...
+        return getattr(self.real, name)
+
+
+def _head_key(conv: Conversation) -> tuple[Any, ...]:
+    return (conv.model, conv.budget, conv.max_tokens, conv.prompt_cache, id(conv.strategy))
+
+
+class Journal:
+    """Bound to one conversation handle: writes what changed since the last write."""
+
+    __slots__ = ("_head", "_pins", "_receipts", "_saved", "_summary", "counter", "id", "store", "version")
+
+    def __init__(self, store: StoreBase, id: str, version: int, conv: Conversation, counter: str | None) -> None:
+        self.store, self.id, self.version = store, id, version
+        self.counter = counter  # whose token counts the store keeps (see counter_key)
+        self._saved: list[Message] = list(conv._messages)
+        self._pins: list[int] = conv.pinned
+        self._summary = conv.summary
+        self._receipts = len(conv.receipts)
+        self._head = _head_key(conv)
+
+    def write(self, conv: Conversation) -> None:
+        """Append the changes (nothing if there are none); ConflictError if the store moved on."""
+        messages, saved = conv._messages, self._saved
+        n = len(saved)
+        if len(messages) >= n and (n == 0 or messages[n - 1] is saved[n - 1]):
+            keep = n
+        else:  # an undo or reset since the last write: keep the common prefix
+            keep = 0
+            while keep < min(n, len(messages)) and messages[keep] is saved[keep]:
+                keep += 1
+        pins, summary, receipts = conv.pinned, conv.summary, conv.receipts
+        head_key = _head_key(conv)
+        if (
+            keep == n == len(messages)
+            and pins == self._pins
+            and summary == self._summary
+            and len(receipts) == self._receipts
+            and head_key == self._head
+        ):
+            return
+        new = messages[keep:]
+        same = self.counter is not None and counter_key(conv.counter) == self.counter
+        write = Write(
+            version=self.version,
+            keep=keep,
+            stored=n,
+            messages=[dumps(m.to_api()) for m in new],
+            tokens=conv._counts[keep:] if same else [-1] * len(new),
+            pins=dumps(pins),
+            summary=None if summary is None else dumps({"text": summary.text, "turns": summary.turns}),
+            receipt_start=self._receipts,
+            receipts=[r.model_dump_json() for r in receipts[self._receipts :]],
+            head=head_of(conv) if head_key != self._head else None,
+        )
+        try:
+            self.version = self.store._append(self.id, write)
+        except ConflictError as exc:
+            exc.unsaved = list(new)
+            raise
+        del saved[keep:]
+        saved.extend(new)
+        self._pins, self._summary, self._receipts, self._head = pins, summary, len(receipts), head_key
+
+    def reload(self, conv: Conversation) -> None:
+        fresh = self.store.open(
+            self.id, client=conv.client, strategy=conv.strategy, counter=conv.counter, redactor=conv.redactor
+        )
+        conv.__dict__.update(fresh.__dict__)
+        conv._held = 0
+
+
+
+def replay_counter(real: TokenCounter, stored_key: str | None, messages: list[Message], tokens: list[int]) -> Any:
+    """The counter to rebuild a conversation with: ``real``, or a replay of the stored counts when
+    they were made by a counter like ``real`` (see counter_key)."""
+    if stored_key is None or stored_key != counter_key(real) or len(tokens) != len(messages):
+        return real
+    return _Replay(real, _by_identity(messages, tokens))

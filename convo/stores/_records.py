@@ -1,0 +1,154 @@
+"""The records every conversation store reads and writes, and the checks of what callers pass.
+
+A stored conversation is a header (the saved form of :meth:`convo.Conversation.to_dict` without
+its messages: model, budget, system prompt, strategy...), its messages one record each (the same
+JSON as in a saved file, with its token count), its pins, its summary and its receipts, plus an
+owner, metadata, created/updated times and a version. A :class:`Write` says "from version v, keep
+the first k messages, append these, set pins and summary, append these receipts"; a store applies
+it only if the version is still v (else :class:`~convo.ConflictError`).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import _persist
+from .._exceptions import ConflictError, ConversationFileError, InvalidConfigError, InvalidInputError
+from ..conversation import Conversation
+from ..tokens import CachedCounter, OfflineCounter
+
+__all__ = ["ConversationInfo", "Stored", "Write", "conflict", "counter_key", "head_of", "new_id"]
+
+_HEAD_OMITS = ("messages", "pinned", "summary")
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationInfo:
+    """One stored conversation, without its messages (what :meth:`ConversationStore.list` returns)."""
+
+    id: str
+    user: str | None
+    metadata: dict[str, Any]
+    created: datetime
+    updated: datetime
+    messages: int  # how many messages it holds
+    version: int  # bumped by every write
+
+
+@dataclass(slots=True)
+class Write:
+    """One append: applied only if the stored version is still ``version``."""
+
+    version: int
+    keep: int  # stored messages kept (fewer than stored: an undo or reset happened)
+    stored: int  # how many messages the store held at ``version``
+    messages: list[str]  # JSON of the messages after ``keep``
+    tokens: list[int]  # their token counts (-1: counted by another counter than the stored one's)
+    pins: str
+    summary: str | None
+    receipt_start: int
+    receipts: list[str]
+    head: str | None  # a new header, when model/budget/strategy changed; else None
+    updated: float = field(default_factory=time.time)
+
+    @property
+    def length(self) -> int:
+        return self.keep + len(self.messages)
+
+
+@dataclass(slots=True)
+class Stored:
+    """Everything a store reads to open a conversation (one indexed read)."""
+
+    info: ConversationInfo
+    head: str
+    pins: str
+    summary: str | None
+    messages: list[str]
+    receipts: list[str]
+    tokens: list[int] = field(default_factory=list)
+
+
+_last = [0, 0]  # the last id's millisecond and its sequence number in this process
+_id_lock = threading.Lock()
+
+
+def new_id() -> str:
+    """28 hex digits: milliseconds since the epoch, a sequence number within the millisecond, then
+    48 random bits, so ids sort by creation (strictly, within one process)."""
+    with _id_lock:
+        ms = max(time.time_ns() // 1_000_000, _last[0])
+        seq = _last[1] + 1 if ms == _last[0] else 0
+        if seq > 0xFFFF:
+            ms, seq = ms + 1, 0
+        _last[:] = [ms, seq]
+    return f"{ms:012x}{seq:04x}{secrets.token_hex(6)}"
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def when(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def check_id(id: Any) -> str:
+    if not isinstance(id, str) or not id or len(id) > 200:
+        raise InvalidInputError(f"a conversation id is a non-empty str (from store.create), got {id!r}")
+    return id
+
+
+def check_user(user: Any, *, required: bool = False) -> str | None:
+    if user is None and not required:
+        return None
+    if not isinstance(user, str) or not user:
+        raise InvalidInputError(f"user must be a non-empty str (the conversation's owner), got {user!r}")
+    return user
+
+
+def check_limit(limit: Any) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidInputError(f"limit must be a positive int, got {limit!r}")
+    return limit
+
+
+def counter_key(counter: Any) -> str | None:
+    """What identifies a counter's counts, when they can be stored and reused: an offline
+    counter's are a pure function of the message and its settings (its repr). Others: None."""
+    inner = counter.inner if isinstance(counter, CachedCounter) else counter
+    return repr(inner) if type(inner) is OfflineCounter else None
+
+
+def head_of(conv: Conversation) -> str:
+    """The saved form without messages, pins and summary, plus whose token counts are stored; a
+    strategy that cannot be saved is stored as custom (``open`` then needs ``strategy=``)."""
+    try:
+        data = _persist.to_dict(conv)
+    except ConversationFileError:
+        data = _persist.to_dict(conv, strategy=False)
+    head = {k: v for k, v in data.items() if k not in _HEAD_OMITS}
+    head["counter"] = counter_key(conv.counter)
+    return dumps(head)
+
+
+def conflict(kind: str, id: str, expected: int, actual: int | None) -> ConflictError:
+    """The error for a write that found the stored version moved (or the conversation gone)."""
+    if actual is None:
+        why = "it was deleted from the store"
+        what = "nothing was written; create a new conversation"
+    else:
+        why = f"another handle wrote it (this one read version {expected}, the {kind} has {actual})"
+        what = "nothing was written; call conv.reload() and send again, or conv.extend(exc.unsaved) after reloading"
+    return ConflictError(f"conversation {id!r}: {why}; {what}", conversation_id=id, expected=expected, actual=actual)
+
+
+def check_path_config(path: Any) -> None:
+    if not isinstance(path, (str, bytes)) and not hasattr(path, "__fspath__"):
+        raise InvalidConfigError(f"path must be a file path, got {type(path).__name__}")

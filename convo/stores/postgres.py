@@ -1,0 +1,228 @@
+"""Conversations in PostgreSQL (psycopg 3), shared by every process and machine that reaches it.
+
+The tables are SQLite's (one row per conversation, per message, per receipt). A turn is one
+statement: a version-checked ``UPDATE`` whose ``RETURNING`` feeds the ``INSERT``\\ s of the new
+messages and receipts in the same statement, so nothing is written when the version moved on;
+opening is one ``SELECT`` over the three primary keys. One round trip each.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .._exceptions import ConversationFileError, InvalidConfigError
+from ._base import StoreBase
+from ._records import ConversationInfo, Stored, Write, conflict, when
+
+__all__ = ["PostgresConversationStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS {p}conversations (
+    id text PRIMARY KEY, owner text, metadata text NOT NULL, created double precision NOT NULL,
+    updated double precision NOT NULL, version bigint NOT NULL, length integer NOT NULL,
+    head text NOT NULL, pins text NOT NULL, summary text
+);
+CREATE INDEX IF NOT EXISTS {p}conversations_owner ON {p}conversations (owner, id);
+CREATE TABLE IF NOT EXISTS {p}messages (
+    conv text NOT NULL, seq integer NOT NULL, body text NOT NULL, tokens integer NOT NULL,
+    PRIMARY KEY (conv, seq)
+);
+CREATE TABLE IF NOT EXISTS {p}receipts (
+    conv text NOT NULL, seq integer NOT NULL, body text NOT NULL, PRIMARY KEY (conv, seq)
+);
+"""
+
+_INFO = "id, owner, metadata, created, updated, length, version"
+
+_APPEND = """
+WITH up AS (
+    UPDATE {p}conversations SET version = version + 1, updated = %(updated)s, length = %(length)s,
+        pins = %(pins)s, summary = %(summary)s, head = coalesce(%(head)s, head)
+    WHERE id = %(id)s AND version = %(version)s RETURNING version
+), cut AS (
+    DELETE FROM {p}messages WHERE conv = %(id)s AND seq >= %(length)s AND %(cut)s AND EXISTS (SELECT 1 FROM up)
+), msgs AS (
+    INSERT INTO {p}messages (conv, seq, body, tokens)
+    SELECT %(id)s, t.seq, t.body, t.n FROM up,
+        unnest(%(seqs)s::integer[], %(bodies)s::text[], %(tokens)s::integer[]) AS t(seq, body, n)
+    ON CONFLICT (conv, seq) DO UPDATE SET body = EXCLUDED.body, tokens = EXCLUDED.tokens
+), recs AS (
+    INSERT INTO {p}receipts (conv, seq, body)
+    SELECT %(id)s, t.seq, t.body FROM up, unnest(%(rseqs)s::integer[], %(rbodies)s::text[]) AS t(seq, body)
+    ON CONFLICT (conv, seq) DO UPDATE SET body = EXCLUDED.body
+)
+SELECT version FROM up
+"""
+
+_READ = (
+    "SELECT 0, 0, head, NULL, pins, summary, " + _INFO + " FROM {p}conversations WHERE id = %(id)s"
+    " UNION ALL SELECT 1, seq, body, tokens, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    " FROM {p}messages WHERE conv = %(id)s"
+    " UNION ALL SELECT 2, seq, body, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    " FROM {p}receipts WHERE conv = %(id)s ORDER BY 1, 2"
+)
+
+_DELETE = """
+WITH c AS (DELETE FROM {p}conversations WHERE {where} RETURNING id),
+m AS (DELETE FROM {p}messages WHERE conv IN (SELECT id FROM c)),
+r AS (DELETE FROM {p}receipts WHERE conv IN (SELECT id FROM c))
+SELECT count(*) FROM c
+"""
+
+
+def _info(row: Any) -> ConversationInfo:
+    id, owner, metadata, created, updated, length, version = row
+    return ConversationInfo(id, owner, json.loads(metadata), when(created), when(updated), length, version)
+
+
+class PostgresConversationStore(StoreBase):
+    """Conversations in PostgreSQL at ``dsn`` (``postgresql://user:password@host:port/db`` or
+    ``"host=... dbname=..."``), in tables named ``{prefix}conversations``, ``{prefix}messages`` and
+    ``{prefix}receipts`` (created if missing). Needs psycopg 3: ``pip install 'convo[postgres]'``.
+    The password never appears in an error or repr."""
+
+    kind = "PostgreSQL conversation store"
+
+    def __init__(self, dsn: str, *, prefix: str = "convo_", timeout: float = 10.0) -> None:
+        try:
+            import psycopg
+            from psycopg import conninfo
+        except ImportError:
+            raise InvalidConfigError(
+                "PostgresConversationStore needs psycopg 3: pip install 'convo[postgres]'"
+            ) from None
+        if not isinstance(dsn, str):
+            raise InvalidConfigError(f"dsn must be a str such as 'postgresql://localhost/app', got {type(dsn).__name__}")
+        if not prefix.replace("_", "").isalnum() or not prefix[:1].isalpha():
+            raise InvalidConfigError(f"prefix must be letters, digits and '_' starting with a letter, got {prefix!r}")
+        try:
+            params = conninfo.conninfo_to_dict(dsn)
+        except psycopg.ProgrammingError as exc:
+            raise InvalidConfigError(f"invalid PostgreSQL dsn: {exc}") from None
+        secret = params.pop("password", None)
+        self._secret = None if secret is None else str(secret)
+        self.dsn = conninfo.make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+        self._psycopg = psycopg
+        self._dsn, self._timeout = dsn, timeout
+        self._sql = {name: text.replace("{p}", prefix) for name, text in
+                     (("schema", _SCHEMA), ("append", _APPEND), ("read", _READ))}
+        self._prefix = prefix
+        self._lock = threading.RLock()
+        self._conn: Any = None
+        self._pid = 0
+        self._closed = False
+
+        def schema(conn: Any) -> None:
+            with conn.transaction():  # processes starting at once: one creates, the others wait
+                conn.execute("SELECT pg_advisory_xact_lock(7262511)")
+                conn.execute(self._sql["schema"])
+
+        self._call("create the tables", schema)
+
+    def __repr__(self) -> str:
+        return f"PostgresConversationStore({self.dsn!r})"
+
+    def _connection(self) -> Any:
+        if self._conn is not None and self._pid == os.getpid() and not self._conn.closed:
+            return self._conn
+        self._conn = self._psycopg.connect(  # a statement that outlasts the timeout fails instead of hanging
+            self._dsn, autocommit=True, connect_timeout=max(1, round(self._timeout)),
+            options=f"-c statement_timeout={round(self._timeout * 1000)}",
+        )
+        self._pid = os.getpid()
+        return self._conn
+
+    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        with self._lock:
+            if self._closed:
+                raise ConversationFileError(f"the {self.kind} is closed; open a new one")
+            try:
+                return fn(self._connection())
+            except self._psycopg.Error as exc:
+                text = str(exc)
+                problem = f"{type(exc).__name__}: {text.replace(self._secret, '***') if self._secret else text}"
+        raise ConversationFileError(
+            f"{self.kind} at {self.dsn!r} failed ({what}): {problem.strip()}; check that the server is up and the dsn is right"
+        )
+
+    # -- the backend primitives ------------------------------------------------------------------
+
+    def _insert(self, info: ConversationInfo, head: str, pins: str) -> None:
+        created = info.created.timestamp()
+        sql = f"INSERT INTO {self._prefix}conversations VALUES (%s, %s, %s, %s, %s, 1, 0, %s, %s, NULL)"
+        args = (info.id, info.user, json.dumps(info.metadata), created, created, head, pins)
+        self._call("create", lambda c: c.execute(sql, args))
+
+    def _append(self, id: str, write: Write) -> int:
+        start = write.keep
+        args = {
+            "id": id, "version": write.version, "updated": write.updated, "length": write.length,
+            "pins": write.pins, "summary": write.summary, "head": write.head, "cut": write.keep < write.stored,
+            "seqs": list(range(start, start + len(write.messages))), "bodies": write.messages,
+            "tokens": write.tokens,
+            "rseqs": list(range(write.receipt_start, write.receipt_start + len(write.receipts))),
+            "rbodies": write.receipts,
+        }
+
+        def append(c: Any) -> Any:
+            row = c.execute(self._sql["append"], args).fetchone()
+            if row is not None:
+                return row[0]
+            now = c.execute(f"SELECT version FROM {self._prefix}conversations WHERE id = %s", (id,)).fetchone()
+            return conflict(self.kind, id, write.version, None if now is None else now[0])
+
+        version = self._call("append", append)
+        if isinstance(version, Exception):
+            raise version
+        return int(version)
+
+    def _read(self, id: str, messages: bool = True) -> Stored | None:
+        if not messages:
+            sql = f"SELECT {_INFO} FROM {self._prefix}conversations WHERE id = %s"
+            row = self._call("info", lambda c: c.execute(sql, (id,)).fetchone())
+            return None if row is None else Stored(_info(row), "", "[]", None, [], [])
+        rows = self._call("open", lambda c: c.execute(self._sql["read"], {"id": id}).fetchall())
+        if not rows or rows[0][0] != 0:
+            return None
+        first = rows[0]
+        bodies: tuple[list[str], list[str], list[str]] = ([], [], [])
+        tokens: list[int] = []
+        for kind, _seq, body, n, *_ in rows:
+            bodies[kind].append(body)
+            if kind == 1:
+                tokens.append(n)
+        return Stored(_info(first[6:]), first[2], first[4], first[5], bodies[1], bodies[2], tokens)
+
+    def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
+        where, args = [], []
+        if user is not None:
+            where.append("owner = %s")
+            args.append(user)
+        if after is not None:
+            where.append("id < %s")
+            args.append(after)
+        sql = f"SELECT {_INFO} FROM {self._prefix}conversations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY id DESC LIMIT %s"
+        rows = self._call("list", lambda c: c.execute(sql, (*args, limit)).fetchall())
+        return [_info(r) for r in rows]
+
+    def _delete(self, id: str) -> bool:
+        sql = _DELETE.replace("{p}", self._prefix).replace("{where}", "id = %s")
+        return bool(self._call("delete", lambda c: c.execute(sql, (id,)).fetchone()[0]))
+
+    def _delete_user(self, user: str) -> int:
+        sql = _DELETE.replace("{p}", self._prefix).replace("{where}", "owner = %s")
+        return int(self._call("delete_user", lambda c: c.execute(sql, (user,)).fetchone()[0]))
+
+    def close(self) -> None:
+        """Close this process's connection; any later call raises ConversationFileError."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn, self._closed = None, True

@@ -1,0 +1,234 @@
+"""Conversations in Redis, shared by every process that uses the same URL and prefix.
+
+Per conversation: a hash (owner, metadata, times, version, header, pins, summary) and two lists
+(messages, receipts); per owner, and for all, a sorted set of ids (equal scores, so ``list``
+pages by id with ``ZREVRANGEBYLEX``). A turn is one Lua script, which checks the version and
+appends (``RPUSH``); opening is one ``MULTI`` of ``HGETALL`` and two ``LRANGE`` — one round trip
+each.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+from .._exceptions import ConversationFileError, InvalidConfigError
+from ._base import StoreBase
+from ._records import ConversationInfo, Stored, Write, conflict, when
+
+__all__ = ["RedisConversationStore"]
+
+_FIELDS = ("owner", "metadata", "created", "updated", "length", "version")
+
+# KEYS: hash, messages, receipts, token counts. ARGV: version, keep, stored, updated, pins, summary
+# ('' = none), head ('' = unchanged), receipt_start, message count n, then n messages, n counts, and
+# the receipts.
+_APPEND = """
+local v = redis.call('HGET', KEYS[1], 'version')
+if not v then return {2, 0} end
+v = tonumber(v)
+if v ~= tonumber(ARGV[1]) then return {1, v} end
+local keep, stored, nm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[9])
+if keep < stored then
+  if keep == 0 then
+    redis.call('DEL', KEYS[2], KEYS[4])
+  else
+    redis.call('LTRIM', KEYS[2], 0, keep - 1)
+    redis.call('LTRIM', KEYS[4], 0, keep - 1)
+  end
+end
+local function push(key, first, last)
+  local i = first
+  while i <= last do
+    local j = math.min(i + 999, last)
+    redis.call('RPUSH', key, unpack(ARGV, i, j))
+    i = j + 1
+  end
+end
+push(KEYS[2], 10, 9 + nm)
+push(KEYS[4], 10 + nm, 9 + 2 * nm)
+local rs = tonumber(ARGV[8])
+if #ARGV > 9 + 2 * nm then
+  local have = redis.call('LLEN', KEYS[3])
+  if have > rs then
+    if rs == 0 then redis.call('DEL', KEYS[3]) else redis.call('LTRIM', KEYS[3], 0, rs - 1) end
+  end
+  push(KEYS[3], 10 + 2 * nm, #ARGV)
+end
+redis.call('HSET', KEYS[1], 'version', v + 1, 'updated', ARGV[4], 'length', keep + nm, 'pins', ARGV[5])
+if ARGV[6] == '' then redis.call('HDEL', KEYS[1], 'summary') else redis.call('HSET', KEYS[1], 'summary', ARGV[6]) end
+if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'head', ARGV[7]) end
+return {0, v + 1}
+"""
+
+# KEYS: hash, messages, receipts, token counts, the all-index. ARGV: id, the per-owner index prefix.
+_DELETE = """
+local owner = redis.call('HGET', KEYS[1], 'owner')
+local gone = redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[5], ARGV[1])
+if owner and owner ~= '' then redis.call('ZREM', ARGV[2] .. owner, ARGV[1]) end
+return gone
+"""
+
+
+def _hide_password(url: str) -> str:
+    """``url`` with the password of its user info (and any ``?password=``) shown as ``***``."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            user_info, host = netloc.rsplit("@", 1)
+            netloc = f"{user_info.split(':', 1)[0]}:***@{host}" if ":" in user_info else f"***@{host}"
+        query = "&".join(
+            f"{k}=***" if k.lower() == "password" else f"{k}={v}" for k, v in urllib.parse.parse_qsl(parts.query)
+        )
+        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        return "<unparsable URL>"
+
+
+def _unindex(index: str, ids: list[str], r: Any) -> Any:
+    return r.zrem(index, *ids)
+
+
+def _info(id: str, h: Any) -> ConversationInfo:
+    owner, metadata, created, updated, length, version = h
+    return ConversationInfo(
+        id, owner or None, json.loads(metadata), when(float(created)), when(float(updated)), int(length), int(version)
+    )
+
+
+class RedisConversationStore(StoreBase):
+    """Conversations in Redis at ``url`` (``redis://[user:password@]host:port/db``), keys under
+    ``prefix``. Needs the redis package (``pip install 'convo[redis]'``); the URL's password never
+    appears in an error or repr."""
+
+    kind = "Redis conversation store"
+
+    def __init__(self, url: str, *, prefix: str = "convo:", timeout: float = 5.0) -> None:
+        try:
+            import redis
+        except ImportError:  # pragma: no cover - redis is a declared extra
+            raise InvalidConfigError("RedisConversationStore needs the redis package: pip install 'convo[redis]'") from None
+        if not isinstance(url, str):
+            raise InvalidConfigError(f"url must be a str such as 'redis://localhost:6379/0', got {type(url).__name__}")
+        self.url = _hide_password(url)
+        self.prefix = prefix
+        self._errors = (redis.RedisError, OSError)
+        self._secret = urllib.parse.urlsplit(url).password if "@" in url else None
+        problem = None
+        try:
+            self._redis = redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+            )
+        except (ValueError, TypeError) as exc:
+            problem = self._scrub(str(exc))
+        if problem is not None:  # raised out here, so the original error (and URL) is not chained
+            raise InvalidConfigError(f"invalid Redis URL {self.url!r}: {problem}; use redis://[user:password@]host:port/db")
+        self._append_script = self._redis.register_script(_APPEND)
+        self._delete_script = self._redis.register_script(_DELETE)
+        self._call("ping", lambda r: r.ping())
+
+    def __repr__(self) -> str:
+        return f"RedisConversationStore({self.url!r}, prefix={self.prefix!r})"
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
+        try:
+            return fn(self._redis)
+        except self._errors as exc:
+            problem = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+        raise ConversationFileError(
+            f"{self.kind} at {self.url!r} failed ({what}): {problem}; check that redis-server is running and the URL is right"
+        )
+
+    def _keys(self, id: str) -> list[str]:
+        p = self.prefix
+        return [f"{p}c:{id}", f"{p}m:{id}", f"{p}r:{id}", f"{p}t:{id}"]
+
+    def _index(self, user: str | None) -> str:
+        return f"{self.prefix}all" if user is None else f"{self.prefix}u:{user}"
+
+    # -- the backend primitives ------------------------------------------------------------------
+
+    def _insert(self, info: ConversationInfo, head: str, pins: str) -> None:
+        created = repr(info.created.timestamp())
+        fields = {"owner": info.user or "", "metadata": json.dumps(info.metadata), "created": created,
+                  "updated": created, "length": 0, "version": 1, "head": head, "pins": pins}
+
+        def insert(r: Any) -> None:
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(self._keys(info.id)[0], mapping=fields)
+            pipe.zadd(self._index(None), {info.id: 0})
+            if info.user is not None:
+                pipe.zadd(self._index(info.user), {info.id: 0})
+            pipe.execute()
+
+        self._call("create", insert)
+
+    def _append(self, id: str, write: Write) -> int:
+        args: list[str | int | float] = [write.version, write.keep, write.stored, repr(write.updated), write.pins, write.summary or "",
+                write.head or "", write.receipt_start, len(write.messages), *write.messages, *write.tokens, *write.receipts]
+        status, version = self._call("append", lambda r: self._append_script(keys=self._keys(id), args=args))
+        if status != 0:
+            raise conflict(self.kind, id, write.version, None if status == 2 else int(version))
+        return int(version)
+
+    def _read(self, id: str, messages: bool = True) -> Stored | None:
+        hash_key, messages_key, receipts_key, tokens_key = self._keys(id)
+        if not messages:
+            h = self._call("info", lambda r: r.hmget(hash_key, _FIELDS))
+            return None if h[-1] is None else Stored(_info(id, h), "", "[]", None, [], [])
+
+        def read(r: Any) -> Any:
+            pipe = r.pipeline(transaction=True)
+            pipe.hgetall(hash_key)
+            pipe.lrange(messages_key, 0, -1)
+            pipe.lrange(receipts_key, 0, -1)
+            pipe.lrange(tokens_key, 0, -1)
+            return pipe.execute()
+
+        h, bodies, receipts, tokens = self._call("open", read)
+        if not h:
+            return None
+        info = _info(id, [h[f] for f in _FIELDS])
+        return Stored(info, h["head"], h["pins"], h.get("summary"), bodies, receipts, [int(n) for n in tokens])
+
+    def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
+        index = self._index(user)
+
+        def page(r: Any) -> Any:
+            ids = r.zrevrangebylex(index, "+" if after is None else f"({after}", "-", start=0, num=limit)
+            pipe = r.pipeline(transaction=False)
+            for id in ids:
+                pipe.hmget(self._keys(id)[0], _FIELDS)
+            return ids, pipe.execute()
+
+        ids, rows = self._call("list", page)
+        return [_info(id, h) for id, h in zip(ids, rows) if h[-1] is not None]
+
+    def _delete(self, id: str) -> bool:
+        keys = [*self._keys(id), self._index(None)]
+        gone = self._call("delete", lambda r: self._delete_script(keys=keys, args=[id, f"{self.prefix}u:"]))
+        return bool(gone)
+
+    def _delete_user(self, user: str) -> int:
+        index = self._index(user)
+        gone = 0
+        while True:  # until the index is empty: a conversation created meanwhile goes too
+            ids: list[str] = self._call("delete_user", lambda r: r.zrange(index, 0, 499))
+            if not ids:
+                return gone
+            for id in ids:
+                gone += self._delete(id)
+            self._call("delete_user", functools.partial(_unindex, index, ids))
+
+    def close(self) -> None:
+        """Close the connections to Redis."""
+        self._redis.close()

@@ -1,0 +1,220 @@
+"""Conversations in one SQLite file (WAL, mode 0600), shared by the processes of one machine.
+
+Three tables: one row per conversation (owner, metadata, times, version, header, pins,
+summary), one row per message and one per receipt, keyed ``(conversation, seq)``. A turn is one
+transaction: a version-checked ``UPDATE`` of the conversation's row, then ``INSERT``\\ s of the new
+messages and receipts. Opening is one ``SELECT`` over the three primary keys.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .._exceptions import ConversationFileError
+from ._base import StoreBase
+from ._records import ConversationInfo, Stored, Write, check_path_config, conflict, when
+
+__all__ = ["SQLiteConversationStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS convo_conversations (
+    id TEXT PRIMARY KEY, owner TEXT, metadata TEXT NOT NULL, created REAL NOT NULL,
+    updated REAL NOT NULL, version INTEGER NOT NULL, length INTEGER NOT NULL,
+    head TEXT NOT NULL, pins TEXT NOT NULL, summary TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS convo_conversations_owner ON convo_conversations (owner, id);
+CREATE TABLE IF NOT EXISTS convo_messages (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, tokens INTEGER NOT NULL,
+    PRIMARY KEY (conv, seq)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS convo_receipts (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (conv, seq)
+) WITHOUT ROWID;
+"""
+
+_INFO = "id, owner, metadata, created, updated, length, version"
+_READ = (
+    "SELECT 0, 0, head, NULL, pins, summary, " + _INFO + " FROM convo_conversations WHERE id = ?1"
+    " UNION ALL SELECT 1, seq, body, tokens, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    " FROM convo_messages WHERE conv = ?1"
+    " UNION ALL SELECT 2, seq, body, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
+    " FROM convo_receipts WHERE conv = ?1 ORDER BY 1, 2"
+)
+
+
+def _info(row: Any) -> ConversationInfo:
+    id, owner, metadata, created, updated, length, version = row
+    return ConversationInfo(id, owner, json.loads(metadata), when(created), when(updated), length, version)
+
+
+class SQLiteConversationStore(StoreBase):
+    """Conversations in the SQLite file ``path`` (created 0600, WAL), safe across threads and
+    processes; the default store.
+
+    >>> store = SQLiteConversationStore("chats.db")
+    >>> conv = store.create("You are terse.", user="ada", client=client)
+    >>> conv.send("Hello")                       # written when the reply is in
+    >>> store.open(conv.id, client=client).messages[-1].text
+    """
+
+    kind = "SQLite conversation store"
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
+        check_path_config(path)
+        self.path = os.fspath(path)
+        self._busy = busy_timeout
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._closed = False
+        self._create_private()
+        with self._db():
+            pass
+
+    def __repr__(self) -> str:
+        return f"SQLiteConversationStore({self.path!r})"
+
+    def _create_private(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return
+        except OSError as exc:
+            raise ConversationFileError(
+                f"cannot create the conversation store {self.path!r}: {exc.strerror}; check that the folder exists"
+            ) from None
+        try:
+            os.fchmod(fd, 0o600)  # whatever the umask; SQLite gives the -wal and -shm files the same mode
+        finally:
+            os.close(fd)
+
+    def _connection(self) -> sqlite3.Connection:
+        """This process's connection (a forked child opens its own)."""
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        conn = sqlite3.connect(self.path, timeout=self._busy, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    @contextmanager
+    def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """The connection, under this store's lock; ``write``: inside BEGIN IMMEDIATE ... COMMIT."""
+        with self._lock:
+            if self._closed:
+                raise ConversationFileError(f"the conversation store {self.path!r} is closed; open a new one")
+            try:
+                conn = self._connection()
+                if not write:
+                    yield conn
+                    return
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise ConversationFileError(
+                    f"{self.kind} {self.path!r} failed: {exc}; is it a file convo created?"
+                ) from None
+
+    # -- the backend primitives ------------------------------------------------------------------
+
+    def _insert(self, info: ConversationInfo, head: str, pins: str) -> None:
+        created = info.created.timestamp()
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO convo_conversations VALUES (?, ?, ?, ?, ?, 1, 0, ?, ?, NULL)",
+                (info.id, info.user, json.dumps(info.metadata), created, created, head, pins),
+            )
+
+    def _append(self, id: str, write: Write) -> int:
+        with self._db(write=True) as db:
+            cur = db.execute(
+                "UPDATE convo_conversations SET version = version + 1, updated = ?, length = ?, pins = ?,"
+                " summary = ?, head = coalesce(?, head) WHERE id = ? AND version = ?",
+                (write.updated, write.length, write.pins, write.summary, write.head, id, write.version),
+            )
+            if cur.rowcount != 1:
+                row = db.execute("SELECT version FROM convo_conversations WHERE id = ?", (id,)).fetchone()
+                raise conflict(self.kind, id, write.version, None if row is None else row[0])
+            if write.keep < write.stored:
+                db.execute("DELETE FROM convo_messages WHERE conv = ? AND seq >= ?", (id, write.keep))
+            if write.messages:
+                db.executemany(
+                    "INSERT INTO convo_messages VALUES (?, ?, ?, ?)",
+                    [(id, write.keep + i, body, n) for i, (body, n) in enumerate(zip(write.messages, write.tokens))],
+                )
+            if write.receipts:
+                db.executemany(
+                    "INSERT OR REPLACE INTO convo_receipts VALUES (?, ?, ?)",
+                    [(id, write.receipt_start + i, body) for i, body in enumerate(write.receipts)],
+                )
+        return write.version + 1
+
+    def _read(self, id: str, messages: bool = True) -> Stored | None:
+        with self._db() as db:
+            if not messages:
+                row = db.execute(f"SELECT {_INFO} FROM convo_conversations WHERE id = ?", (id,)).fetchone()
+                return None if row is None else Stored(_info(row), "", "[]", None, [], [])
+            rows = db.execute(_READ, (id,)).fetchall()
+        if not rows or rows[0][0] != 0:
+            return None
+        first = rows[0]
+        bodies: tuple[list[str], list[str], list[str]] = ([], [], [])
+        tokens: list[int] = []
+        for kind, _seq, body, n, *_ in rows:
+            bodies[kind].append(body)
+            if kind == 1:
+                tokens.append(n)
+        return Stored(_info(first[6:]), first[2], first[4], first[5], bodies[1], bodies[2], tokens)
+
+    def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
+        where, args = [], []
+        if user is not None:
+            where.append("owner = ?")
+            args.append(user)
+        if after is not None:
+            where.append("id < ?")
+            args.append(after)
+        sql = f"SELECT {_INFO} FROM convo_conversations"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._db() as db:
+            rows = db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        return [_info(r) for r in rows]
+
+    def _delete(self, id: str) -> bool:
+        with self._db(write=True) as db:
+            return self._delete_ids(db, [id]) == 1
+
+    def _delete_user(self, user: str) -> int:
+        with self._db(write=True) as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM convo_conversations WHERE owner = ?", (user,))]
+            return self._delete_ids(db, ids)
+
+    @staticmethod
+    def _delete_ids(db: sqlite3.Connection, ids: list[str]) -> int:
+        gone = 0
+        for id in ids:
+            db.execute("DELETE FROM convo_messages WHERE conv = ?", (id,))
+            db.execute("DELETE FROM convo_receipts WHERE conv = ?", (id,))
+            gone += db.execute("DELETE FROM convo_conversations WHERE id = ?", (id,)).rowcount
+        return gone
+
+    def close(self) -> None:
+        """Close this process's connection; any later call raises ConversationFileError."""
+        with self._lock:
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn, self._closed = None, True

@@ -1,0 +1,407 @@
+"""Conversation stores (convo.stores): every backend against a real server (SQLite file, the
+session's redis-server and PostgreSQL), through the public API, with turns sent to the simulator
+over HTTP by the official SDK."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import uuid
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import convo
+from convo import ConflictError, ConversationFileError, InvalidInputError, Summarize
+from tests.helpers import MODEL, quick_aclient, quick_client
+
+BACKENDS = ["sqlite", "redis", "postgres"]
+
+
+def _open_store(kind: str, where: str, tag: str):
+    if kind == "sqlite":
+        return convo.SQLiteConversationStore(where)
+    if kind == "redis":
+        return convo.RedisConversationStore(where, prefix=f"t{tag}:")
+    return convo.PostgresConversationStore(where, prefix=f"t{tag}_")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request, tmp_path):
+    """(kind, url or path, tag): one fresh store per test (a new file, key prefix or table prefix)."""
+    kind = request.param
+    if kind == "sqlite":
+        where = str(tmp_path / "chats.db")
+    elif kind == "redis":
+        where = request.getfixturevalue("redis_url")
+    else:
+        pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+        where = request.getfixturevalue("postgres_dsn")
+    return kind, where, uuid.uuid4().hex[:10]
+
+
+@pytest.fixture
+def store(backend):
+    s = _open_store(*backend)
+    yield s
+    s.close()
+
+
+def _same(a, b):
+    """Two conversations hold the same history, pins, summary and receipts."""
+    assert a.to_dict() == b.to_dict()
+    assert a.receipts == b.receipts
+
+
+# -- create, open, each turn written by itself ------------------------------------------------------
+
+
+def test_a_stored_conversation_comes_back_whole(store, fresh):
+    client = quick_client(fresh)
+    conv = store.create("You are terse.", model=MODEL, user="ada", metadata={"plan": "pro"}, client=client,
+                        budget=4000)
+    assert isinstance(store, convo.ConversationStore)
+    assert isinstance(conv, convo.Conversation) and isinstance(conv.id, str)
+    conv.add_user("My name is Ada.", pinned=True)
+    conv.add_assistant("Hello, Ada.")
+    conv.send("What is the capital of France?")
+    conv.send("And of Italy?")
+    again = store.open(conv.id, client=client)
+    _same(conv, again)
+    assert len(again) == 6 and again.pinned == [0, 1] and len(again.receipts) == 2
+    assert again.receipts[-1].input_tokens and again.receipts[-1].cost is not None
+    info = store.info(conv.id)
+    assert (info.id, info.user, info.metadata, info.messages) == (conv.id, "ada", {"plan": "pro"}, 6)
+    assert info.created <= info.updated
+    assert again.send("And of Spain?") and len(store.open(conv.id)) == 8
+
+
+def test_each_completed_turn_is_written_and_a_failed_one_is_not(store, fresh):
+    client = quick_client(fresh)
+    conv = store.create(model=MODEL, client=client)
+    conv.send("one")
+    before = store.info(conv.id)
+    fresh.faults = ["400"]
+    with pytest.raises(convo.BadRequestError):
+        conv.send("two")
+    assert len(conv) == 2 and store.info(conv.id) == before  # nothing written for the failed turn
+    text = "".join(conv.stream("three"))
+    assert text and len(store.open(conv.id)) == 4
+    it = conv.stream("four")
+    next(it)
+    assert len(store.open(conv.id)) == 4  # a turn still streaming is not written
+    it.close()  # abandoned: taken back, nothing written
+    assert len(conv) == 4 and store.info(conv.id).version == before.version + 1
+
+
+def test_asend_and_astream_write_their_turns(store, fresh):
+    async def chat():
+        conv = store.create(model=MODEL, client=quick_aclient(fresh))
+        await conv.asend("hello")
+        async for _ in conv.astream("again"):
+            pass
+        return conv
+
+    conv = asyncio.run(chat())
+    _same(conv, store.open(conv.id))
+    assert len(conv) == 4
+
+
+def test_undo_reset_pins_and_the_summary_are_written(store, fresh):
+    client = quick_client(fresh)
+    conv = store.create("You are helpful.", model=MODEL, client=client, budget=2000,
+                        strategy=Summarize(trigger=0.6, keep_last=2, max_summary_tokens=150))
+    for i in range(8):
+        conv.send(f"Fact {i}: room {i} is on floor {i % 3}. " * 6)
+    assert conv.summary is not None
+    _same(conv, store.open(conv.id, client=client))
+    conv.pin(0)
+    conv.undo()
+    conv.unpin(0)
+    conv.pin(2)
+    _same(conv, store.open(conv.id))
+    conv.reset()
+    conv.extend([{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}])
+    _same(conv, store.open(conv.id))
+    assert len(store.open(conv.id)) == 2
+
+
+def test_a_fork_is_not_in_the_store(store):
+    conv = store.create(model=MODEL)
+    conv.add_user("hi")
+    twin = conv.fork()
+    twin.add_assistant("not stored")
+    assert twin.id is None and len(store.open(conv.id)) == 1
+    assert convo.Conversation(model=MODEL).id is None
+    with pytest.raises(convo.InvalidConfigError, match="not in a store"):
+        twin.reload()
+
+
+# -- optimistic concurrency -----------------------------------------------------------------------
+
+
+def test_the_second_writer_gets_a_conflict_and_nothing_is_lost(store, fresh):
+    client = quick_client(fresh)
+    a = store.create(model=MODEL, client=client, user="ada")
+    a.send("first")
+    b = store.open(a.id, client=client)
+    a.send("from a")
+    with pytest.raises(ConflictError) as info:
+        b.send("from b")
+    err = info.value
+    assert isinstance(err, convo.ConvoError) and err.conversation_id == a.id
+    assert (err.expected, err.actual) == (2, 3) and "reload" in str(err)
+    assert [m.role for m in err.unsaved] == ["user", "assistant"] and err.unsaved[0].text == "from b"
+    _same(a, store.open(a.id))  # a's turn is stored, b's wrote nothing
+    with pytest.raises(ConflictError):
+        b.add_user("still stale")  # every later write of the stale handle conflicts too
+    b.reload()
+    _same(a, b)
+    b.extend(err.unsaved)  # keep the reply already paid for ...
+    b.send("and a retry")  # ... or send again
+    stored = store.open(a.id)
+    assert [m.text for m in stored.messages if m.role == "user"] == ["first", "from a", "from b", "and a retry"]
+    with pytest.raises(ConflictError):
+        a.send("a is stale now")
+    a.reload()
+    _same(a, stored)
+
+
+def test_writing_to_a_deleted_conversation_is_a_conflict(store):
+    conv = store.create(model=MODEL, user="ada")
+    assert store.delete(conv.id) and not store.delete(conv.id)
+    with pytest.raises(ConflictError, match="deleted") as info:
+        conv.add_user("hello?")
+    assert info.value.actual is None
+    with pytest.raises(ConversationFileError, match="no conversation"):
+        store.open(conv.id)
+
+
+WORKER = textwrap.dedent("""
+    import json, os, sys, time
+    import convo
+    kind, where, tag, conv_id, name, turns, barrier, procs = sys.argv[1:9]
+    if kind == "sqlite":
+        store = convo.SQLiteConversationStore(where)
+    elif kind == "redis":
+        store = convo.RedisConversationStore(where, prefix="t" + tag + ":")
+    else:
+        store = convo.PostgresConversationStore(where, prefix="t" + tag + "_")
+    conv = store.open(conv_id)
+    open(os.path.join(barrier, name), "w").close()  # opened: wait until every worker has
+    while len(os.listdir(barrier)) < int(procs):
+        time.sleep(0.01)
+    conflicts = written = 0
+    for i in range(int(turns)):
+        pair = [{"role": "user", "content": f"{name} {i}"}, {"role": "assistant", "content": f"ok {name} {i}"}]
+        while True:
+            try:
+                conv.extend(pair)
+                written += 1
+                break
+            except convo.ConflictError as exc:
+                assert [m.text for m in exc.unsaved] == [p["content"] for p in pair]
+                conflicts += 1
+                conv.reload()
+    print(json.dumps({"conflicts": conflicts, "written": written}))
+""")
+
+
+def test_many_processes_on_one_conversation_lose_no_turn_and_surface_every_conflict(store, backend, tmp_path):
+    conv = store.create(model=MODEL, user="shared")
+    procs, turns = 4, 15
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    workers = [subprocess.Popen([sys.executable, "-c", WORKER, *backend, conv.id, f"w{p}", str(turns),
+                                 str(barrier), str(procs)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+               for p in range(procs)]
+    results = []
+    for w in workers:
+        out, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err
+        results.append(json.loads(out))
+    final = store.open(conv.id)
+    users = sorted(m.text for m in final.messages if m.role == "user")
+    assert users == sorted(f"w{p} {i}" for p in range(procs) for i in range(turns))  # each turn once
+    for p in range(procs):  # each process's turns in its own order, each followed by its reply
+        mine = [i for i, m in enumerate(final.messages) if m.text.startswith(f"w{p} ")]
+        assert [final.messages[i].text for i in mine] == [f"w{p} {i}" for i in range(turns)]
+        assert all(final.messages[i + 1].text == "ok " + final.messages[i].text for i in mine)
+    assert sum(r["written"] for r in results) == procs * turns
+    # all opened version 1 before any wrote: one first write landed, every other one conflicted
+    assert sum(r["conflicts"] for r in results) >= procs - 1
+    # every write that did not land raised: the version counts exactly the writes that did
+    assert store.info(conv.id).version == 1 + procs * turns
+
+
+# -- listing and deleting ---------------------------------------------------------------------------
+
+
+def test_list_pages_newest_first_per_user(store):
+    ids = {u: [store.create(model=MODEL, user=u, metadata={"n": i}).id for i in range(5)] for u in ("ada", "bob")}
+    store.create(model=MODEL)  # no owner
+    page = store.list(user="ada", limit=2)
+    assert [c.id for c in page] == ids["ada"][::-1][:2] and all(c.user == "ada" for c in page)
+    rest = store.list(user="ada", after=page[-1].id)
+    assert [c.id for c in rest] == ids["ada"][::-1][2:]
+    assert [c.metadata["n"] for c in rest] == [2, 1, 0]
+    assert len(store.list()) == 11 and len(store.list(limit=3)) == 3
+    with pytest.raises(InvalidInputError):
+        store.list(limit=0)
+
+
+def test_delete_user_removes_every_conversation_and_receipt_of_that_user(store, fresh):
+    client = quick_client(fresh)
+    ada = [store.create(model=MODEL, user="ada", client=client) for _ in range(3)]
+    bob = store.create(model=MODEL, user="bob", client=client)
+    for conv in (*ada, bob):
+        conv.send("hello")
+    assert store.delete_user("ada") == 3
+    assert store.list(user="ada") == [] and [c.id for c in store.list()] == [bob.id]
+    for conv in ada:
+        with pytest.raises(ConversationFileError):
+            store.open(conv.id)
+    kept = store.open(bob.id)
+    assert len(kept) == 2 and len(kept.receipts) == 1
+    again = store.create(model=MODEL, user="ada")  # the user can come back with a clean slate
+    assert [c.id for c in store.list(user="ada")] == [again.id]
+    assert store.delete_user("nobody") == 0
+    with pytest.raises(InvalidInputError):
+        store.delete_user("")
+
+
+def test_receipts_of_a_deleted_user_are_gone_from_the_backend(backend, fresh):
+    """Looked for in the backend itself, not only through the store."""
+    kind, where, tag = backend
+    store = _open_store(kind, where, tag)
+    conv = store.create(model=MODEL, user="eve", client=quick_client(fresh))
+    conv.send("secret")
+    store.delete_user("eve")
+    if kind == "sqlite":
+        import sqlite3
+
+        with sqlite3.connect(where) as db:
+            counts = [db.execute(f"SELECT count(*) FROM convo_{t}").fetchone()[0]
+                      for t in ("conversations", "messages", "receipts")]
+    elif kind == "redis":
+        import redis
+
+        counts = [len(redis.Redis.from_url(where).keys(f"t{tag}:*"))]
+    else:
+        import psycopg
+
+        with psycopg.connect(where) as db:
+            counts = [db.execute(f"SELECT count(*) FROM t{tag}_{t}").fetchone()[0]
+                      for t in ("conversations", "messages", "receipts")]
+    assert set(counts) == {0}
+    store.close()
+
+
+# -- the stores themselves --------------------------------------------------------------------------
+
+
+def test_the_sqlite_file_is_private_and_opening_is_one_indexed_read(tmp_path):
+    path = tmp_path / "chats.db"
+    store = convo.SQLiteConversationStore(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    for _ in range(50):
+        other = store.create(model=MODEL)
+        other.extend([{"role": "user", "content": "x"}, {"role": "assistant", "content": "y"}])
+    conv = store.create(model=MODEL)
+    for i in range(50):
+        conv.extend([{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}])
+    import sqlite3
+
+    statements: list[str] = []
+    db = sqlite3.connect(path)
+    store._connection().set_trace_callback(statements.append)  # white-box: what the store runs
+    opened = store.open(conv.id)
+    assert len(opened) == 100
+    assert len(statements) == 1 and statements[0].startswith("SELECT")
+    plan = " ".join(r[-1] for r in db.execute("EXPLAIN QUERY PLAN " + statements[0]))
+    assert "SEARCH" in plan and "SCAN" not in plan.replace("SCAN SUBQUERY", ""), plan
+    statements.clear()
+    conv.extend([{"role": "user", "content": "n"}, {"role": "assistant", "content": "m"}])
+    inserts = [s for s in statements if s.startswith("INSERT")]
+    assert len(inserts) == 2 and not any(s.startswith("DELETE") for s in statements)  # an append, no rewrite
+    store.close()
+    with pytest.raises(ConversationFileError, match="closed"):
+        store.open(conv.id)
+
+
+def test_unreachable_servers_are_named_without_their_password():
+    with pytest.raises(ConversationFileError) as info:
+        convo.RedisConversationStore("redis://:hunter2@127.0.0.1:1/0", timeout=0.5)
+    assert "hunter2" not in str(info.value) and "Redis" in str(info.value)
+    pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    with pytest.raises(ConversationFileError) as info:
+        convo.PostgresConversationStore("postgresql://ada:hunter2@127.0.0.1:1/db", timeout=1)
+    assert "hunter2" not in str(info.value) and "PostgreSQL" in str(info.value)
+    assert "hunter2" not in repr(info.value)
+
+
+def test_bad_input_is_refused_before_anything_is_written(store):
+    with pytest.raises(InvalidInputError):
+        store.create(model=MODEL, user="")
+    with pytest.raises(InvalidInputError):
+        store.create(model=MODEL, metadata={"f": object()})
+    with pytest.raises(InvalidInputError):
+        store.open("")
+    assert store.list() == []
+    with pytest.raises(ConversationFileError, match="no conversation"):
+        store.open("0" * 28)
+
+
+def test_a_strategy_that_cannot_be_stored_is_given_back_at_open(store):
+    def window(state):
+        return convo.SlidingWindow()(state)
+
+    conv = store.create(model=MODEL, strategy=window)
+    conv.add_user("hi")
+    with pytest.raises(ConversationFileError, match="strategy"):
+        store.open(conv.id)
+    assert store.open(conv.id, strategy=window).strategy is window
+
+
+# -- the invariant: the store holds what the handle holds -------------------------------------------
+
+OPS = st.lists(st.sampled_from(["pair", "pair", "pair", "undo", "pin", "unpin", "reset"]), max_size=25)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=OPS)
+def test_after_any_sequence_of_edits_the_store_holds_the_conversation(tmp_path, ops):
+    store = convo.SQLiteConversationStore(tmp_path / f"{uuid.uuid4().hex}.db")
+    conv = store.create("Be brief.", model=MODEL)
+    for n, op in enumerate(ops):
+        if op == "pair":
+            conv.add_user(f"question {n}")
+            conv.add_assistant(f"answer {n}")
+        elif op == "undo" and len(conv):
+            conv.undo()
+        elif op in ("pin", "unpin") and len(conv):
+            getattr(conv, op)(n % len(conv))
+        elif op == "reset":
+            conv.reset()
+        _same(conv, store.open(conv.id))
+    store.close()
+
+
+def test_stored_token_counts_are_reused_only_by_the_counter_that_made_them(store):
+    conv = store.create(model=MODEL)
+    conv.extend([{"role": r, "content": f"message {i} " * (i + 1)} for i, r in enumerate(["user", "assistant"] * 5)])
+    assert store.open(conv.id).total_tokens == conv.total_tokens
+    other = convo.OfflineCounter(text_factor=2.0)
+    reopened = store.open(conv.id, counter=other)
+    expected = convo.Conversation.from_dict(conv.to_dict(), counter=other).total_tokens
+    assert reopened.total_tokens == expected != conv.total_tokens
+    reopened.add_user("written with another counter")  # stored as unknown: recounted at open
+    assert store.open(conv.id).total_tokens == convo.Conversation.from_dict(reopened.to_dict()).total_tokens
