@@ -15,9 +15,11 @@ import time
 import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError
+from ._files import make_private
 
 __all__ = ["CacheError", "MemoryCache", "RedisCache", "SQLiteCache"]
 
@@ -165,6 +167,8 @@ class SQLiteCache(_Closing):
     ) -> None:
         self.path = os.fspath(path)
         self.ttl = _check_ttl(ttl)
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)) or not 0 <= busy_timeout < math.inf:
+            raise InvalidConfigError(f"busy_timeout must be a finite number of seconds >= 0, got {busy_timeout!r}")
         self._busy = busy_timeout
         self._clock = clock
         self._lock = threading.Lock()
@@ -180,18 +184,13 @@ class SQLiteCache(_Closing):
         return f"SQLiteCache({self.path!r}, ttl={self.ttl})"
 
     def _create_private(self) -> None:
+        """Create the file 0600, or tighten an existing one (and its -wal / -shm) to 0600."""
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            return
+            make_private(Path(self.path))
         except OSError as exc:
             raise CacheError(
                 f"cannot create the cache file {self.path!r}: {exc.strerror}; check that the directory exists and is writable"
             ) from None
-        try:
-            os.fchmod(fd, 0o600)  # whatever the umask
-        finally:
-            os.close(fd)
 
     def _connection(self) -> sqlite3.Connection:
         """This process's connection: a forked child must not use its parent's, so it opens its own."""
@@ -203,6 +202,10 @@ class SQLiteCache(_Closing):
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.executescript(_SCHEMA)
+        try:
+            make_private(Path(self.path))  # the -wal and -shm SQLite just opened, if an old one was wider
+        except OSError:
+            pass
         self._conn, self._pid = conn, os.getpid()
         return conn
 

@@ -8,11 +8,12 @@ kinds and their rules are described in :mod:`convo.redact`.
 from __future__ import annotations
 
 import datetime
+import functools
 import ipaddress
 import re
 from collections.abc import Callable
 
-__all__ = ["BUILTIN", "KINDS", "Check", "Span", "cn_id_ok", "luhn_ok", "whole"]
+__all__ = ["BUILTIN", "KINDS", "Check", "Span", "ascii_table", "cn_id_ok", "luhn_ok", "whole"]
 
 KINDS = ("API_KEY", "EMAIL", "CARD", "CN_ID", "SSN", "IP", "PHONE")  # order breaks exact ties
 
@@ -29,20 +30,31 @@ def _starts(first: str, not_before: str = "[0-9A-Za-z_+]", group: bool = True) -
 
 _END = r"(?![0-9A-Za-z_])(?![ .-]?\d)"  # not followed by a word, a number or another digit group
 
-_CARD = re.compile(_starts("[2-6]") + r"(?:[ -]?\d){12,18}" + _END)
-_SSN = re.compile(_starts(r"\d") + r"\d\d(?P<sep>[- ])\d\d(?P=sep)\d{4}" + _END)
-_SSN_NAMED = re.compile(  # nine bare digits right after the words
-    _starts("[Ss]", "[0-9A-Za-z_]", False)
-    + r"(?i:sn|ocial security(?: number| no\.?)?)\s*(?:#|no\.?)?\s*[:=]?\s*(?P<value>\d{9})(?!\d)"
+#: Numbers end at a non-digit: a card or an ID may touch a word ("card4111...", "...1111exp1226").
+_NUM_END = r"(?!\d)(?![ .-]?\d)"
+_CARD = re.compile(_starts("[2-6]", "[0-9_+]") + r"(?:(?:[ -]{1,2}|\n)?\d){12,18}" + _NUM_END)
+_SSN = re.compile(_starts(r"\d", "[0-9_+]") + r"\d\d(?P<sep>[- ]{1,2})\d\d(?P=sep)\d{4}" + _NUM_END)
+_SSN_NAMED = re.compile(  # nine digits (grouped or not) right after the words
+    _starts("[Ss]", "[0-9_]", False)
+    + r"(?i:sn|ocial security(?: number| no\.?)?)\s*(?:#|no\.?)?\s*[:=]?\s*"
+    r"(?P<value>\d{3}(?P<sep>[- ]?)\d\d(?P=sep)\d{4})(?!\d)"
 )
 _EMAIL = re.compile(_starts("[A-Za-z0-9._%+-]", "[A-Za-z0-9._%+-]", False) + r"[A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-_PHONE_INTL = re.compile(_starts(r"\+", group=False) + r"\d+(?:[ .-]?\(\d{1,4}\)[ .-]?\d+|[ .-]\d+)*+(?!\d)")
+_PHONE_INTL = re.compile(_starts(r"\+", "[0-9_+]", group=False) + r"\d+(?:[ .-]?\(\d{1,4}\)[ .-]?\d+|[ .-]\d+)*+(?!\d)")
 _PHONE_US = re.compile(
-    _starts("[1(]") + r"(?:(?<=1)[ .-]?\()?(?<=\()\d{3}\)[ .-]?\d{3}[ .-]\d{4}" + _END  # (415) 555-2671
-    + "|" + _starts(r"\d") + r"(?:(?<=1)[ .-]\d{3}|\d\d)(?:(?P<sep>[.-])\d{3}(?P=sep)\d{4}| \d{3} \d{4})" + _END
+    _starts("[1(]", "[0-9_+]") + r"(?:(?<=1)[ .-]?\()?(?<=\()\d{3}\)[ .-]?\d{3}[ .-]\d{4}" + _NUM_END  # (415) 555-2671
+    + "|" + _starts(r"\d", "[0-9_+]") + r"(?:(?<=1)[ .-]\d{3}|\d\d)(?:(?P<sep>[.-])\d{3}(?P=sep)\d{4}| \d{3} \d{4})"
+    + _NUM_END
 )
-_PHONE_CN = re.compile(_starts("[01]") + r"(?:(?<=0)0 ?86[ -]?1|(?<=1))[3-9]\d(?:[ -]?\d{4}){2}" + _END)
-_CN_ID = re.compile(_starts("[1-9]", "[0-9A-Za-z_]", False) + r"\d{16}[\dXx](?![0-9A-Za-z_])")
+_PHONE_BARE_US = re.compile(_starts("[2-9]", "[0-9_+]") + r"\d\d[2-9]\d{6}" + _NUM_END)  # 4155552671
+#: National numbers with a trunk 0, grouped: 020 7946 0958, 01 23 45 67 89, 0161-496-0000, 030 12345678,
+#: (02) 9876 5432.
+_PHONE_NATIONAL = re.compile(
+    _starts("0", "[0-9_+.]") + r"[1-9]\d{0,4}(?:(?P<sep>[ .-])\d{2,8})(?:(?P=sep)\d{2,8}){0,3}" + _NUM_END
+    + "|" + _starts(r"\(", "[0-9_+]", False) + r"0[1-9]\d{0,3}\) ?\d{2,8}(?:[ .-]\d{2,8}){0,3}" + _NUM_END  # (02) 9876 5432
+)
+_PHONE_CN = re.compile(_starts("[01]", "[0-9_+]") + r"(?:(?<=0)0 ?86[ -]?1|(?<=1))[3-9]\d(?:[ -]?\d{4}){2}" + _NUM_END)
+_CN_ID = re.compile(_starts("[1-9]", "[0-9_]", False) + r"\d{16}[\dXx](?!\d)")
 _IPV4 = re.compile(_starts(r"\d", "[0-9A-Za-z_.]", False) + r"\d{0,2}(?:\.\d{1,3}){3}(?![0-9A-Za-z_]|\.\d)")
 _IPV6 = re.compile(
     _starts("[0-9A-Fa-f:]", "[0-9A-Za-z_:.]", False) + r"(?:(?<=:)|[0-9A-Fa-f]{0,3}:)(?:[0-9A-Fa-f]{0,4}:){1,6}"
@@ -107,7 +119,7 @@ def _network_ok(d: str) -> bool:
 
 
 def _card(m: re.Match[str]) -> Span:
-    text = m.group()
+    text = re.sub(r"[ \n-]+", lambda g: "-" if "-" in g.group() else " ", m.group())  # "  " and "\n" print as " "
     digits = re.sub(r"\D", "", text)
     if len(set(digits)) == 1 or not _network_ok(digits) or not luhn_ok(digits):
         return None
@@ -120,7 +132,7 @@ def _card(m: re.Match[str]) -> Span:
 
 def _ssn(m: re.Match[str]) -> Span:
     value = m.group("value") if "value" in m.re.groupindex else m.group()
-    digits = value.replace("-", "").replace(" ", "")
+    digits = re.sub(r"\D", "", value)
     area, group, serial = digits[:3], digits[3:5], digits[5:]
     if area in ("000", "666") or area[0] == "9" or group == "00" or serial == "0000":
         return None
@@ -132,12 +144,26 @@ def _email(m: re.Match[str]) -> Span:
     if any(not lab or lab[0] == "-" or lab[-1] == "-" for lab in labels):
         return None
     tld = labels[-1]
-    return m.span() if len(tld) >= 2 and (tld.isalpha() or tld.startswith("xn--")) else None
+    if len(tld) >= 2 and (tld.isalpha() or tld.startswith("xn--")):
+        return m.span()
+    letters = re.match(r"[A-Za-z]{2,}", tld)  # "ann@example.com4111...": the address ends where its TLD does
+    return (m.start(), m.end() - len(tld) + letters.end()) if letters and len(labels) > 1 else None
 
 
 def _phone_intl(m: re.Match[str]) -> Span:
     digits = re.sub(r"\D", "", m.group())
     return m.span() if 8 <= len(digits) <= 15 and digits[0] != "0" else None
+
+
+def _phone_bare_us(m: re.Match[str]) -> Span:
+    """Ten bare digits read as a NANP number: area code with a middle digit 0-8, no N11 exchange."""
+    d = m.group()
+    return m.span() if d[1] != "9" and d[4:6] != "11" else None
+
+
+def _phone_national(m: re.Match[str]) -> Span:
+    digits = re.sub(r"\D", "", m.group())
+    return m.span() if 10 <= len(digits) <= 11 else None
 
 
 def _phone_us(m: re.Match[str]) -> Span:
@@ -185,5 +211,27 @@ BUILTIN: dict[str, list[tuple[re.Pattern[str], Check, str]]] = {
     "CN_ID": [(_CN_ID, lambda m: m.span() if cn_id_ok(m.group()) else None, "")],
     "SSN": [(_SSN, _ssn, ""), (_SSN_NAMED, _ssn, "")],
     "IP": [(_IPV4, _ip, "."), (_IPV6, _ip, ":")],
-    "PHONE": [(_PHONE_INTL, _phone_intl, "+"), (_PHONE_US, _phone_us, ""), (_PHONE_CN, whole, "")],
+    "PHONE": [(_PHONE_INTL, _phone_intl, "+"), (_PHONE_US, _phone_us, ""), (_PHONE_CN, whole, ""),
+              (_PHONE_BARE_US, _phone_bare_us, ""), (_PHONE_NATIONAL, _phone_national, "0")],
 }
+
+
+@functools.cache
+def ascii_table() -> dict[int, int]:
+    """One-to-one replacements that let the patterns read other scripts' digits and spaces:
+    every Unicode decimal digit (full-width ``４``, Arabic-Indic, ...) as its ASCII digit,
+    full-width ``Ｘ``/``ｘ``, ``－`` and ``＠``, and no-break, thin and ideographic spaces as
+    ``" "``. Lengths stay the same, so offsets into the result are offsets into the original."""
+    import unicodedata
+
+    table: dict[int, int] = {}
+    for code in range(128, 0x20000):  # every decimal digit is in the first two planes
+        value = unicodedata.decimal(chr(code), None)
+        if value is not None:
+            table[code] = ord(str(value))
+    for code in (0x00A0, 0x2007, 0x2009, 0x202F, 0x3000):
+        table[code] = ord(" ")
+    table.update({0xFF38: ord("X"), 0xFF58: ord("x"), 0xFF0D: ord("-"), 0x2010: ord("-"), 0x2011: ord("-"),
+                  0xFF20: ord("@"), 0xFF0E: ord(".")})
+    return table
+

@@ -27,6 +27,7 @@ prices), then :meth:`Spending.settle_item`, :meth:`Accounting.item_finished`,
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,6 +87,7 @@ class CallState:
     restorer: Restorer | None = None  # streams: restores placeholders in text as it arrives
     cache_key: str | None = None
     hit: Any = None  # the cached reply that answers the call
+    answered_by: str | None = None  # the model of the attempt that succeeded (a fallback, maybe)
     ttft: float | None = None
     trace: Any = None  # the call's span and metrics, when OpenTelemetry records them (_telemetry)
 
@@ -191,6 +193,9 @@ class Caching(Guard):
         except CacheError as exc:
             log.warning("response cache unavailable, skipping it: %s", exc)
             return None
+        except Exception as exc:  # noqa: BLE001 -- a custom cache's bug, a bad entry: the call goes on without it
+            log.warning("response cache failed, skipping it (%s: %s)", type(exc).__name__, exc)
+            return None
         ctx.stats.count("cache_hits" if message is not None else "cache_misses")
         if message is not None:
             cache_log.debug("answered from the response cache (key %s...)", key[:12])
@@ -204,14 +209,29 @@ class Caching(Guard):
             yield Do(cache.set, (key, to_entry(message), ctx.cache_ttl), io=True)
         except CacheError as exc:
             log.warning("response cache unavailable, not storing: %s", exc)
+        except Exception as exc:  # noqa: BLE001 -- the reply is paid for: a cache that fails must not lose it
+            log.warning("response cache failed, not storing (%s: %s)", type(exc).__name__, exc)
 
     def enter(self, ctx: CallContext, call: CallState) -> Flow:
         call.cache_key = self.key(ctx, call.request, call.user)
         call.hit = yield from self.lookup(ctx, call.cache_key)
 
+    def settle(
+        self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
+    ) -> Flow:
+        if error is None:
+            call.answered_by = ticket.model  # the last clean settle before leave is the attempt that answered
+        return
+        yield  # pragma: no cover
+
     def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
         if call.hit is None:
-            yield from self.store(ctx, call.cache_key, value)
+            key = call.cache_key
+            requested = call.request.get("model")
+            if key is not None and call.answered_by is not None and call.answered_by != requested:
+                # A fallback model answered: its reply is an answer of that model, never of the one asked for.
+                key = self.key(ctx, {**call.request, "model": call.answered_by}, call.user)
+            yield from self.store(ctx, key, value)
         return value
 
 
@@ -226,21 +246,59 @@ class Spending(Guard):
         worst = prices.worst_case(ticket.model, _estimate(ctx, ticket) * ESTIMATE_MARGIN, request.get("max_tokens", 0))
         return worst * prices.batch_discount if batch else worst
 
+    def __init__(self) -> None:
+        # Settlements a budget's store refused after the API had answered: (budget, hold, cost),
+        # kept here and sent again before that budget's next hold, so no spend goes unrecorded.
+        self._owed: list[tuple[Budget, Hold, float]] = []
+        self._lock = threading.Lock()
+
+    @property
+    def owed(self) -> int:
+        """Settlements waiting for a budget store that failed (see :meth:`reconcile`)."""
+        with self._lock:
+            return len(self._owed)
+
+    def reconcile(self, spend: Budget) -> None:
+        """Settle what ``spend`` could not take earlier; raises (keeping the rest) if it fails again."""
+        with self._lock:
+            if not self._owed:
+                return
+            mine = [o for o in self._owed if o[0] is spend]
+        for owed in mine:
+            spend.settle(owed[1], owed[2])
+            with self._lock:
+                self._owed.remove(owed)
+
     def hold(self, ctx: CallContext, ticket: Ticket, *, batch: bool = False) -> None:
         """Hold the worst case of ``ticket``'s request (``batch``: at batch prices). Raises
         :class:`~convo.BudgetExceededError` (nothing held) when the budget cannot cover it."""
         spend = ctx.spend
         if spend is not None:
+            self.reconcile(spend)
             ticket.spend = spend
             ticket.hold = spend.reserve(self._worst(ctx, ticket, batch), ticket.user)
 
     def charge(self, ctx: CallContext, ticket: Ticket, cost: float | None) -> None:
-        """Replace the hold by ``cost`` and put the cost on the ledger (idempotent)."""
-        if ticket.hold is not None and ticket.spend is not None:
-            hold, ticket.hold = ticket.hold, None
-            ticket.spend.settle(hold, cost or 0.0)
+        """Replace the hold by ``cost`` and put the cost on the ledger (idempotent). Never
+        raises: the request was answered (or failed) already, so a budget store that fails now
+        gets the settlement later (:meth:`reconcile`), with a warning."""
+        self._settle_hold(ticket, cost or 0.0)
         if cost:
             ctx.stats.charge(cost, ticket.user)
+
+    def _settle_hold(self, ticket: Ticket, cost: float) -> None:
+        if ticket.hold is None or ticket.spend is None:
+            return
+        hold, ticket.hold = ticket.hold, None
+        try:
+            ticket.spend.settle(hold, cost)
+        except Exception as exc:  # noqa: BLE001 -- any store failure: the reply must not be lost
+            with self._lock:
+                self._owed.append((ticket.spend, hold, cost))
+            log.warning(
+                "convo: the budget store failed settling a request (%s: %s); the cost is kept locally "
+                "and settled before the next request", type(exc).__name__, exc,
+            )
 
     def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
         spend = ctx.spend
@@ -266,9 +324,7 @@ class Spending(Guard):
 
     def release(self, ticket: Ticket) -> None:
         """Give back a hold that no result will settle (nothing is charged)."""
-        if ticket.hold is not None and ticket.spend is not None:
-            hold, ticket.hold = ticket.hold, None
-            ticket.spend.settle(hold, 0.0)
+        self._settle_hold(ticket, 0.0)
 
 
 class RateLimiting(Guard):
@@ -298,7 +354,29 @@ class RateLimiting(Guard):
             return
         if ticket.reservation is not None:
             reservation, ticket.reservation = ticket.reservation, None
-            yield Do(limiter.settle, (reservation, usage, headers), io=limiter.io)
+            started: list[bool] = []
+
+            def settle() -> None:  # named as the limiter's method: what drivers and logs show
+                started.append(True)
+                limiter.settle(reservation, usage, headers)
+
+            try:
+                yield Do(settle, (), io=limiter.io)
+            except GeneratorExit:
+                # The caller left (a timeout, a cancelled task) while the limiter was being corrected:
+                # the flow runs no further, so finish here (unless a driver's thread already runs
+                # it), and settle the budget hold that the guards after this one would have
+                # settled, with this attempt's usage.
+                if not started:
+                    try:
+                        limiter.settle(reservation, usage, headers)
+                    except Exception as exc:  # noqa: BLE001 -- being cancelled: say so, go on
+                        log.warning("convo: the rate limiter failed settling a cancelled request (%s)", exc)
+                if ticket.hold is not None:
+                    COSTS.charge(ctx, ticket, ctx.cost(usage, ticket.model))
+                raise
+            except Exception as exc:  # noqa: BLE001 -- a custom store: the API answered, the reply must not be lost
+                log.warning("convo: the rate limiter failed settling a request (%s: %s)", type(exc).__name__, exc)
         if error is not None and getattr(error, "status_code", None) in (429, 529):
             limiter.throttled()
 

@@ -20,6 +20,7 @@ from ._exceptions import (
     InvalidMessageError,
 )
 from ._files import write_private
+from .redact import PLACEHOLDER
 from .strategies import Strategy, StrategyLike, as_strategy, strategy_from_config, unsavable
 from .summarize import Summary
 from .tokens import TokenCounter
@@ -53,6 +54,8 @@ def to_dict(conv: Conversation, *, strategy: bool = True) -> dict[str, Any]:
         "pinned": conv.pinned,
         "prompt_cache": conv.prompt_cache,
         **({"summary": {"text": summary.text, "turns": summary.turns}} if summary else {}),
+        # The redactor's placeholders, so they keep their meaning after loading (the values are in the history too).
+        **({"redaction": {"mapping": dict(conv._mapping)}} if conv._mapping else {}),
     }
 
 
@@ -78,7 +81,14 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
 
 def save(conv: Conversation, path: str | os.PathLike[str], *, strategy: bool = True) -> None:
     """Write :func:`to_dict` to ``path`` atomically (nothing is written if the strategy is refused)."""
-    write_atomic(path, json.dumps(to_dict(conv, strategy=strategy), ensure_ascii=False, indent=1))
+    if Path(path).is_dir():
+        raise ConversationFileError(f"cannot save to {path}: it is a directory; give a file path such as {Path(path) / 'chat.json'}")
+    try:
+        text = json.dumps(to_dict(conv, strategy=strategy), ensure_ascii=False, indent=1, allow_nan=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError) as exc:  # a value that is not JSON, a lone surrogate
+        raise ConversationFileError(f"cannot save the conversation as JSON: {exc}") from None
+    write_atomic(path, text)
 
 
 def from_dict(
@@ -96,7 +106,7 @@ def from_dict(
             "load files written by Conversation.save"
         )
     version = data.get("version")
-    if not isinstance(version, int) or version > FILE_VERSION:
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FILE_VERSION:
         raise ConversationFileError(
             f"conversation file version {version!r} is not supported (this convo reads up to "
             f"{FILE_VERSION}); upgrade convo"
@@ -123,10 +133,13 @@ def from_dict(
         for i in set(data.get("pinned", [])):
             conv.pin(i)
         conv._summary = _load_summary(data.get("summary"), len(conv._starts))
+        conv._mapping = _load_mapping(data.get("redaction"))
     except KeyError as exc:
         raise ConversationFileError(f"conversation file is missing the {exc.args[0]!r} field") from None
-    except (InvalidConfigError, InvalidMessageError, InvalidInputError, TypeError) as exc:
+    except (InvalidConfigError, InvalidMessageError, InvalidInputError, TypeError, AttributeError, ValueError) as exc:
         raise ConversationFileError(f"conversation file is invalid: {exc}") from None
+    except RecursionError:
+        raise ConversationFileError("conversation file is invalid: it is nested too deeply") from None
     return conv
 
 
@@ -154,6 +167,8 @@ def load(
         raise ConversationFileError(
             f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}); the file may be truncated"
         ) from None
+    except RecursionError:
+        raise ConversationFileError(f"{path} is nested too deeply to be a conversation file; was it tampered with?") from None
     try:
         return from_dict(cls, data, strategy=strategy, counter=counter, client=client)
     except ConversationFileError as exc:
@@ -179,3 +194,15 @@ def _load_summary(data: Any, turns: int) -> Summary | None:
     if isinstance(covered, bool) or not isinstance(covered, int) or not 0 <= covered <= turns:
         raise InvalidMessageError(f"'summary.turns' must be an int from 0 to {turns}, got {covered!r}")
     return Summary(data["text"], covered)
+
+
+def _load_mapping(data: Any) -> dict[str, str]:
+    """The saved placeholder mapping (files without a redactor's placeholders have none)."""
+    if data is None:
+        return {}
+    mapping = data.get("mapping") if isinstance(data, Mapping) else None
+    if not isinstance(mapping, Mapping) or not all(
+        isinstance(k, str) and PLACEHOLDER.fullmatch(k) and isinstance(v, str) for k, v in mapping.items()
+    ):
+        raise InvalidMessageError("'redaction.mapping' must map placeholders such as '[EMAIL_1]' to strings")
+    return dict(mapping)

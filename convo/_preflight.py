@@ -18,14 +18,22 @@ convo._exceptions.ModelRuleError: max_tokens=100000 is above the maximum of clau
 from __future__ import annotations
 
 import logging
+import math
+import re
 import threading
 from collections.abc import Mapping
 from typing import Any
 
-from ._exceptions import ModelRuleError
+from ._exceptions import InvalidInputError, InvalidMessageError, ModelRuleError
 from .models import ModelInfo
 
-__all__ = ["check_request", "warn_unknown"]
+__all__ = ["check_json", "check_request", "fit_final_turn", "warn_unknown"]
+
+#: Request options that are not part of the JSON body (the SDK reads them itself).
+_NOT_BODY = frozenset({"timeout", "extra_headers", "extra_query"})
+#: Deeper than this, a request is a mistake (or a file built to crash the parser), not a conversation.
+MAX_DEPTH = 100
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 log = logging.getLogger("convo")
 
@@ -56,10 +64,20 @@ def check_request(
     """Raise :class:`ModelRuleError` if ``request`` breaks a rule of its model (``info``).
 
     ``method`` is ``"create"`` (also streams) or ``"count_tokens"`` (no reply, so no reply-length,
-    sampling or prefill rules); ``batch`` checks ``max_tokens`` against the Batch API's cap.
+    sampling or prefill rules), or ``"params"`` (only that the values can be sent: JSON, typed); ``batch`` checks ``max_tokens`` against the Batch API's cap.
     ``info`` None (an unknown model) checks nothing and warns once.
     """
+    check_json({k: v for k, v in request.items() if k not in _NOT_BODY}, "the request")
+    tools = request.get("tools")
+    if tools is not None and (not isinstance(tools, (list, tuple)) or not all(isinstance(t, Mapping) for t in tools)):
+        raise InvalidInputError(
+            f"tools must be a list of tool definitions (dicts with a name and an input_schema), got {tools!r:.80}"
+        )
+    if method == "params":
+        return  # only the shape of the parameters (a Conversation checks them before counting)
     model = str(request.get("model"))
+    if method != "count_tokens":
+        _check_final_turn(request, info)
     if info is None:
         warn_unknown(model)
         return
@@ -159,7 +177,7 @@ def _check_sampling(request: Mapping[str, Any], info: ModelInfo, name: str) -> N
 def _check_prefill(request: Mapping[str, Any], info: ModelInfo, name: str) -> None:
     if info.prefill:
         return
-    messages = request.get("messages")
+    messages: Any = request.get("messages")
     last = messages[-1] if isinstance(messages, list) and messages else None
     if isinstance(last, Mapping) and last.get("role") == "assistant" and not _paused(last):
         raise _fail("prefill", info, f"{name} does not accept an assistant prefill: the conversation must end "
@@ -174,3 +192,96 @@ def _paused(message: Mapping[str, Any]) -> bool:
     blocks = content if isinstance(content, list) else []
     return any(isinstance(b, Mapping) and str(b.get("type", "")).startswith(("server_tool_use", "mcp_tool_use"))
                for b in blocks)  # fmt: skip
+
+
+def check_json(value: Any, where: str = "the request", depth: int = 0) -> None:
+    """Raise :class:`InvalidInputError` unless ``value`` can be sent as JSON: dicts with str keys,
+    lists, str without lone surrogates (UTF-8 cannot encode them), finite numbers, bools, None
+    (and pydantic models, which the SDK serializes). Says where the bad value is."""
+    if depth > MAX_DEPTH:
+        raise InvalidInputError(f"{where} is nested more than {MAX_DEPTH} levels deep; a request is not that deep")
+    if value is None or isinstance(value, (bool, int)):
+        return
+    if isinstance(value, str):
+        if not value.isascii() and _SURROGATE.search(value):
+            at = _SURROGATE.search(value)
+            assert at is not None
+            raise InvalidInputError(
+                f"{where} holds a lone surrogate ({at.group()!a} at {at.start()}), which UTF-8 cannot encode; "
+                "decode the text with errors='replace' or remove it"
+            )
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidInputError(f"{where} is {value!r}; JSON has no NaN or infinity, give a finite number")
+        return
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidInputError(f"{where} has a key {key!r} of type {type(key).__name__}; JSON keys are str")
+            check_json(key, f"a key of {where}", depth + 1)
+            check_json(item, f"{where}.{key}", depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            check_json(item, f"{where}[{i}]", depth + 1)
+        return
+    if callable(getattr(value, "model_dump", None)):
+        return  # an SDK (pydantic) object: the SDK serializes it
+    hint = "; use a list" if isinstance(value, (set, frozenset)) else ""
+    raise InvalidInputError(f"{where} is a {type(value).__name__}, which cannot be sent as JSON{hint}")
+
+
+def _final_text(last: Mapping[str, Any]) -> str | None:
+    content = last.get("content")
+    if isinstance(content, str):
+        return content
+    texts = [b.get("text") for b in content or () if isinstance(b, Mapping) and b.get("type") == "text"]
+    return texts[-1] if texts and isinstance(texts[-1], str) else None
+
+
+def fit_final_turn(request: dict[str, Any], info: ModelInfo | None) -> None:
+    """A built request's final assistant turn made acceptable, in place: trailing whitespace
+    (which the API refuses) is cut from its last text; InvalidMessageError when it holds thinking
+    blocks while thinking is off. For requests convo assembles from a stored history (a
+    Conversation), where the stored turn is kept as it was."""
+    messages: Any = request.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if isinstance(last, dict) and last.get("role") == "assistant":
+        content = last.get("content")
+        if isinstance(content, str) and content != content.rstrip():
+            messages[-1] = {**last, "content": content.rstrip()}
+        elif isinstance(content, list):
+            texts = [i for i, b in enumerate(content) if isinstance(b, Mapping) and b.get("type") == "text"]
+            if texts and isinstance(content[texts[-1]].get("text"), str):
+                block = content[texts[-1]]
+                if block["text"] != block["text"].rstrip() and block["text"].strip():
+                    content = list(content)
+                    content[texts[-1]] = {**block, "text": block["text"].rstrip()}
+                    messages[-1] = {**last, "content": content}
+    _check_final_turn(request, info)
+
+
+def _check_final_turn(request: Mapping[str, Any], info: ModelInfo | None) -> None:
+    """A final assistant turn (a prefill) must not end in whitespace, and may hold thinking
+    blocks only when thinking is on: the API refuses both."""
+    messages: Any = request.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else None
+    if not isinstance(last, Mapping) or last.get("role") != "assistant":
+        return
+    content = last.get("content")
+    blocks = [b for b in content if isinstance(b, Mapping)] if isinstance(content, list) else []
+    if _paused(last):
+        return  # a paused server-tool turn, sent back to continue: not a prefill
+    tail = _final_text(last)
+    if tail is not None and tail != tail.rstrip():
+        raise InvalidMessageError(
+            f"message {len(messages) - 1}: the final assistant turn ends in whitespace ({tail[len(tail.rstrip()):]!r}), "
+            "which the API refuses (final assistant content cannot end with trailing whitespace); strip it"
+        )
+    thinking_on = _thinking_type(request) not in (None, "disabled") or (info is not None and info.thinking.always_on)
+    if not thinking_on and any(b.get("type") in ("thinking", "redacted_thinking") for b in blocks):
+        raise InvalidMessageError(
+            f"message {len(messages) - 1}: the final assistant turn holds a thinking block but thinking is off, which "
+            "the API refuses; turn thinking on for this request, or drop the thinking blocks from that turn"
+        )

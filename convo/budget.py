@@ -18,11 +18,13 @@ closed: when its store cannot be reached, requests raise :class:`BudgetStoreErro
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, MemoryLedger, Period, RedisLedger, Refusal
 from ._exceptions import ConvoError, InvalidConfigError
+from ._numbers import number
+from ._numbers import usd as _usd
 
 __all__ = ["Budget", "BudgetExceededError", "BudgetStoreError", "Hold"]
 
@@ -59,12 +61,18 @@ class Budget:
         hold_ttl: float = HOLD_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if isinstance(usd, bool) or not isinstance(usd, (int, float)) or usd <= 0:
-            raise InvalidConfigError(f"Budget(usd=...) must be a positive amount in USD, got {usd!r}")
-        if any(not 0 < a <= 1 for a in alerts):
-            raise InvalidConfigError(f"alerts are fractions of the budget in (0, 1], got {tuple(alerts)}")
-        if per_user_usd is not None and per_user_usd <= 0:
-            raise InvalidConfigError(f"per_user_usd must be positive, got {per_user_usd!r}")
+        number("Budget(usd=...)", usd, positive=True, hint=" (a positive amount in USD)")
+        if isinstance(alerts, (str, bytes)) or not isinstance(alerts, Iterable):
+            raise InvalidConfigError(f"alerts must be a sequence of fractions in (0, 1], got {alerts!r}")
+        alerts = tuple(alerts)
+        for a in alerts:
+            number("each of alerts", a, positive=True)
+            if a > 1:
+                raise InvalidConfigError(f"alerts are fractions of the budget in (0, 1], got {alerts}")
+        if per_user_usd is not None:
+            number("per_user_usd", per_user_usd, positive=True, hint=" (a positive amount in USD, or None)")
+        if on_alert is not None and not callable(on_alert):
+            raise InvalidConfigError(f"on_alert must be callable (fraction, spent, usd), got {type(on_alert).__name__}")
         self.usd = float(usd)
         self.alerts = tuple(sorted(alerts))
         self.on_alert = on_alert
@@ -125,14 +133,14 @@ class Budget:
         if refusal.kind == "user":
             return BudgetExceededError(
                 f"user {user!r} could spend up to ${usd:.6f} more but only ${max(refusal.left, 0):.6f} of "
-                f"their ${self.per_user_usd:.2f} cap is left{where}",
+                f"their {_usd(self.per_user_usd or 0.0)} cap is left{where}",
                 needed=usd,
                 left=refusal.left,
                 user=user,
             )
         return BudgetExceededError(
             f"this request could cost up to ${usd:.6f} but only ${max(refusal.left, 0):.6f} of the "
-            f"${self.usd:.2f} budget{where} is left (spent ${refusal.spent:.6f}); raise the budget or lower max_tokens",
+            f"{_usd(self.usd)} budget{where} is left (spent ${refusal.spent:.6f}); raise the budget or lower max_tokens",
             needed=usd,
             left=refusal.left,
             user=user,

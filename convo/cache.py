@@ -13,8 +13,8 @@ True
 **Keys.** :func:`cache_key` hashes everything that changes the answer — model, system,
 messages, tools, tool choice, sampling parameters, thinking, and any parameter convo does not
 know (an unknown parameter might change the answer, so it counts) — and leaves out what does
-not: ``metadata``, ``stream``, ``timeout``, ``extra_headers``, ``extra_query`` and
-``cache_control`` markers. ``extra_body`` is merged in as if its keys were parameters. The
+not: ``metadata``, ``stream``, ``timeout``, ``extra_headers`` (but for ``anthropic-beta``,
+which enables features), ``extra_query`` and ``cache_control`` markers. ``extra_body`` is merged in as if its keys were parameters. The
 namespace (the user by default) is part of the hash, so namespaces never share entries.
 
 **What is cacheable.** Only requests whose answer is meant to be repeatable: ``temperature``
@@ -111,12 +111,23 @@ def cache_key(request: dict[str, Any], namespace: str) -> str:
         fields["messages"] = [{**m, "content": _blocks(m.get("content"))} if isinstance(m, dict) else m for m in fields["messages"]]
     if isinstance(fields.get("tools"), list):
         fields["tools"] = _blocks(fields["tools"])
+    betas = _betas(request.get("extra_headers"))
+    if betas:  # a beta changes what the model may do (and so the answer); other headers do not
+        fields["anthropic-beta"] = betas
     payload = {"v": KEY_VERSION, "namespace": namespace, "request": fields}
     try:
         text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInputError(f"cannot build a cache key: the request is not plain JSON ({exc})") from None
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _betas(headers: Any) -> list[str]:
+    """The ``anthropic-beta`` values of a request's ``extra_headers``, sorted, without duplicates."""
+    if not isinstance(headers, dict):
+        return []
+    values = [v for k, v in headers.items() if isinstance(k, str) and k.lower() == "anthropic-beta"]
+    return sorted({b.strip() for v in values if isinstance(v, str) for b in v.split(",") if b.strip()})
 
 
 def is_cacheable(request: dict[str, Any], allow_sampling: bool = False) -> bool:

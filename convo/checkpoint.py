@@ -26,6 +26,7 @@ from types import TracebackType
 from typing import Any, Self
 
 from ._exceptions import InvalidConfigError
+from ._files import make_private
 
 __all__ = ["Checkpoint", "digest"]
 
@@ -57,16 +58,16 @@ class Checkpoint:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
-        if not self.path.exists():
-            try:  # create it private before SQLite opens it; its -wal and -shm files inherit the mode
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
-            except OSError as exc:
-                raise InvalidConfigError(f"cannot create the checkpoint file {str(self.path)!r}: {exc}") from exc
+        try:  # private before SQLite opens it (its -wal and -shm inherit the mode); an old 0644 one is tightened
+            make_private(self.path)
+        except OSError as exc:
+            raise InvalidConfigError(f"cannot create the checkpoint file {str(self.path)!r}: {exc}") from exc
         try:
             self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_SCHEMA)
+            make_private(self.path)  # and the -wal / -shm just opened
             found = self._db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
             if found is None:
                 self._db.execute("INSERT OR IGNORE INTO meta VALUES ('format', ?)", (json.dumps(FORMAT),))

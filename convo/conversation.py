@@ -27,6 +27,7 @@ from typing import Any
 from . import _breakpoints, _persist, receipts
 from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError, InvalidMessageError
 from ._limits import check_max_tokens, check_selection, model_info, resolve_limits
+from ._preflight import check_request, fit_final_turn
 from ._store_hook import Journaled
 from .messages import (
     Message,
@@ -38,8 +39,9 @@ from .messages import (
 )
 from .models import DEFAULT_MODEL
 from .receipts import Receipt
+from .redact import RedactingCounter, restore_message
 from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection, as_strategy, merge_params
-from .summarize import Summary
+from .summarize import Summary, redact_fold
 from .tokens import TokenCounter, calibrated_budget, calibration_of, default_counter, fixed_tokens
 
 log = logging.getLogger("convo.conversation")
@@ -117,12 +119,15 @@ class Conversation(Journaled):
         default = SlidingWindow(low_water=CACHE_LOW_WATER) if stepped else SlidingWindow()
         self.strategy: StrategyLike = strategy if strategy is not None else default
         self.counter: TokenCounter = counter if counter is not None else default_counter()
+        if redactor is not None and counter is not None:  # a counter may call the API: it counts redacted text
+            self.counter = RedactingCounter(counter, redactor)
         self.client = client
         self.redactor = redactor
         #: Tools every :meth:`send` offers and runs (functions, pydantic models, tool dicts; see :mod:`convo.tools`).
         self.tools: list[Any] = list(tools or ())
         self.max_steps = max_steps  # model calls per turn (tool loop steps); see send
         self.keep_refusals = keep_refusals  # keep a refused exchange in the history
+        #: placeholder -> value, one numbering for the whole conversation (saved with it)
         self._mapping: dict[str, str] = {}
         self._system = to_system(system)
         self._fixed = fixed_tokens(self.counter, self._system)
@@ -346,8 +351,9 @@ class Conversation(Journaled):
             )
         if not self._starts:
             raise InvalidMessageError("the conversation is empty; add a user message first (add_user)")
+        check_request({"model": self.model, **params}, None, method="params")  # JSON-able, tools a list: before counting
         tools = params.get("tools")
-        fixed = self._fixed if not tools else fixed_tokens(self.counter, self._system, tools)
+        fixed = self._fixed if not tools else fixed_tokens(self.counter, self._system, self._sent_tools(tools))
         state = self._state(max_tokens, fixed)
         selection = as_selection(self.strategy(state))
         check_selection(self.strategy, state, selection)
@@ -370,14 +376,40 @@ class Conversation(Journaled):
         if ttl:
             existing = sum(n for i, n in self._marks.items() if self._sent(i, selection))
             marks = _breakpoints.place(request, summary=bool(selection.context), ttl=ttl, existing=existing)
+        fit_final_turn(request, model_info(self.model, self.client))  # a prefill the API would refuse
         summary_tokens = sum(self.counter.count_message(m) for m in selection.context)
         self._draft = receipts.draft(self.model, state, selection, marks, summary_tokens)
         if self._draft.dropped_messages and log.isEnabledFor(logging.DEBUG):
             log.debug("trimmed %d messages (%d tokens) to fit the budget of %d tokens",
                       self._draft.dropped_messages, self._draft.dropped_tokens, state.budget)
-        if self.redactor is not None:  # before it is sent, cached or logged
-            request, self._mapping = self.redactor.redact_request(request)
+        if self.redactor is not None:  # before it is sent, cached or logged; one numbering for the conversation
+            request, self._mapping = self.redactor.redact_request(request, self._mapping, thinking=True)
         return request
+
+    def _unredact(self, reply: Any) -> Any:
+        """The reply with the conversation's placeholders restored, in thinking too (its
+        requests put them back, so the signed text is sent as it came)."""
+        return restore_message(reply, self._mapping, thinking=True) if self._mapping else reply
+
+    def _plan_fold(self, max_tokens: int | None, tools: Any, force: bool) -> Any:
+        fold = super()._plan_fold(max_tokens, tools, force)
+        if fold is None or self.redactor is None:
+            return fold
+        fold, self._mapping = redact_fold(fold, self.redactor, self._mapping)  # the summarizer sees placeholders
+        return fold
+
+    def _sent_tools(self, tools: Any) -> Any:
+        """``tools`` as they will be sent: with prompt caching and no system prompt, the last tool
+        carries the breakpoint (see ``_breakpoints``), and its ``cache_control`` counts too."""
+        # With prompt_cache=None marking is decided later, by size: counted as if it happens.
+        may_mark = self.prompt_cache or (self.prompt_cache is None and self.client is not None)
+        if not may_mark or self._system or not isinstance(tools, list) or not tools:
+            return tools
+        last = tools[-1]
+        if not isinstance(last, dict) or "cache_control" in last:
+            return tools
+        cc = {"type": "ephemeral", "ttl": "1h"} if self.prompt_cache == "1h" else {"type": "ephemeral"}
+        return [*tools[:-1], {**last, "cache_control": cc}]
 
     def _sent(self, index: int, selection: Selection) -> bool:
         """Whether message ``index`` of the history is in the request ``selection`` makes."""

@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError, model_validator
 
-from ._exceptions import InvalidMessageError
+from ._exceptions import InvalidInputError, InvalidMessageError
+from ._preflight import check_json
 from .blocks import (
     ASSISTANT_BLOCKS,
     TAGS,
@@ -227,6 +228,10 @@ def to_message(value: Any, *, role: str | None = None) -> Message:
         )
     if role is not None and value.get("role", role) != role:
         raise InvalidMessageError(f"expected a {role} message, got role {value.get('role')!r}")
+    try:  # a lone surrogate, a NaN, an object(): refused here, not by the JSON encoder at send time
+        check_json(content, "message content")
+    except InvalidInputError as exc:
+        raise InvalidMessageError(str(exc)) from None
     if "role" not in value:
         raise InvalidMessageError("message has no 'role'; use 'user' or 'assistant'")
     if value["role"] not in ("user", "assistant"):
@@ -242,7 +247,14 @@ def to_system(value: Any) -> str | tuple[TextBlock, ...] | None:
     """Normalize a system prompt: None, a string, or a list of text blocks."""
     from ._exceptions import InvalidConfigError
 
-    if value is None or isinstance(value, str):
+    if value is None:
+        return value
+    if isinstance(value, (str, list, tuple)):
+        try:
+            check_json(value, "the system prompt")
+        except InvalidInputError as exc:
+            raise InvalidConfigError(str(exc)) from None
+    if isinstance(value, str):
         return value
     if isinstance(value, (list, tuple)):
         try:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._exceptions import InvalidConfigError, RateLimitStoreError
+from ._numbers import number
 from .buckets import Bucket, BucketStore, MemoryStore, RedisStore
 
 __all__ = ["Bucket", "BucketStore", "MemoryStore", "RateLimiter", "RateLimits", "RedisStore", "Reservation"]
@@ -90,8 +91,12 @@ class RateLimits:
             raise InvalidConfigError(f"on_store_error must be 'fail' or 'local', got {self.on_store_error!r}")
         for name in ("rpm", "input_tpm", "output_tpm", "tokens_per_day"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-                raise InvalidConfigError(f"{name} must be a positive number or None, got {value!r}")
+            if value is not None:
+                number(name, value, positive=True, hint=" (a positive number, or None to learn it from the API)")
+        if self.store is not None and not all(callable(getattr(self.store, m, None)) for m in ("reserve", "recheck", "adjust")):
+            raise InvalidConfigError(
+                f"store must be a bucket store (MemoryStore(), RedisStore(url)), got {type(self.store).__name__}"
+            )
 
 
 @dataclass
@@ -130,6 +135,7 @@ class RateLimiter:
         self._adaptive = _Adaptive()
         self._local: MemoryStore | None = None  # the fallback of on_store_error="local"
         self._retry_store_at = float("-inf")  # on self.clock: when to try a failed store again
+        self._owed: deque[tuple[Bucket, float]] = deque()  # corrections the store failed to take
 
     @property
     def io(self) -> bool:
@@ -170,7 +176,16 @@ class RateLimiter:
         return out
 
     def reserve(self, input_tokens: float, output_tokens: float) -> Reservation:
-        """Take a request's worth from every bucket; returns how long to wait before sending."""
+        """Take a request's worth from every bucket; returns how long to wait before sending.
+
+        Corrections the store could not take earlier (see :meth:`settle`) are sent first; if the
+        store still fails, :class:`~convo.RateLimitStoreError` is raised and nothing is sent.
+        """
+        try:
+            self.reconcile()
+        except RateLimitStoreError:
+            if self.limits.on_store_error != "local":
+                raise  # nothing is sent while the shared books are behind
         demands = self.demands(input_tokens, output_tokens)
         store: Any = self.store
         wait, marks = 0.0, ()
@@ -226,10 +241,37 @@ class RateLimiter:
             return 0.0  # the store went away while this request queued: it goes now (a 429 is retried)
         return wait
 
+    @property
+    def owed(self) -> int:
+        """Corrections kept locally because the store failed when they were made."""
+        with self._lock:
+            return len(self._owed)
+
+    def reconcile(self) -> None:
+        """Send the store the corrections it failed to take (oldest first); raises
+        RateLimitStoreError, keeping the rest, if it fails again."""
+        while True:
+            with self._lock:
+                if not self._owed:
+                    return
+                bucket, delta = self._owed[0]
+            self.store.adjust(self.limits.scope, bucket, delta)
+            with self._lock:
+                if self._owed and self._owed[0] == (bucket, delta):
+                    self._owed.popleft()
+
     def settle(self, reservation: Reservation, usage: Any | None, headers: Mapping[str, str] | None) -> None:
-        """Correct a reservation from the response (usage and rate-limit headers)."""
+        """Correct a reservation from the response (usage and rate-limit headers).
+
+        Never raises for a store failure: the API has answered by now, so the reply must reach
+        the caller. A correction the store cannot take is kept and sent before the next
+        reservation (:meth:`reconcile`); a warning is logged.
+        """
         if headers is not None:
-            self.learn(headers)
+            try:
+                self.learn(headers)
+            except RateLimitStoreError as exc:  # only a cap to the server's figure: the next response brings it again
+                log.warning("convo: the rate-limit store failed while syncing to the API's headers (%s)", exc)
         store = reservation.store
         if usage is None:  # the attempt failed: give the unused output reservation back
             self._give("output_tpm", reservation.output, store)
@@ -254,12 +296,21 @@ class RateLimiter:
             self._adjust(store, bucket, delta)
 
     def _adjust(self, store: Any, bucket: Bucket, delta: float, cap_at: float | None = None) -> None:
-        """A correction after the response: lost (with a warning) if the store fails, never raised
-        over an answer the API gave."""
+        """A correction after the response, never raised over an answer the API gave: if the
+        shared store fails, a refund is kept and sent before the next reservation
+        (:meth:`reconcile`); a cap to the server's figure is dropped (the next response brings
+        it again). A warning is logged either way."""
+        target = store if store is not None else self.store
         try:
-            (store if store is not None else self.store).adjust(self.limits.scope, bucket, delta, cap_at)
+            target.adjust(self.limits.scope, bucket, delta, cap_at)
         except RateLimitStoreError as exc:
-            log.warning("convo: could not correct the %s bucket after a response (%s)", bucket.name, exc)
+            if cap_at is None and target is self.store:
+                with self._lock:
+                    self._owed.append((bucket, delta))
+                log.warning("convo: the rate-limit store failed settling a request (%s); kept locally, sent on the "
+                            "next request", exc)
+            else:
+                log.warning("convo: could not correct the %s bucket after a response (%s)", bucket.name, exc)
 
     def learn(self, headers: Mapping[str, str]) -> None:
         """Adopt limits the API reports for what was not configured; sync to its remaining."""

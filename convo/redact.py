@@ -35,8 +35,10 @@ findings, the one that starts first wins, then the longer one.
 from __future__ import annotations
 
 import copy
+import hashlib
+import heapq
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,11 +46,12 @@ from ._detectors import (
     BUILTIN,
     KINDS,
     Check,
+    ascii_table,
     whole,
 )
 from ._exceptions import InvalidConfigError, InvalidInputError
 
-__all__ = ["Finding", "Redaction", "Redactor", "Restorer", "restore", "restore_message"]
+__all__ = ["Finding", "RedactingCounter", "Redaction", "Redactor", "Restorer", "pseudonym", "restore", "restore_message"]
 
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*_[0-9]+\]")
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
@@ -132,23 +135,49 @@ class Redactor:
         return f"Redactor(kinds={list(self.kinds)}, mode={self.mode!r})"
 
     def scan(self, text: str) -> list[Finding]:
-        """The sensitive values in ``text``, in order, without overlaps."""
+        """The sensitive values in ``text``, in order, without overlaps.
+
+        Other scripts' digits and spaces are read as ASCII ones (full-width ``４１１１``, a
+        no-break space), offsets unchanged. When a finding overlaps one that starts earlier, the
+        part after it is searched again by the same detector: in ``4111 1111 1111 1111xann@...``
+        the card does not swallow the e-mail, nor the e-mail the card's last group.
+        """
+        if not text.isascii():
+            text = text.translate(ascii_table())
         candidates: list[tuple[int, int, int, str]] = []
         for rank, (kind, pattern, check, needs) in enumerate(self._detectors):
             if needs and needs not in text:
                 continue
-            for m in pattern.finditer(text):
-                span = check(m)
-                if span is not None and span[1] > span[0]:
-                    candidates.append((span[0], -span[1], rank, kind))
-        candidates.sort()
+            candidates.extend(self._candidates(text, rank, 0))
+        heapq.heapify(candidates)
         findings: list[Finding] = []
         end = 0
-        for start, neg_end, _, kind in candidates:
+        while candidates:
+            start, neg_end, rank, kind = heapq.heappop(candidates)
             if start >= end:
                 findings.append(Finding(kind, start, -neg_end))
                 end = -neg_end
+            elif -neg_end > end:  # overlaps the finding before it: what is left may still be one
+                for c in self._candidates(text[end:-neg_end], rank, end):
+                    heapq.heappush(candidates, c)
         return findings
+
+    def _candidates(self, text: str, rank: int, offset: int) -> list[tuple[int, int, int, str]]:
+        """One detector's findings in ``text`` (offsets shifted by ``offset``). A check may cut a
+        match short (an address ends where its TLD does): the text after the cut is searched again."""
+        kind, pattern, check, _ = self._detectors[rank]
+        out = []
+        start: int | None = 0
+        while start is not None:
+            segment, base, start = text[start:] if start else text, start, None
+            for m in pattern.finditer(segment):
+                span = check(m)
+                if span is not None and span[1] > span[0]:
+                    out.append((span[0] + base + offset, -(span[1] + base + offset), rank, kind))
+                    if span[1] < m.end():
+                        start = base + span[1]
+                        break
+        return out
 
     def redact(self, text: str, mapping: Mapping[str, str] | None = None) -> Redaction:
         """Redact one text. In placeholder mode, ``mapping`` (from an earlier redaction) is
@@ -170,26 +199,53 @@ class Redactor:
         parts.append(text[last:])
         return "".join(parts), findings
 
-    def redact_request(self, request: dict[str, Any], mapping: Mapping[str, str] | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    def redact_request(
+        self, request: dict[str, Any], mapping: Mapping[str, str] | None = None, *, thinking: bool = False
+    ) -> tuple[dict[str, Any], dict[str, str]]:
         """A redacted deep copy of a Messages API request, and the mapping (empty in mask mode).
 
-        Redacts the system prompt, text blocks, plain-text documents, ``tool_result`` content
-        and the string values in ``tool_use`` inputs. Thinking blocks are left as they are: their
-        signature covers their text. The input is never changed.
+        Redacts every field that can carry user text: the system prompt, text blocks (and their
+        citations' cited text), documents (text, title, context), search results, ``tool_result``
+        content, ``tool_use`` inputs (keys and values), ``stop_sequences``, tool descriptions and
+        the descriptions, titles, defaults, examples and enums of their input schemas. A
+        sensitive ``metadata.user_id`` becomes an opaque id (a hash: the API wants one per user).
+
+        Thinking blocks are signed, so they are never re-detected. With ``thinking=True`` (a
+        history whose thinking was restored with the same, stable ``mapping``, as a Conversation
+        keeps it) the mapping's values in them are put back to their placeholders, which gives
+        the signed text back; otherwise they are left as they are. The input is never changed.
         """
         if not isinstance(request, dict):
             raise InvalidInputError(f"redact_request takes a request dict, got {type(request).__name__}")
         copied = copy.deepcopy(request)
         slots: list[tuple[Any, Any]] = []
+        keyed: list[dict[str, Any]] = []  # tool inputs whose keys may hold text too
+        thoughts: list[dict[str, Any]] = []
         if "system" in copied:
-            _collect_content(copied, "system", slots)
+            _collect_content(copied, "system", slots, keyed, thoughts)
         for message in copied.get("messages") or ():
             if isinstance(message, dict) and "content" in message:
-                _collect_content(message, "content", slots)
+                _collect_content(message, "content", slots, keyed, thoughts)
+        _collect_params(copied, slots)
         reserved = {p for container, key in slots for p in PLACEHOLDER.findall(container[key])}
+        reserved.update(p for d in keyed for k in d if isinstance(k, str) for p in PLACEHOLDER.findall(k))
+        # A placeholder in a signed thinking block keeps its meaning: never given to another value.
+        reserved.update(p for block in thoughts for p in PLACEHOLDER.findall(block["thinking"]))
         numbering = _Numbering(mapping, reserved)
         for container, key in slots:
             container[key] = self._apply(container[key], numbering)[0]
+        for d in keyed:
+            renamed = {self._apply(k, numbering)[0] if isinstance(k, str) else k: v for k, v in d.items()}
+            if len(renamed) == len(d) and list(renamed) != list(d):
+                d.clear()
+                d.update(renamed)
+        if thinking and numbering.mapping:
+            unrestore = _unrestorer(numbering.mapping)
+            for block in thoughts:
+                block["thinking"] = unrestore(block["thinking"])
+        metadata = copied.get("metadata")
+        if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str) and self.scan(metadata["user_id"]):
+            metadata["user_id"] = pseudonym(metadata["user_id"])
         return copied, numbering.mapping if self.mode == "placeholder" else {}
 
     def restorer(self, mapping: Mapping[str, str]) -> Restorer:
@@ -209,8 +265,59 @@ def _custom(name: str, pattern: str | re.Pattern[str]) -> tuple[str, re.Pattern[
     return name.upper(), compiled, whole, ""
 
 
-def _collect_content(container: Any, key: Any, slots: list[tuple[Any, Any]]) -> None:
-    """Note every (container, key) in a content value that holds text to redact."""
+def pseudonym(user_id: str) -> str:
+    """An opaque, stable id for a user id that holds sensitive data (the same user, the same id)."""
+    return "user-" + hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+def _unrestorer(mapping: Mapping[str, str]) -> Callable[[str], str]:
+    """A function that puts ``mapping``'s values back to their placeholders (longest first)."""
+    by_value = {v: k for k, v in mapping.items() if v}
+    pattern = re.compile("|".join(re.escape(v) for v in sorted(by_value, key=len, reverse=True)))
+    return lambda text: pattern.sub(lambda m: by_value[m.group()], text) if by_value else text
+
+
+#: Tool input-schema keywords whose values are prose or example data, not structure.
+_SCHEMA_TEXT = frozenset({"description", "title", "default", "examples", "enum", "const", "example"})
+
+
+def _collect_params(request: dict[str, Any], slots: list[tuple[Any, Any]]) -> None:
+    """The request's parameters that carry text: stop sequences, tool descriptions and schemas."""
+    stops = request.get("stop_sequences")
+    if isinstance(stops, list):
+        slots.extend((stops, i) for i, v in enumerate(stops) if isinstance(v, str))
+    for tool in request.get("tools") or ():
+        if not isinstance(tool, dict):
+            continue
+        if isinstance(tool.get("description"), str):
+            slots.append((tool, "description"))
+        for key in ("input_schema", "output_schema"):
+            if isinstance(tool.get(key), (dict, list)):
+                _collect_schema(tool[key], slots)
+
+
+def _collect_schema(schema: Any, slots: list[tuple[Any, Any]]) -> None:
+    """The prose and example values inside a JSON schema (never its property names or types)."""
+    items = schema.items() if isinstance(schema, dict) else enumerate(schema) if isinstance(schema, list) else ()
+    for k, v in items:
+        if isinstance(schema, dict) and k in _SCHEMA_TEXT:
+            if isinstance(v, str):
+                slots.append((schema, k))
+            else:
+                _collect_strings(v, slots, None)
+        elif isinstance(v, (dict, list)):
+            _collect_schema(v, slots)
+
+
+def _collect_content(
+    container: Any,
+    key: Any,
+    slots: list[tuple[Any, Any]],
+    keyed: list[dict[str, Any]] | None = None,
+    thoughts: list[dict[str, Any]] | None = None,
+) -> None:
+    """Note every (container, key) in a content value that holds text to redact; the dicts whose
+    keys hold text (``keyed``) and the thinking blocks (``thoughts``)."""
     value = container[key]
     if isinstance(value, str):
         slots.append((container, key))
@@ -223,26 +330,38 @@ def _collect_content(container: Any, key: Any, slots: list[tuple[Any, Any]]) -> 
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):
             slots.append((block, "text"))
+            for citation in block.get("citations") or ():
+                if isinstance(citation, dict):
+                    slots.extend((citation, k) for k in ("cited_text", "document_title", "title")
+                                 if isinstance(citation.get(k), str))
         elif kind == "tool_result" and "content" in block:
-            _collect_content(block, "content", slots)
+            _collect_content(block, "content", slots, keyed, thoughts)
         elif kind == "tool_use" and "input" in block:
-            _collect_strings(block["input"], slots)
-        elif kind == "document" and isinstance(block.get("source"), dict):
-            source = block["source"]
-            if source.get("type") == "text" and isinstance(source.get("data"), str):
-                slots.append((source, "data"))
-            elif source.get("type") == "content" and "content" in source:
-                _collect_content(source, "content", slots)
+            _collect_strings(block["input"], slots, keyed)
+        elif kind == "thinking" and isinstance(block.get("thinking"), str) and thoughts is not None:
+            thoughts.append(block)
+        elif kind in ("document", "search_result"):
+            slots.extend((block, k) for k in ("title", "context") if isinstance(block.get(k), str))
+            if kind == "search_result" and "content" in block:
+                _collect_content(block, "content", slots, keyed, thoughts)
+            source = block.get("source")
+            if kind == "document" and isinstance(source, dict):
+                if source.get("type") == "text" and isinstance(source.get("data"), str):
+                    slots.append((source, "data"))
+                elif source.get("type") == "content" and "content" in source:
+                    _collect_content(source, "content", slots, keyed, thoughts)
 
 
-def _collect_strings(value: Any, slots: list[tuple[Any, Any]]) -> None:
-    """Every string inside a JSON value (a tool call's input)."""
+def _collect_strings(value: Any, slots: list[tuple[Any, Any]], keyed: list[dict[str, Any]] | None) -> None:
+    """Every string inside a JSON value (a tool call's input); its dicts, whose keys are text too."""
+    if isinstance(value, dict) and keyed is not None and value:
+        keyed.append(value)
     items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
     for k, v in items:
         if isinstance(v, str):
             slots.append((value, k))
         else:
-            _collect_strings(v, slots)
+            _collect_strings(v, slots, keyed)
 
 
 def restore(text: str, mapping: Mapping[str, str]) -> str:
@@ -284,13 +403,85 @@ class Restorer:
         return restore(text, self.mapping)
 
 
-def restore_message(message: Any, mapping: Mapping[str, str]) -> Any:
+def restore_message(message: Any, mapping: Mapping[str, str], *, thinking: bool = False) -> Any:
     """A response (``anthropic.types.Message`` or its dict) with placeholders restored in its
-    text blocks and in the string values of its tool calls; returns the same type."""
+    text blocks and in the keys and string values of its tool calls; returns the same type.
+
+    ``thinking=True`` restores thinking blocks too: only for a history kept with one stable
+    mapping, whose requests are redacted with ``redact_request(..., thinking=True)`` (which puts
+    the signed text back)."""
     data = message if isinstance(message, dict) else message.model_dump(mode="json")
     data = copy.deepcopy(data)
     slots: list[tuple[Any, Any]] = []
-    _collect_content(data, "content", slots)
+    keyed: list[dict[str, Any]] = []
+    thoughts: list[dict[str, Any]] = []
+    _collect_content(data, "content", slots, keyed, thoughts)
     for container, key in slots:
         container[key] = restore(container[key], mapping)
+    for d in keyed:
+        renamed = {restore(k, mapping) if isinstance(k, str) else k: v for k, v in d.items()}
+        if len(renamed) == len(d) and list(renamed) != list(d):
+            d.clear()
+            d.update(renamed)
+    if thinking:
+        for block in thoughts:
+            block["thinking"] = restore(block["thinking"], mapping)
     return data if isinstance(message, dict) else type(message).model_validate(data)
+
+
+class RedactingCounter:
+    """A token counter that counts what will be sent: the text redacted first. A
+    :class:`~convo.Conversation` with a ``redactor`` wraps its counter in one, so a counter that
+    calls the API (:class:`~convo.ExactCounter`) never sends raw values to ``count_tokens``.
+
+    Counts use a throwaway mapping: a placeholder's tokens do not depend on its number's history.
+    """
+
+    def __init__(self, inner: Any, redactor: Redactor) -> None:
+        self.inner = inner
+        self.redactor = redactor
+
+    def __repr__(self) -> str:
+        return f"RedactingCounter({self.inner!r}, {self.redactor!r})"
+
+    @property
+    def calibration(self) -> Any:
+        """The wrapped counter's calibration, if it has one."""
+        return getattr(self.inner, "calibration", None)
+
+    def _request(self, **fields: Any) -> dict[str, Any]:
+        return self.redactor.redact_request({k: v for k, v in fields.items() if v is not None})[0]
+
+    def _messages(self, messages: Iterable[Any]) -> list[Any]:
+        from .messages import to_message
+
+        api = [m.to_api() if hasattr(m, "to_api") else m for m in messages]
+        return [to_message(m) for m in self._request(messages=api)["messages"]]
+
+    def _system(self, system: Any) -> Any:
+        if system is None or isinstance(system, str):
+            return self._request(system=system).get("system") if system else system
+        from .messages import to_system
+
+        blocks = [b.model_dump(mode="json") if hasattr(b, "model_dump") else b for b in system]
+        return to_system(self._request(system=blocks)["system"])
+
+    def _tools(self, tools: Any) -> Any:
+        return self._request(tools=list(tools))["tools"] if tools else tools
+
+    def count_text(self, text: str) -> int:
+        return int(self.inner.count_text(self.redactor.redact(text).text))
+
+    def count_message(self, message: Any) -> int:
+        return int(self.inner.count_message(self._messages([message])[0]))
+
+    def fixed_tokens(self, system: Any = None, tools: Any = None) -> int:
+        from .tokens import fixed_tokens
+
+        return fixed_tokens(self.inner, self._system(system), self._tools(tools))
+
+    def count_request(self, messages: Any, *, system: Any = None, tools: Any = None, model: str | None = None) -> int:
+        kwargs: dict[str, Any] = {"system": self._system(system), "tools": self._tools(tools)}
+        if model is not None:
+            kwargs["model"] = model
+        return int(self.inner.count_request(self._messages(messages), **kwargs))

@@ -31,6 +31,7 @@ import httpx2
 import tenacity
 
 from ._exceptions import InvalidConfigError
+from ._numbers import number
 
 __all__ = ["RetryBudget", "RetryPolicy", "StreamInterrupted", "is_retryable", "server_wait"]
 
@@ -136,6 +137,7 @@ class RetryBudget:
     """The retry quota shared by all requests of one client (thread-safe). See module doc."""
 
     def __init__(self, tokens: int = 500) -> None:
+        number("RetryBudget(tokens=...)", tokens, integer=True, minimum=0)
         self.capacity = tokens
         self._tokens = tokens
         self._lock = threading.Lock()
@@ -237,18 +239,18 @@ class RetryPolicy:
     stream_resume: str = "continue"
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise InvalidConfigError(f"max_attempts must be at least 1 (the first try), got {self.max_attempts}")
+        number("max_attempts", self.max_attempts, integer=True, minimum=1, hint=" (attempts, counting the first try)")
         for name in ("initial_backoff", "max_backoff", "max_retry_after"):
-            if getattr(self, name) < 0:
-                raise InvalidConfigError(f"{name} must not be negative, got {getattr(self, name)}")
+            number(name, getattr(self, name), minimum=0, hint=" (seconds)")
+        if self.max_elapsed is not None:
+            number("max_elapsed", self.max_elapsed, minimum=0, hint=" (seconds, or None for no cap)")
+        number("budget", self.budget, integer=True, minimum=0, hint=" (retry tokens; 0 disables the quota)")
+        number("fallback_after", self.fallback_after, integer=True, minimum=1)
         if self.stream_resume not in ("continue", "prefill", "restart"):
             raise InvalidConfigError(
                 f"stream_resume must be 'continue' (or its older name 'prefill') or 'restart', "
                 f"got {self.stream_resume!r}"
             )
-        if self.budget < 0 or self.fallback_after < 1:
-            raise InvalidConfigError("budget must be >= 0 and fallback_after >= 1")
 
     def new_budget(self) -> RetryBudget | None:
         """A fresh :class:`RetryBudget` of ``budget`` tokens for one client, or None when

@@ -15,6 +15,7 @@ does not fit, older turns are dropped as by the sliding window.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -23,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from ._exceptions import ClientMismatchError, InvalidConfigError, SummaryError
-from .messages import Message
+from .messages import Message, to_message
 from .strategies import Selection, SlidingWindow, Strategy, TrimState, stepped_start, unsavable
 
-__all__ = ["HEADER", "Fold", "FoldWriter", "Summarize", "Summarizer", "Summary", "summary_request"]
+__all__ = ["HEADER", "Fold", "FoldWriter", "Summarize", "Summarizer", "Summary", "redact_fold", "summary_request"]
 
 #: The first line of the context message that carries the summary.
 HEADER = "[Summary of the earlier conversation]"
@@ -237,6 +238,20 @@ class Summarize(Strategy):
         defaults (files written before a setting existed)."""
         keys = ("trigger", "keep_last", "max_summary_tokens", "model", "low_water", "max_calls")
         return cls(**{k: config[k] for k in keys if k in config})
+
+
+def redact_fold(fold: Fold, redactor: Any, mapping: Mapping[str, str]) -> tuple[Fold, dict[str, str]]:
+    """``fold`` as it may leave the process: its turns and the previous summary redacted with the
+    conversation's ``redactor`` and stable ``mapping`` (returned, extended). The summarizer —
+    a model call or a function — then sees placeholders only, and the summary it writes, which
+    the conversation stores, holds placeholders, not the values."""
+    request: dict[str, Any] = {"messages": [m.to_api() for m in fold.messages]}
+    if fold.previous:
+        request["system"] = fold.previous
+    redacted, mapping = redactor.redact_request(request, mapping, thinking=True)
+    messages = tuple(to_message(m) for m in redacted["messages"])
+    previous = redacted["system"] if fold.previous else fold.previous
+    return dataclasses.replace(fold, previous=previous, messages=messages), dict(mapping)
 
 
 def summary_request(fold: Fold, max_tokens: int, model: str) -> dict[str, Any]:

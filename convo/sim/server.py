@@ -221,6 +221,7 @@ class Simulator:
         self._thread = self._loop = self._runner = None
         if self._sock is not None:
             self._sock.close()
+            self._sock = None  # repr and base_url say "not started" rather than fail on a closed socket
 
     def __enter__(self) -> Self:
         return self.start()
