@@ -17,6 +17,7 @@ convo._exceptions.ModelRuleError: max_tokens=100000 is above the maximum of clau
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -194,10 +195,26 @@ def _paused(message: Mapping[str, Any]) -> bool:
                for b in blocks)  # fmt: skip
 
 
+def _sdk_json(value: Any) -> Any:
+    if callable(getattr(value, "model_dump", None)):
+        return None  # an SDK (pydantic) object: the SDK serializes it
+    raise TypeError(type(value).__name__)
+
+
 def check_json(value: Any, where: str = "the request", depth: int = 0) -> None:
     """Raise :class:`InvalidInputError` unless ``value`` can be sent as JSON: dicts with str keys,
     lists, str without lone surrogates (UTF-8 cannot encode them), finite numbers, bools, None
-    (and pydantic models, which the SDK serializes). Says where the bad value is."""
+    (and pydantic models, which the SDK serializes). Says where the bad value is.
+
+    The common case (it can) is one C-speed serialization; only a failure walks the value to
+    say where the bad part is."""
+    if depth == 0 and not _has_odd_keys(value):
+        try:
+            json.dumps(value, allow_nan=False, ensure_ascii=False, default=_sdk_json).encode("utf-8")
+        except (TypeError, ValueError, RecursionError):  # UnicodeEncodeError is a ValueError
+            pass  # find and describe it below
+        else:
+            return
     if depth > MAX_DEPTH:
         raise InvalidInputError(f"{where} is nested more than {MAX_DEPTH} levels deep; a request is not that deep")
     if value is None or isinstance(value, (bool, int)):
@@ -230,6 +247,19 @@ def check_json(value: Any, where: str = "the request", depth: int = 0) -> None:
         return  # an SDK (pydantic) object: the SDK serializes it
     hint = "; use a list" if isinstance(value, (set, frozenset)) else ""
     raise InvalidInputError(f"{where} is a {type(value).__name__}, which cannot be sent as JSON{hint}")
+
+
+def _has_odd_keys(value: Any) -> bool:
+    """Whether a request's top level or a message has a non-str key (JSON would turn it into a
+    string silently; the walk below refuses it). Deeper levels are left to the walk's callers."""
+    if not isinstance(value, Mapping):
+        return False
+    if any(type(k) is not str for k in value):
+        return True
+    messages = value.get("messages")
+    return isinstance(messages, list) and any(
+        isinstance(m, Mapping) and any(type(k) is not str for k in m) for m in messages
+    )
 
 
 def _final_text(last: Mapping[str, Any]) -> str | None:

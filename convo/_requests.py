@@ -7,6 +7,7 @@ the Models API catalogue cache.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,13 +21,32 @@ from .models import DEFAULT_MODEL, Catalogue
 __all__ = ["Base"]
 
 
-def _api_message(m: Any) -> dict[str, Any]:
-    """A message in the API's shape, validated; plain text dicts take a fast path."""
-    if type(m) is dict and len(m) == 2 and m.get("role") in ("user", "assistant"):
-        content = m.get("content")
-        if type(content) is str and content.strip():
-            return {"role": m["role"], "content": content}
-    return m.to_api() if isinstance(m, Message) else to_message(m).to_api()
+#: Message dicts already validated, by identity: a conversation sends the same dicts (it keeps
+#: each message's API form) on every request, so a long history is validated once, not on every
+#: turn. The dict is held with its entry (an id is never reused while cached) and with a copy
+#: of what it held, so a dict changed in place since is validated again.
+_VALIDATED: dict[int, tuple[Any, Any, Message, dict[str, Any]]] = {}
+_VALIDATED_MAX = 100_000
+
+
+def _normalized(m: Any) -> tuple[Message | None, dict[str, Any]]:
+    """(the Message, its API form) of a message; plain text dicts take a fast path (no Message)."""
+    if type(m) is dict:
+        if len(m) == 2 and m.get("role") in ("user", "assistant"):
+            content = m.get("content")
+            if type(content) is str and content.strip():
+                return None, {"role": m["role"], "content": content}
+        hit = _VALIDATED.get(id(m))
+        if hit is not None and hit[0] is m and hit[1] == m:
+            return hit[2], hit[3]
+        msg = to_message(m)
+        api = msg.to_api()
+        if len(_VALIDATED) >= _VALIDATED_MAX:
+            _VALIDATED.clear()
+        _VALIDATED[id(m)] = (m, copy.deepcopy(m), msg, api)
+        return msg, api
+    msg = m if isinstance(m, Message) else to_message(m)
+    return msg, msg.to_api()
 
 
 class Base(Settings):
@@ -64,9 +84,11 @@ class Base(Settings):
         if isinstance(messages, (str, Message)) or not isinstance(messages, Iterable):
             raise InvalidConfigError("messages must be a list of messages, e.g. [{'role': 'user', 'content': 'Hi'}]")
         params.pop("stream", None)
-        api_messages = [_api_message(m) for m in messages]
+        normalized = [_normalized(m) for m in messages]
+        api_messages = [api for _, api in normalized]
         if any(type(m["content"]) is not str for m in api_messages):
-            check_history(api_messages)  # tool_use/tool_result pairing: refuse before sending
+            # tool_use/tool_result pairing: refuse before sending (on the Messages made above)
+            check_history([msg if msg is not None else api for msg, api in normalized])
         elif api_messages and api_messages[-1]["role"] == "assistant":
             check_final([to_message(api_messages[-1])])  # no trailing whitespace on a prefill
         request: dict[str, Any] = {"model": model, "max_tokens": max_tokens, "messages": api_messages}
