@@ -365,15 +365,12 @@ class RateLimiting(Guard):
             except GeneratorExit:
                 # The caller left (a timeout, a cancelled task) while the limiter was being corrected:
                 # the flow runs no further, so finish here (unless a driver's thread already runs
-                # it), and settle the budget hold that the guards after this one would have
-                # settled, with this attempt's usage.
+                # it); the pipeline settles the guards after this one (the budget hold).
                 if not started:
                     try:
                         limiter.settle(reservation, usage, headers)
                     except Exception as exc:  # noqa: BLE001 -- being cancelled: say so, go on
                         log.warning("convo: the rate limiter failed settling a cancelled request (%s)", exc)
-                if ticket.hold is not None:
-                    COSTS.charge(ctx, ticket, ctx.cost(usage, ticket.model))
                 raise
             except Exception as exc:  # noqa: BLE001 -- a custom store: the API answered, the reply must not be lost
                 log.warning("convo: the rate limiter failed settling a request (%s: %s)", type(exc).__name__, exc)

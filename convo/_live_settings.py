@@ -15,6 +15,7 @@ import httpx2
 
 from ._context import CallContext
 from ._exceptions import InvalidConfigError
+from ._numbers import number
 from .budget import Budget
 from .cache import Cache
 from .models import DEFAULT_MODEL
@@ -28,6 +29,12 @@ if TYPE_CHECKING:
     from ._drivers import AsyncEnv, SyncEnv
 
 __all__ = ["LiveSettings", "sdk_timeout"]
+
+
+def check_timeout(timeout: object) -> None:
+    """A timeout is None, an ``httpx2.Timeout`` or a positive, finite number of seconds."""
+    if timeout is not None and not isinstance(timeout, httpx2.Timeout):
+        number("timeout", timeout, positive=True, hint=" (seconds per HTTP request, an httpx2.Timeout, or None)")
 
 
 def sdk_timeout(timeout: float | httpx2.Timeout | None) -> float | httpx2.Timeout:
@@ -106,6 +113,7 @@ class LiveSettings:
 
     @timeout.setter
     def timeout(self, value: float | httpx2.Timeout | None) -> None:
+        check_timeout(value)
         sdk = self._env.sdk
         if not hasattr(sdk, "with_options"):
             raise InvalidConfigError(f"the sdk= client ({type(sdk).__name__}) has no with_options(), so its timeout is fixed")
@@ -178,8 +186,8 @@ class LiveSettings:
 
     @cache_ttl.setter
     def cache_ttl(self, value: float | None) -> None:
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise InvalidConfigError(f"cache_ttl must be a positive number of seconds or None, got {value!r}")
+        if value is not None:
+            number("cache_ttl", value, positive=True, hint=" (seconds a cached reply is kept, or None)")
         self._ctx.cache_ttl = value
 
     @property

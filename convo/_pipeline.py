@@ -171,8 +171,15 @@ def _settle(
     ctx: CallContext, guards: tuple[Guard, ...], call: CallState, ticket: Ticket, usage: Any, headers: Any,
     error: BaseException | None,
 ) -> Flow:
-    for guard in reversed(_having(guards, "settle")):
-        yield from guard.settle(ctx, call, ticket, usage, headers, error)
+    pending = tuple(reversed(_having(guards, "settle")))
+    for i, guard in enumerate(pending):
+        try:
+            yield from guard.settle(ctx, call, ticket, usage, headers, error)
+        except GeneratorExit:  # cancelled while settling: the guards still to go settle here, at once
+            for rest in pending[i + 1 :]:
+                settle_now(rest.settle(ctx, call, ticket, usage, headers, error), ctx)
+            _abandon(ctx, guards, call, Cancelled(), ctx.clock())
+            raise
 
 
 def _settle_cancelled(ctx: CallContext, op: Operation, call: CallState, ticket: Ticket) -> None:

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._context import CallContext
 from ._exceptions import InvalidConfigError, ReadOnlySettingError
-from ._live_settings import LiveSettings, sdk_timeout
+from ._live_settings import LiveSettings, check_timeout, sdk_timeout
 from ._options import CONNECTION, OPTION_NAMES, READ_ONLY
 from .models import Catalogue
 from .ratelimit import RateLimiter
@@ -90,6 +90,7 @@ class Settings(LiveSettings):
             clock=clock,
             build=self._request,
         )
+        check_timeout(options.get("timeout"))
         self._timeout = options.get("timeout")
         self._env = self._connect(options, parent, sdk)
         self._env.clock = clock

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+import convo
 from convo import Conversation, ConversationFileError, ConvoError, InvalidInputError, ModelRuleError
 from tests.helpers import MODEL, quick_client
 
@@ -209,3 +210,18 @@ def test_item13_prompt_cache_with_tools_and_no_system_stays_within_budget(tools,
         [to_message(m) for m in request["messages"]], system=to_system(request.get("system")), tools=request["tools"]
     )
     assert counted + request["max_tokens"] <= budget
+
+
+@pytest.mark.parametrize("option", [{"timeout": float("nan")}, {"timeout": float("inf")}, {"timeout": -1},
+                                    {"timeout": "5"}, {"cache_ttl": float("nan")}, {"cache_ttl": 0}])  # fmt: skip
+def test_item14_client_numbers_are_finite_and_positive(option):
+    from convo import Client
+
+    with pytest.raises(convo.InvalidConfigError) as info:
+        Client(api_key="k", **option)
+    assert next(iter(option)) in str(info.value)
+    client = Client(api_key="k", timeout=5)
+    name, value = next(iter(option.items()))
+    with pytest.raises(convo.InvalidConfigError):
+        setattr(client, name, value)  # a live setting is checked the same way, and keeps its value
+    assert client.timeout == 5 and client.cache_ttl is None
