@@ -53,6 +53,9 @@ def to_dict(conv: Conversation, *, strategy: bool = True) -> dict[str, Any]:
         "messages": [m.to_api() for m in conv.messages],
         "pinned": conv.pinned,
         "prompt_cache": conv.prompt_cache,
+        # The tool loop's settings; the tools themselves are code: pass tools= again to load().
+        "max_steps": conv.max_steps,
+        "keep_refusals": conv.keep_refusals,
         **({"summary": {"text": summary.text, "turns": summary.turns}} if summary else {}),
         # The redactor's placeholders, so they keep their meaning after loading (the values are in the history too).
         **({"redaction": {"mapping": dict(conv._mapping)}} if conv._mapping else {}),
@@ -98,8 +101,10 @@ def from_dict(
     strategy: StrategyLike | None = None,
     counter: TokenCounter | None = None,
     client: Any = None,
+    tools: Any = None,
 ) -> Conversation:
-    """Rebuild a conversation from :func:`to_dict`'s output; ConversationFileError if it is bad."""
+    """Rebuild a conversation from :func:`to_dict`'s output; ConversationFileError if it is bad.
+    ``tools`` are the conversation's tools (code is not saved)."""
     if not isinstance(data, Mapping) or data.get("format") != FILE_FORMAT:
         raise ConversationFileError(
             "not a convo conversation (no \"format\": \"convo.conversation\" key); "
@@ -121,6 +126,9 @@ def from_dict(
             counter=counter,
             client=client,
             prompt_cache=data.get("prompt_cache"),
+            tools=tools,
+            max_steps=data.get("max_steps", 10),
+            keep_refusals=data.get("keep_refusals", False),
         )
         messages = data["messages"]
         if not isinstance(messages, list):
@@ -150,6 +158,7 @@ def load(
     strategy: StrategyLike | None = None,
     counter: TokenCounter | None = None,
     client: Any = None,
+    tools: Any = None,
 ) -> Conversation:
     """Read a file written by :func:`save`; ConversationFileError (naming the file) if it cannot."""
     path = Path(path)
@@ -170,7 +179,7 @@ def load(
     except RecursionError:
         raise ConversationFileError(f"{path} is nested too deeply to be a conversation file; was it tampered with?") from None
     try:
-        return from_dict(cls, data, strategy=strategy, counter=counter, client=client)
+        return from_dict(cls, data, strategy=strategy, counter=counter, client=client, tools=tools)
     except ConversationFileError as exc:
         raise ConversationFileError(f"{path}: {exc}") from None
 

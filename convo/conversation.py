@@ -125,6 +125,10 @@ class Conversation(Journaled):
         self.redactor = redactor
         #: Tools every :meth:`send` offers and runs (functions, pydantic models, tool dicts; see :mod:`convo.tools`).
         self.tools: list[Any] = list(tools or ())
+        if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+            raise InvalidConfigError(f"max_steps must be a positive int (model calls per turn), got {max_steps!r}")
+        if not isinstance(keep_refusals, bool):
+            raise InvalidConfigError(f"keep_refusals must be True or False, got {keep_refusals!r}")
         self.max_steps = max_steps  # model calls per turn (tool loop steps); see send
         self.keep_refusals = keep_refusals  # keep a refused exchange in the history
         #: placeholder -> value, one numbering for the whole conversation (saved with it)
@@ -492,21 +496,22 @@ class Conversation(Journaled):
     @classmethod
     def from_dict(
         cls, data: Mapping[str, Any], *, strategy: StrategyLike | None = None, counter: TokenCounter | None = None,
-        client: Any = None,
+        client: Any = None, tools: Sequence[Any] | None = None,
     ) -> Conversation:
-        """Rebuild a conversation from :meth:`to_dict`'s output (``client``: as in :meth:`load`)."""
-        return _persist.from_dict(cls, data, strategy=strategy, counter=counter, client=client)
+        """Rebuild a conversation from :meth:`to_dict`'s output (``client``, ``tools``: as in :meth:`load`)."""
+        return _persist.from_dict(cls, data, strategy=strategy, counter=counter, client=client, tools=tools)
 
     @classmethod
     def load(
         cls, path: str | os.PathLike[str], *, strategy: StrategyLike | None = None, counter: TokenCounter | None = None,
-        client: Any = None,
+        client: Any = None, tools: Sequence[Any] | None = None,
     ) -> Conversation:
         """Read a conversation written by :meth:`save`. Raises ConversationFileError if it cannot.
 
         ``strategy`` replaces the saved one; it is required for a file saved without its
         strategy (``save(path, strategy=False)``). ``client`` is the client to talk through (a
         file holds no client): ``Conversation.load(path, client=client).send("Where were we?")``.
-        The model, budget and prompt-cache setting are the saved ones.
+        The model, budget, prompt-cache setting, ``max_steps`` and ``keep_refusals`` are the saved
+        ones; ``tools`` are code, so a file holds none: pass them again here.
         """
-        return _persist.load(cls, path, strategy=strategy, counter=counter, client=client)
+        return _persist.load(cls, path, strategy=strategy, counter=counter, client=client, tools=tools)

@@ -5,6 +5,7 @@ tools, and — whatever the tools do and however the window trims — a valid hi
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
 
 import pytest
@@ -384,3 +385,16 @@ def test_strict_and_the_description_reach_the_api(fresh):
     assert reply.tool_calls[0].result == "mild in Oslo"
     sent = bodies(fresh)[0]["tools"][0]
     assert sent["strict"] is True and sent["description"] == "Current weather." and sent["name"] == "weather_now"
+
+
+def test_the_tool_loop_settings_are_saved_and_tools_given_again_on_load(fresh, tmp_path):
+    conv = conv_on(fresh, tools=[get_weather], max_steps=4, keep_refusals=True)
+    conv.send("use get_weather for Paris")
+    conv.save(tmp_path / "chat.json")
+    again = Conversation.load(tmp_path / "chat.json", client=quick_client(fresh), tools=[get_weather])
+    assert (again.max_steps, again.keep_refusals) == (4, True) and len(again) == len(conv)
+    assert again.send("use get_weather for Tokyo").tool_calls[0].result == get_weather("Tokyo")
+    data = json.loads((tmp_path / "chat.json").read_text())
+    data["max_steps"] = "many"
+    with pytest.raises(convo.ConversationFileError):
+        Conversation.from_dict(data)
