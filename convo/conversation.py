@@ -43,6 +43,7 @@ from .redact import RedactingCounter, restore_message
 from .strategies import Selection, SlidingWindow, StrategyLike, TrimState, as_selection, as_strategy, merge_params
 from .summarize import Summary, redact_fold
 from .tokens import TokenCounter, calibrated_budget, calibration_of, default_counter, fixed_tokens
+from .tools import ToolSet
 
 log = logging.getLogger("convo.conversation")
 
@@ -203,13 +204,18 @@ class Conversation(Journaled):
 
     @property
     def tokens(self) -> int:
-        """Estimated input tokens of the request that would be sent now (default max_tokens).
+        """Estimated input tokens of the request that would be sent now (default max_tokens),
+        the conversation's tools included.
 
         When even the minimal request does not fit, this is the minimal request's size.
         """
+        fixed = self._fixed
+        toolset = ToolSet.joined(self.tools, ()) if self.tools else None
+        if toolset is not None:  # the conversation's own tools go with every request
+            fixed = fixed_tokens(self.counter, self._system, self._sent_tools(toolset.to_api()))
         if not self._starts:
-            return self._fixed
-        state = self._state(self.max_tokens)
+            return fixed
+        state = self._state(self.max_tokens, fixed)
         try:
             selection = as_selection(self.strategy(state))
         except ConvoError:  # overflow, or no strategy fits: what must be sent

@@ -398,3 +398,16 @@ def test_the_tool_loop_settings_are_saved_and_tools_given_again_on_load(fresh, t
     data["max_steps"] = "many"
     with pytest.raises(convo.ConversationFileError):
         Conversation.from_dict(data)
+
+
+def test_tokens_count_the_conversations_own_tools(fresh):
+    plain = Conversation("Be helpful.", model=MODEL, budget=20_000)
+    with_tools = Conversation("Be helpful.", model=MODEL, budget=20_000, tools=[get_weather])
+    for conv in (plain, with_tools):
+        conv.add_user("hello")
+    schema_tokens = with_tools.tokens - plain.tokens
+    assert schema_tokens > 50  # the tool prompt and the schema
+    request = with_tools.request(tools=[t.to_api() for t in convo.tools.ToolSet([get_weather]).tools])
+    assert with_tools.counter.count_request(
+        [convo.to_message(m) for m in request["messages"]], system=request.get("system"), tools=request["tools"]
+    ) == with_tools.tokens
