@@ -204,7 +204,11 @@ def test_item14_other_numeric_and_typed_arguments(make):
 def test_item11_a_cache_that_fails_at_store_time_never_loses_the_reply(sim, caplog):
     from convo import MemoryCache
 
-    client = quick_client(sim, cache=MemoryCache(), cache_ttl=NAN)  # the cache refuses the ttl when storing
+    class Broken(MemoryCache):
+        def set(self, key, entry, ttl=None):  # the store fails only when the reply is kept
+            raise OSError("disk full")
+
+    client = quick_client(sim, cache=Broken())
     with caplog.at_level(logging.WARNING, logger="convo"):
         reply = client.create(messages=ASK, max_tokens=20, temperature=0)
     assert reply.content
