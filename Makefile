@@ -31,7 +31,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 $(MINVENV)/.installed: pyproject.toml tests/min-versions.txt
 	$(PYTHON) -m venv $(MINVENV)
 	$(MINPY) -m pip install --quiet --upgrade pip
-	$(MINPY) -m pip install --quiet -c tests/min-versions.txt -e '.[sim,fast,redis]' pytest hypothesis pillow
+	$(MINPY) -m pip install --quiet -c tests/min-versions.txt -e '.[sim,fast,redis]' pytest hypothesis pillow jsonschema
 	touch $@
 
 # The tests start their own redis-server on a free loopback port; install it if missing.
