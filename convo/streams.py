@@ -8,7 +8,7 @@ text, keeps the final message, and passes each :class:`~convo._resume.Restart` t
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from anthropic.types import Message as SDKMessage
 
@@ -31,30 +31,20 @@ class Stream:
         self._on_restart = on_restart
         self._final: SDKMessage | None = None
         self.restarts = 0
-        self._items = self._read()
-        self.text_stream: Generator[str, None, None] = self._texts()
+        self.text_stream = cast("Generator[str, None, None]", self._read(False))  # only str when blocks=False
         #: The text and the other events as they arrive: ``str`` pieces and
         #: :class:`~convo._resume.BlockEvent` (thinking, a tool call starting, its input
         #: complete). It reads the same stream as ``text_stream``: iterate one of them (the final
         #: message is then ready either way).
-        self.event_stream: Generator[str | BlockEvent, None, None] = self._items
+        self.event_stream: Generator[str | BlockEvent, None, None] = self._read(True)
 
-    def _read(self) -> Generator[str | BlockEvent, None, None]:
+    def _read(self, blocks: bool) -> Generator[str | BlockEvent, None, None]:
         for item in self._run:
-            if type(item) is str or type(item) is BlockEvent:
-                yield item
-            elif isinstance(item, Done):
-                self._final = item.value
-                return
-            elif isinstance(item, Restart):
-                self.restarts += 1
-                if self._on_restart is not None:
-                    self._on_restart(item)
-
-    def _texts(self) -> Generator[str, None, None]:
-        for item in self._run:  # as _read, without the block events (the hot path of a stream)
             if type(item) is str:
                 yield item
+            elif type(item) is BlockEvent:
+                if blocks:
+                    yield item
             elif isinstance(item, Done):
                 self._final = item.value
                 return
@@ -89,7 +79,7 @@ class Stream:
         ``with`` block does this.
         """
         self.text_stream.close()
-        self._items.close()
+        self.event_stream.close()
         close = getattr(self._run, "close", None)
         if close is not None:
             close()
@@ -109,29 +99,17 @@ class AsyncStream:
         self._on_restart = on_restart
         self._final: SDKMessage | None = None
         self.restarts = 0
-        self._items = self._read()
-        self.text_stream: AsyncGenerator[str, None] = self._texts()
+        self.text_stream = cast("AsyncGenerator[str, None]", self._read(False))  # only str when blocks=False
         #: The async twin of :attr:`Stream.event_stream`.
-        self.event_stream: AsyncGenerator[str | BlockEvent, None] = self._items
+        self.event_stream: AsyncGenerator[str | BlockEvent, None] = self._read(True)
 
-    async def _read(self) -> AsyncGenerator[str | BlockEvent, None]:
+    async def _read(self, blocks: bool) -> AsyncGenerator[str | BlockEvent, None]:
         async for item in self._run:
-            if type(item) is str or type(item) is BlockEvent:
-                yield item
-            elif isinstance(item, Done):
-                self._final = item.value
-                return
-            elif isinstance(item, Restart):
-                self.restarts += 1
-                if self._on_restart is not None:
-                    result = self._on_restart(item)
-                    if hasattr(result, "__await__"):
-                        await result
-
-    async def _texts(self) -> AsyncGenerator[str, None]:
-        async for item in self._run:  # as _read, without the block events (the hot path of a stream)
             if type(item) is str:
                 yield item
+            elif type(item) is BlockEvent:
+                if blocks:
+                    yield item
             elif isinstance(item, Done):
                 self._final = item.value
                 return
@@ -171,7 +149,7 @@ class AsyncStream:
         ``async with`` block does this.
         """
         await self.text_stream.aclose()
-        await self._items.aclose()
+        await self.event_stream.aclose()
         aclose = getattr(self._run, "aclose", None)
         if aclose is not None:
             await aclose()
