@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,7 @@ from ._exceptions import (
     InvalidMessageError,
 )
 from ._files import write_private
+from .messages import to_message
 from .redact import PLACEHOLDER
 from .strategies import Strategy, StrategyLike, as_strategy, strategy_from_config, unsavable
 from .summarize import Summary
@@ -102,9 +103,11 @@ def from_dict(
     counter: TokenCounter | None = None,
     client: Any = None,
     tools: Any = None,
+    counts: Sequence[int] | None = None,
 ) -> Conversation:
     """Rebuild a conversation from :func:`to_dict`'s output; ConversationFileError if it is bad.
-    ``tools`` are the conversation's tools (code is not saved)."""
+    ``tools`` are the conversation's tools (code is not saved); ``counts``: the messages' token
+    counts by ``counter``, when known (a store keeps them), -1 for one to count."""
     if not isinstance(data, Mapping) or data.get("format") != FILE_FORMAT:
         raise ConversationFileError(
             "not a convo conversation (no \"format\": \"convo.conversation\" key); "
@@ -133,11 +136,13 @@ def from_dict(
         messages = data["messages"]
         if not isinstance(messages, list):
             raise InvalidMessageError("'messages' must be a list")
+        normalized = []
         for i, m in enumerate(messages):
             try:
-                conv.add(m)
+                normalized.append(to_message(m))
             except InvalidMessageError as exc:
                 raise InvalidMessageError(f"message {i}: {exc}") from None
+        conv._restore(normalized, counts)
         for i in set(data.get("pinned", [])):
             conv.pin(i)
         conv._summary = _load_summary(data.get("summary"), len(conv._starts))

@@ -236,20 +236,7 @@ class Conversation(Journaled):
         """Append any message (dict or Message). Raises before changing anything if it is invalid."""
         msg = to_message(message)
         check_next(self._messages[-1] if self._messages else None, msg, self._tool_ids)
-        n = self.counter.count_message(msg)
-        index = len(self._messages)
-        if is_turn_start(msg):
-            self._starts.append(index)
-            self._prefix.append(self._prefix[-1] + n)
-        else:
-            self._prefix[-1] += n
-        self._messages.append(msg)
-        api = msg.to_api()
-        self._api.append(api)
-        if not isinstance(msg.content, str) and "cache_control" in str(api["content"]):
-            self._marks[index] = _breakpoints.marks_in(api)
-        self._counts.append(n)
-        self._tool_ids.update(msg.tool_use_ids())
+        self._push(msg, self.counter.count_message(msg))
         last = len(self._starts) - 1
         if pinned:
             self._pinned.add(last)
@@ -258,17 +245,57 @@ class Conversation(Journaled):
         self._changed()
 
     def extend(self, messages: Iterable[Any]) -> None:
-        """Append several messages; all are checked first, so a bad one adds none."""
-        trial = self.fork()
-        for m in messages:
-            trial.add(m)
-        self._held += 1  # a store writes them at once
-        try:
-            for m in trial._messages[len(self._messages) :]:
-                self.add(m)
-        finally:
-            self._held -= 1
-        self._changed()
+        """Append several messages; all are checked (and counted) first, so a bad one adds none."""
+        new = [to_message(m) for m in messages]
+        previous = self._messages[-1] if self._messages else None
+        seen = set(self._tool_ids)
+        for msg in new:
+            check_next(previous, msg, seen)
+            seen.update(msg.tool_use_ids())
+            previous = msg
+        counts = [self.counter.count_message(m) for m in new]
+        touched = len(self._starts) - 1  # the turn the first new message may join
+        for msg, n in zip(new, counts, strict=True):
+            self._push(msg, n)
+        if touched in self._pinned:
+            self._refresh_pins()
+        self._changed()  # one change: a store writes them at once
+
+    def _restore(self, messages: Sequence[Message], counts: Sequence[int] | None = None) -> None:
+        """Append messages already normalized (read back from a store), with their token counts
+        when they are this counter's (-1: count it); checked like :meth:`add`, in one pass."""
+        previous = self._messages[-1] if self._messages else None
+        for i, msg in enumerate(messages):
+            try:
+                check_next(previous, msg, self._tool_ids)
+            except InvalidMessageError as exc:
+                raise InvalidMessageError(f"message {i}: {exc}") from None
+            n = counts[i] if counts is not None else -1
+            self._push(msg, n if n >= 0 else self.counter.count_message(msg))
+            previous = msg
+        if self._pinned:
+            self._refresh_pins()
+
+    def _push(self, msg: Message, n: int) -> None:
+        """The bookkeeping of one checked, counted message at the end of the history."""
+        index = len(self._messages)
+        if is_turn_start(msg):
+            self._starts.append(index)
+            self._prefix.append(self._prefix[-1] + n)
+        else:
+            self._prefix[-1] += n
+        self._messages.append(msg)
+        content = msg.content
+        if isinstance(content, str):
+            self._api.append({"role": msg.role, "content": content})
+            self._counts.append(n)
+            return
+        api = msg.to_api()
+        self._api.append(api)
+        if "cache_control" in str(api["content"]):
+            self._marks[index] = _breakpoints.marks_in(api)
+        self._counts.append(n)
+        self._tool_ids.update(msg.tool_use_ids())
 
     def pin(self, index: int) -> None:
         """Always send the turn holding message ``index`` (negative indices count from the end)."""

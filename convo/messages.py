@@ -283,6 +283,8 @@ def check_next(previous: Message | None, message: Message, seen_tool_ids: set[st
         raise InvalidMessageError(
             "the first message must be a user message; add the user's turn before the assistant's"
         )
+    if isinstance(message.content, str) and (previous is None or isinstance(previous.content, str)):
+        return  # plain text after plain text: no tool call to answer, none made (the common case)
     pending = set(previous.tool_use_ids()) if previous is not None and previous.role == "assistant" else set()
     results = message.tool_result_ids()
     if results:

@@ -169,7 +169,8 @@ def test_a_1m_window_does_not_serialize_the_history_again(monkeypatch):
     conv.undo()
     conv.add_user("another new message")
     assert conv.request()["messages"][-1] == {"role": "user", "content": "another new message"}
-    assert [m.content for m in calls] == ["another new message"]  # once, when it was added
+    # at most once, when it was added (a plain-text message's dict is made without it)
+    assert [m.content for m in calls] in ([], ["another new message"])
 
 
 def test_breakpoints_never_leak_into_the_kept_messages():

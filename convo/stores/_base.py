@@ -9,6 +9,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, Self, runtime_checkable
 
+from pydantic import TypeAdapter
+
 from .. import _persist
 from .._exceptions import ConversationFileError, InvalidInputError
 from ..conversation import Conversation
@@ -17,7 +19,7 @@ from ..models import DEFAULT_MODEL
 from ..receipts import Receipt
 from ..strategies import StrategyLike
 from ..tokens import TokenCounter, default_counter
-from ._journal import Journal, replay_counter
+from ._journal import Journal
 from ._records import (
     ConversationInfo,
     Stored,
@@ -33,6 +35,14 @@ from ._records import (
 )
 
 __all__ = ["ConversationStore", "StoreBase"]
+
+_MESSAGES = TypeAdapter(list[Message])
+_RECEIPTS = TypeAdapter(list[Receipt])
+
+
+def _array(records: Sequence[str]) -> str:
+    """Stored JSON records as one JSON array, for one validating parse of them all."""
+    return "[" + ",".join(records) + "]"
 
 
 @runtime_checkable
@@ -188,22 +198,23 @@ class StoreBase:
             raise ConversationFileError(f"{self.kind} has no conversation {id!r}; was it deleted? (store.list() shows what is there)")
         try:
             data = json.loads(stored.head)
-            messages = [Message.model_validate_json(m) for m in stored.messages]  # the to_api() JSON
+            messages = _MESSAGES.validate_json(_array(stored.messages))  # the to_api() JSON, one parse
             data["messages"] = messages
             data["pinned"] = json.loads(stored.pins)
             if stored.summary is not None:
                 data["summary"] = json.loads(stored.summary)
-            receipts = [Receipt.model_validate_json(r) for r in stored.receipts]
+            receipts = _RECEIPTS.validate_json(_array(stored.receipts)) if stored.receipts else []
         except ValueError as exc:
             raise ConversationFileError(f"conversation {id!r} in the {self.kind} is corrupt: {exc}") from None
         real = counter if counter is not None else default_counter()
         stored_key = data.pop("counter", None)
-        replay = replay_counter(real, stored_key, messages, stored.tokens)
+        same = stored_key is not None and stored_key == counter_key(real) and len(stored.tokens) == len(messages)
         try:
-            conv = _persist.from_dict(Conversation, data, strategy=strategy, counter=replay)
+            conv = _persist.from_dict(
+                Conversation, data, strategy=strategy, counter=real, counts=stored.tokens if same else None
+            )
         except ConversationFileError as exc:
             raise ConversationFileError(f"conversation {id!r} in the {self.kind}: {exc}") from None
-        conv.counter = real
         conv.client, conv.redactor = client, redactor
         conv.receipts = receipts
         conv._journal = Journal(self, id, stored.info.version, conv, stored_key)

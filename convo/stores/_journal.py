@@ -12,32 +12,12 @@ from typing import TYPE_CHECKING, Any
 from .._exceptions import ConflictError
 from ..conversation import Conversation
 from ..messages import Message
-from ..tokens import TokenCounter
 from ._records import Write, counter_key, dumps, head_of
 
 if TYPE_CHECKING:
     from ._base import StoreBase
 
-__all__ = ["Journal", "replay_counter"]
-
-
-def _by_identity(messages: list[Message], tokens: list[int]) -> dict[int, int]:
-    return {id(m): n for m, n in zip(messages, tokens, strict=True)}
-
-
-class _Replay:
-    """The counter a conversation is rebuilt with: the stored count of each message when the stored
-    counts are the opening counter's, else the counter itself. Swapped out once loaded."""
-
-    def __init__(self, real: TokenCounter, counts: dict[int, int]) -> None:
-        self.real, self.counts = real, counts
-
-    def count_message(self, message: Message) -> int:
-        n = self.counts.get(id(message), -1)
-        return n if n >= 0 else self.real.count_message(message)
-
-    def __getattr__(self, name: str) -> Any:  # count_text, fixed_tokens, calibration...
-        return getattr(self.real, name)
+__all__ = ["Journal"]
 
 
 def _head_key(conv: Conversation) -> tuple[Any, ...]:
@@ -47,7 +27,8 @@ def _head_key(conv: Conversation) -> tuple[Any, ...]:
 class Journal:
     """Bound to one conversation handle: writes what changed since the last write."""
 
-    __slots__ = ("_head", "_pins", "_receipts", "_saved", "_summary", "counter", "id", "store", "version")
+    __slots__ = ("_counted_by", "_head", "_pins", "_receipts", "_same", "_saved", "_summary", "counter", "id", "store",
+                 "version")
 
     def __init__(self, store: StoreBase, id: str, version: int, conv: Conversation, counter: str | None) -> None:
         self.store, self.id, self.version = store, id, version
@@ -57,6 +38,8 @@ class Journal:
         self._summary = conv.summary
         self._receipts = len(conv.receipts)
         self._head = _head_key(conv)
+        self._counted_by: Any = None  # the counter object _same was worked out for
+        self._same = False
 
     def write(self, conv: Conversation) -> None:
         """Append the changes (nothing if there are none); ConflictError if the store moved on."""
@@ -79,12 +62,15 @@ class Journal:
         ):
             return
         new = messages[keep:]
-        same = self.counter is not None and counter_key(conv.counter) == self.counter
+        if conv.counter is not self._counted_by:  # counter_key costs a repr: once per counter
+            self._counted_by = conv.counter
+            self._same = self.counter is not None and counter_key(conv.counter) == self.counter
+        same = self._same
         write = Write(
             version=self.version,
             keep=keep,
             stored=n,
-            messages=[dumps(m.to_api()) for m in new],
+            messages=[dumps(api) for api in conv._api[keep:]],
             tokens=conv._counts[keep:] if same else [-1] * len(new),
             pins=dumps(pins),
             summary=None if summary is None else dumps({"text": summary.text, "turns": summary.turns}),
@@ -107,12 +93,3 @@ class Journal:
         )
         conv.__dict__.update(fresh.__dict__)
         conv._held = 0
-
-
-
-def replay_counter(real: TokenCounter, stored_key: str | None, messages: list[Message], tokens: list[int]) -> Any:
-    """The counter to rebuild a conversation with: ``real``, or a replay of the stored counts when
-    they were made by a counter like ``real`` (see counter_key)."""
-    if stored_key is None or stored_key != counter_key(real) or len(tokens) != len(messages):
-        return real
-    return _Replay(real, _by_identity(messages, tokens))

@@ -38,25 +38,36 @@ CREATE TABLE IF NOT EXISTS {p}receipts (
 
 _INFO = "id, owner, metadata, created, updated, length, version"
 
-_APPEND = """
+# A turn: a version-checked UPDATE whose RETURNING gates every other part. The plain case (new
+# messages after the stored ones, no receipt) leaves out the cut and the receipts, and needs no
+# ON CONFLICT: its seqs are new.
+_UPDATE = """
 WITH up AS (
     UPDATE {p}conversations SET version = version + 1, updated = %(updated)s, length = %(length)s,
         pins = %(pins)s, summary = %(summary)s, head = coalesce(%(head)s, head)
     WHERE id = %(id)s AND version = %(version)s RETURNING version
-), cut AS (
-    DELETE FROM {p}messages WHERE conv = %(id)s AND seq >= %(length)s AND %(cut)s AND EXISTS (SELECT 1 FROM up)
-), msgs AS (
+)"""
+_CUT = """, cut AS (
+    DELETE FROM {p}messages WHERE conv = %(id)s AND seq >= %(length)s AND EXISTS (SELECT 1 FROM up)
+)"""
+_MESSAGES = """, msgs AS (
     INSERT INTO {p}messages (conv, seq, body, tokens)
     SELECT %(id)s, t.seq, t.body, t.n FROM up,
         unnest(%(seqs)s::integer[], %(bodies)s::text[], %(tokens)s::integer[]) AS t(seq, body, n)
-    ON CONFLICT (conv, seq) DO UPDATE SET body = EXCLUDED.body, tokens = EXCLUDED.tokens
-), recs AS (
+    {upsert}
+)"""
+_RECEIPTS = """, recs AS (
     INSERT INTO {p}receipts (conv, seq, body)
     SELECT %(id)s, t.seq, t.body FROM up, unnest(%(rseqs)s::integer[], %(rbodies)s::text[]) AS t(seq, body)
     ON CONFLICT (conv, seq) DO UPDATE SET body = EXCLUDED.body
-)
-SELECT version FROM up
-"""
+)"""
+
+
+def _append_sql(cut: bool, receipts: bool) -> str:
+    upsert = "ON CONFLICT (conv, seq) DO UPDATE SET body = EXCLUDED.body, tokens = EXCLUDED.tokens" if cut else ""
+    parts = [_UPDATE, _CUT if cut else "", _MESSAGES.replace("{upsert}", upsert), _RECEIPTS if receipts else ""]
+    return "".join(parts) + "\nSELECT version FROM up\n"
+
 
 _READ = (
     "SELECT 0, 0, head, NULL, pins, summary, " + _INFO + " FROM {p}conversations WHERE id = %(id)s"
@@ -108,8 +119,8 @@ class PostgresConversationStore(StoreBase):
         self.dsn = conninfo.make_conninfo("", **{k: v for k, v in params.items() if v is not None})
         self._psycopg = psycopg
         self._dsn, self._timeout = dsn, timeout
-        self._sql = {name: text.replace("{p}", prefix) for name, text in
-                     (("schema", _SCHEMA), ("append", _APPEND), ("read", _READ))}
+        self._sql = {name: text.replace("{p}", prefix) for name, text in (("schema", _SCHEMA), ("read", _READ))}
+        self._appends = {(cut, rec): _append_sql(cut, rec).replace("{p}", prefix) for cut in (False, True) for rec in (False, True)}
         self._prefix = prefix
         self._lock = threading.RLock()
         self._conn: Any = None
@@ -129,9 +140,11 @@ class PostgresConversationStore(StoreBase):
     def _connection(self) -> Any:
         if self._conn is not None and self._pid == os.getpid() and not self._conn.closed:
             return self._conn
-        self._conn = self._psycopg.connect(  # a statement that outlasts the timeout fails instead of hanging
+        # A statement that outlasts the timeout fails instead of hanging. Every statement here looks
+        # rows up by key, so each is prepared once and planned once (a generic plan), not per call.
+        self._conn = self._psycopg.connect(
             self._dsn, autocommit=True, connect_timeout=max(1, round(self._timeout)),
-            options=f"-c statement_timeout={round(self._timeout * 1000)}",
+            options=f"-c statement_timeout={round(self._timeout * 1000)} -c plan_cache_mode=force_generic_plan",
         )
         self._pid = os.getpid()
         return self._conn
@@ -161,15 +174,17 @@ class PostgresConversationStore(StoreBase):
         start = write.keep
         args = {
             "id": id, "version": write.version, "updated": write.updated, "length": write.length,
-            "pins": write.pins, "summary": write.summary, "head": write.head, "cut": write.keep < write.stored,
+            "pins": write.pins, "summary": write.summary, "head": write.head,
             "seqs": list(range(start, start + len(write.messages))), "bodies": write.messages,
             "tokens": write.tokens,
             "rseqs": list(range(write.receipt_start, write.receipt_start + len(write.receipts))),
             "rbodies": write.receipts,
         }
 
+        sql = self._appends[write.keep < write.stored, bool(write.receipts)]
+
         def append(c: Any) -> Any:
-            row = c.execute(self._sql["append"], args).fetchone()
+            row = c.execute(sql, args, prepare=True).fetchone()
             if row is not None:
                 return row[0]
             now = c.execute(f"SELECT version FROM {self._prefix}conversations WHERE id = %s", (id,)).fetchone()
@@ -185,7 +200,7 @@ class PostgresConversationStore(StoreBase):
             sql = f"SELECT {_INFO} FROM {self._prefix}conversations WHERE id = %s"
             row = self._call("info", lambda c: c.execute(sql, (id,)).fetchone())
             return None if row is None else Stored(_info(row), "", "[]", None, [], [])
-        rows = self._call("open", lambda c: c.execute(self._sql["read"], {"id": id}).fetchall())
+        rows = self._call("open", lambda c: c.execute(self._sql["read"], {"id": id}, prepare=True).fetchall())
         if not rows or rows[0][0] != 0:
             return None
         first = rows[0]
