@@ -29,6 +29,7 @@ from ._exceptions import ReadOnlySettingError as ReadOnlySettingError
 from ._exceptions import RequestTooLargeError as RequestTooLargeError
 from ._exceptions import ServerError as ServerError
 from ._exceptions import SpendLimitError as SpendLimitError
+from ._exceptions import StoreError as StoreError
 from ._exceptions import StreamError as StreamError
 from ._exceptions import StreamRestartedError as StreamRestartedError
 from ._exceptions import SummaryError as SummaryError

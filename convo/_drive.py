@@ -5,10 +5,12 @@ passes its events on, and hands any failure back to the flow, which takes the tu
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import Any
 
+from ._flow import Do
 from ._resume import BlockEvent
 from ._telemetry import traced_turn
 from ._tool_loop import Call, Compact, RunTools
@@ -40,6 +42,8 @@ def drive(conv: Any, flow: Generator[Any, Any, Reply]) -> Iterator[Event]:
                     value = conv._need_client().create(**op.request)
                 elif isinstance(op, RunTools):
                     value = op.tools.run(op.calls)
+                elif isinstance(op, Do):  # the store's write of a completed turn
+                    value = op.fn(*op.args)
                 else:
                     yield op
             except Exception as exc:  # noqa: BLE001 - handed to the flow, which takes the turn back
@@ -153,6 +157,8 @@ async def adrive(conv: Any, flow: Generator[Any, Any, Reply]) -> AsyncIterator[E
                     value = await conv._need_client().create(**op.request)
                 elif isinstance(op, RunTools):
                     value = await op.tools.arun(op.calls)
+                elif isinstance(op, Do):  # off the event loop when it may block (a store's write)
+                    value = await asyncio.to_thread(op.fn, *op.args) if op.io else op.fn(*op.args)
                 else:
                     yield op
             except Exception as exc:  # noqa: BLE001 - as in _drive

@@ -13,6 +13,7 @@
     │   └── TextFileError                      a file to chunk is missing, binary or not UTF-8
     ├── ContextOverflowError                   what must be kept cannot fit in the budget
     ├── ConversationFileError                  a saved conversation cannot be read or written
+    │   └── StoreError                         a conversation store failed (down, timed out): conv.flush() later
     ├── ConflictError                          a stored conversation changed since this handle read it
     ├── TokenCountError                        counting tokens failed (e.g. the API was unreachable)
     ├── SummaryError                           a summary came back empty or not shorter: turns kept
@@ -74,6 +75,7 @@ __all__ = [
     "RequestTooLargeError",
     "ServerError",
     "SpendLimitError",
+    "StoreError",
     "StreamError",
     "StreamRestartedError",
     "SummaryError",
@@ -141,6 +143,20 @@ class ContextOverflowError(ConvoError):
 
 class ConversationFileError(ConvoError):
     """A saved conversation could not be read (bad, truncated or foreign file) or written."""
+
+
+class StoreError(ConversationFileError):
+    """A conversation store could not be reached or failed (server down, timed out, closed).
+
+    ``store`` names it (its kind and location, without a password). When it was a write, the
+    handle keeps its changes (``unsaved``: the messages the store does not have) and writes them
+    with its next change, or at ``conv.flush()`` once the store is back.
+    """
+
+    def __init__(self, message: str, *, store: str, unsaved: Any = ()) -> None:
+        super().__init__(message)
+        self.store = store
+        self.unsaved: list[Any] = list(unsaved)
 
 
 class ConflictError(ConvoError):

@@ -14,6 +14,7 @@ from collections.abc import Generator
 from typing import Any, Protocol
 
 from ._exceptions import InvalidConfigError
+from ._flow import Do
 from ._talk import Talking
 
 __all__ = ["Journal", "Journaled"]
@@ -49,6 +50,16 @@ class Journaled(Talking):
             raise InvalidConfigError("this conversation is not in a store; open it with store.open(id)")
         self._journal.reload(self)
 
+    def flush(self) -> None:
+        """Write to the store what this handle has and the store does not (nothing if none).
+
+        Each change is written as it happens; after a :class:`~convo.StoreError` (the store was
+        down) the handle keeps its changes, and ``flush()`` writes them once the store is back.
+        """
+        if self._journal is None:
+            raise InvalidConfigError("this conversation is not in a store; open it with store.open(id)")
+        self._journal.write(self)
+
     def _changed(self) -> None:
         if self._journal is not None and not self._held:
             self._journal.write(self)
@@ -61,14 +72,17 @@ class Journaled(Talking):
 
     def _journaled(self, flow: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
         """A turn in flight is held back: a completed one is one write (the user turn, every
-        step, the receipts); a failed or abandoned one, taken back by the turn, writes nothing."""
+        step, the receipts); a failed or abandoned one, taken back by the turn, writes nothing.
+        The write is an effect that may block, so an async turn makes it off the event loop."""
         self._held += 1
-        done = False
         try:
             result = yield from flow
-            done = True
-            return result
         finally:
             self._held -= 1
-            if done:
+        if self._journal is not None and not self._held:
+            try:
+                yield Do(self._changed, io=True)
+            except GeneratorExit:  # closed on its last step: the completed turn is still written
                 self._changed()
+                raise
+        return result

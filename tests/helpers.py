@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import shutil
+import socket
 import struct
+import subprocess
+import time
 import zlib
 
 
@@ -45,3 +49,45 @@ def quick_aclient(sim, **kw):
         return None
 
     return AsyncClient(api_key="test", base_url=sim.base_url, model=MODEL, sleep=nap, **kw)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RedisServer:
+    """A private redis-server that a test may stop and start again on the same port."""
+
+    def __init__(self, workdir: str, *, persist: bool = False) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.persist = persist  # an append-only file in workdir, so a restart keeps the data
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        assert binary is not None, "redis-server is not installed (make test installs it)"
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--dir", self.workdir,
+             *(["--appendonly", "yes", "--appendfsync", "always"] if self.persist else ["--appendonly", "no"])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None

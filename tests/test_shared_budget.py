@@ -4,7 +4,6 @@ process and restart, periods on the server's clock, and what happens when Redis 
 from __future__ import annotations
 
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ from hypothesis import strategies as st
 import convo
 from convo import AsyncClient, Budget, BudgetExceededError, BudgetStoreError, Client, RateLimits, RedisStore
 from convo._budget_store import Period, RedisLedger
+from tests.helpers import RedisServer
 
 MODEL = "claude-sonnet-4-6"
 HELLO = [{"role": "user", "content": "Hello there"}]
@@ -28,47 +28,6 @@ HELLO = [{"role": "user", "content": "Hello there"}]
 
 def _prefix() -> str:
     return f"budget-test-{uuid.uuid4().hex[:8]}:"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RedisServer:
-    """A private redis-server that a test may stop and start again on the same port."""
-
-    def __init__(self, workdir: str) -> None:
-        self.port = _free_port()
-        self.workdir = workdir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary is not None, "redis-server is not installed (make test installs it)"
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", self.workdir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
-            self.proc.wait(timeout=10)
-            self.proc = None
 
 
 @pytest.fixture

@@ -7,9 +7,10 @@ rebuilds the conversation with the stored token counts when they are the opening
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING, Any
 
-from .._exceptions import ConflictError
+from .._exceptions import ConflictError, StoreError
 from ..conversation import Conversation
 from ..messages import Message
 from ._records import Write, counter_key, dumps, head_of
@@ -27,7 +28,7 @@ def _head_key(conv: Conversation) -> tuple[Any, ...]:
 class Journal:
     """Bound to one conversation handle: writes what changed since the last write."""
 
-    __slots__ = ("_counted_by", "_head", "_pins", "_receipts", "_same", "_saved", "_summary", "counter", "id", "store",
+    __slots__ = ("_counted_by", "_head", "_lock", "_pins", "_receipts", "_same", "_saved", "_summary", "counter", "id", "store",
                  "version")
 
     def __init__(self, store: StoreBase, id: str, version: int, conv: Conversation, counter: str | None) -> None:
@@ -38,11 +39,16 @@ class Journal:
         self._summary = conv.summary
         self._receipts = len(conv.receipts)
         self._head = _head_key(conv)
+        self._lock = threading.Lock()  # an async turn writes from a worker thread
         self._counted_by: Any = None  # the counter object _same was worked out for
         self._same = False
 
     def write(self, conv: Conversation) -> None:
         """Append the changes (nothing if there are none); ConflictError if the store moved on."""
+        with self._lock:
+            self._write(conv)
+
+    def _write(self, conv: Conversation) -> None:
         messages, saved = conv._messages, self._saved
         n = len(saved)
         if len(messages) >= n and (n == 0 or messages[n - 1] is saved[n - 1]):
@@ -83,6 +89,11 @@ class Journal:
         except ConflictError as exc:
             exc.unsaved = list(new)
             raise
+        except StoreError as exc:  # the handle keeps the change; the next write (or flush) carries it
+            raise StoreError(
+                f"{exc}; this handle keeps the change and writes it with its next one, or call conv.flush() "
+                "once the store is back", store=exc.store, unsaved=new,
+            ) from None
         del saved[keep:]
         saved.extend(new)
         self._pins, self._summary, self._receipts, self._head = pins, summary, len(receipts), head_key

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from .._exceptions import ConversationFileError, InvalidConfigError
+from .._exceptions import InvalidConfigError, StoreError
 from ._base import StoreBase
 from ._records import ConversationInfo, Stored, Write, conflict, when
 
@@ -152,14 +152,15 @@ class PostgresConversationStore(StoreBase):
     def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
         with self._lock:
             if self._closed:
-                raise ConversationFileError(f"the {self.kind} is closed; open a new one")
+                raise StoreError(f"the {self.kind} is closed; open a new one", store=f"{self.kind} at {self.dsn!r}")
             try:
                 return fn(self._connection())
             except self._psycopg.Error as exc:
                 text = str(exc)
                 problem = f"{type(exc).__name__}: {text.replace(self._secret, '***') if self._secret else text}"
-        raise ConversationFileError(
-            f"{self.kind} at {self.dsn!r} failed ({what}): {problem.strip()}; check that the server is up and the dsn is right"
+        raise StoreError(
+            f"{self.kind} at {self.dsn!r} failed ({what}): {problem.strip()}; check that the server is up and the dsn is right",
+            store=f"{self.kind} at {self.dsn!r}",
         )
 
     # -- the backend primitives ------------------------------------------------------------------
@@ -236,7 +237,7 @@ class PostgresConversationStore(StoreBase):
         return int(self._call("delete_user", lambda c: c.execute(sql, (user,)).fetchone()[0]))
 
     def close(self) -> None:
-        """Close this process's connection; any later call raises ConversationFileError."""
+        """Close this process's connection; any later call raises StoreError."""
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()

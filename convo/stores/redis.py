@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from .._exceptions import ConversationFileError, InvalidConfigError
+from .._exceptions import InvalidConfigError, StoreError
 from ._base import StoreBase
 from ._records import ConversationInfo, Stored, Write, conflict, when
 
@@ -144,8 +144,9 @@ class RedisConversationStore(StoreBase):
             return fn(self._redis)
         except self._errors as exc:
             problem = f"{type(exc).__name__}: {self._scrub(str(exc))}"
-        raise ConversationFileError(
-            f"{self.kind} at {self.url!r} failed ({what}): {problem}; check that redis-server is running and the URL is right"
+        raise StoreError(
+            f"{self.kind} at {self.url!r} failed ({what}): {problem}; check that redis-server is running and the URL is right",
+            store=f"{self.kind} at {self.url!r}",
         )
 
     def _keys(self, id: str) -> list[str]:

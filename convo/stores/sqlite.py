@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from .._exceptions import ConversationFileError
+from .._exceptions import ConversationFileError, StoreError
 from ._base import StoreBase
 from ._records import ConversationInfo, Stored, Write, check_path_config, conflict, when
 
@@ -68,6 +68,7 @@ class SQLiteConversationStore(StoreBase):
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
         check_path_config(path)
         self.path = os.fspath(path)
+        self._where = f"{self.kind} {self.path!r}"
         self._busy = busy_timeout
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
@@ -110,7 +111,7 @@ class SQLiteConversationStore(StoreBase):
         """The connection, under this store's lock; ``write``: inside BEGIN IMMEDIATE ... COMMIT."""
         with self._lock:
             if self._closed:
-                raise ConversationFileError(f"the conversation store {self.path!r} is closed; open a new one")
+                raise StoreError(f"the conversation store {self.path!r} is closed; open a new one", store=self._where)
             try:
                 conn = self._connection()
                 if not write:
@@ -124,8 +125,8 @@ class SQLiteConversationStore(StoreBase):
                     raise
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
-                raise ConversationFileError(
-                    f"{self.kind} {self.path!r} failed: {exc}; is it a file convo created?"
+                raise StoreError(
+                    f"{self.kind} {self.path!r} failed: {exc}; is it a file convo created?", store=self._where
                 ) from None
 
     # -- the backend primitives ------------------------------------------------------------------
@@ -213,7 +214,7 @@ class SQLiteConversationStore(StoreBase):
         return gone
 
     def close(self) -> None:
-        """Close this process's connection; any later call raises ConversationFileError."""
+        """Close this process's connection; any later call raises StoreError."""
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()

@@ -1,0 +1,107 @@
+"""A conversation store that goes away mid-conversation, and turns written off the event loop:
+a real redis-server stopped and started again, turns sent to the simulator over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+
+import pytest
+
+import convo
+from convo import ConversationFileError, InvalidConfigError, StoreError
+from tests.helpers import MODEL, RedisServer, quick_aclient, quick_client
+
+
+@pytest.fixture
+def own_redis(tmp_path):
+    server = RedisServer(str(tmp_path), persist=True)
+    server.start()
+    yield server
+    server.stop()
+
+
+def test_a_redis_outage_keeps_the_turn_in_the_handle_and_flush_writes_it_later(own_redis, fresh):
+    store = convo.RedisConversationStore(own_redis.url, prefix=f"o{uuid.uuid4().hex[:6]}:", timeout=1.0)
+    conv = store.create(model=MODEL, client=quick_client(fresh), user="ada")
+    conv.send("before the outage")
+    own_redis.stop()
+    started = time.monotonic()
+    with pytest.raises(StoreError) as info:
+        conv.send("during the outage")
+    assert time.monotonic() - started < 10  # the reply came; the write failed fast, it did not hang
+    err = info.value
+    assert isinstance(err, ConversationFileError) and isinstance(err, convo.ConvoError)
+    assert err.store == f"Redis conversation store at {own_redis.url!r}" and err.store in str(err)
+    assert "conv.flush()" in str(err) and "redis-server is running" in str(err)
+    assert [m.role for m in err.unsaved] == ["user", "assistant"] and err.unsaved[0].text == "during the outage"
+    assert [m.text for m in conv.messages if m.role == "user"] == ["before the outage", "during the outage"]
+    with pytest.raises(StoreError):
+        store.open(conv.id)  # reads fail the same way, typed
+    own_redis.start()  # same port, the data kept in its append-only file
+    stored = store.open(conv.id)
+    assert [m.text for m in stored.messages if m.role == "user"] == ["before the outage"]
+    conv.flush()  # what the handle kept reaches the store
+    conv.flush()  # nothing left: a no-op
+    assert store.open(conv.id).to_dict() == conv.to_dict()
+    conv.send("after the outage")  # and the conversation goes on
+    assert len(store.open(conv.id).messages) == 6
+    store.close()
+
+
+def test_a_change_made_during_the_outage_is_written_with_the_next_one(own_redis, fresh):
+    store = convo.RedisConversationStore(own_redis.url, prefix=f"o{uuid.uuid4().hex[:6]}:", timeout=1.0)
+    conv = store.create(model=MODEL)
+    own_redis.stop()
+    with pytest.raises(StoreError):
+        conv.add_user("kept")
+    own_redis.start()
+    conv.add_assistant("and written together")
+    assert [m.text for m in store.open(conv.id).messages] == ["kept", "and written together"]
+    store.close()
+
+
+def test_flush_needs_a_store():
+    with pytest.raises(InvalidConfigError, match="not in a store"):
+        convo.Conversation(model=MODEL).flush()
+
+
+def test_a_closed_sqlite_store_is_a_store_error(tmp_path):
+    store = convo.SQLiteConversationStore(tmp_path / "chats.db")
+    conv = store.create(model=MODEL)
+    store.close()
+    with pytest.raises(StoreError, match="closed") as info:
+        conv.add_user("too late")
+    assert str(tmp_path / "chats.db") in info.value.store and info.value.unsaved[0].text == "too late"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "redis"])
+def test_an_async_turn_writes_off_the_event_loop_and_a_sync_one_in_place(kind, tmp_path, redis_url, fresh):
+    store = (convo.SQLiteConversationStore(tmp_path / "chats.db") if kind == "sqlite"
+             else convo.RedisConversationStore(redis_url, prefix=f"a{uuid.uuid4().hex[:6]}:"))
+    writers: list[threading.Thread] = []
+    real = store._append
+
+    def recording(id, write):
+        writers.append(threading.current_thread())
+        return real(id, write)
+
+    store._append = recording
+
+    async def chat() -> threading.Thread:
+        conv = store.create(model=MODEL, client=quick_aclient(fresh))
+        await conv.asend("hello")
+        async for _ in conv.astream("and again"):
+            pass
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(chat())
+    assert len(writers) == 2 and all(t is not loop_thread for t in writers)  # one write per turn, in a worker
+    conv = store.create(model=MODEL, client=quick_client(fresh))
+    conv.send("sync")
+    assert writers[-1] is threading.current_thread()
+    (opened,) = [c for c in (store.open(c.id) for c in store.list(limit=5)) if len(c.messages) == 4]
+    assert [m.text for m in opened.messages if m.role == "user"] == ["hello", "and again"]
+    store.close()
