@@ -23,7 +23,7 @@ messages (20-120 words). Both sides hold the same messages: convo's through its 
   ``store.open(id)`` (a whole Conversation: messages validated, token counts, pins, summary,
   receipts); LangChain: the history object made for that session, then ``.messages``.
 
-Medians of per-call times (``time.perf_counter``, gc off). Run: ``.venv/bin/python bench/stores.py``
+Medians of per-call times (``time.perf_counter``, gc off), the two sides' calls taken in turn. Run: ``.venv/bin/python bench/stores.py``
 (``--quick`` for a small smoke run that writes nothing). Writes ``bench/results/stores.md``.
 """
 
@@ -194,16 +194,23 @@ def _convo_store(kind: str, where: str) -> Any:
 
 
 def _median_ms(calls: list[Callable[[], Any]]) -> float:
-    times = []
+    return _paired_ms(calls)[0]
+
+
+def _paired_ms(*sides: list[Callable[[], Any]]) -> list[float]:
+    """Median ms per call of each side, the sides' calls taken in turn (convo, LangChain, convo...)
+    so that both meet the same moments of this machine's noise."""
+    times: list[list[float]] = [[] for _ in sides]
     gc.disable()
     try:
-        for call in calls:
-            t = time.perf_counter()
-            call()
-            times.append(time.perf_counter() - t)
+        for calls in zip(*sides, strict=True):
+            for side, call in enumerate(calls):
+                t = time.perf_counter()
+                call()
+                times[side].append(time.perf_counter() - t)
     finally:
         gc.enable()
-    return statistics.median(times) * 1000
+    return [statistics.median(t) * 1000 for t in times]
 
 
 def run_backend(kind: str, where: dict[str, str], sizes: list[int], reps: int, probes: int, seed: int) -> list[dict]:
@@ -236,8 +243,8 @@ def run_backend(kind: str, where: dict[str, str], sizes: list[int], reps: int, p
         calls_l = [(lambda s=s: lc.make(s).messages) for _, s in open_ids] * 3
         got = store.open(open_ids[0][0])
         assert [m.text for m in got.messages] == [m.content for m in lc.make(open_ids[0][1]).messages]
-        rows.append({"kind": kind, "stored": stored, "op": "open", "history": 100,
-                     "convo": _median_ms(calls_c), "lc": _median_ms(calls_l)})
+        mine, theirs = _paired_ms(calls_c, calls_l)
+        rows.append({"kind": kind, "stored": stored, "op": "open", "history": 100, "convo": mine, "lc": theirs})
         for length in (100, 1000):
             h = _history(rng, length, 20, 120)
             conv = store.create(model=MODEL, user="probe")
@@ -251,10 +258,10 @@ def run_backend(kind: str, where: dict[str, str], sizes: list[int], reps: int, p
             plain = convo.Conversation(model=MODEL)  # the same turns with no store: what is not the write
             plain.extend(h)
             memory = _median_ms([(lambda t=t, c=plain: c.extend(t)) for t in turns])
+            mine, theirs = _paired_ms([(lambda t=t, c=conv: c.extend(t)) for t in turns],
+                                      [(lambda t=t, x=hist: x.add_messages(t)) for t in lc_turns])
             rows.append({"kind": kind, "stored": stored, "op": "append", "history": length,
-                         "convo": _median_ms([(lambda t=t, c=conv: c.extend(t)) for t in turns]),
-                         "lc": _median_ms([(lambda t=t, x=hist: x.add_messages(t)) for t in lc_turns]),
-                         "memory": memory})
+                         "convo": mine, "lc": theirs, "memory": memory})
             assert len(store.open(conv.id)) == length + 2 * reps == len(hist.messages)
     store.close()
     lc.close()

@@ -265,14 +265,17 @@ class Conversation(Journaled):
         """Append messages already normalized (read back from a store), with their token counts
         when they are this counter's (-1: count it); checked like :meth:`add`, in one pass."""
         previous = self._messages[-1] if self._messages else None
+        plain = previous is None or isinstance(previous.content, str)
         for i, msg in enumerate(messages):
-            try:
-                check_next(previous, msg, self._tool_ids)
-            except InvalidMessageError as exc:
-                raise InvalidMessageError(f"message {i}: {exc}") from None
+            text = isinstance(msg.content, str)
+            if not (plain and text and previous is not None):  # text after text needs no check
+                try:
+                    check_next(previous, msg, self._tool_ids)
+                except InvalidMessageError as exc:
+                    raise InvalidMessageError(f"message {i}: {exc}") from None
             n = counts[i] if counts is not None else -1
             self._push(msg, n if n >= 0 else self.counter.count_message(msg))
-            previous = msg
+            previous, plain = msg, text
         if self._pinned:
             self._refresh_pins()
 

@@ -66,12 +66,6 @@ __all__ = [
 ]
 
 
-def _non_blank(value: str, what: str) -> str:
-    if not value.strip():
-        raise ValueError(f"{what} is empty; the API rejects empty or whitespace-only text")
-    return value
-
-
 class Message(FrozenModel):
     """One turn of a conversation: ``role`` and ``content`` (a string or a tuple of blocks)."""
 
@@ -81,7 +75,8 @@ class Message(FrozenModel):
     @model_validator(mode="after")
     def _rules(self) -> Message:
         if isinstance(self.content, str):
-            _non_blank(self.content, f"{self.role} message content")
+            if not self.content or self.content.isspace():  # what str.strip() would empty
+                raise ValueError(f"{self.role} message content is empty; the API rejects empty or whitespace-only text")
             return self
         if not self.content:
             raise ValueError(f"{self.role} message has an empty content list; give at least one block")
