@@ -10,6 +10,7 @@ journal and pays one attribute check per change.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Generator
 from typing import Any, Protocol
 
@@ -59,6 +60,14 @@ class Journaled(Talking):
         if self._journal is None:
             raise InvalidConfigError("this conversation is not in a store; open it with store.open(id)")
         self._journal.write(self)
+
+    async def aflush(self) -> None:
+        """:meth:`flush`, off the event loop."""
+        await asyncio.to_thread(self.flush)
+
+    async def areload(self) -> None:
+        """:meth:`reload`, off the event loop."""
+        await asyncio.to_thread(self.reload)
 
     def _changed(self) -> None:
         if self._journal is not None and not self._held:

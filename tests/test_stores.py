@@ -405,3 +405,26 @@ def test_stored_token_counts_are_reused_only_by_the_counter_that_made_them(store
     assert reopened.total_tokens == expected != conv.total_tokens
     reopened.add_user("written with another counter")  # stored as unknown: recounted at open
     assert store.open(conv.id).total_tokens == convo.Conversation.from_dict(reopened.to_dict()).total_tokens
+
+
+def test_the_async_twins_do_what_the_sync_methods_do(store, fresh):
+    async def chat() -> None:
+        client = quick_aclient(fresh)
+        conv = await store.acreate("Be brief.", model=MODEL, user="grace", metadata={"n": 1}, client=client)
+        await conv.asend("hello")
+        other = await store.aopen(conv.id, client=client)
+        assert other.to_dict() == conv.to_dict()
+        await other.asend("from the other handle")
+        with pytest.raises(ConflictError):
+            await conv.asend("stale")
+        await conv.areload()
+        assert conv.to_dict() == other.to_dict()
+        await conv.aflush()  # nothing pending: a no-op
+        info = await store.ainfo(conv.id)
+        assert (info.user, info.metadata, info.messages) == ("grace", {"n": 1}, 4)
+        assert [i.id for i in await store.alist(user="grace")] == [conv.id]
+        assert await store.adelete(conv.id) is True and await store.adelete(conv.id) is False
+        await store.acreate(model=MODEL, user="grace")
+        assert await store.adelete_user("grace") == 1
+
+    asyncio.run(chat())

@@ -4,6 +4,9 @@ over six primitives that each backend provides.
 
 from __future__ import annotations
 
+import asyncio
+import builtins
+import functools
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -239,4 +242,33 @@ class StoreBase:
     def delete_user(self, user: str) -> int:
         """Delete every conversation of ``user``, with their messages and receipts; how many went."""
         return self._delete_user(check_user(user, required=True) or "")
+
+    # -- async twins: the same calls in a worker thread (every store here is thread-safe), so an
+    # -- async server does not wait on the store's I/O inside its event loop
+
+    async def acreate(self, system: str | Sequence[Any] | None = None, **kwargs: Any) -> Conversation:
+        """:meth:`create`, off the event loop."""
+        return await asyncio.to_thread(functools.partial(self.create, system, **kwargs))
+
+    async def aopen(self, id: str, **kwargs: Any) -> Conversation:
+        """:meth:`open`, off the event loop."""
+        return await asyncio.to_thread(functools.partial(self.open, id, **kwargs))
+
+    async def ainfo(self, id: str) -> ConversationInfo:
+        """:meth:`info`, off the event loop."""
+        return await asyncio.to_thread(self.info, id)
+
+    async def alist(
+        self, *, user: str | None = None, limit: int = 100, after: str | None = None
+    ) -> builtins.list[ConversationInfo]:
+        """:meth:`list`, off the event loop."""
+        return await asyncio.to_thread(functools.partial(self.list, user=user, limit=limit, after=after))
+
+    async def adelete(self, id: str) -> bool:
+        """:meth:`delete`, off the event loop."""
+        return await asyncio.to_thread(self.delete, id)
+
+    async def adelete_user(self, user: str) -> int:
+        """:meth:`delete_user`, off the event loop."""
+        return await asyncio.to_thread(self.delete_user, user)
 
