@@ -105,3 +105,41 @@ def test_an_async_turn_writes_off_the_event_loop_and_a_sync_one_in_place(kind, t
     (opened,) = [c for c in (store.open(c.id) for c in store.list(limit=5)) if len(c.messages) == 4]
     assert [m.text for m in opened.messages if m.role == "user"] == ["hello", "and again"]
     store.close()
+
+
+def test_a_hung_redis_fails_within_the_timeout_and_recovers(own_redis):
+    import signal
+
+    store = convo.RedisConversationStore(own_redis.url, prefix=f"h{uuid.uuid4().hex[:6]}:", timeout=0.5)
+    conv = store.create(model=MODEL)
+    conv.add_user("before")
+    own_redis.proc.send_signal(signal.SIGSTOP)  # the server still accepts, but answers nothing
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="Timeout"):
+            conv.add_assistant("while it hangs")
+        assert time.monotonic() - started < 2.0
+    finally:
+        own_redis.proc.send_signal(signal.SIGCONT)
+    conv.flush()
+    assert [m.text for m in store.open(conv.id).messages] == ["before", "while it hangs"]
+    store.close()
+
+
+def test_a_postgres_write_stuck_behind_a_lock_times_out_and_is_written_by_flush(postgres_dsn):
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    prefix = f"l{uuid.uuid4().hex[:6]}_"
+    store = convo.PostgresConversationStore(postgres_dsn, prefix=prefix, timeout=1.0)
+    conv = store.create(model=MODEL)
+    conv.add_user("before")
+    with psycopg.connect(postgres_dsn) as other:  # another client holds the row for longer than the timeout
+        other.execute(f"SELECT 1 FROM {prefix}conversations WHERE id = %s FOR UPDATE", (conv.id,))
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="statement timeout") as info:
+            conv.add_assistant("while it is locked")
+        assert time.monotonic() - started < 5
+        assert info.value.unsaved[0].text == "while it is locked"
+        other.rollback()
+    conv.flush()
+    assert [m.text for m in store.open(conv.id).messages] == ["before", "while it is locked"]
+    store.close()

@@ -126,6 +126,11 @@ class StoreBase:
     def _read(self, id: str, messages: bool = True) -> Stored | None:
         raise NotImplementedError
 
+    def _last_write(self, id: str) -> tuple[int, str] | None:
+        """The stored version and the token of the write that made it, for a backend where a
+        write can fail after the server applied it (a timeout); None where it cannot."""
+        return None
+
     def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
         raise NotImplementedError
 

@@ -28,7 +28,7 @@ def _head_key(conv: Conversation) -> tuple[Any, ...]:
 class Journal:
     """Bound to one conversation handle: writes what changed since the last write."""
 
-    __slots__ = ("_counted_by", "_head", "_lock", "_pins", "_receipts", "_same", "_saved", "_summary", "counter", "id", "store",
+    __slots__ = ("_counted_by", "_doubt", "_head", "_lock", "_pins", "_receipts", "_same", "_saved", "_summary", "counter", "id", "store",
                  "version")
 
     def __init__(self, store: StoreBase, id: str, version: int, conv: Conversation, counter: str | None) -> None:
@@ -42,6 +42,9 @@ class Journal:
         self._lock = threading.Lock()  # an async turn writes from a worker thread
         self._counted_by: Any = None  # the counter object _same was worked out for
         self._same = False
+        # A write that failed without an answer (a timeout) may still have been applied: its
+        # token, the version it started from and the state it wrote, until the store tells.
+        self._doubt: tuple[str, int, tuple[Any, ...]] | None = None
 
     def write(self, conv: Conversation) -> None:
         """Append the changes (nothing if there are none); ConflictError if the store moved on."""
@@ -49,6 +52,8 @@ class Journal:
             self._write(conv)
 
     def _write(self, conv: Conversation) -> None:
+        if self._doubt is not None:
+            self._settle_doubt()
         messages, saved = conv._messages, self._saved
         n = len(saved)
         if len(messages) >= n and (n == 0 or messages[n - 1] is saved[n - 1]):
@@ -84,19 +89,36 @@ class Journal:
             receipts=[r.model_dump_json() for r in receipts[self._receipts :]],
             head=head_of(conv) if head_key != self._head else None,
         )
+        state = (keep, list(new), pins, summary, len(receipts), head_key)
         try:
-            self.version = self.store._append(self.id, write)
+            version = self.store._append(self.id, write)
         except ConflictError as exc:
             exc.unsaved = list(new)
             raise
         except StoreError as exc:  # the handle keeps the change; the next write (or flush) carries it
+            self._doubt = (write.token, write.version, state)
             raise StoreError(
                 f"{exc}; this handle keeps the change and writes it with its next one, or call conv.flush() "
                 "once the store is back", store=exc.store, unsaved=new,
             ) from None
-        del saved[keep:]
-        saved.extend(new)
-        self._pins, self._summary, self._receipts, self._head = pins, summary, len(receipts), head_key
+        self._wrote(version, state)
+
+    def _wrote(self, version: int, state: tuple[Any, ...]) -> None:
+        keep, new, pins, summary, receipts, head_key = state
+        self.version = version
+        del self._saved[keep:]
+        self._saved.extend(new)
+        self._pins, self._summary, self._receipts, self._head = pins, summary, receipts, head_key
+
+    def _settle_doubt(self) -> None:
+        """Find out whether the write that failed without an answer was applied (then it is not
+        sent again) or not (then what it carried goes with the next write)."""
+        assert self._doubt is not None
+        token, version, state = self._doubt
+        last = self.store._last_write(self.id)  # a StoreError here leaves the doubt for next time
+        self._doubt = None
+        if last == (version + 1, token):
+            self._wrote(version + 1, state)
 
     def reload(self, conv: Conversation) -> None:
         fresh = self.store.open(

@@ -56,6 +56,7 @@ class Write:
     receipts: list[str]
     head: str | None  # a new header, when model/budget/strategy changed; else None
     updated: float = field(default_factory=time.time)
+    token: str = field(default_factory=lambda: secrets.token_hex(8))  # names this write (see Journal)
 
     @property
     def length(self) -> int:

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS {p}conversations (
     updated double precision NOT NULL, version bigint NOT NULL, length integer NOT NULL,
     head text NOT NULL, pins text NOT NULL, summary text
 );
+ALTER TABLE {p}conversations ADD COLUMN IF NOT EXISTS last_write text;
 CREATE INDEX IF NOT EXISTS {p}conversations_owner ON {p}conversations (owner, id);
 CREATE TABLE IF NOT EXISTS {p}messages (
     conv text NOT NULL, seq integer NOT NULL, body text NOT NULL, tokens integer NOT NULL,
@@ -44,7 +45,7 @@ _INFO = "id, owner, metadata, created, updated, length, version"
 _UPDATE = """
 WITH up AS (
     UPDATE {p}conversations SET version = version + 1, updated = %(updated)s, length = %(length)s,
-        pins = %(pins)s, summary = %(summary)s, head = coalesce(%(head)s, head)
+        pins = %(pins)s, summary = %(summary)s, head = coalesce(%(head)s, head), last_write = %(token)s
     WHERE id = %(id)s AND version = %(version)s RETURNING version
 )"""
 _CUT = """, cut AS (
@@ -167,7 +168,8 @@ class PostgresConversationStore(StoreBase):
 
     def _insert(self, info: ConversationInfo, head: str, pins: str) -> None:
         created = info.created.timestamp()
-        sql = f"INSERT INTO {self._prefix}conversations VALUES (%s, %s, %s, %s, %s, 1, 0, %s, %s, NULL)"
+        sql = (f"INSERT INTO {self._prefix}conversations (id, owner, metadata, created, updated, version, length,"
+               " head, pins) VALUES (%s, %s, %s, %s, %s, 1, 0, %s, %s)")
         args = (info.id, info.user, json.dumps(info.metadata), created, created, head, pins)
         self._call("create", lambda c: c.execute(sql, args))
 
@@ -175,7 +177,7 @@ class PostgresConversationStore(StoreBase):
         start = write.keep
         args = {
             "id": id, "version": write.version, "updated": write.updated, "length": write.length,
-            "pins": write.pins, "summary": write.summary, "head": write.head,
+            "pins": write.pins, "summary": write.summary, "head": write.head, "token": write.token,
             "seqs": list(range(start, start + len(write.messages))), "bodies": write.messages,
             "tokens": write.tokens,
             "rseqs": list(range(write.receipt_start, write.receipt_start + len(write.receipts))),
@@ -195,6 +197,11 @@ class PostgresConversationStore(StoreBase):
         if isinstance(version, Exception):
             raise version
         return int(version)
+
+    def _last_write(self, id: str) -> tuple[int, str] | None:
+        sql = f"SELECT version, last_write FROM {self._prefix}conversations WHERE id = %s"
+        row = self._call("check the last write", lambda c: c.execute(sql, (id,)).fetchone())
+        return None if row is None else (int(row[0]), row[1] or "")
 
     def _read(self, id: str, messages: bool = True) -> Stored | None:
         if not messages:

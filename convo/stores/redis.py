@@ -24,8 +24,8 @@ __all__ = ["RedisConversationStore"]
 _FIELDS = ("owner", "metadata", "created", "updated", "length", "version")
 
 # KEYS: hash, messages, receipts, token counts. ARGV: version, keep, stored, updated, pins, summary
-# ('' = none), head ('' = unchanged), receipt_start, message count n, then n messages, n counts, and
-# the receipts.
+# ('' = none), head ('' = unchanged), receipt_start, message count n, the write's token, then n
+# messages, n counts, and the receipts.
 _APPEND = """
 local v = redis.call('HGET', KEYS[1], 'version')
 if not v then return {2, 0} end
@@ -48,17 +48,17 @@ local function push(key, first, last)
     i = j + 1
   end
 end
-push(KEYS[2], 10, 9 + nm)
-push(KEYS[4], 10 + nm, 9 + 2 * nm)
+push(KEYS[2], 11, 10 + nm)
+push(KEYS[4], 11 + nm, 10 + 2 * nm)
 local rs = tonumber(ARGV[8])
-if #ARGV > 9 + 2 * nm then
+if #ARGV > 10 + 2 * nm then
   local have = redis.call('LLEN', KEYS[3])
   if have > rs then
     if rs == 0 then redis.call('DEL', KEYS[3]) else redis.call('LTRIM', KEYS[3], 0, rs - 1) end
   end
-  push(KEYS[3], 10 + 2 * nm, #ARGV)
+  push(KEYS[3], 11 + 2 * nm, #ARGV)
 end
-redis.call('HSET', KEYS[1], 'version', v + 1, 'updated', ARGV[4], 'length', keep + nm, 'pins', ARGV[5])
+redis.call('HSET', KEYS[1], 'version', v + 1, 'updated', ARGV[4], 'length', keep + nm, 'pins', ARGV[5], 'last', ARGV[10])
 if ARGV[6] == '' then redis.call('HDEL', KEYS[1], 'summary') else redis.call('HSET', KEYS[1], 'summary', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'head', ARGV[7]) end
 return {0, v + 1}
@@ -175,11 +175,16 @@ class RedisConversationStore(StoreBase):
 
     def _append(self, id: str, write: Write) -> int:
         args: list[str | int | float] = [write.version, write.keep, write.stored, repr(write.updated), write.pins, write.summary or "",
-                write.head or "", write.receipt_start, len(write.messages), *write.messages, *write.tokens, *write.receipts]
+                write.head or "", write.receipt_start, len(write.messages), write.token, *write.messages, *write.tokens,
+                *write.receipts]
         status, version = self._call("append", lambda r: self._append_script(keys=self._keys(id), args=args))
         if status != 0:
             raise conflict(self.kind, id, write.version, None if status == 2 else int(version))
         return int(version)
+
+    def _last_write(self, id: str) -> tuple[int, str] | None:
+        version, token = self._call("check the last write", lambda r: r.hmget(self._keys(id)[0], ("version", "last")))
+        return None if version is None else (int(version), token or "")
 
     def _read(self, id: str, messages: bool = True) -> Stored | None:
         hash_key, messages_key, receipts_key, tokens_key = self._keys(id)
