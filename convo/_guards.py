@@ -32,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import _telemetry as telemetry
+from . import _call_spans as telemetry
 from ._context import CallContext
 from ._flow import Do, Emit, Flow, Sleep
 from .budget import Budget, Hold

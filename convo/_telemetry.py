@@ -22,23 +22,16 @@ from __future__ import annotations
 
 import functools
 import inspect
-import json
 import logging
 import os
-import sys
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 from . import __version__
 from ._flow import Flow
-
-if TYPE_CHECKING:
-    from ._context import CallContext
-    from ._guards import CallState, Ticket
 
 # The optional extra (convo[otel]), imported at the first call that could be traced, so that
 # importing convo does not load it.
@@ -83,8 +76,8 @@ def idle() -> bool:
             and getattr(_metrics_state, "_METER_PROVIDER", 0) is None)
 
 __all__ = [
-    "SETTINGS", "Settings", "carry", "conversation_id", "end_attempt", "end_call", "enter_call", "idle", "instruments", "observe_stats", "span",
-    "start_attempt", "traced_turn", "tracer", "turn",
+    "CONVERSATION", "PARENT", "PROVIDER", "SETTINGS", "Settings", "attach", "carry", "conversation_id", "detach", "idle",
+    "instruments", "load_api", "observe_stats", "span", "traced_turn", "tracer", "turn",
 ]
 
 log = logging.getLogger("convo.client")
@@ -111,9 +104,9 @@ SETTINGS = Settings()
 
 #: The span a call should start under when the current context cannot carry it (a batch item
 #: run in a worker thread): set by :func:`carry` around each step of the item's flow.
-_PARENT: ContextVar[Any] = ContextVar("convo_otel_parent", default=None)
+PARENT: ContextVar[Any] = ContextVar("convo_otel_parent", default=None)
 #: The conversation whose turn is running, for ``gen_ai.conversation.id`` on its calls.
-_CONVERSATION: ContextVar[str | None] = ContextVar("convo_conversation_id", default=None)
+CONVERSATION: ContextVar[str | None] = ContextVar("convo_conversation_id", default=None)
 
 _tracers: dict[int, tuple[Any, Any]] = {}
 _meters: dict[int, tuple[Any, Any, Any]] = {}
@@ -206,13 +199,13 @@ def observe_stats(stats: Any, attributes: dict[str, Any] | None = None) -> bool:
 # -- parent spans ---------------------------------------------------------------------------------
 
 
-def _attach(span_: Any) -> tuple[Any, Any]:
+def attach(span_: Any) -> tuple[Any, Any]:
     ctx = otel_trace.set_span_in_context(span_)
     return otel_context.attach(ctx), ctx
 
 
-def _detach(token: Any, ctx: Any) -> None:
-    """Undo :func:`_attach`, only where it is still in force (a generator closed elsewhere, e.g.
+def detach(token: Any, ctx: Any) -> None:
+    """Undo :func:`attach`, only where it is still in force (a generator closed elsewhere, e.g.
     by the garbage collector, must not reset another context)."""
     if otel_context.get_current() is ctx:
         otel_context.detach(token)
@@ -223,17 +216,17 @@ def span(name: str, attributes: dict[str, Any] | None = None, *, conversation: s
     """A parent span (a turn, a batch, a map-reduce), current while the block runs; yields it
     (None when tracing is off). ``conversation``: the id the calls inside are tagged with."""
     tracer_ = None if idle() else tracer()
-    marker = _CONVERSATION.set(conversation) if conversation is not None else None
+    marker = CONVERSATION.set(conversation) if conversation is not None else None
     if tracer_ is None:
         try:
             yield None
         finally:
             if marker is not None:
-                _CONVERSATION.reset(marker)
+                CONVERSATION.reset(marker)
         return
-    parent = _PARENT.get()
+    parent = PARENT.get()
     current = tracer_.start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes or {})
-    token, ctx = _attach(current)
+    token, ctx = attach(current)
     try:
         yield current
     except BaseException as exc:
@@ -242,10 +235,10 @@ def span(name: str, attributes: dict[str, Any] | None = None, *, conversation: s
             current.set_status(StatusCode.ERROR, str(exc)[:200])
         raise
     finally:
-        _detach(token, ctx)
+        detach(token, ctx)
         if marker is not None:
             try:
-                _CONVERSATION.reset(marker)
+                CONVERSATION.reset(marker)
             except ValueError:  # closed in another context
                 pass
         current.end()
@@ -256,21 +249,21 @@ def carry(flow: Flow) -> Flow:
     (a batch's worker threads do not inherit the context)."""
     if idle() or tracer() is None:
         return flow
-    return _carried(flow, otel_context.get_current(), _CONVERSATION.get())
+    return _carried(flow, otel_context.get_current(), CONVERSATION.get())
 
 
 def _carried(flow: Flow, parent: Any, conversation: str | None) -> Flow:
     send: Any = None
     error: BaseException | None = None
     while True:
-        marks = _PARENT.set(parent), _CONVERSATION.set(conversation)
+        marks = PARENT.set(parent), CONVERSATION.set(conversation)
         try:
             effect = flow.throw(error) if error is not None else flow.send(send)
         except StopIteration as stop:
             return stop.value
         finally:
-            _PARENT.reset(marks[0])
-            _CONVERSATION.reset(marks[1])
+            PARENT.reset(marks[0])
+            CONVERSATION.reset(marks[1])
         try:
             send, error = (yield effect), None
         except GeneratorExit:
@@ -368,250 +361,3 @@ def traced_turn(fn: F) -> F:
             return fn(self, *args, **kwargs)
 
     return cast(F, plain)
-
-
-# -- the call and its attempts ------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class CallTrace:
-    """What the guards know of one traced call."""
-
-    operation: str
-    model: str
-    span: Any
-    start: float
-    instruments: tuple[Any, Any] | None
-    attempts: int = 0
-    cost: float = 0.0
-    last_error: str | None = None
-    last_end: float | None = None
-    ended: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _error_type(error: BaseException) -> str:
-    status = getattr(error, "status_code", None)
-    return f"{status}" if isinstance(status, int) and status >= 400 else type(error).__name__
-
-
-def _retry_reason(error: BaseException) -> str:
-    status = getattr(error, "status_code", None)
-    kind = getattr(error, "type", None) or getattr(getattr(error, "body", None), "get", lambda *_: None)("type")
-    parts = [type(error).__name__]
-    if status is not None:
-        parts.append(str(status))
-    if isinstance(kind, str):
-        parts.append(kind)
-    return " ".join(parts)
-
-
-def _request_attributes(request: dict[str, Any], operation: str) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "gen_ai.operation.name": operation,
-        "gen_ai.provider.name": PROVIDER,
-        "gen_ai.request.model": request.get("model", ""),
-    }
-    for key, name in (("max_tokens", "gen_ai.request.max_tokens"), ("temperature", "gen_ai.request.temperature"),
-                      ("top_p", "gen_ai.request.top_p"), ("top_k", "gen_ai.request.top_k")):
-        value = request.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            out[name] = value
-    stops = request.get("stop_sequences")
-    if isinstance(stops, list) and all(isinstance(s, str) for s in stops):
-        out["gen_ai.request.stop_sequences"] = stops
-    conversation = _CONVERSATION.get()
-    if conversation is not None:
-        out["gen_ai.conversation.id"] = conversation
-    return out
-
-
-def _parts(content: Any) -> list[dict[str, Any]]:
-    if isinstance(content, str):
-        return [{"type": "text", "content": content}]
-    parts = []
-    for block in content or ():
-        kind = block.get("type") if isinstance(block, dict) else getattr(block, "type", None)
-        text = block.get("text") if isinstance(block, dict) else getattr(block, "text", None)
-        parts.append({"type": "text", "content": text} if kind == "text" else {"type": str(kind)})
-    return parts
-
-
-def _content_attributes(ctx: CallContext, call: CallState, value: Any) -> dict[str, Any]:
-    """The request (as sent: redacted) and the reply (redacted again) as GenAI content attributes."""
-    request = call.request
-    out: dict[str, Any] = {
-        "gen_ai.input.messages": json.dumps(
-            [{"role": m.get("role"), "parts": _parts(m.get("content"))} for m in request.get("messages") or ()
-             if isinstance(m, dict)], ensure_ascii=False,
-        ),
-    }
-    if request.get("system"):
-        out["gen_ai.system_instructions"] = json.dumps(_parts(request["system"]), ensure_ascii=False)
-    content = getattr(value, "content", None)
-    if content is not None:
-        parts = _parts(content)
-        if ctx.redactor is not None:
-            for p in parts:
-                if "content" in p and isinstance(p["content"], str):
-                    p["content"] = ctx.redactor.redact(p["content"], call.mapping).text
-        out["gen_ai.output.messages"] = json.dumps(
-            [{"role": "assistant", "parts": parts, "finish_reason": getattr(value, "stop_reason", None)}],
-            ensure_ascii=False,
-        )
-    return out
-
-
-def _usage_attributes(usage: Any) -> dict[str, Any]:
-    read = getattr(usage, "cache_read_input_tokens", 0) or 0
-    write = getattr(usage, "cache_creation_input_tokens", 0) or 0
-    return {
-        # The conventions count cached input in the input tokens; the API reports it apart.
-        "gen_ai.usage.input_tokens": (getattr(usage, "input_tokens", 0) or 0) + read + write,
-        "gen_ai.usage.output_tokens": getattr(usage, "output_tokens", 0) or 0,
-        "gen_ai.usage.cache_read.input_tokens": read,
-        "gen_ai.usage.cache_creation.input_tokens": write,
-    }
-
-
-def enter_call(operation: str, ctx: CallContext, call: CallState) -> None:
-    """A call begins: start its span (under the current one) when anything would record it."""
-    if idle():
-        return
-    tracer_ = tracer()
-    metrics = instruments()
-    if tracer_ is None and metrics is None and not log.isEnabledFor(logging.DEBUG):
-        return
-    attributes = _request_attributes(call.request, operation)
-    model = attributes["gen_ai.request.model"]
-    current = None
-    if tracer_ is not None:
-        current = tracer_.start_span(
-            f"{operation} {model}".strip(), context=_PARENT.get(), kind=SpanKind.CLIENT, attributes=attributes
-        )
-    call.trace = CallTrace(operation, model, current, time.perf_counter(), metrics)
-
-
-def end_call(ctx: CallContext, call: CallState, value: Any, error: BaseException | None) -> None:
-    """The call is over (``value``, or for good ``error``): end its span, record its metrics."""
-    trace = call.trace
-    if trace is None or trace.ended:
-        return
-    trace.ended = True
-    elapsed = time.perf_counter() - trace.start
-    usage = getattr(value, "usage", None)
-    hit = call.hit is not None
-    attributes: dict[str, Any] = {
-        "convo.cache_hit": hit,
-        "convo.attempts": trace.attempts,
-        "convo.retries": max(0, trace.attempts - 1),
-        "convo.cost_usd": trace.cost,
-    }
-    response_model = getattr(value, "model", None)
-    if isinstance(response_model, str):
-        attributes["gen_ai.response.model"] = response_model
-    response_id = getattr(value, "id", None)
-    if isinstance(response_id, str):
-        attributes["gen_ai.response.id"] = response_id
-    stop = getattr(value, "stop_reason", None)
-    if isinstance(stop, str):
-        attributes["gen_ai.response.finish_reasons"] = [stop]
-    if usage is not None:
-        attributes.update(_usage_attributes(usage))
-    if error is not None:
-        attributes["error.type"] = _error_type(error)
-    if trace.span is not None:
-        if SETTINGS.capture_content and value is not None:
-            try:
-                attributes.update(_content_attributes(ctx, call, value))
-            except Exception as exc:  # noqa: BLE001 -- telemetry never fails a call
-                log.debug("convo: could not record the content of a call: %s", exc)
-        trace.span.set_attributes(attributes)
-        if error is not None:
-            trace.span.set_status(StatusCode.ERROR, str(error)[:200])
-        trace.span.end()
-    if trace.instruments is not None:
-        _record(trace, attributes, elapsed, usage if not hit else None)
-    if log.isEnabledFor(logging.DEBUG):
-        log.debug(
-            "%s %s: %s in %.3fs, %d attempt(s)%s%s", trace.operation, trace.model,
-            f"failed ({attributes['error.type']})" if error is not None else "done",
-            elapsed, trace.attempts, ", answered from the cache" if hit else "",
-            f", ${trace.cost:.6f}" if trace.cost else "",
-        )
-
-
-def _record(trace: CallTrace, attributes: dict[str, Any], elapsed: float, usage: Any) -> None:
-    assert trace.instruments is not None
-    duration, tokens = trace.instruments
-    common = {"gen_ai.operation.name": trace.operation, "gen_ai.provider.name": PROVIDER,
-              "gen_ai.request.model": trace.model}
-    if "gen_ai.response.model" in attributes:
-        common["gen_ai.response.model"] = attributes["gen_ai.response.model"]
-    failed = {"error.type": attributes["error.type"]} if "error.type" in attributes else {}
-    duration.record(elapsed, {**common, **failed})
-    if usage is not None:
-        tokens.record(attributes["gen_ai.usage.input_tokens"], {**common, "gen_ai.token.type": "input"})
-        tokens.record(attributes["gen_ai.usage.output_tokens"], {**common, "gen_ai.token.type": "output"})
-
-
-_UNTRACED = (None, None, None)  # an admitted attempt of a call with metrics but no span
-
-
-def start_attempt(ctx: CallContext, call: CallState, ticket: Ticket) -> None:
-    """An attempt is about to be sent (every other guard admitted it): its span, made current so
-    that the SDK's span of the HTTP call is its child."""
-    trace = call.trace
-    assert trace is not None
-    trace.attempts += 1
-    if trace.attempts > 1 and retry_log.isEnabledFor(logging.DEBUG):
-        waited = time.perf_counter() - trace.last_end if trace.last_end is not None else 0.0
-        retry_log.debug("%s %s: attempt %d, %.3fs after the last one failed (%s)", trace.operation, ticket.model,
-                        trace.attempts, waited, trace.last_error)
-    tracer_ = tracer()
-    if trace.span is None or tracer_ is None:
-        ticket.trace = _UNTRACED
-        return
-    attributes: dict[str, Any] = {"convo.attempt": trace.attempts, "gen_ai.request.model": ticket.model}
-    if trace.last_error is not None:
-        attributes["convo.retry_reason"] = trace.last_error
-    reservation = ticket.reservation
-    if reservation is not None and reservation.wait > 0:
-        attributes["convo.ratelimit.wait_s"] = reservation.wait
-    attempt = tracer_.start_span(
-        f"attempt {trace.attempts}", context=otel_trace.set_span_in_context(trace.span),
-        kind=SpanKind.INTERNAL, attributes=attributes,
-    )
-    ticket.trace = (attempt, *_attach(attempt))
-
-
-def end_attempt(ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, error: BaseException | None) -> None:
-    """The attempt is over: end its span with its usage, cost, error and retry reason. An attempt
-    a guard refused before it was sent (the budget) ends the call: no other hook will."""
-    trace = call.trace
-    assert trace is not None
-    if ticket.trace is None:
-        refused = sys.exc_info()[1]  # run() settles a refused attempt inside its except block
-        if isinstance(refused, Exception):
-            end_call(ctx, call, None, refused)
-        return
-    trace.last_end = time.perf_counter()
-    cost = ctx.cost(usage, ticket.model)
-    if cost:
-        trace.cost += cost
-    if error is not None:
-        trace.last_error = _retry_reason(error)
-    attempt, token, attached = ticket.trace
-    ticket.trace = None
-    if attempt is None:
-        return
-    _detach(token, attached)
-    if usage is not None:
-        attempt.set_attributes(_usage_attributes(usage))
-    if cost:
-        attempt.set_attribute("convo.cost_usd", cost)
-    if error is not None:
-        attempt.set_attribute("error.type", _error_type(error))
-        attempt.set_attribute("convo.error", trace.last_error or "")
-        attempt.set_status(StatusCode.ERROR, str(error)[:200])
-    attempt.end()
