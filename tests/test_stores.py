@@ -428,3 +428,22 @@ def test_the_async_twins_do_what_the_sync_methods_do(store, fresh):
         assert await store.adelete_user("grace") == 1
 
     asyncio.run(chat())
+
+
+def test_metadata_can_be_replaced_without_disturbing_open_handles(store):
+    conv = store.create(model=MODEL, user="ada", metadata={"title": "draft"})
+    conv.add_user("hello")
+    before = store.info(conv.id)
+    info = store.set_metadata(conv.id, {"title": "Trip to Rome", "tags": ["travel"]})
+    assert info.metadata == {"title": "Trip to Rome", "tags": ["travel"]} and info.version == before.version
+    assert info.updated >= before.updated
+    conv.add_assistant("hi")  # the handle's version still holds: no conflict
+    assert [c.metadata for c in store.list(user="ada")] == [{"title": "Trip to Rome", "tags": ["travel"]}]
+    for bad in (["not", "an", "object"], {"x": float("nan")}, {"x": object()}, {"x": "\ud800"}):
+        with pytest.raises(InvalidInputError, match="metadata must be a JSON object"):
+            store.set_metadata(conv.id, bad)
+    assert store.info(conv.id).metadata == {"title": "Trip to Rome", "tags": ["travel"]}  # nothing changed
+    with pytest.raises(ConversationFileError, match="no conversation"):
+        store.set_metadata("0" * 28, {"title": "x"})
+    assert asyncio.run(store.aset_metadata(conv.id, {})).metadata == {}
+    assert len(store.open(conv.id)) == 2

@@ -43,6 +43,18 @@ _MESSAGES = TypeAdapter(list[Message])
 _RECEIPTS = TypeAdapter(list[Receipt])
 
 
+def _metadata_json(metadata: Any) -> str:
+    """``metadata`` as stored: a JSON object, else InvalidInputError (nothing is written)."""
+    if not isinstance(metadata, Mapping):
+        raise InvalidInputError(f"metadata must be a JSON object (a dict), got {type(metadata).__name__}")
+    try:
+        text = json.dumps(dict(metadata), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text.encode("utf-8")  # a lone surrogate: no store can hold it
+        return text
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"metadata must be a JSON object ({exc})") from None
+
+
 def _array(records: Sequence[str]) -> str:
     """Stored JSON records as one JSON array, for one validating parse of them all."""
     return "[" + ",".join(records) + "]"
@@ -95,6 +107,10 @@ class ConversationStore(Protocol):
         """Conversations newest first (all, or ``user``'s); ``after``: the last id of the previous page."""
         ...
 
+    def set_metadata(self, id: str, metadata: Mapping[str, Any]) -> ConversationInfo:
+        """Replace the metadata of ``id`` (not a change of the conversation: no version bump)."""
+        ...
+
     def delete(self, id: str) -> bool:
         """Delete ``id`` with its messages and receipts; False if it was not there."""
         ...
@@ -124,6 +140,10 @@ class StoreBase:
         raise NotImplementedError
 
     def _read(self, id: str, messages: bool = True) -> Stored | None:
+        raise NotImplementedError
+
+    def _set_metadata(self, id: str, metadata: str, updated: float) -> bool:
+        """Replace the metadata (JSON) of ``id``; False if it is not there."""
         raise NotImplementedError
 
     def _last_write(self, id: str) -> tuple[int, str] | None:
@@ -172,11 +192,7 @@ class StoreBase:
         returned by :meth:`info` and :meth:`list`.
         """
         user = check_user(user)
-        meta = dict(metadata or {})
-        try:
-            meta_json = dumps(meta)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInputError(f"metadata must be a JSON object ({exc})") from None
+        meta_json = _metadata_json(metadata or {})
         conv = Conversation(
             system, model=model, budget=budget, strategy=strategy, max_tokens=max_tokens, counter=counter,
             client=client, redactor=redactor, prompt_cache=prompt_cache,
@@ -240,6 +256,17 @@ class StoreBase:
         pass the last one's id as ``after``."""
         return self._list(check_user(user), check_limit(limit), None if after is None else check_id(after))
 
+    def set_metadata(self, id: str, metadata: Mapping[str, Any]) -> ConversationInfo:
+        """Replace the metadata of ``id`` (a title, tags: any JSON object) and return its info.
+
+        Not a change of the conversation: open handles keep their version and write on.
+        ConversationFileError if there is no such conversation.
+        """
+        meta_json = _metadata_json(metadata)
+        if not self._set_metadata(check_id(id), meta_json, time.time()):
+            raise ConversationFileError(f"{self.kind} has no conversation {id!r}; was it deleted?")
+        return self.info(id)
+
     def delete(self, id: str) -> bool:
         """Delete ``id`` with its messages and receipts; False if it was not there."""
         return self._delete(check_id(id))
@@ -268,6 +295,10 @@ class StoreBase:
     ) -> builtins.list[ConversationInfo]:
         """:meth:`list`, off the event loop."""
         return await asyncio.to_thread(functools.partial(self.list, user=user, limit=limit, after=after))
+
+    async def aset_metadata(self, id: str, metadata: Mapping[str, Any]) -> ConversationInfo:
+        """:meth:`set_metadata`, off the event loop."""
+        return await asyncio.to_thread(self.set_metadata, id, metadata)
 
     async def adelete(self, id: str) -> bool:
         """:meth:`delete`, off the event loop."""

@@ -198,6 +198,10 @@ class PostgresConversationStore(StoreBase):
             raise version
         return int(version)
 
+    def _set_metadata(self, id: str, metadata: str, updated: float) -> bool:
+        sql = f"UPDATE {self._prefix}conversations SET metadata = %s, updated = %s WHERE id = %s"
+        return bool(self._call("set metadata", lambda c: c.execute(sql, (metadata, updated, id)).rowcount == 1))
+
     def _last_write(self, id: str) -> tuple[int, str] | None:
         sql = f"SELECT version, last_write FROM {self._prefix}conversations WHERE id = %s"
         row = self._call("check the last write", lambda c: c.execute(sql, (id,)).fetchone())

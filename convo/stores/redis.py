@@ -64,6 +64,13 @@ if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'head', ARGV[7]) end
 return {0, v + 1}
 """
 
+# KEYS: hash. ARGV: metadata, updated. Only an existing conversation (HSET would create a stub).
+_SET_METADATA = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], 'metadata', ARGV[1], 'updated', ARGV[2])
+return 1
+"""
+
 # KEYS: hash, messages, receipts, token counts, the all-index. ARGV: id, the per-owner index prefix.
 _DELETE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
@@ -131,6 +138,7 @@ class RedisConversationStore(StoreBase):
             raise InvalidConfigError(f"invalid Redis URL {self.url!r}: {problem}; use redis://[user:password@]host:port/db")
         self._append_script = self._redis.register_script(_APPEND)
         self._delete_script = self._redis.register_script(_DELETE)
+        self._metadata_script = self._redis.register_script(_SET_METADATA)
         self._call("ping", lambda r: r.ping())
 
     def __repr__(self) -> str:
@@ -181,6 +189,10 @@ class RedisConversationStore(StoreBase):
         if status != 0:
             raise conflict(self.kind, id, write.version, None if status == 2 else int(version))
         return int(version)
+
+    def _set_metadata(self, id: str, metadata: str, updated: float) -> bool:
+        keys, args = [self._keys(id)[0]], [metadata, repr(updated)]
+        return bool(self._call("set metadata", lambda r: self._metadata_script(keys=keys, args=args)))
 
     def _last_write(self, id: str) -> tuple[int, str] | None:
         version, token = self._call("check the last write", lambda r: r.hmget(self._keys(id)[0], ("version", "last")))

@@ -163,6 +163,11 @@ class SQLiteConversationStore(StoreBase):
                 )
         return write.version + 1
 
+    def _set_metadata(self, id: str, metadata: str, updated: float) -> bool:
+        with self._db(write=True) as db:
+            cur = db.execute("UPDATE convo_conversations SET metadata = ?, updated = ? WHERE id = ?", (metadata, updated, id))
+            return cur.rowcount == 1
+
     def _read(self, id: str, messages: bool = True) -> Stored | None:
         with self._db() as db:
             if not messages:
