@@ -6,18 +6,14 @@ from __future__ import annotations
 
 import logging
 import math
-import shutil
-import socket
-import subprocess
 import threading
-import time
 
 import pytest
 
 from convo import Budget, BudgetExceededError, InvalidConfigError, RateLimits, RateLimitStoreError, RetryPolicy
 from convo.ratelimit import RedisStore
 from convo.sim import Simulator
-from tests.helpers import quick_client
+from tests.helpers import RedisServer, quick_client
 
 NAN, INF = math.nan, math.inf
 ASK = [{"role": "user", "content": "Say hello"}]
@@ -76,52 +72,9 @@ def test_small_budget_errors_print_sub_cent_caps():
 # -- item 11: the store dies while a call is in flight ------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class PrivateRedis:
-    """A redis-server of this test's own, to stop and start again on the same port."""
-
-    def __init__(self, tmp_path) -> None:
-        self.port = _free_port()
-        self.dir = tmp_path
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            pytest.fail("redis-server is not installed; run the tests with `make test`, which installs it")
-        self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as s:
-                    s.sendall(b"PING\r\n")
-                    if s.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.05)
-        pytest.fail("redis-server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-            self.proc = None
-
-
 @pytest.fixture
 def private_redis(tmp_path):
-    server = PrivateRedis(tmp_path)
+    server = RedisServer(str(tmp_path))
     server.start()
     yield server
     server.stop()
@@ -132,7 +85,7 @@ def test_item11_redis_dies_in_flight_the_reply_is_returned_and_reconciled(privat
     limits = RateLimits(rpm=600, input_tpm=100_000, output_tpm=100_000, store=RedisStore(private_redis.url, prefix="it11:"))
     with Simulator(latency=0.6) as slow:
         client = quick_client(slow, budget=budget, limits=limits)
-        threading.Timer(0.25, private_redis.stop).start()  # while the request is at the server
+        threading.Timer(0.25, private_redis.kill).start()  # while the request is at the server
         with caplog.at_level(logging.WARNING, logger="convo"):
             reply = client.create(messages=ASK, max_tokens=50)
         assert reply.content and reply.usage.output_tokens > 0  # the billed reply reached the caller
@@ -224,7 +177,7 @@ def test_item11_a_checkpointed_batch_never_pays_an_item_twice_when_redis_dies(pr
         limits = RateLimits(rpm=6000, input_tpm=1_000_000, output_tpm=1_000_000,
                             store=RedisStore(private_redis.url, prefix="it11b:"))
         client = quick_client(slow, limits=limits, budget=Budget(usd=5.0))
-        threading.Timer(0.45, private_redis.stop).start()  # a wave is at the server when Redis dies
+        threading.Timer(0.45, private_redis.kill).start()  # a wave is at the server when Redis dies
         first = client.batch(items, concurrency=4, checkpoint=path, progress=False)
         answered = [r.ok for r in first]
         assert any(answered) and not all(answered)  # some were answered, later ones refused (fails closed)
