@@ -343,3 +343,59 @@ def test_prompt_cache_setting_round_trips(tmp_path):
     conv.add_user("hello")
     conv.save(tmp_path / "c.json")
     assert Conversation.load(tmp_path / "c.json").prompt_cache == "1h"
+
+
+_PIECES = [
+    {"role": "user", "content": "hello there"},
+    {"role": "assistant", "content": "hi"},
+    {"role": "assistant", "content": [{"type": "text", "text": "let me look"},
+                                      {"type": "tool_use", "id": "t1", "name": "lookup", "input": {"q": "x"}}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "42"}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1", "content": "42"},
+                                 {"type": "text", "text": "and more"}]},
+    {"role": "user", "content": "   "},
+]
+
+
+def test_extend_is_the_same_as_adding_one_by_one_or_adds_nothing():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=150, deadline=None)
+    @given(st.lists(st.sampled_from(range(len(_PIECES))), max_size=7), st.booleans())
+    def check(picks, pin):
+        base = Conversation("Be brief.", model=MODEL, budget=50_000)
+        base.add_user("start")
+        base.add_assistant("ok")
+        if pin:
+            base.pin(-1)  # the turn new messages may join is pinned: its running totals must follow
+        batch = [_PIECES[i] for i in picks]
+        one_by_one, failed = base.fork(), False
+        try:
+            for m in batch:
+                one_by_one.add(m)
+        except convo.InvalidMessageError:
+            failed = True
+        at_once = base.fork()
+        try:
+            at_once.extend(batch)
+        except convo.InvalidMessageError:
+            assert failed and at_once.to_dict() == base.to_dict() and at_once.tokens == base.tokens
+            return
+        assert not failed
+        assert at_once.to_dict() == one_by_one.to_dict()
+        assert at_once.tokens == one_by_one.tokens and at_once.pinned == one_by_one.pinned
+        if at_once.messages[-1].role != "user":
+            return
+        full = at_once.tokens + at_once.max_tokens
+        for fraction in (1.0, 0.9, 0.8, 0.7):  # tighter budgets: what is kept depends on the pins' totals
+            at_once.budget = one_by_one.budget = int(full * fraction)
+            outcomes = []
+            for conv in (at_once, one_by_one):
+                try:
+                    outcomes.append(conv.request()["messages"])
+                except convo.ContextOverflowError as exc:
+                    outcomes.append(str(exc))
+            assert outcomes[0] == outcomes[1]
+
+    check()
