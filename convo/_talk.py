@@ -1,7 +1,7 @@
 """Talking to the model: the send/stream turn cycle and the summarizing step, sync and async.
 
 A mixin of :class:`convo.Conversation`, kept apart so the conversation module holds the
-history and the fitting, and this one the calls that go through a client.
+history, ``_fitting`` what one request sends of it, and this one the calls that go through a client.
 """
 
 from __future__ import annotations
