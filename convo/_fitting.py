@@ -138,23 +138,28 @@ class Fitting:
         turn = bisect.bisect_right(self._starts, index) - 1
         return turn >= selection.start or turn in self._pinned
 
-    def _selected_api(self, selection: Selection) -> list[dict[str, Any]]:
-        """:meth:`_selected` as API dicts, from the per-message cache."""
-        out = [m.to_api() for m in selection.context]
+    def _kept(self, selection: Selection) -> list[tuple[int, int]]:
+        """The history's slices ``selection`` sends, in order: each pinned turn before the window,
+        then the window to the end."""
+        spans = []
         for t in self._pinned_sorted:
             if t >= selection.start:
                 break
-            out.extend(self._api[self._starts[t] : self._turn_end(t)])
-        out.extend(self._api[self._starts[selection.start] :])
+            spans.append((self._starts[t], self._turn_end(t)))
+        spans.append((self._starts[selection.start], len(self._messages)))
+        return spans
+
+    def _selected_api(self, selection: Selection) -> list[dict[str, Any]]:
+        """:meth:`_selected` as API dicts, from the per-message cache."""
+        out = [m.to_api() for m in selection.context]
+        for start, end in self._kept(selection):
+            out.extend(self._api[start:end])
         return out
 
     def _selected(self, selection: Selection) -> list[Message]:
         out = list(selection.context)
-        for t in self._pinned_sorted:
-            if t >= selection.start:
-                break
-            out.extend(self._messages[self._starts[t] : self._turn_end(t)])
-        out.extend(self._messages[self._starts[selection.start] :])
+        for start, end in self._kept(selection):
+            out.extend(self._messages[start:end])
         return out
 
     def _state(self, max_tokens: int, fixed: int | None = None) -> TrimState:
