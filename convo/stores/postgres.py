@@ -16,7 +16,8 @@ from typing import Any
 
 from .._exceptions import InvalidConfigError, StoreError
 from ._base import StoreBase
-from ._records import ConversationInfo, Stored, Write, conflict, when
+from ._records import ConversationInfo, Stored, Write, conflict
+from ._sql import INFO, info_of, list_query, read_query, stored_of
 
 __all__ = ["PostgresConversationStore"]
 
@@ -37,7 +38,6 @@ CREATE TABLE IF NOT EXISTS {p}receipts (
 );
 """
 
-_INFO = "id, owner, metadata, created, updated, length, version"
 
 # A turn: a version-checked UPDATE whose RETURNING gates every other part. The plain case (new
 # messages after the stored ones, no receipt) leaves out the cut and the receipts, and needs no
@@ -70,13 +70,6 @@ def _append_sql(cut: bool, receipts: bool) -> str:
     return "".join(parts) + "\nSELECT version FROM up\n"
 
 
-_READ = (
-    "SELECT 0, 0, head, NULL, pins, summary, " + _INFO + " FROM {p}conversations WHERE id = %(id)s"
-    " UNION ALL SELECT 1, seq, body, tokens, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-    " FROM {p}messages WHERE conv = %(id)s"
-    " UNION ALL SELECT 2, seq, body, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-    " FROM {p}receipts WHERE conv = %(id)s ORDER BY 1, 2"
-)
 
 _DELETE = """
 WITH c AS (DELETE FROM {p}conversations WHERE {where} RETURNING id),
@@ -84,11 +77,6 @@ m AS (DELETE FROM {p}messages WHERE conv IN (SELECT id FROM c)),
 r AS (DELETE FROM {p}receipts WHERE conv IN (SELECT id FROM c))
 SELECT count(*) FROM c
 """
-
-
-def _info(row: Any) -> ConversationInfo:
-    id, owner, metadata, created, updated, length, version = row
-    return ConversationInfo(id, owner, json.loads(metadata), when(created), when(updated), length, version)
 
 
 class PostgresConversationStore(StoreBase):
@@ -120,7 +108,8 @@ class PostgresConversationStore(StoreBase):
         self.dsn = conninfo.make_conninfo("", **{k: v for k, v in params.items() if v is not None})
         self._psycopg = psycopg
         self._dsn, self._timeout = dsn, timeout
-        self._sql = {name: text.replace("{p}", prefix) for name, text in (("schema", _SCHEMA), ("read", _READ))}
+        self._sql = {name: text.replace("{p}", prefix) for name, text in (("schema", _SCHEMA),)}
+        self._sql["read"] = read_query(prefix, "%(id)s")
         self._appends = {(cut, rec): _append_sql(cut, rec).replace("{p}", prefix) for cut in (False, True) for rec in (False, True)}
         self._prefix = prefix
         self._lock = threading.RLock()
@@ -209,35 +198,14 @@ class PostgresConversationStore(StoreBase):
 
     def _read(self, id: str, messages: bool = True) -> Stored | None:
         if not messages:
-            sql = f"SELECT {_INFO} FROM {self._prefix}conversations WHERE id = %s"
+            sql = f"SELECT {INFO} FROM {self._prefix}conversations WHERE id = %s"
             row = self._call("info", lambda c: c.execute(sql, (id,)).fetchone())
-            return None if row is None else Stored(_info(row), "", "[]", None, [], [])
-        rows = self._call("open", lambda c: c.execute(self._sql["read"], {"id": id}, prepare=True).fetchall())
-        if not rows or rows[0][0] != 0:
-            return None
-        first = rows[0]
-        bodies: tuple[list[str], list[str], list[str]] = ([], [], [])
-        tokens: list[int] = []
-        for kind, _seq, body, n, *_ in rows:
-            bodies[kind].append(body)
-            if kind == 1:
-                tokens.append(n)
-        return Stored(_info(first[6:]), first[2], first[4], first[5], bodies[1], bodies[2], tokens)
+            return None if row is None else Stored(info_of(row), "", "[]", None, [], [])
+        return stored_of(self._call("open", lambda c: c.execute(self._sql["read"], {"id": id}, prepare=True).fetchall()))
 
     def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
-        where, args = [], []
-        if user is not None:
-            where.append("owner = %s")
-            args.append(user)
-        if after is not None:
-            where.append("id < %s")
-            args.append(after)
-        sql = f"SELECT {_INFO} FROM {self._prefix}conversations"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY id DESC LIMIT %s"
-        rows = self._call("list", lambda c: c.execute(sql, (*args, limit)).fetchall())
-        return [_info(r) for r in rows]
+        sql, args = list_query(self._prefix, "%s", user, after, limit)
+        return [info_of(r) for r in self._call("list", lambda c: c.execute(sql, args).fetchall())]
 
     def _delete(self, id: str) -> bool:
         sql = _DELETE.replace("{p}", self._prefix).replace("{where}", "id = %s")

@@ -14,11 +14,11 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 from .._exceptions import ConversationFileError, StoreError
 from ._base import StoreBase
-from ._records import ConversationInfo, Stored, Write, check_path_config, conflict, when
+from ._records import ConversationInfo, Stored, Write, check_path_config, conflict
+from ._sql import INFO, info_of, list_query, read_query, stored_of
 
 __all__ = ["SQLiteConversationStore"]
 
@@ -38,19 +38,7 @@ CREATE TABLE IF NOT EXISTS convo_receipts (
 ) WITHOUT ROWID;
 """
 
-_INFO = "id, owner, metadata, created, updated, length, version"
-_READ = (
-    "SELECT 0, 0, head, NULL, pins, summary, " + _INFO + " FROM convo_conversations WHERE id = ?1"
-    " UNION ALL SELECT 1, seq, body, tokens, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-    " FROM convo_messages WHERE conv = ?1"
-    " UNION ALL SELECT 2, seq, body, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL"
-    " FROM convo_receipts WHERE conv = ?1 ORDER BY 1, 2"
-)
-
-
-def _info(row: Any) -> ConversationInfo:
-    id, owner, metadata, created, updated, length, version = row
-    return ConversationInfo(id, owner, json.loads(metadata), when(created), when(updated), length, version)
+_READ = read_query("convo_", "?1")
 
 
 class SQLiteConversationStore(StoreBase):
@@ -171,34 +159,15 @@ class SQLiteConversationStore(StoreBase):
     def _read(self, id: str, messages: bool = True) -> Stored | None:
         with self._db() as db:
             if not messages:
-                row = db.execute(f"SELECT {_INFO} FROM convo_conversations WHERE id = ?", (id,)).fetchone()
-                return None if row is None else Stored(_info(row), "", "[]", None, [], [])
-            rows = db.execute(_READ, (id,)).fetchall()
-        if not rows or rows[0][0] != 0:
-            return None
-        first = rows[0]
-        bodies: tuple[list[str], list[str], list[str]] = ([], [], [])
-        tokens: list[int] = []
-        for kind, _seq, body, n, *_ in rows:
-            bodies[kind].append(body)
-            if kind == 1:
-                tokens.append(n)
-        return Stored(_info(first[6:]), first[2], first[4], first[5], bodies[1], bodies[2], tokens)
+                row = db.execute(f"SELECT {INFO} FROM convo_conversations WHERE id = ?", (id,)).fetchone()
+                return None if row is None else Stored(info_of(row), "", "[]", None, [], [])
+            return stored_of(db.execute(_READ, (id,)).fetchall())
 
     def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
-        where, args = [], []
-        if user is not None:
-            where.append("owner = ?")
-            args.append(user)
-        if after is not None:
-            where.append("id < ?")
-            args.append(after)
-        sql = f"SELECT {_INFO} FROM convo_conversations"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql, args = list_query("convo_", "?", user, after, limit)
         with self._db() as db:
-            rows = db.execute(sql + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [_info(r) for r in rows]
+            rows = db.execute(sql, args).fetchall()
+        return [info_of(r) for r in rows]
 
     def _delete(self, id: str) -> bool:
         with self._db(write=True) as db:
