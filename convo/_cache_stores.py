@@ -12,7 +12,6 @@ import os
 import sqlite3
 import threading
 import time
-import urllib.parse
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 
 from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError
 from ._files import make_private
+from ._redis_url import hide_password, scrub, secrets_in
 
 __all__ = ["CacheError", "MemoryCache", "RedisCache", "SQLiteCache"]
 
@@ -275,33 +275,6 @@ class SQLiteCache(_Closing):
 # -- Redis -------------------------------------------------------------------------------------
 
 
-def _secrets(url: str) -> set[str]:
-    """The passwords in a Redis URL (user info and ``?password=``), raw and percent-decoded."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        found = {parts.password or ""}
-        found |= {v for k, v in urllib.parse.parse_qsl(parts.query) if k.lower() == "password"}
-    except ValueError:
-        return set()
-    return {s for p in found for s in (p, urllib.parse.unquote(p)) if s}
-
-
-def _hide_password(url: str) -> str:
-    """``url`` with any password replaced by ``***``, safe for messages and reprs."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            user_info, host = netloc.rsplit("@", 1)
-            netloc = f"{user_info.split(':', 1)[0]}:***@{host}" if ":" in user_info else f"***@{host}"
-        query = urllib.parse.urlencode(
-            [(k, "***" if k.lower() == "password" else v) for k, v in urllib.parse.parse_qsl(parts.query)]
-        )
-        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        return "<unparsable URL>"
-
-
 class RedisCache(_Closing):
     """A cache in Redis, shared by every process that uses the same ``url`` and ``prefix``.
 
@@ -310,7 +283,7 @@ class RedisCache(_Closing):
     """
 
     def __init__(self, url: str, ttl: float | None = None, prefix: str = "convo:", *, timeout: float = 5.0) -> None:
-        self.url = _hide_password(url)
+        self.url = hide_password(url)
         self.ttl = _check_ttl(ttl)
         self.prefix = prefix
         try:
@@ -318,7 +291,7 @@ class RedisCache(_Closing):
         except ImportError:  # pragma: no cover - redis is a declared extra
             raise InvalidConfigError("RedisCache needs the redis package: pip install 'convo[redis]'") from None
         self._errors = (redis.RedisError, OSError)
-        self._secrets = _secrets(url)
+        self._secrets = secrets_in(url)
         problem = None
         try:
             self._redis = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
@@ -334,9 +307,7 @@ class RedisCache(_Closing):
         return f"RedisCache({self.url!r}, ttl={self.ttl}, prefix={self.prefix!r})"
 
     def _scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return scrub(text, self._secrets)
 
     def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
         try:

@@ -341,6 +341,9 @@ def test_unreachable_servers_are_named_without_their_password():
     with pytest.raises(ConversationFileError) as info:
         convo.RedisConversationStore("redis://:hunter2@127.0.0.1:1/0", timeout=0.5)
     assert "hunter2" not in str(info.value) and "Redis" in str(info.value)
+    with pytest.raises(ConversationFileError) as info:  # a password in the query, percent-encoded too
+        convo.RedisConversationStore("redis://127.0.0.1:1/0?password=hunter%232", timeout=0.5)
+    assert "hunter" not in str(info.value) and "hunter" not in info.value.store
     pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
     with pytest.raises(ConversationFileError) as info:
         convo.PostgresConversationStore("postgresql://ada:hunter2@127.0.0.1:1/db", timeout=1)

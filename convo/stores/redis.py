@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import functools
 import json
-import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import InvalidConfigError, StoreError
+from .._redis_url import hide_password, scrub, secrets_in
 from ._base import StoreBase
 from ._records import ConversationInfo, Stored, Write, conflict, when
 
@@ -82,22 +82,6 @@ return gone
 """
 
 
-def _hide_password(url: str) -> str:
-    """``url`` with the password of its user info (and any ``?password=``) shown as ``***``."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        netloc = parts.netloc
-        if "@" in netloc:
-            user_info, host = netloc.rsplit("@", 1)
-            netloc = f"{user_info.split(':', 1)[0]}:***@{host}" if ":" in user_info else f"***@{host}"
-        query = "&".join(
-            f"{k}=***" if k.lower() == "password" else f"{k}={v}" for k, v in urllib.parse.parse_qsl(parts.query)
-        )
-        return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
-    except ValueError:
-        return "<unparsable URL>"
-
-
 def _unindex(index: str, ids: list[str], r: Any) -> Any:
     return r.zrem(index, *ids)
 
@@ -123,10 +107,10 @@ class RedisConversationStore(StoreBase):
             raise InvalidConfigError("RedisConversationStore needs the redis package: pip install 'convo[redis]'") from None
         if not isinstance(url, str):
             raise InvalidConfigError(f"url must be a str such as 'redis://localhost:6379/0', got {type(url).__name__}")
-        self.url = _hide_password(url)
+        self.url = hide_password(url)
         self.prefix = prefix
         self._errors = (redis.RedisError, OSError)
-        self._secret = urllib.parse.urlsplit(url).password if "@" in url else None
+        self._secrets = secrets_in(url)
         problem = None
         try:
             self._redis = redis.Redis.from_url(
@@ -145,7 +129,7 @@ class RedisConversationStore(StoreBase):
         return f"RedisConversationStore({self.url!r}, prefix={self.prefix!r})"
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._secret, "***") if self._secret else text
+        return scrub(text, self._secrets)
 
     def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
         try:
