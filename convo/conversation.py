@@ -262,18 +262,30 @@ class Conversation(Fitting, Journaled):
     def _restore(self, messages: Sequence[Message], counts: Sequence[int] | None = None) -> None:
         """Append messages already normalized (read back from a store), with their token counts
         when they are this counter's (-1: count it); checked like :meth:`add`, in one pass."""
-        previous = self._messages[-1] if self._messages else None
-        plain = previous is None or isinstance(previous.content, str)
+        plain = bool(self._messages) and isinstance(self._messages[-1].content, str)
+        history, api, tokens, starts, prefix = self._messages, self._api, self._counts, self._starts, self._prefix
+        count = self.counter.count_message
         for i, msg in enumerate(messages):
-            text = isinstance(msg.content, str)
-            if not (plain and text and previous is not None):  # text after text needs no check
-                try:
-                    check_next(previous, msg, self._tool_ids)
-                except InvalidMessageError as exc:
-                    raise InvalidMessageError(f"message {i}: {exc}") from None
             n = counts[i] if counts is not None else -1
-            self._push(msg, n if n >= 0 else self.counter.count_message(msg))
-            previous, plain = msg, text
+            if n < 0:
+                n = count(msg)
+            content = msg.content
+            if plain and type(content) is str:  # text after text: nothing to check; _push, inlined
+                if msg.role == "user":  # a turn start
+                    starts.append(len(history))
+                    prefix.append(prefix[-1] + n)
+                else:
+                    prefix[-1] += n
+                history.append(msg)
+                api.append({"role": msg.role, "content": content})
+                tokens.append(n)
+                continue
+            try:
+                check_next(history[-1] if history else None, msg, self._tool_ids)
+            except InvalidMessageError as exc:
+                raise InvalidMessageError(f"message {i}: {exc}") from None
+            self._push(msg, n)
+            plain = isinstance(content, str)
         if self._pinned:
             self._refresh_pins()
 

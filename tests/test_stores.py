@@ -290,7 +290,7 @@ def test_receipts_of_a_deleted_user_are_gone_from_the_backend(backend, fresh):
 
         with sqlite3.connect(where) as db:
             counts = [db.execute(f"SELECT count(*) FROM convo_{t}").fetchone()[0]
-                      for t in ("conversations", "messages", "receipts")]
+                      for t in ("conversations", "chunks", "receipts")]
     elif kind == "redis":
         import redis
 
@@ -300,7 +300,7 @@ def test_receipts_of_a_deleted_user_are_gone_from_the_backend(backend, fresh):
 
         with psycopg.connect(where) as db:
             counts = [db.execute(f"SELECT count(*) FROM t{tag}_{t}").fetchone()[0]
-                      for t in ("conversations", "messages", "receipts")]
+                      for t in ("conversations", "chunks", "receipts")]
     assert set(counts) == {0}
     store.close()
 
@@ -331,7 +331,7 @@ def test_the_sqlite_file_is_private_and_opening_is_one_indexed_read(tmp_path):
     statements.clear()
     conv.extend([{"role": "user", "content": "n"}, {"role": "assistant", "content": "m"}])
     inserts = [s for s in statements if s.startswith("INSERT")]
-    assert len(inserts) == 2 and not any(s.startswith("DELETE") for s in statements)  # an append, no rewrite
+    assert len(inserts) == 1 and not any(s.startswith("DELETE") for s in statements)  # an append, no rewrite
     store.close()
     with pytest.raises(ConversationFileError, match="closed"):
         store.open(conv.id)
@@ -450,3 +450,61 @@ def test_metadata_can_be_replaced_without_disturbing_open_handles(store):
         store.set_metadata("0" * 28, {"title": "x"})
     assert asyncio.run(store.aset_metadata(conv.id, {})).metadata == {}
     assert len(store.open(conv.id)) == 2
+
+
+CHUNK_OPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("extend"), st.integers(1, 150)),  # one write: up to three chunks
+        st.tuples(st.sampled_from(["undo", "undo", "reset", "pin", "reopen"]), st.integers(0, 1000)),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=CHUNK_OPS)
+def test_cuts_inside_a_chunk_and_reopened_handles_keep_the_store_exact(backend, ops):
+    """Writes of many messages (chunks of up to 64), undos that split a chunk, resets, pins, and
+    handles opened halfway that write on: after each, opening gives back what the handle holds."""
+    kind, where, _ = backend
+    store = _open_store(kind, where, uuid.uuid4().hex[:10])
+    conv = store.create("Be brief.", model=MODEL)
+    for step, (op, n) in enumerate(ops):
+        if op == "extend":
+            role = "user" if not len(conv) or conv.messages[-1].role == "assistant" else "assistant"
+            roles = [role, "assistant" if role == "user" else "user"]
+            conv.extend([{"role": roles[i % 2], "content": f"m{step}.{i}"} for i in range(n)])
+        elif op == "undo" and len(conv):
+            for _ in range(1 + n % 3):  # one to three exchanges, from the end of a chunk or inside it
+                if len(conv):
+                    conv.undo()
+        elif op == "reset":
+            conv.reset()
+        elif op == "pin" and len(conv):
+            conv.pin(n % len(conv))
+        elif op == "reopen":
+            conv = store.open(conv.id)
+        fresh = store.open(conv.id)
+        _same(conv, fresh)
+        assert store.info(conv.id).messages == len(conv)
+    store.close()
+
+
+def test_a_turn_is_one_stored_chunk_and_a_short_history_reads_back_whole(tmp_path):
+    """White-box, SQLite: each write is one row, a write of more than 64 messages several, and a
+    row missing from the file is reported as corruption, not opened as a shorter conversation."""
+    import sqlite3
+
+    path = tmp_path / "chats.db"
+    store = convo.SQLiteConversationStore(path)
+    conv = store.create(model=MODEL)
+    conv.extend([{"role": ("user", "assistant")[i % 2], "content": f"m{i}"} for i in range(130)])
+    for i in range(5):
+        conv.extend([{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}])
+    with sqlite3.connect(path) as db:
+        seqs = [r[0] for r in db.execute("SELECT seq FROM convo_chunks WHERE conv = ? ORDER BY seq", (conv.id,))]
+        assert seqs == [0, 64, 128, 130, 132, 134, 136, 138]
+        db.execute("DELETE FROM convo_chunks WHERE conv = ? AND seq = 64", (conv.id,))
+    with pytest.raises(ConversationFileError, match="corrupt"):
+        store.open(conv.id)
+    store.close()

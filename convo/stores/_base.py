@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
+import itertools
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +42,7 @@ __all__ = ["ConversationStore", "StoreBase"]
 
 _MESSAGES = TypeAdapter(list[Message])
 _RECEIPTS = TypeAdapter(list[Receipt])
+_COUNTS = TypeAdapter(list[int])
 
 
 def _metadata_json(metadata: Any) -> str:
@@ -222,7 +224,11 @@ class StoreBase:
             raise ConversationFileError(f"{self.kind} has no conversation {id!r}; was it deleted? (store.list() shows what is there)")
         try:
             data = json.loads(stored.head)
-            messages = _MESSAGES.validate_json(_array(stored.messages))  # the to_api() JSON, one parse
+            messages = _MESSAGES.validate_json(_array(stored.chunks))  # the to_api() JSON, one parse
+            counts = _COUNTS.validate_json(_array(stored.counts))
+            sizes = [c.count(",") + 1 for c in stored.counts]
+            if len(sizes) != len(stored.chunks) or not sum(sizes) == len(messages) == stored.info.messages:
+                raise ValueError(f"{len(messages)} messages read back, {stored.info.messages} written")
             data["messages"] = messages
             data["pinned"] = json.loads(stored.pins)
             if stored.summary is not None:
@@ -232,16 +238,15 @@ class StoreBase:
             raise ConversationFileError(f"conversation {id!r} in the {self.kind} is corrupt: {exc}") from None
         real = counter if counter is not None else default_counter()
         stored_key = data.pop("counter", None)
-        same = stored_key is not None and stored_key == counter_key(real) and len(stored.tokens) == len(messages)
+        same = stored_key is not None and stored_key == counter_key(real)
         try:
-            conv = _persist.from_dict(
-                Conversation, data, strategy=strategy, counter=real, counts=stored.tokens if same else None
-            )
+            conv = _persist.from_dict(Conversation, data, strategy=strategy, counter=real, counts=counts if same else None)
         except ConversationFileError as exc:
             raise ConversationFileError(f"conversation {id!r} in the {self.kind}: {exc}") from None
+        starts = list(itertools.accumulate(sizes[:-1], initial=0)) if sizes else []
         conv.client, conv.redactor = client, redactor
         conv.receipts = receipts
-        conv._journal = Journal(self, id, stored.info.version, conv, stored_key)
+        conv._journal = Journal(self, id, stored.info.version, conv, stored_key, starts)
         return conv
 
     def info(self, id: str) -> ConversationInfo:

@@ -1,19 +1,21 @@
 """The journal: bound to one conversation handle, it turns each change into one :class:`Write`.
 
-It remembers what the store holds (the message objects written, pins, summary, receipt count,
-version), so a write carries only the difference: the messages after the common prefix. Opening
+It remembers what the store holds (the message objects written, where each stored chunk starts,
+pins, summary, receipt count, version), so a write carries only the difference: the messages
+after the common prefix, from the start of the chunk it falls in. Opening
 rebuilds the conversation with the stored token counts when they are the opening counter's.
 """
 
 from __future__ import annotations
 
+import bisect
 import threading
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConflictError, StoreError
 from ..conversation import Conversation
 from ..messages import Message
-from ._records import Write, counter_key, dumps, head_of
+from ._records import Write, chunked, counter_key, dumps, head_of
 
 if TYPE_CHECKING:
     from ._base import StoreBase
@@ -28,13 +30,17 @@ def _head_key(conv: Conversation) -> tuple[Any, ...]:
 class Journal:
     """Bound to one conversation handle: writes what changed since the last write."""
 
-    __slots__ = ("_counted_by", "_doubt", "_head", "_lock", "_pins", "_receipts", "_same", "_saved", "_summary", "counter", "id", "store",
-                 "version")
+    __slots__ = ("_counted_by", "_doubt", "_head", "_lock", "_pins", "_receipts", "_same", "_saved", "_starts", "_summary", "counter",
+                 "id", "store", "version")
 
-    def __init__(self, store: StoreBase, id: str, version: int, conv: Conversation, counter: str | None) -> None:
+    def __init__(
+        self, store: StoreBase, id: str, version: int, conv: Conversation, counter: str | None,
+        starts: list[int] | None = None,
+    ) -> None:
         self.store, self.id, self.version = store, id, version
         self.counter = counter  # whose token counts the store keeps (see counter_key)
         self._saved: list[Message] = list(conv._messages)
+        self._starts: list[int] = starts or []  # the first message of each stored chunk
         self._pins: list[int] = conv.pinned
         self._summary = conv.summary
         self._receipts = len(conv.receipts)
@@ -73,23 +79,33 @@ class Journal:
         ):
             return
         new = messages[keep:]
+        if keep < n:  # a cut: rewrite from the start of the chunk it falls in
+            kept_chunks = bisect.bisect_right(self._starts, keep) - 1
+            start = self._starts[kept_chunks]
+        else:
+            kept_chunks, start = len(self._starts), n
         if conv.counter is not self._counted_by:  # counter_key costs a repr: once per counter
             self._counted_by = conv.counter
             self._same = self.counter is not None and counter_key(conv.counter) == self.counter
-        same = self._same
+        counts = conv._counts[start:] if self._same else [-1] * (len(messages) - start)
+        chunks, chunk_counts = chunked([dumps(api) for api in conv._api[start:]], counts)
         write = Write(
             version=self.version,
-            keep=keep,
+            keep=start,
             stored=n,
-            messages=[dumps(api) for api in conv._api[keep:]],
-            tokens=conv._counts[keep:] if same else [-1] * len(new),
+            kept_chunks=kept_chunks,
+            stored_chunks=len(self._starts),
+            chunks=chunks,
+            counts=chunk_counts,
+            length=len(messages),
             pins=dumps(pins),
             summary=None if summary is None else dumps({"text": summary.text, "turns": summary.turns}),
             receipt_start=self._receipts,
             receipts=[r.model_dump_json() for r in receipts[self._receipts :]],
             head=head_of(conv) if head_key != self._head else None,
         )
-        state = (keep, list(new), pins, summary, len(receipts), head_key)
+        starts = self._starts[:kept_chunks] + write.starts()
+        state = (start, list(messages[start:]), starts, pins, summary, len(receipts), head_key)
         try:
             version = self.store._append(self.id, write)
         except ConflictError as exc:
@@ -104,10 +120,11 @@ class Journal:
         self._wrote(version, state)
 
     def _wrote(self, version: int, state: tuple[Any, ...]) -> None:
-        keep, new, pins, summary, receipts, head_key = state
+        keep, new, starts, pins, summary, receipts, head_key = state
         self.version = version
         del self._saved[keep:]
         self._saved.extend(new)
+        self._starts = starts
         self._pins, self._summary, self._receipts, self._head = pins, summary, receipts, head_key
 
     def _settle_doubt(self) -> None:

@@ -1,11 +1,13 @@
 """The records every conversation store reads and writes, and the checks of what callers pass.
 
 A stored conversation is a header (the saved form of :meth:`convo.Conversation.to_dict` without
-its messages: model, budget, system prompt, strategy...), its messages one record each (the same
-JSON as in a saved file, with its token count), its pins, its summary and its receipts, plus an
-owner, metadata, created/updated times and a version. A :class:`Write` says "from version v, keep
-the first k messages, append these, set pins and summary, append these receipts"; a store applies
-it only if the version is still v (else :class:`~convo.ConflictError`).
+its messages: model, budget, system prompt, strategy...), its messages in chunks (one chunk per
+write, at most :data:`CHUNK` messages: the same JSON as in a saved file joined by commas, with
+their token counts), its pins, its summary and its receipts, plus an owner, metadata,
+created/updated times and a version. A :class:`Write` says "from version v, keep the first k
+chunks, append these, set pins and summary, append these receipts"; a store applies it only if
+the version is still v (else :class:`~convo.ConflictError`). Chunks make an open read a row per
+turn rather than per message; a cut (undo, reset) rewrites at most the one chunk it splits.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from .._exceptions import ConflictError, ConversationFileError, InvalidConfigErr
 from ..conversation import Conversation
 from ..tokens import CachedCounter, OfflineCounter
 
-__all__ = ["ConversationInfo", "Stored", "Write", "conflict", "counter_key", "head_of", "new_id"]
+__all__ = ["CHUNK", "ConversationInfo", "Stored", "Write", "chunked", "conflict", "counter_key", "head_of", "new_id"]
 
 _HEAD_OMITS = ("messages", "pinned", "summary")
 
@@ -41,15 +43,21 @@ class ConversationInfo:
     version: int  # bumped by every write
 
 
+CHUNK = 64  # messages at most in one stored chunk: what a cut inside it rewrites
+
+
 @dataclass(slots=True)
 class Write:
     """One append: applied only if the stored version is still ``version``."""
 
     version: int
-    keep: int  # stored messages kept (fewer than stored: an undo or reset happened)
+    keep: int  # messages kept: the start of the first chunk not kept (a cut rewrites from there)
     stored: int  # how many messages the store held at ``version``
-    messages: list[str]  # JSON of the messages after ``keep``
-    tokens: list[int]  # their token counts (-1: counted by another counter than the stored one's)
+    kept_chunks: int  # stored chunks kept (fewer than stored: an undo or reset happened)
+    stored_chunks: int  # how many chunks the store held at ``version``
+    chunks: list[str]  # the messages after ``keep``, in chunks: their JSON joined by commas
+    counts: list[str]  # per chunk, its messages' token counts joined by commas (-1: not this counter's)
+    length: int  # messages after the write
     pins: str
     summary: str | None
     receipt_start: int
@@ -59,8 +67,17 @@ class Write:
     token: str = field(default_factory=lambda: secrets.token_hex(8))  # names this write (see Journal)
 
     @property
-    def length(self) -> int:
-        return self.keep + len(self.messages)
+    def cut(self) -> bool:
+        """Whether stored chunks are dropped (an undo or reset since the last write)."""
+        return self.kept_chunks < self.stored_chunks
+
+    def starts(self) -> list[int]:
+        """The first message index of each new chunk (its key in the SQL stores)."""
+        out, at = [], self.keep
+        for counts in self.counts:
+            out.append(at)
+            at += counts.count(",") + 1
+        return out
 
 
 @dataclass(slots=True)
@@ -71,9 +88,17 @@ class Stored:
     head: str
     pins: str
     summary: str | None
-    messages: list[str]
+    chunks: list[str]  # as in Write.chunks, in order
     receipts: list[str]
-    tokens: list[int] = field(default_factory=list)
+    counts: list[str] = field(default_factory=list)  # as in Write.counts, one per chunk
+
+
+def chunked(bodies: list[str], counts: list[int]) -> tuple[list[str], list[str]]:
+    """Messages' JSON and token counts as chunks of at most :data:`CHUNK`."""
+    return (
+        [",".join(bodies[i : i + CHUNK]) for i in range(0, len(bodies), CHUNK)],
+        [",".join(map(str, counts[i : i + CHUNK])) for i in range(0, len(counts), CHUNK)],
+    )
 
 
 _last = [0, 0]  # the last id's millisecond and its sequence number in this process

@@ -17,11 +17,11 @@ INFO = "id, owner, metadata, created, updated, length, version"
 
 
 def read_query(prefix: str, id_mark: str) -> str:
-    """The header, messages and receipts of one conversation in one ordered result (kind 0, 1, 2)."""
+    """The header, message chunks and receipts of one conversation in one ordered result (kind 0, 1, 2)."""
     nulls = ", ".join(["NULL"] * 9)
     return (
         f"SELECT 0, 0, head, NULL, pins, summary, {INFO} FROM {prefix}conversations WHERE id = {id_mark}"
-        f" UNION ALL SELECT 1, seq, body, tokens, {nulls} FROM {prefix}messages WHERE conv = {id_mark}"
+        f" UNION ALL SELECT 1, seq, body, tokens, {nulls} FROM {prefix}chunks WHERE conv = {id_mark}"
         f" UNION ALL SELECT 2, seq, body, NULL, {nulls} FROM {prefix}receipts WHERE conv = {id_mark} ORDER BY 1, 2"
     )
 
@@ -36,13 +36,14 @@ def stored_of(rows: Sequence[Sequence[Any]]) -> Stored | None:
     if not rows or rows[0][0] != 0:
         return None
     first = rows[0]
-    bodies: tuple[list[str], list[str], list[str]] = ([], [], [])
-    tokens: list[int] = []
+    chunks, counts, receipts = [], [], []
     for kind, _seq, body, n, *_ in rows:
-        bodies[kind].append(body)
         if kind == 1:
-            tokens.append(n)
-    return Stored(info_of(first[6:]), first[2], first[4], first[5], bodies[1], bodies[2], tokens)
+            chunks.append(body)
+            counts.append(n)
+        elif kind == 2:
+            receipts.append(body)
+    return Stored(info_of(first[6:]), first[2], first[4], first[5], chunks, receipts, counts)
 
 
 def list_query(prefix: str, mark: str, user: str | None, after: str | None, limit: int) -> tuple[str, list[Any]]:

@@ -1,8 +1,8 @@
 """Conversations in PostgreSQL (psycopg 3), shared by every process and machine that reaches it.
 
-The tables are SQLite's (one row per conversation, per message, per receipt). A turn is one
-statement: a version-checked ``UPDATE`` whose ``RETURNING`` feeds the ``INSERT``\\ s of the new
-messages and receipts in the same statement, so nothing is written when the version moved on;
+The tables are SQLite's (one row per conversation, per chunk of messages, per receipt). A turn
+is one statement: a version-checked ``UPDATE`` whose ``RETURNING`` feeds the ``INSERT``\\ s of the
+new chunk and receipts in the same statement, so nothing is written when the version moved on;
 opening is one ``SELECT`` over the three primary keys. One round trip each.
 """
 
@@ -29,8 +29,8 @@ CREATE TABLE IF NOT EXISTS {p}conversations (
 );
 ALTER TABLE {p}conversations ADD COLUMN IF NOT EXISTS last_write text;
 CREATE INDEX IF NOT EXISTS {p}conversations_owner ON {p}conversations (owner, id);
-CREATE TABLE IF NOT EXISTS {p}messages (
-    conv text NOT NULL, seq integer NOT NULL, body text NOT NULL, tokens integer NOT NULL,
+CREATE TABLE IF NOT EXISTS {p}chunks (
+    conv text NOT NULL, seq integer NOT NULL, body text NOT NULL, tokens text NOT NULL,
     PRIMARY KEY (conv, seq)
 );
 CREATE TABLE IF NOT EXISTS {p}receipts (
@@ -39,9 +39,10 @@ CREATE TABLE IF NOT EXISTS {p}receipts (
 """
 
 
-# A turn: a version-checked UPDATE whose RETURNING gates every other part. The plain case (new
-# messages after the stored ones, no receipt) leaves out the cut and the receipts, and needs no
-# ON CONFLICT: its seqs are new.
+# A turn: a version-checked UPDATE whose RETURNING gates every other part. The plain case (a new
+# chunk after the stored ones, no receipt) leaves out the cut and the receipts, and needs no
+# ON CONFLICT: its seqs are new. A cut deletes the chunks the new ones do not replace (one statement
+# cannot both delete a row and insert its key again).
 _UPDATE = """
 WITH up AS (
     UPDATE {p}conversations SET version = version + 1, updated = %(updated)s, length = %(length)s,
@@ -49,12 +50,13 @@ WITH up AS (
     WHERE id = %(id)s AND version = %(version)s RETURNING version
 )"""
 _CUT = """, cut AS (
-    DELETE FROM {p}messages WHERE conv = %(id)s AND seq >= %(length)s AND EXISTS (SELECT 1 FROM up)
+    DELETE FROM {p}chunks WHERE conv = %(id)s AND seq >= %(keep)s AND seq <> ALL(%(seqs)s::integer[])
+        AND EXISTS (SELECT 1 FROM up)
 )"""
 _MESSAGES = """, msgs AS (
-    INSERT INTO {p}messages (conv, seq, body, tokens)
+    INSERT INTO {p}chunks (conv, seq, body, tokens)
     SELECT %(id)s, t.seq, t.body, t.n FROM up,
-        unnest(%(seqs)s::integer[], %(bodies)s::text[], %(tokens)s::integer[]) AS t(seq, body, n)
+        unnest(%(seqs)s::integer[], %(bodies)s::text[], %(tokens)s::text[]) AS t(seq, body, n)
     {upsert}
 )"""
 _RECEIPTS = """, recs AS (
@@ -73,7 +75,7 @@ def _append_sql(cut: bool, receipts: bool) -> str:
 
 _DELETE = """
 WITH c AS (DELETE FROM {p}conversations WHERE {where} RETURNING id),
-m AS (DELETE FROM {p}messages WHERE conv IN (SELECT id FROM c)),
+m AS (DELETE FROM {p}chunks WHERE conv IN (SELECT id FROM c)),
 r AS (DELETE FROM {p}receipts WHERE conv IN (SELECT id FROM c))
 SELECT count(*) FROM c
 """
@@ -81,7 +83,7 @@ SELECT count(*) FROM c
 
 class PostgresConversationStore(StoreBase):
     """Conversations in PostgreSQL at ``dsn`` (``postgresql://user:password@host:port/db`` or
-    ``"host=... dbname=..."``), in tables named ``{prefix}conversations``, ``{prefix}messages`` and
+    ``"host=... dbname=..."``), in tables named ``{prefix}conversations``, ``{prefix}chunks`` and
     ``{prefix}receipts`` (created if missing). Needs psycopg 3: ``pip install 'convo[postgres]'``.
     The password never appears in an error or repr."""
 
@@ -163,17 +165,15 @@ class PostgresConversationStore(StoreBase):
         self._call("create", lambda c: c.execute(sql, args))
 
     def _append(self, id: str, write: Write) -> int:
-        start = write.keep
         args = {
             "id": id, "version": write.version, "updated": write.updated, "length": write.length,
             "pins": write.pins, "summary": write.summary, "head": write.head, "token": write.token,
-            "seqs": list(range(start, start + len(write.messages))), "bodies": write.messages,
-            "tokens": write.tokens,
+            "keep": write.keep, "seqs": write.starts(), "bodies": write.chunks, "tokens": write.counts,
             "rseqs": list(range(write.receipt_start, write.receipt_start + len(write.receipts))),
             "rbodies": write.receipts,
         }
 
-        sql = self._appends[write.keep < write.stored, bool(write.receipts)]
+        sql = self._appends[write.cut, bool(write.receipts)]
 
         def append(c: Any) -> Any:
             row = c.execute(sql, args, prepare=True).fetchone()

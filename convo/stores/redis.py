@@ -1,9 +1,9 @@
 """Conversations in Redis, shared by every process that uses the same URL and prefix.
 
-Per conversation: a hash (owner, metadata, times, version, header, pins, summary) and two lists
-(messages, receipts); per owner, and for all, a sorted set of ids (equal scores, so ``list``
+Per conversation: a hash (owner, metadata, times, version, header, pins, summary) and three
+lists (message chunks, one per write; their token counts; receipts); per owner, and for all, a sorted set of ids (equal scores, so ``list``
 pages by id with ``ZREVRANGEBYLEX``). A turn is one Lua script, which checks the version and
-appends (``RPUSH``); opening is one ``MULTI`` of ``HGETALL`` and two ``LRANGE`` — one round trip
+appends (``RPUSH``); opening is one ``MULTI`` of ``HGETALL`` and three ``LRANGE`` — one round trip
 each.
 """
 
@@ -23,15 +23,15 @@ __all__ = ["RedisConversationStore"]
 
 _FIELDS = ("owner", "metadata", "created", "updated", "length", "version")
 
-# KEYS: hash, messages, receipts, token counts. ARGV: version, keep, stored, updated, pins, summary
-# ('' = none), head ('' = unchanged), receipt_start, message count n, the write's token, then n
-# messages, n counts, and the receipts.
+# KEYS: hash, chunks, receipts, chunks' token counts. ARGV: version, chunks kept, chunks stored,
+# updated, pins, summary ('' = none), head ('' = unchanged), receipt_start, chunk count n, the
+# write's token, the length after it, then n chunks, n counts, and the receipts.
 _APPEND = """
 local v = redis.call('HGET', KEYS[1], 'version')
 if not v then return {2, 0} end
 v = tonumber(v)
 if v ~= tonumber(ARGV[1]) then return {1, v} end
-local keep, stored, nm = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[9])
+local keep, stored, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[9])
 if keep < stored then
   if keep == 0 then
     redis.call('DEL', KEYS[2], KEYS[4])
@@ -48,17 +48,17 @@ local function push(key, first, last)
     i = j + 1
   end
 end
-push(KEYS[2], 11, 10 + nm)
-push(KEYS[4], 11 + nm, 10 + 2 * nm)
+push(KEYS[2], 12, 11 + n)
+push(KEYS[4], 12 + n, 11 + 2 * n)
 local rs = tonumber(ARGV[8])
-if #ARGV > 10 + 2 * nm then
+if #ARGV > 11 + 2 * n then
   local have = redis.call('LLEN', KEYS[3])
   if have > rs then
     if rs == 0 then redis.call('DEL', KEYS[3]) else redis.call('LTRIM', KEYS[3], 0, rs - 1) end
   end
-  push(KEYS[3], 11 + 2 * nm, #ARGV)
+  push(KEYS[3], 12 + 2 * n, #ARGV)
 end
-redis.call('HSET', KEYS[1], 'version', v + 1, 'updated', ARGV[4], 'length', keep + nm, 'pins', ARGV[5], 'last', ARGV[10])
+redis.call('HSET', KEYS[1], 'version', v + 1, 'updated', ARGV[4], 'length', ARGV[11], 'pins', ARGV[5], 'last', ARGV[10])
 if ARGV[6] == '' then redis.call('HDEL', KEYS[1], 'summary') else redis.call('HSET', KEYS[1], 'summary', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'head', ARGV[7]) end
 return {0, v + 1}
@@ -71,7 +71,7 @@ redis.call('HSET', KEYS[1], 'metadata', ARGV[1], 'updated', ARGV[2])
 return 1
 """
 
-# KEYS: hash, messages, receipts, token counts, the all-index. ARGV: id, the per-owner index prefix.
+# KEYS: hash, chunks, receipts, token counts, the all-index. ARGV: id, the per-owner index prefix.
 _DELETE = """
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local gone = redis.call('DEL', KEYS[1])
@@ -143,7 +143,7 @@ class RedisConversationStore(StoreBase):
 
     def _keys(self, id: str) -> list[str]:
         p = self.prefix
-        return [f"{p}c:{id}", f"{p}m:{id}", f"{p}r:{id}", f"{p}t:{id}"]
+        return [f"{p}c:{id}", f"{p}k:{id}", f"{p}r:{id}", f"{p}n:{id}"]
 
     def _index(self, user: str | None) -> str:
         return f"{self.prefix}all" if user is None else f"{self.prefix}u:{user}"
@@ -166,9 +166,11 @@ class RedisConversationStore(StoreBase):
         self._call("create", insert)
 
     def _append(self, id: str, write: Write) -> int:
-        args: list[str | int | float] = [write.version, write.keep, write.stored, repr(write.updated), write.pins, write.summary or "",
-                write.head or "", write.receipt_start, len(write.messages), write.token, *write.messages, *write.tokens,
-                *write.receipts]
+        args: list[str | int | float] = [
+            write.version, write.kept_chunks, write.stored_chunks, repr(write.updated), write.pins, write.summary or "",
+            write.head or "", write.receipt_start, len(write.chunks), write.token, write.length, *write.chunks,
+            *write.counts, *write.receipts,
+        ]
         status, version = self._call("append", lambda r: self._append_script(keys=self._keys(id), args=args))
         if status != 0:
             raise conflict(self.kind, id, write.version, None if status == 2 else int(version))
@@ -183,7 +185,7 @@ class RedisConversationStore(StoreBase):
         return None if version is None else (int(version), token or "")
 
     def _read(self, id: str, messages: bool = True) -> Stored | None:
-        hash_key, messages_key, receipts_key, tokens_key = self._keys(id)
+        hash_key, chunks_key, receipts_key, counts_key = self._keys(id)
         if not messages:
             h = self._call("info", lambda r: r.hmget(hash_key, _FIELDS))
             return None if h[-1] is None else Stored(_info(id, h), "", "[]", None, [], [])
@@ -191,16 +193,16 @@ class RedisConversationStore(StoreBase):
         def read(r: Any) -> Any:
             pipe = r.pipeline(transaction=True)
             pipe.hgetall(hash_key)
-            pipe.lrange(messages_key, 0, -1)
+            pipe.lrange(chunks_key, 0, -1)
             pipe.lrange(receipts_key, 0, -1)
-            pipe.lrange(tokens_key, 0, -1)
+            pipe.lrange(counts_key, 0, -1)
             return pipe.execute()
 
-        h, bodies, receipts, tokens = self._call("open", read)
+        h, chunks, receipts, counts = self._call("open", read)
         if not h:
             return None
         info = _info(id, [h[f] for f in _FIELDS])
-        return Stored(info, h["head"], h["pins"], h.get("summary"), bodies, receipts, [int(n) for n in tokens])
+        return Stored(info, h["head"], h["pins"], h.get("summary"), chunks, receipts, counts)
 
     def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
         index = self._index(user)

@@ -1,9 +1,10 @@
 """Conversations in one SQLite file (WAL, mode 0600), shared by the processes of one machine.
 
 Three tables: one row per conversation (owner, metadata, times, version, header, pins,
-summary), one row per message and one per receipt, keyed ``(conversation, seq)``. A turn is one
-transaction: a version-checked ``UPDATE`` of the conversation's row, then ``INSERT``\\ s of the new
-messages and receipts. Opening is one ``SELECT`` over the three primary keys.
+summary), one row per chunk of messages (one per write) and one per receipt, keyed
+``(conversation, seq)``. A turn is one transaction: a version-checked ``UPDATE`` of the
+conversation's row, then ``INSERT``\\ s of the new chunk and receipts. Opening is one ``SELECT``
+over the three primary keys.
 """
 
 from __future__ import annotations
@@ -29,8 +30,8 @@ CREATE TABLE IF NOT EXISTS convo_conversations (
     head TEXT NOT NULL, pins TEXT NOT NULL, summary TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS convo_conversations_owner ON convo_conversations (owner, id);
-CREATE TABLE IF NOT EXISTS convo_messages (
-    conv TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, tokens INTEGER NOT NULL,
+CREATE TABLE IF NOT EXISTS convo_chunks (
+    conv TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, tokens TEXT NOT NULL,
     PRIMARY KEY (conv, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS convo_receipts (
@@ -137,12 +138,12 @@ class SQLiteConversationStore(StoreBase):
             if cur.rowcount != 1:
                 row = db.execute("SELECT version FROM convo_conversations WHERE id = ?", (id,)).fetchone()
                 raise conflict(self.kind, id, write.version, None if row is None else row[0])
-            if write.keep < write.stored:
-                db.execute("DELETE FROM convo_messages WHERE conv = ? AND seq >= ?", (id, write.keep))
-            if write.messages:
+            if write.cut:
+                db.execute("DELETE FROM convo_chunks WHERE conv = ? AND seq >= ?", (id, write.keep))
+            if write.chunks:
                 db.executemany(
-                    "INSERT INTO convo_messages VALUES (?, ?, ?, ?)",
-                    [(id, write.keep + i, body, n) for i, (body, n) in enumerate(zip(write.messages, write.tokens))],
+                    "INSERT INTO convo_chunks VALUES (?, ?, ?, ?)",
+                    [(id, seq, body, n) for seq, body, n in zip(write.starts(), write.chunks, write.counts, strict=True)],
                 )
             if write.receipts:
                 db.executemany(
@@ -182,7 +183,7 @@ class SQLiteConversationStore(StoreBase):
     def _delete_ids(db: sqlite3.Connection, ids: list[str]) -> int:
         gone = 0
         for id in ids:
-            db.execute("DELETE FROM convo_messages WHERE conv = ?", (id,))
+            db.execute("DELETE FROM convo_chunks WHERE conv = ?", (id,))
             db.execute("DELETE FROM convo_receipts WHERE conv = ?", (id,))
             gone += db.execute("DELETE FROM convo_conversations WHERE id = ?", (id,)).rowcount
         return gone
