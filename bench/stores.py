@@ -13,7 +13,8 @@ end; PostgreSQL with fsync off, for both sides alike):
 Data: fillers of 10 messages (alternating user/assistant, 10-40 words, fixed seed) up to 1,000
 and then 10,000 stored conversations; at each size, fresh probe conversations of 100 and 1,000
 messages (20-120 words). Both sides hold the same messages: convo's through its public API
-(``create`` + ``extend``), LangChain's bulk-inserted in LangChain's own schema and serialization
+one turn per write as a chatbot writes them (``create``, then ``extend`` of each user/assistant
+pair: a stored chunk per turn), LangChain's bulk-inserted in LangChain's own schema and serialization
 (``message_to_dict``), exactly the rows its ``add_messages`` writes.
 
 - *append one turn*: one user + one assistant message, new text each time. convo: ``conv.extend``
@@ -217,6 +218,12 @@ def _paired_ms(*sides: list[Callable[[], Any]], block: int = 10) -> list[float]:
     return [statistics.median(t) * 1000 for t in times]
 
 
+def _by_turns(conv: Any, history: list[dict[str, str]]) -> None:
+    """Write a history as a chatbot does, one turn (a user and an assistant message) per write."""
+    for i in range(0, len(history), 2):
+        conv.extend(history[i : i + 2])
+
+
 def run_backend(kind: str, where: dict[str, str], sizes: list[int], reps: int, probes: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     store = _convo_store(kind, where["convo"])
@@ -229,7 +236,7 @@ def run_backend(kind: str, where: dict[str, str], sizes: list[int], reps: int, p
             stored += 1
         t = time.perf_counter()
         for h in fill:
-            store.create(model=MODEL, user=f"u{stored % 500}").extend(h)
+            _by_turns(store.create(model=MODEL, user=f"u{stored % 500}"), h)
         lc.bulk([(lc.new_session(), h) for h in fill])
         print(f"  {kind}: filled to {stored:,} ({time.perf_counter() - t:.0f} s)", file=sys.stderr)
         # probes: opened (100 messages) and appended to (100 and 1,000 messages)
@@ -237,7 +244,7 @@ def run_backend(kind: str, where: dict[str, str], sizes: list[int], reps: int, p
         for _ in range(probes):
             h = _history(rng, 100, 20, 120)
             conv = store.create(model=MODEL, user="probe")
-            conv.extend(h)
+            _by_turns(conv, h)
             sid = lc.new_session()
             lc.bulk([(sid, h)])
             open_ids.append((conv.id, sid))
@@ -252,7 +259,7 @@ def run_backend(kind: str, where: dict[str, str], sizes: list[int], reps: int, p
         for length in (100, 1000):
             h = _history(rng, length, 20, 120)
             conv = store.create(model=MODEL, user="probe")
-            conv.extend(h)
+            _by_turns(conv, h)
             sid = lc.new_session()
             lc.bulk([(sid, h)])
             stored += 1

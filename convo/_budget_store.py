@@ -20,6 +20,7 @@ next call, so a spend is never lost to an outage.
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from collections import defaultdict
@@ -247,6 +248,10 @@ local function release(id)
   return pid, user
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', deadlines, '-inf', now)) do release(id) end
+if op == 'release' then  -- holds whose reserve got no answer: taken or not, they are given back
+  for i = 6, #ARGV do release(ARGV[i]) end
+  return {epoch, 'ok'}
+end
 local pid, ends = period_of(now, kind, length)
 local key = P .. 'p:' .. pid
 local function num(field) return tonumber(redis.call('HGET', key, field) or '0') or 0 end
@@ -266,7 +271,7 @@ if op == 'reserve' then
   redis.call('HINCRBYFLOAT', key, 'held', usd)
   redis.call('HINCRBYFLOAT', key, 'h:' .. user, usd)
   keep()
-  local id = tostring(redis.call('INCR', P .. 'seq'))
+  local id = ARGV[11]
   redis.call('HSET', holds, id, pid .. '|' .. ARGV[6] .. '|' .. user)
   redis.call('ZADD', deadlines, now + ttl, id)
   return {epoch, 'ok', id, pid}
@@ -275,6 +280,13 @@ elseif op == 'settle' then
   local hpid, huser = release(id)
   hpid, huser = hpid or ARGV[9], huser or ARGV[10]
   local hkey = P .. 'p:' .. hpid
+  -- A settle sent again (its first answer was lost) is not counted twice: settled ids are kept a day.
+  local settled = P .. 'settled'
+  redis.call('ZREMRANGEBYSCORE', settled, '-inf', now - 86400)
+  if id ~= '' and redis.call('ZSCORE', settled, id) then
+    return {epoch, hpid, tostring(tonumber(redis.call('HGET', hkey, 'spent') or '0'))}
+  end
+  if id ~= '' then redis.call('ZADD', settled, now, id) end
   redis.call('HINCRBYFLOAT', hkey, 'spent', actual)
   redis.call('HINCRBYFLOAT', hkey, 's:' .. huser, actual)
   if hpid == pid then keep() elseif hpid ~= 'all' then redis.call('PEXPIRE', hkey, 35 * 86400 * 1000) end
@@ -317,6 +329,7 @@ class RedisLedger:
         self._script = store.register(_SCRIPT)
         self._lock = threading.Lock()
         self._pending: list[tuple[Hold, float, float, tuple[float, ...]]] = []
+        self._orphans: list[str] = []  # ids of holds a failed reserve may have taken
         # What this process has settled, by period and user, to put back should the books be lost.
         self._mine: dict[str, defaultdict[str, float]] = {}
         self._epoch = ""
@@ -358,7 +371,14 @@ class RedisLedger:
             self._epoch = epoch
 
     def _flush(self) -> None:
-        """Send settlements an outage held back (oldest first; stop at the first failure)."""
+        """Give back holds whose reserve got no answer, then send settlements an outage held
+        back (oldest first; stop at the first failure)."""
+        if self._orphans:
+            with self._lock:
+                orphans = list(self._orphans)
+            self._run("release", *orphans)
+            with self._lock:
+                del self._orphans[: len(orphans)]
         while self._pending:
             with self._lock:
                 if not self._pending:
@@ -371,10 +391,16 @@ class RedisLedger:
 
     def reserve(self, usd: float, user: str | None, cap: float, per_user: float | None) -> Hold | Refusal:
         self._flush()
-        out = self._run(
-            "reserve", repr(float(usd)), _user_key(user), repr(float(cap)),
-            "-1" if per_user is None else repr(float(per_user)), repr(self.hold_ttl),
-        )
+        id = secrets.token_hex(8)  # chosen here, so a reserve whose answer was lost can be given back
+        try:
+            out = self._run(
+                "reserve", repr(float(usd)), _user_key(user), repr(float(cap)),
+                "-1" if per_user is None else repr(float(per_user)), repr(self.hold_ttl), id,
+            )
+        except BudgetStoreError:
+            with self._lock:
+                self._orphans.append(id)
+            raise
         if out[0] != "ok":
             return Refusal(out[0], float(out[1]), float(out[2]))
         return Hold(usd, user, out[1], out[2])

@@ -4,6 +4,7 @@ process and restart, periods on the server's clock, and what happens when Redis 
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
@@ -204,6 +205,52 @@ def test_a_spend_settled_during_an_outage_is_recorded_when_redis_returns(own_red
     assert "kept" in caplog.text
     own_redis.start()
     assert budget.spent == pytest.approx(0.15)  # sent with the next call
+
+
+def _answer_lost(server: RedisServer, call) -> None:
+    """Run ``call`` against a frozen Redis (SIGSTOP) so it times out, then thaw the server: it
+    applies the command, and the answer goes to a socket the client has closed."""
+    server.proc.send_signal(signal.SIGSTOP)
+    try:
+        call()
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+
+
+def test_a_hold_whose_reserve_got_no_answer_is_given_back_with_the_next_call(own_redis):
+    prefix = _prefix()
+    budget = Budget(1.0, store=RedisStore(own_redis.url, prefix=prefix, timeout=0.3))
+    books = Budget(1.0, store=RedisStore(own_redis.url, prefix=prefix))  # another process's view
+    assert budget.spent == 0.0  # connected, so the frozen server gets the reserve itself
+
+    def reserve() -> None:
+        with pytest.raises(BudgetStoreError):
+            budget.reserve(0.4, "ada")
+
+    _answer_lost(own_redis, reserve)
+    deadline = time.monotonic() + 5
+    while books.as_dict()["held"] < 0.4 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert books.as_dict()["held"] == pytest.approx(0.4)  # the server took the hold; nobody has it
+    hold = budget.reserve(0.1, "ada")  # the next call gives it back first
+    assert books.as_dict()["held"] == pytest.approx(0.1)
+    budget.settle(hold, 0.05)
+    assert books.as_dict()["held"] == pytest.approx(0.0, abs=1e-9) and books.spent == pytest.approx(0.05)
+
+
+def test_a_settle_whose_answer_was_lost_is_not_counted_twice(own_redis, caplog):
+    prefix = _prefix()
+    budget = Budget(1.0, store=RedisStore(own_redis.url, prefix=prefix, timeout=0.3))
+    books = Budget(1.0, store=RedisStore(own_redis.url, prefix=prefix))
+    hold = budget.reserve(0.4)
+    _answer_lost(own_redis, lambda: budget.settle(hold, 0.25))  # kept, to be sent again
+    assert "kept" in caplog.text
+    deadline = time.monotonic() + 5
+    while books.spent < 0.25 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert books.spent == pytest.approx(0.25)  # the server applied it
+    assert budget.spent == pytest.approx(0.25)  # sent again with the next call: once in the books
+    assert books.as_dict()["held"] == pytest.approx(0.0, abs=1e-9)
 
 
 def _silent_server() -> tuple[int, threading.Event]:
