@@ -25,14 +25,16 @@ from tests.helpers import MODEL, RedisServer
 WORKER = textwrap.dedent("""
     import json, os, sys, time
     import convo
-    base, url, store_prefix, budget_prefix, ids, name, turns, progress = sys.argv[1:9]
-    budget = convo.Budget(50.0, store=convo.RedisStore(url, prefix=budget_prefix, timeout=0.5))
+    base, url, store_prefix, budget_prefix, ids, name, turns, progress, cap, procs = sys.argv[1:11]
+    budget = convo.Budget(float(cap), store=convo.RedisStore(url, prefix=budget_prefix, timeout=0.5))
     client = convo.Client(api_key="k", base_url=base, model="claude-sonnet-4-6", budget=budget, sleep=lambda s: None)
     store = convo.RedisConversationStore(url, prefix=store_prefix, timeout=0.5)
     handles, counts = {}, {"landed": 0, "conflicts": 0, "store_down": 0, "budget_down": 0}
     landed = []
     with open(os.path.join(progress, name), "w") as f:
         f.write("0")  # ready: the outage waits for every worker to be serving
+    while len(os.listdir(progress)) < int(procs):  # and each waits for the others, so they race
+        time.sleep(0.01)
 
     def handle(id):
         while id not in handles:
@@ -68,6 +70,7 @@ WORKER = textwrap.dedent("""
             except convo.StoreError:
                 counts["store_down"] += 1
 
+    refused = False
     for i in range(int(turns)):
         id = ids.split(",")[i % 2]
         text = f"{name} turn {i}"
@@ -75,6 +78,9 @@ WORKER = textwrap.dedent("""
             conv = handle(id)
             try:
                 conv.send(text, max_tokens=30)
+                break
+            except convo.BudgetExceededError:  # the shared cap is reached: nothing was sent
+                refused = True
                 break
             except convo.ConflictError:  # another worker wrote first: nothing of this turn was
                 counts["conflicts"] += 1  # written; catch up and send it again
@@ -86,11 +92,13 @@ WORKER = textwrap.dedent("""
                 counts["store_down"] += 1
                 if settle(conv, text):
                     break
+        if refused:
+            break
         landed.append(text)
         counts["landed"] += 1
         with open(os.path.join(progress, name), "w") as f:
             f.write(str(counts["landed"]))
-    print(json.dumps({**counts, "turns": landed, "cost": client.stats.cost_usd}))
+    print(json.dumps({**counts, "turns": landed, "cost": client.stats.cost_usd, "refused": refused}))
 """)
 
 
@@ -102,48 +110,75 @@ def _landed(progress) -> int:
     return total
 
 
-def test_workers_sharing_a_store_and_a_budget_through_a_redis_outage_lose_no_turn(tmp_path, sim):
+def _spawn(sim, redis, tag, ids, progress, procs, turns, cap):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    return [
+        subprocess.Popen([sys.executable, "-c", WORKER, sim.base_url, redis.url, f"fleet{tag}:", f"books{tag}:",
+                          ",".join(ids), f"w{p}", str(turns), str(progress), str(cap), str(procs)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for p in range(procs)
+    ]
+
+
+def _reports(workers):
+    reports = []
+    for w in workers:
+        out, err = w.communicate(timeout=120)
+        assert w.returncode == 0, err[-3000:]
+        reports.append(json.loads(out))
+    return reports
+
+
+def _check_books_and_turns(store, redis, tag, ids, reports, cap):
+    """Each landed turn once in the store with its reply, the books equal to what the API charged."""
+    stored = [store.open(i) for i in ids]
+    users = [m.text for conv in stored for m in conv.messages if m.role == "user"]
+    assert sorted(users) == sorted(t for r in reports for t in r["turns"])
+    for conv in stored:
+        assert [m.role for m in conv.messages] == ["user", "assistant"] * (len(conv.messages) // 2)
+        assert all(m.text for m in conv.messages)
+    assert sum(r["conflicts"] for r in reports) >= 1  # workers raced on the shared conversations
+    books = Budget(cap, store=RedisStore(redis.url, prefix=f"books{tag}:")).as_dict()
+    spent = sum(r["cost"] for r in reports)
+    assert books["spent"] == pytest.approx(spent) and books["held"] == pytest.approx(0.0, abs=1e-9)
+    return spent
+
+
+@pytest.fixture
+def fleet(tmp_path):
     redis = RedisServer(str(tmp_path), persist=True)
     redis.start()
-    try:
-        tag = uuid.uuid4().hex[:8]
-        store = convo.RedisConversationStore(redis.url, prefix=f"fleet{tag}:")
-        ids = [store.create("Answer in a few words.", model=MODEL, user=f"user{k}").id for k in range(2)]
-        progress = tmp_path / "progress"
-        progress.mkdir()
-        procs, turns = 3, 12
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-        workers = [
-            subprocess.Popen([sys.executable, "-c", WORKER, sim.base_url, redis.url, f"fleet{tag}:", f"books{tag}:",
-                              ",".join(ids), f"w{p}", str(turns), str(progress)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-            for p in range(procs)
-        ]
-        deadline = time.monotonic() + 120
-        while (len(list(progress.iterdir())) < procs or _landed(progress) < procs * turns // 3) and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert all(w.poll() is None for w in workers), "the workers finished before the outage"
-        redis.stop()  # in the middle: turns in flight, handles open in every worker
-        time.sleep(1.5)
-        redis.start()  # same port, the data kept in its append-only file
-        reports = []
-        for w in workers:
-            out, err = w.communicate(timeout=120)
-            assert w.returncode == 0, err[-3000:]
-            reports.append(json.loads(out))
+    tag = uuid.uuid4().hex[:8]
+    store = convo.RedisConversationStore(redis.url, prefix=f"fleet{tag}:")
+    ids = [store.create("Answer in a few words.", model=MODEL, user=f"user{k}").id for k in range(2)]
+    progress = tmp_path / "progress"
+    progress.mkdir()
+    yield redis, store, tag, ids, progress
+    store.close()
+    redis.stop()
 
-        stored = [store.open(i) for i in ids]
-        users = [m.text for conv in stored for m in conv.messages if m.role == "user"]
-        assert sorted(users) == sorted(t for r in reports for t in r["turns"])  # each landed turn, once
-        for conv in stored:
-            assert [m.role for m in conv.messages] == ["user", "assistant"] * (len(conv.messages) // 2)
-            assert all(m.text for m in conv.messages)
-        assert all(len(r["turns"]) == turns for r in reports)
-        assert sum(r["conflicts"] for r in reports) >= 1  # workers raced on the shared conversations
-        assert sum(r["store_down"] + r["budget_down"] for r in reports) >= 1  # the outage was seen
-        books = Budget(50.0, store=RedisStore(redis.url, prefix=f"books{tag}:")).as_dict()
-        spent = sum(r["cost"] for r in reports)
-        assert books["spent"] == pytest.approx(spent) and books["held"] == pytest.approx(0.0, abs=1e-9)
-        store.close()
-    finally:
-        redis.stop()
+
+def test_workers_sharing_a_store_and_a_budget_through_a_redis_outage_lose_no_turn(fleet, sim):
+    redis, store, tag, ids, progress = fleet
+    procs, turns = 3, 12
+    workers = _spawn(sim, redis, tag, ids, progress, procs, turns, cap=50.0)
+    deadline = time.monotonic() + 120
+    while (len(list(progress.iterdir())) < procs or _landed(progress) < procs * turns // 3) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert all(w.poll() is None for w in workers), "the workers finished before the outage"
+    redis.stop()  # in the middle: turns in flight, handles open in every worker
+    time.sleep(1.5)
+    redis.start()  # same port, the data kept in its append-only file
+    reports = _reports(workers)
+    assert all(len(r["turns"]) == turns and not r["refused"] for r in reports)
+    assert sum(r["store_down"] + r["budget_down"] for r in reports) >= 1  # the outage was seen
+    _check_books_and_turns(store, redis, tag, ids, reports, 50.0)
+
+
+def test_workers_sharing_a_store_and_a_budget_stop_at_the_cap_together(fleet, sim):
+    redis, store, tag, ids, progress = fleet
+    cap = 0.02
+    reports = _reports(_spawn(sim, redis, tag, ids, progress, 4, 10_000, cap))
+    assert all(r["refused"] for r in reports)  # every worker was stopped by the shared cap
+    spent = _check_books_and_turns(store, redis, tag, ids, reports, cap)
+    assert 0.5 * cap < spent <= cap  # the cap was used, never passed
