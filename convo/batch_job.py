@@ -28,7 +28,7 @@ replies keep their placeholders. :class:`AsyncBatchJob` is the twin for an
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Sized
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from ._batches_api import BatchTimeoutError, Job, Options, by_ids, cancel, colle
 from ._drivers import run_async, run_sync
 from ._exceptions import InvalidConfigError
 from ._progress import OnProgress, Progress
+from ._telemetry import span
 from .batch import Result
 
 __all__ = ["AsyncBatchJob", "BatchJob", "BatchStatus", "BatchTimeoutError"]
@@ -165,8 +166,10 @@ class _Handle:
         bar.update(max(final, 0))
 
         def flow() -> Any:
+            attributes = {"convo.batch.via": "batches_api", "convo.batch.size": total or -1, "convo.batch.ids": self.ids}
             try:
-                results = yield from collect(self._job, options, bar)
+                with span("batch", attributes):  # the polls and result reads under one root
+                    results = yield from collect(self._job, options, bar)
             finally:
                 bar.close()
             self._results = results
@@ -253,8 +256,13 @@ def submit_flow(ctx: Any, requests: Iterable[Any], checkpoint: Any, progress: bo
     if isinstance(requests, (str, bytes, Mapping)) or not isinstance(requests, Iterable):
         raise InvalidInputError("requests must be an iterable of request dicts, e.g. [{'messages': [...]}, ...]")
     bar = Progress(None, desc="batch", unit="req", bar=False)
+    size = len(requests) if isinstance(requests, Sized) else -1
     try:
-        return (yield from start(ctx, requests, checkpoint, bar))
+        with span("batch", {"convo.batch.via": "batches_api", "convo.batch.size": size}) as current:
+            job = yield from start(ctx, requests, checkpoint, bar)
+            if current is not None:
+                current.set_attribute("convo.batch.ids", job.ids)
+            return job
     finally:
         bar.close()
 

@@ -169,6 +169,27 @@ def test_a_batch_is_the_parent_of_its_calls(spans, fresh):
     assert len(calls) == 5 and all(c.name == f"chat {MODEL}" for c in calls)
 
 
+def test_a_batches_api_job_is_one_root_to_submit_and_one_to_collect(spans):
+    from convo.sim import ManualClock, Simulator
+
+    clock = ManualClock()
+    with Simulator(seed=0, clock=clock, batch_seconds=600) as sim:
+        client = convo.Client(api_key="k", base_url=sim.base_url, model=MODEL, sleep=clock.advance)
+        job = client.batch([{"messages": [{"role": "user", "content": f"item {i}"}], "max_tokens": 20}
+                            for i in range(3)], via="batches_api", wait=False)
+        finished = spans.get_finished_spans()
+        (submit,) = _roots(finished)
+        assert submit.name == "batch" and submit.attributes["convo.batch.size"] == 3
+        assert list(submit.attributes["convo.batch.ids"]) == job.ids
+        assert {s.name for s in _children(finished, submit)} == {"anthropic.messages.batches.create"}
+        spans.clear()
+        assert all(r.ok for r in job.results())
+        finished = spans.get_finished_spans()
+        (collect,) = _roots(finished)  # every poll and result read under it
+        assert collect.name == "batch" and list(collect.attributes["convo.batch.ids"]) == job.ids
+        assert len(_children(finished, collect)) >= 2
+
+
 def test_map_reduce_is_the_parent_of_its_batch_and_reduce(spans, fresh):
     text = " ".join(f"Sentence {i} talks about lighthouses and ships." for i in range(200))
     result = convo.map_reduce(text, "Summarize", client=quick_client(fresh), chunk_tokens=300, progress=False)
