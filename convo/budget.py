@@ -21,7 +21,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, MemoryLedger, Period, RedisLedger, Refusal
+from ._budget_redis import RedisLedger
+from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, MemoryLedger, Period, Refusal
 from ._exceptions import ConvoError, InvalidConfigError
 from ._numbers import number
 from ._numbers import usd as _usd

@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 
 import convo
 from convo import AsyncClient, Budget, BudgetExceededError, BudgetStoreError, Client, RateLimits, RedisStore
-from convo._budget_store import Period, RedisLedger
+from convo._budget_redis import RedisLedger
+from convo._budget_store import Period
 from tests.helpers import RedisServer
 
 MODEL = "claude-sonnet-4-6"
