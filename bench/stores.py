@@ -321,7 +321,9 @@ def report(rows: list[dict], header: str, sizes: list[int]) -> str:
     notes = [
         ("convo's open builds a whole `Conversation` (messages validated, running token totals, pins, summary, "
          "receipts) in one indexed read; LangChain's returns a list of message objects. convo stores each "
-         "message's token count beside it, so opening does not re-tokenize."),
+         "message's token count beside it, so opening does not re-tokenize. convo keeps a chunk of messages per "
+         "write: the probes, written a turn at a time as a chatbot writes them, are 50 rows (list items) each, "
+         "LangChain's 100."),
         ("`SQLChatMessageHistory` has no index on `session_id` (its table is `id, session_id, message`), so "
          "its reads scan the table and grow with the stored count; its engine keeps SQLite's defaults (rollback "
          "journal, a full sync per commit), where convo's file is WAL with `synchronous=NORMAL`."),

@@ -110,14 +110,15 @@ def _landed(progress) -> int:
     return total
 
 
-def _spawn(sim, redis, tag, ids, progress, procs, turns, cap):
+def _spawn(sim, redis, tag, ids, progress, procs, turns, cap, spawned):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return [
+    spawned += [
         subprocess.Popen([sys.executable, "-c", WORKER, sim.base_url, redis.url, f"fleet{tag}:", f"books{tag}:",
                           ",".join(ids), f"w{p}", str(turns), str(progress), str(cap), str(procs)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         for p in range(procs)
     ]
+    return spawned
 
 
 def _reports(workers):
@@ -153,15 +154,20 @@ def fleet(tmp_path):
     ids = [store.create("Answer in a few words.", model=MODEL, user=f"user{k}").id for k in range(2)]
     progress = tmp_path / "progress"
     progress.mkdir()
-    yield redis, store, tag, ids, progress
+    spawned: list[subprocess.Popen[str]] = []
+    yield redis, store, tag, ids, progress, spawned
+    for w in spawned:  # a failed check leaves no worker behind
+        if w.poll() is None:
+            w.kill()
+            w.wait()
     store.close()
     redis.stop()
 
 
 def test_workers_sharing_a_store_and_a_budget_through_a_redis_outage_lose_no_turn(fleet, sim):
-    redis, store, tag, ids, progress = fleet
+    redis, store, tag, ids, progress, spawned = fleet
     procs, turns = 3, 12
-    workers = _spawn(sim, redis, tag, ids, progress, procs, turns, cap=50.0)
+    workers = _spawn(sim, redis, tag, ids, progress, procs, turns, 50.0, spawned)
     deadline = time.monotonic() + 120
     while (len(list(progress.iterdir())) < procs or _landed(progress) < procs * turns // 3) and time.monotonic() < deadline:
         time.sleep(0.01)
@@ -176,9 +182,9 @@ def test_workers_sharing_a_store_and_a_budget_through_a_redis_outage_lose_no_tur
 
 
 def test_workers_sharing_a_store_and_a_budget_stop_at_the_cap_together(fleet, sim):
-    redis, store, tag, ids, progress = fleet
+    redis, store, tag, ids, progress, spawned = fleet
     cap = 0.02
-    reports = _reports(_spawn(sim, redis, tag, ids, progress, 4, 10_000, cap))
+    reports = _reports(_spawn(sim, redis, tag, ids, progress, 4, 10_000, cap, spawned))
     assert all(r["refused"] for r in reports)  # every worker was stopped by the shared cap
     spent = _check_books_and_turns(store, redis, tag, ids, reports, cap)
     assert 0.5 * cap < spent <= cap  # the cap was used, never passed
