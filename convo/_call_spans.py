@@ -22,7 +22,7 @@ from . import _telemetry as _t
 
 if TYPE_CHECKING:
     from ._context import CallContext
-    from ._guards import CallState, Ticket
+    from ._guard_base import CallState, Ticket
 
 __all__ = ["CallTrace", "end_attempt", "end_call", "enter_call", "start_attempt"]
 

@@ -16,6 +16,7 @@ Each guard has four hooks, all optional (the base class does nothing):
 ``Tracing`` is first (the OpenTelemetry span of the whole call, from ``enter`` to ``leave`` or
 ``abandon``) and ``AttemptSpans`` last (a child span per attempt, from ``admit`` to ``settle``, so
 it covers exactly what was sent); both step aside when nothing records telemetry (``_telemetry``).
+They are in ``_guard_spans``; the base class and the call's state in ``_guard_base``.
 
 The Message Batches path sends its items inside one ``POST /v1/messages/batches`` and gets the
 answers hours later, so it calls the same guards' item methods at those moments, in the same
@@ -29,16 +30,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from . import _call_spans as telemetry
 from ._context import CallContext
 from ._flow import Do, Emit, Flow, Sleep
+from ._guard_base import CACHED_STOPS, ESTIMATE_MARGIN, CallState, Guard, Ticket, estimate
+from ._guard_spans import AttemptSpans, Tracing
 from .budget import Budget, Hold
 from .cache import CacheError, cache_key, from_entry, is_cacheable, to_entry
-from .ratelimit import RECHECK, RateLimiter, Reservation
-from .redact import Restorer, restore_message
+from .ratelimit import RECHECK
+from .redact import restore_message
 from .tokens import calibration_of, total_input
 
 __all__ = [
@@ -68,82 +69,6 @@ __all__ = [
 log = logging.getLogger("convo")
 cache_log = logging.getLogger("convo.cache")
 limit_log = logging.getLogger("convo.ratelimit")
-
-#: Worst-case budgeting adds this margin to the input estimate (the estimate's error is < 10%).
-ESTIMATE_MARGIN = 1.25
-#: Replies worth caching; a paused or refused turn is not an answer to replay.
-CACHED_STOPS = frozenset({"end_turn", "stop_sequence", "tool_use", "max_tokens"})
-
-
-@dataclass(slots=True)
-class CallState:
-    """One call on its way through the pipeline."""
-
-    request: dict[str, Any]  # as it leaves the process: redacted once Redacting has entered
-    start: float
-    user: str | None = None
-    streaming: bool = False
-    mapping: dict[str, str] = field(default_factory=dict)
-    restorer: Restorer | None = None  # streams: restores placeholders in text as it arrives
-    cache_key: str | None = None
-    hit: Any = None  # the cached reply that answers the call
-    answered_by: str | None = None  # the model of the attempt that succeeded (a fallback, maybe)
-    ttft: float | None = None
-    trace: Any = None  # the call's span and metrics, when OpenTelemetry records them (_telemetry)
-
-
-@dataclass(slots=True)
-class Ticket:
-    """What one attempt (or one batch item) reserved, and from what.
-
-    The limiter and budget it reserved from are kept: the attempt settles with them even if the
-    client's ``limits`` or ``budget`` is assigned meanwhile.
-    """
-
-    model: str
-    user: str | None = None
-    request: dict[str, Any] | None = None  # as sent, to compare the estimate with the usage
-    estimate: int | None = None  # convo's uncorrected estimate of its input tokens
-    reservation: Reservation | None = None
-    hold: Hold | None = None
-    limiter: RateLimiter | None = None
-    spend: Budget | None = None
-    trace: Any = None  # the attempt's span (_telemetry)
-
-
-class Guard:
-    """A step of the pipeline (see the module doc); every hook defaults to nothing."""
-
-    def enter(self, ctx: CallContext, call: CallState) -> Flow:
-        return
-        yield  # pragma: no cover - makes this a generator
-
-    def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
-        return
-        yield  # pragma: no cover
-
-    def settle(
-        self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
-    ) -> Flow:
-        return
-        yield  # pragma: no cover
-
-    def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
-        return value
-        yield  # pragma: no cover
-
-    def abandon(self, ctx: CallContext, call: CallState, error: BaseException, now: float) -> None:
-        return None
-
-
-def _estimate(ctx: CallContext, ticket: Ticket) -> float:
-    """The attempt's input tokens as budgets and limits see them: calibrated for its model."""
-    if ticket.estimate is None:
-        assert ticket.request is not None
-        ticket.estimate = ctx.estimate_input(ticket.request)
-    cal = calibration_of(ctx.counter)
-    return cal.apply(ticket.model, ticket.estimate) if cal is not None else ticket.estimate
-
 
 class Redacting(Guard):
     """First in, last out: nothing leaves unredacted; replies come back restored."""
@@ -243,7 +168,7 @@ class Spending(Guard):
     def _worst(self, ctx: CallContext, ticket: Ticket, batch: bool) -> float:
         prices = ctx.price_table()
         request = ticket.request or {}
-        worst = prices.worst_case(ticket.model, _estimate(ctx, ticket) * ESTIMATE_MARGIN, request.get("max_tokens", 0))
+        worst = prices.worst_case(ticket.model, estimate(ctx, ticket) * ESTIMATE_MARGIN, request.get("max_tokens", 0))
         return worst * prices.batch_discount if batch else worst
 
     def __init__(self) -> None:
@@ -336,7 +261,7 @@ class RateLimiting(Guard):
         if limiter is None:
             return
         request = ticket.request or {}
-        ticket.reservation = yield Do(limiter.reserve, (_estimate(ctx, ticket), request.get("max_tokens", 0)), io=limiter.io)
+        ticket.reservation = yield Do(limiter.reserve, (estimate(ctx, ticket), request.get("max_tokens", 0)), io=limiter.io)
         wait = ticket.reservation.wait
         if wait > 0:
             limit_log.debug("waiting %.3fs for the rate limiter before sending to %s", wait, ticket.model)
@@ -419,48 +344,6 @@ class Accounting(Guard):
         ctx.stats.finished(
             latency=latency, usage=usage, user=ticket.user, error=None if error is None else type(error).__name__
         )
-
-
-class Tracing(Guard):
-    """First in, last out: the OpenTelemetry span and metrics of the whole call (``_telemetry``);
-    steps aside at once when nothing would record them."""
-
-    def __init__(self, operation: str) -> None:
-        self.operation = operation
-
-    def enter(self, ctx: CallContext, call: CallState) -> Flow:
-        telemetry.enter_call(self.operation, ctx, call)
-        return
-        yield  # pragma: no cover
-
-    def leave(self, ctx: CallContext, call: CallState, value: Any) -> Flow:
-        if call.trace is not None:
-            telemetry.end_call(ctx, call, value, None)
-        return value
-        yield  # pragma: no cover
-
-    def abandon(self, ctx: CallContext, call: CallState, error: BaseException, now: float) -> None:
-        if call.trace is not None:
-            telemetry.end_call(ctx, call, None, error)
-
-
-class AttemptSpans(Guard):
-    """Last in, first to settle: a child span per attempt, around exactly what was sent (after
-    the budget and the limiter admitted it); the SDK's own span nests under it."""
-
-    def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
-        if call.trace is not None:
-            telemetry.start_attempt(ctx, call, ticket)
-        return
-        yield  # pragma: no cover
-
-    def settle(
-        self, ctx: CallContext, call: CallState, ticket: Ticket, usage: Any, headers: Any, error: BaseException | None
-    ) -> Flow:
-        if call.trace is not None:
-            telemetry.end_attempt(ctx, call, ticket, usage, error)
-        return
-        yield  # pragma: no cover
 
 
 TRACING = Tracing("chat")
