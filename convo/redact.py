@@ -50,6 +50,7 @@ from ._detectors import (
     whole,
 )
 from ._exceptions import InvalidConfigError, InvalidInputError
+from ._redact_slots import collect_content, collect_params
 
 __all__ = ["Finding", "RedactingCounter", "Redaction", "Redactor", "Restorer", "pseudonym", "restore", "restore_message"]
 
@@ -222,11 +223,11 @@ class Redactor:
         keyed: list[dict[str, Any]] = []  # tool inputs whose keys may hold text too
         thoughts: list[dict[str, Any]] = []
         if "system" in copied:
-            _collect_content(copied, "system", slots, keyed, thoughts)
+            collect_content(copied, "system", slots, keyed, thoughts)
         for message in copied.get("messages") or ():
             if isinstance(message, dict) and "content" in message:
-                _collect_content(message, "content", slots, keyed, thoughts)
-        _collect_params(copied, slots)
+                collect_content(message, "content", slots, keyed, thoughts)
+        collect_params(copied, slots)
         reserved = {p for container, key in slots for p in PLACEHOLDER.findall(container[key])}
         reserved.update(p for d in keyed for k in d if isinstance(k, str) for p in PLACEHOLDER.findall(k))
         # A placeholder in a signed thinking block keeps its meaning: never given to another value.
@@ -275,93 +276,6 @@ def _unrestorer(mapping: Mapping[str, str]) -> Callable[[str], str]:
     by_value = {v: k for k, v in mapping.items() if v}
     pattern = re.compile("|".join(re.escape(v) for v in sorted(by_value, key=len, reverse=True)))
     return lambda text: pattern.sub(lambda m: by_value[m.group()], text) if by_value else text
-
-
-#: Tool input-schema keywords whose values are prose or example data, not structure.
-_SCHEMA_TEXT = frozenset({"description", "title", "default", "examples", "enum", "const", "example"})
-
-
-def _collect_params(request: dict[str, Any], slots: list[tuple[Any, Any]]) -> None:
-    """The request's parameters that carry text: stop sequences, tool descriptions and schemas."""
-    stops = request.get("stop_sequences")
-    if isinstance(stops, list):
-        slots.extend((stops, i) for i, v in enumerate(stops) if isinstance(v, str))
-    for tool in request.get("tools") or ():
-        if not isinstance(tool, dict):
-            continue
-        if isinstance(tool.get("description"), str):
-            slots.append((tool, "description"))
-        for key in ("input_schema", "output_schema"):
-            if isinstance(tool.get(key), (dict, list)):
-                _collect_schema(tool[key], slots)
-
-
-def _collect_schema(schema: Any, slots: list[tuple[Any, Any]]) -> None:
-    """The prose and example values inside a JSON schema (never its property names or types)."""
-    items = schema.items() if isinstance(schema, dict) else enumerate(schema) if isinstance(schema, list) else ()
-    for k, v in items:
-        if isinstance(schema, dict) and k in _SCHEMA_TEXT:
-            if isinstance(v, str):
-                slots.append((schema, k))
-            else:
-                _collect_strings(v, slots, None)
-        elif isinstance(v, (dict, list)):
-            _collect_schema(v, slots)
-
-
-def _collect_content(
-    container: Any,
-    key: Any,
-    slots: list[tuple[Any, Any]],
-    keyed: list[dict[str, Any]] | None = None,
-    thoughts: list[dict[str, Any]] | None = None,
-) -> None:
-    """Note every (container, key) in a content value that holds text to redact; the dicts whose
-    keys hold text (``keyed``) and the thinking blocks (``thoughts``)."""
-    value = container[key]
-    if isinstance(value, str):
-        slots.append((container, key))
-        return
-    if not isinstance(value, list):
-        return
-    for block in value:
-        if not isinstance(block, dict):
-            continue
-        kind = block.get("type")
-        if kind == "text" and isinstance(block.get("text"), str):
-            slots.append((block, "text"))
-            for citation in block.get("citations") or ():
-                if isinstance(citation, dict):
-                    slots.extend((citation, k) for k in ("cited_text", "document_title", "title")
-                                 if isinstance(citation.get(k), str))
-        elif kind == "tool_result" and "content" in block:
-            _collect_content(block, "content", slots, keyed, thoughts)
-        elif kind == "tool_use" and "input" in block:
-            _collect_strings(block["input"], slots, keyed)
-        elif kind == "thinking" and isinstance(block.get("thinking"), str) and thoughts is not None:
-            thoughts.append(block)
-        elif kind in ("document", "search_result"):
-            slots.extend((block, k) for k in ("title", "context") if isinstance(block.get(k), str))
-            if kind == "search_result" and "content" in block:
-                _collect_content(block, "content", slots, keyed, thoughts)
-            source = block.get("source")
-            if kind == "document" and isinstance(source, dict):
-                if source.get("type") == "text" and isinstance(source.get("data"), str):
-                    slots.append((source, "data"))
-                elif source.get("type") == "content" and "content" in source:
-                    _collect_content(source, "content", slots, keyed, thoughts)
-
-
-def _collect_strings(value: Any, slots: list[tuple[Any, Any]], keyed: list[dict[str, Any]] | None) -> None:
-    """Every string inside a JSON value (a tool call's input); its dicts, whose keys are text too."""
-    if isinstance(value, dict) and keyed is not None and value:
-        keyed.append(value)
-    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
-    for k, v in items:
-        if isinstance(v, str):
-            slots.append((value, k))
-        else:
-            _collect_strings(v, slots, keyed)
 
 
 def restore(text: str, mapping: Mapping[str, str]) -> str:
@@ -415,7 +329,7 @@ def restore_message(message: Any, mapping: Mapping[str, str], *, thinking: bool 
     slots: list[tuple[Any, Any]] = []
     keyed: list[dict[str, Any]] = []
     thoughts: list[dict[str, Any]] = []
-    _collect_content(data, "content", slots, keyed, thoughts)
+    collect_content(data, "content", slots, keyed, thoughts)
     for container, key in slots:
         container[key] = restore(container[key], mapping)
     for d in keyed:
