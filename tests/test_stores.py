@@ -508,3 +508,39 @@ def test_a_turn_is_one_stored_chunk_and_a_short_history_reads_back_whole(tmp_pat
     with pytest.raises(ConversationFileError, match="corrupt"):
         store.open(conv.id)
     store.close()
+
+
+def test_a_redis_ttl_expires_a_conversation_after_its_last_write(redis_url, fresh):
+    import time
+
+    import redis
+
+    prefix = f"ttl{uuid.uuid4().hex[:8]}:"
+    store = convo.RedisConversationStore(redis_url, prefix=prefix, ttl=1.0)
+    assert "ttl=1" in repr(store)
+    conv = store.create(model=MODEL, user="ada", client=quick_client(fresh))
+    kept = store.create(model=MODEL, user="ada")
+    conv.send("hello")
+    store.set_metadata(kept.id, {"title": "kept alive"})
+    raw = redis.Redis.from_url(redis_url)
+    keys = raw.keys(f"{prefix}[ckrn]:{conv.id}")  # header, chunks, receipts, counts: the same clock
+    assert len(keys) == 4 and all(0 < raw.pttl(k) <= 1000 for k in keys)
+    time.sleep(0.6)
+    store.set_metadata(kept.id, {"title": "still alive"})  # a write: its clock starts again
+    conv.add_user("and again")
+    time.sleep(0.6)  # 1.2 s after the first writes, 0.6 s after the last
+    assert len(store.open(conv.id)) == 3
+    time.sleep(1.2)
+    with pytest.raises(ConversationFileError, match="no conversation"):
+        store.open(conv.id)
+    assert store.list(user="ada") == []  # expired ones are left out, and dropped from the index
+    assert raw.zcard(f"{prefix}u:ada") == 0 and raw.keys(f"{prefix}[ckrn]:*") == []
+    with pytest.raises(ConflictError, match="deleted"):
+        conv.add_assistant("too late")
+    forever = convo.RedisConversationStore(redis_url, prefix=prefix)
+    assert raw.pttl(f"{prefix}c:{forever.create(model=MODEL).id}") == -1  # no ttl: never expires
+    for bad in (0, -1, float("nan"), float("inf"), "60", True):
+        with pytest.raises(convo.InvalidConfigError, match="ttl"):
+            convo.RedisConversationStore(redis_url, prefix=prefix, ttl=bad)
+    store.close()
+    forever.close()

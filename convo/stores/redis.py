@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,8 @@ _FIELDS = ("owner", "metadata", "created", "updated", "length", "version")
 
 # KEYS: hash, chunks, receipts, chunks' token counts. ARGV: version, chunks kept, chunks stored,
 # updated, pins, summary ('' = none), head ('' = unchanged), receipt_start, chunk count n, the
-# write's token, the length after it, then n chunks, n counts, and the receipts.
+# write's token, the length after it, the time to live in ms (0: none), then n chunks, n counts,
+# and the receipts.
 _APPEND = """
 local v = redis.call('HGET', KEYS[1], 'version')
 if not v then return {2, 0} end
@@ -48,26 +50,31 @@ local function push(key, first, last)
     i = j + 1
   end
 end
-push(KEYS[2], 12, 11 + n)
-push(KEYS[4], 12 + n, 11 + 2 * n)
+push(KEYS[2], 13, 12 + n)
+push(KEYS[4], 13 + n, 12 + 2 * n)
 local rs = tonumber(ARGV[8])
-if #ARGV > 11 + 2 * n then
+if #ARGV > 12 + 2 * n then
   local have = redis.call('LLEN', KEYS[3])
   if have > rs then
     if rs == 0 then redis.call('DEL', KEYS[3]) else redis.call('LTRIM', KEYS[3], 0, rs - 1) end
   end
-  push(KEYS[3], 12 + 2 * n, #ARGV)
+  push(KEYS[3], 13 + 2 * n, #ARGV)
 end
 redis.call('HSET', KEYS[1], 'version', v + 1, 'updated', ARGV[4], 'length', ARGV[11], 'pins', ARGV[5], 'last', ARGV[10])
 if ARGV[6] == '' then redis.call('HDEL', KEYS[1], 'summary') else redis.call('HSET', KEYS[1], 'summary', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'head', ARGV[7]) end
+local ttl = tonumber(ARGV[12])
+if ttl > 0 then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end end
 return {0, v + 1}
 """
 
-# KEYS: hash. ARGV: metadata, updated. Only an existing conversation (HSET would create a stub).
+# KEYS: hash, chunks, receipts, token counts. ARGV: metadata, updated, time to live in ms (0: none).
+# Only an existing conversation (HSET would create a stub).
 _SET_METADATA = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'metadata', ARGV[1], 'updated', ARGV[2])
+local ttl = tonumber(ARGV[3])
+if ttl > 0 then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end end
 return 1
 """
 
@@ -96,19 +103,31 @@ def _info(id: str, h: Any) -> ConversationInfo:
 class RedisConversationStore(StoreBase):
     """Conversations in Redis at ``url`` (``redis://[user:password@]host:port/db``), keys under
     ``prefix``. Needs the redis package (``pip install 'convo[redis]'``); the URL's password never
-    appears in an error or repr."""
+    appears in an error or repr.
+
+    ``ttl``: seconds after its last write (a turn, an edit, new metadata) at which a conversation
+    expires, all its keys at once; ``None`` keeps conversations until deleted. An expired
+    conversation is gone as if deleted: ``open`` does not find it, ``list`` leaves it out, and a
+    handle still holding it gets :class:`~convo.ConflictError` at its next write.
+    """
 
     kind = "Redis conversation store"
 
-    def __init__(self, url: str, *, prefix: str = "convo:", timeout: float = 5.0) -> None:
+    def __init__(self, url: str, *, prefix: str = "convo:", timeout: float = 5.0, ttl: float | None = None) -> None:
         try:
             import redis
         except ImportError:  # pragma: no cover - redis is a declared extra
             raise InvalidConfigError("RedisConversationStore needs the redis package: pip install 'convo[redis]'") from None
         if not isinstance(url, str):
             raise InvalidConfigError(f"url must be a str such as 'redis://localhost:6379/0', got {type(url).__name__}")
+        if ttl is not None and (
+            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0
+        ):
+            raise InvalidConfigError(f"ttl must be a positive number of seconds (or None: never expire), got {ttl!r}")
         self.url = hide_password(url)
         self.prefix = prefix
+        self.ttl = None if ttl is None else float(ttl)
+        self._ttl_ms = 0 if ttl is None else max(1, round(ttl * 1000))
         self._errors = (redis.RedisError, OSError)
         self._secrets = secrets_in(url)
         problem = None
@@ -126,7 +145,8 @@ class RedisConversationStore(StoreBase):
         self._call("ping", lambda r: r.ping())
 
     def __repr__(self) -> str:
-        return f"RedisConversationStore({self.url!r}, prefix={self.prefix!r})"
+        ttl = "" if self.ttl is None else f", ttl={self.ttl:g}"
+        return f"RedisConversationStore({self.url!r}, prefix={self.prefix!r}{ttl})"
 
     def _scrub(self, text: str) -> str:
         return scrub(text, self._secrets)
@@ -158,6 +178,8 @@ class RedisConversationStore(StoreBase):
         def insert(r: Any) -> None:
             pipe = r.pipeline(transaction=True)
             pipe.hset(self._keys(info.id)[0], mapping=fields)
+            if self._ttl_ms:
+                pipe.pexpire(self._keys(info.id)[0], self._ttl_ms)
             pipe.zadd(self._index(None), {info.id: 0})
             if info.user is not None:
                 pipe.zadd(self._index(info.user), {info.id: 0})
@@ -168,7 +190,7 @@ class RedisConversationStore(StoreBase):
     def _append(self, id: str, write: Write) -> int:
         args: list[str | int | float] = [
             write.version, write.kept_chunks, write.stored_chunks, repr(write.updated), write.pins, write.summary or "",
-            write.head or "", write.receipt_start, len(write.chunks), write.token, write.length, *write.chunks,
+            write.head or "", write.receipt_start, len(write.chunks), write.token, write.length, self._ttl_ms, *write.chunks,
             *write.counts, *write.receipts,
         ]
         status, version = self._call("append", lambda r: self._append_script(keys=self._keys(id), args=args))
@@ -177,7 +199,7 @@ class RedisConversationStore(StoreBase):
         return int(version)
 
     def _set_metadata(self, id: str, metadata: str, updated: float) -> bool:
-        keys, args = [self._keys(id)[0]], [metadata, repr(updated)]
+        keys, args = self._keys(id), [metadata, repr(updated), str(self._ttl_ms)]
         return bool(self._call("set metadata", lambda r: self._metadata_script(keys=keys, args=args)))
 
     def _last_write(self, id: str) -> tuple[int, str] | None:
@@ -215,6 +237,9 @@ class RedisConversationStore(StoreBase):
             return ids, pipe.execute()
 
         ids, rows = self._call("list", page)
+        gone = [id for id, h in zip(ids, rows) if h[-1] is None]  # expired (or deleted meanwhile)
+        if gone:
+            self._call("list", functools.partial(_unindex, index, gone))
         return [_info(id, h) for id, h in zip(ids, rows) if h[-1] is not None]
 
     def _delete(self, id: str) -> bool:
