@@ -82,6 +82,27 @@ def test_a_stored_conversation_comes_back_whole(store, fresh):
     assert again.send("And of Spain?") and len(store.open(conv.id)) == 8
 
 
+def test_a_tool_loop_turn_is_one_write_with_all_its_steps_and_receipts(store, fresh):
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    conv = store.create(model=MODEL, client=quick_client(fresh), tools=[weather])
+    reply = conv.send("What is the weather in Paris and in Rome? Use the tool for each city.")
+    assert len(reply.steps) >= 2 and len(conv.receipts) == len(reply.steps)  # several calls, one turn
+    before = store.info(conv.id).version
+    again = store.open(conv.id, client=conv.client, tools=[weather])
+    _same(conv, again)
+    assert [b.type for b in again.messages[1].content if b.type == "tool_use"]
+    again.send("Thanks. And in Oslo?")
+    assert store.info(conv.id).version == before + 1  # the whole second turn: one write
+    _same(again, store.open(conv.id, tools=[weather]))
+    with pytest.raises(ConflictError):  # the other handle wrote since: reload, then go on
+        conv.add_user("A turn from the stale handle")
+    conv.reload()
+    assert conv.tools == [weather] and len(conv.send("And in Lima?").steps) >= 1  # its tools kept
+
+
 def test_each_completed_turn_is_written_and_a_failed_one_is_not(store, fresh):
     client = quick_client(fresh)
     conv = store.create(model=MODEL, client=client)

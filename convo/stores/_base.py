@@ -85,6 +85,9 @@ class ConversationStore(Protocol):
         counter: TokenCounter | None = None,
         redactor: Any = None,
         prompt_cache: bool | str = False,
+        tools: Sequence[Any] | None = None,
+        max_steps: int = 10,
+        keep_refusals: bool = False,
     ) -> Conversation:
         """A new, empty conversation in the store, owned by ``user``; ``conv.id`` is its id."""
         ...
@@ -97,6 +100,7 @@ class ConversationStore(Protocol):
         strategy: StrategyLike | None = None,
         counter: TokenCounter | None = None,
         redactor: Any = None,
+        tools: Sequence[Any] | None = None,
     ) -> Conversation:
         """The stored conversation ``id`` with its summary, pins and receipts, in one read."""
         ...
@@ -187,6 +191,9 @@ class StoreBase:
         counter: TokenCounter | None = None,
         redactor: Any = None,
         prompt_cache: bool | str = False,
+        tools: Sequence[Any] | None = None,
+        max_steps: int = 10,
+        keep_refusals: bool = False,
     ) -> Conversation:
         """A new, empty conversation in the store (``conv.id`` is its id), owned by ``user``.
 
@@ -197,7 +204,8 @@ class StoreBase:
         meta_json = _metadata_json(metadata or {})
         conv = Conversation(
             system, model=model, budget=budget, strategy=strategy, max_tokens=max_tokens, counter=counter,
-            client=client, redactor=redactor, prompt_cache=prompt_cache,
+            client=client, redactor=redactor, prompt_cache=prompt_cache, tools=tools, max_steps=max_steps,
+            keep_refusals=keep_refusals,
         )
         now = time.time()
         info = ConversationInfo(new_id(), user, json.loads(meta_json), when(now), when(now), 0, 1)
@@ -213,11 +221,13 @@ class StoreBase:
         strategy: StrategyLike | None = None,
         counter: TokenCounter | None = None,
         redactor: Any = None,
+        tools: Sequence[Any] | None = None,
     ) -> Conversation:
         """The stored conversation ``id``, with its summary, pins and receipts, in one read.
 
         ``strategy`` replaces the stored one (needed when it could not be stored, e.g. a plain
-        function). ConversationFileError if there is no such conversation.
+        function); ``tools`` are the conversation's tools (code is not stored: pass them again).
+        ConversationFileError if there is no such conversation.
         """
         stored = self._read(check_id(id))
         if stored is None:
@@ -240,7 +250,9 @@ class StoreBase:
         stored_key = data.pop("counter", None)
         same = stored_key is not None and stored_key == counter_key(real)
         try:
-            conv = _persist.from_dict(Conversation, data, strategy=strategy, counter=real, counts=counts if same else None)
+            conv = _persist.from_dict(
+                Conversation, data, strategy=strategy, counter=real, tools=tools, counts=counts if same else None
+            )
         except ConversationFileError as exc:
             raise ConversationFileError(f"conversation {id!r} in the {self.kind}: {exc}") from None
         starts = list(itertools.accumulate(sizes[:-1], initial=0)) if sizes else []

@@ -139,7 +139,8 @@ class Journal:
 
     def reload(self, conv: Conversation) -> None:
         fresh = self.store.open(
-            self.id, client=conv.client, strategy=conv.strategy, counter=conv.counter, redactor=conv.redactor
+            self.id, client=conv.client, strategy=conv.strategy, counter=conv.counter, redactor=conv.redactor,
+            tools=conv.tools,
         )
         conv.__dict__.update(fresh.__dict__)
         conv._held = 0
