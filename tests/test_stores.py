@@ -565,3 +565,27 @@ def test_a_redis_ttl_expires_a_conversation_after_its_last_write(redis_url, fres
             convo.RedisConversationStore(redis_url, prefix=prefix, ttl=bad)
     store.close()
     forever.close()
+
+
+def test_delete_idle_removes_what_was_not_written_for_that_long(store, fresh):
+    import time
+
+    idle = store.create(model=MODEL, user="ada", client=quick_client(fresh))
+    idle.send("an old question")
+    busy = store.create(model=MODEL, user="ada", client=quick_client(fresh))
+    titled = store.create(model=MODEL, user="bob")
+    time.sleep(0.6)
+    busy.send("a new question")
+    store.set_metadata(titled.id, {"title": "renamed: a write too"})
+    new = store.create(model=MODEL, user="bob")
+    for bad in (-1, float("nan"), float("inf"), "1", True, None):
+        with pytest.raises(InvalidInputError, match="seconds"):
+            store.delete_idle(bad)
+    assert len(store.list()) == 4  # nothing went
+    assert store.delete_idle(0.5) == 1
+    with pytest.raises(ConversationFileError, match="no conversation"):
+        store.open(idle.id)
+    assert sorted(i.id for i in store.list()) == sorted([busy.id, titled.id, new.id])
+    with pytest.raises(ConflictError, match="deleted"):
+        idle.add_user("too late")
+    assert asyncio.run(store.adelete_idle(0)) == 3 and store.list() == []

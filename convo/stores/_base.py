@@ -9,6 +9,7 @@ import builtins
 import functools
 import itertools
 import json
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, Self, runtime_checkable
@@ -125,14 +126,18 @@ class ConversationStore(Protocol):
         """Delete every conversation (and so every receipt) of ``user``; how many went."""
         ...
 
+    def delete_idle(self, seconds: float) -> int:
+        """Delete every conversation not written for ``seconds``; how many went."""
+        ...
+
     def close(self) -> None:
         """Close the store's connections."""
         ...
 
 
 class StoreBase:
-    """create/open/list/delete over a backend's six primitives (``_insert``, ``_append``,
-    ``_read``, ``_list``, ``_delete``, ``_delete_user``)."""
+    """create/open/list/delete over a backend's primitives (``_insert``, ``_append``, ``_read``,
+    ``_set_metadata``, ``_list``, ``_delete``, ``_delete_user``, ``_delete_idle``)."""
 
     kind = "conversation store"
 
@@ -164,6 +169,10 @@ class StoreBase:
         raise NotImplementedError
 
     def _delete_user(self, user: str) -> int:
+        raise NotImplementedError
+
+    def _delete_idle(self, before: float) -> int:
+        """Delete the conversations last written before ``before`` (a Unix time); how many went."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -292,6 +301,14 @@ class StoreBase:
         """Delete every conversation of ``user``, with their messages and receipts; how many went."""
         return self._delete_user(check_user(user, required=True) or "")
 
+    def delete_idle(self, seconds: float) -> int:
+        """Delete every conversation not written for ``seconds`` (a retention period: a turn, an
+        edit or new metadata is a write), with its messages and receipts; how many went. Open
+        handles on them get :class:`~convo.ConflictError` at their next write."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
+            raise InvalidInputError(f"seconds must be a finite number >= 0 (how long unwritten), got {seconds!r}")
+        return self._delete_idle(time.time() - float(seconds))
+
     # -- async twins: the same calls in a worker thread (every store here is thread-safe), so an
     # -- async server does not wait on the store's I/O inside its event loop
 
@@ -324,4 +341,8 @@ class StoreBase:
     async def adelete_user(self, user: str) -> int:
         """:meth:`delete_user`, off the event loop."""
         return await asyncio.to_thread(self.delete_user, user)
+
+    async def adelete_idle(self, seconds: float) -> int:
+        """:meth:`delete_idle`, off the event loop."""
+        return await asyncio.to_thread(self.delete_idle, seconds)
 

@@ -233,6 +233,10 @@ class PostgresConversationStore(StoreBase):
         sql = _DELETE.replace("{p}", self._prefix).replace("{where}", "owner = %s")
         return int(self._call("delete_user", lambda c: c.execute(sql, (user,)).fetchone()[0]))
 
+    def _delete_idle(self, before: float) -> int:
+        sql = _DELETE.replace("{p}", self._prefix).replace("{where}", "updated < %s")
+        return int(self._call("delete_idle", lambda c: c.execute(sql, (before,)).fetchone()[0]))
+
     def close(self) -> None:
         """Close this process's connection; any later call raises StoreError."""
         with self._lock:

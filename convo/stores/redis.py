@@ -93,6 +93,17 @@ def _unindex(index: str, ids: list[str], r: Any) -> Any:
     return r.zrem(index, *ids)
 
 
+def _page(index: str, after: str, r: Any) -> Any:
+    return r.zrangebylex(index, after, "+", start=0, num=500)
+
+
+def _updated(hashes: list[str], r: Any) -> Any:
+    pipe = r.pipeline(transaction=False)
+    for key in hashes:
+        pipe.hget(key, "updated")
+    return pipe.execute()
+
+
 def _info(id: str, h: Any) -> ConversationInfo:
     owner, metadata, created, updated, length, version = h
     return ConversationInfo(
@@ -257,6 +268,18 @@ class RedisConversationStore(StoreBase):
             for id in ids:
                 gone += self._delete(id)
             self._call("delete_user", functools.partial(_unindex, index, ids))
+
+    def _delete_idle(self, before: float) -> int:
+        index, gone, after = self._index(None), 0, "-"
+        while True:  # a page of ids at a time, in id order; a deleted id is not read again
+            ids: list[str] = self._call("delete_idle", functools.partial(_page, index, after))
+            if not ids:
+                return gone
+            times = self._call("delete_idle", functools.partial(_updated, [self._keys(id)[0] for id in ids]))
+            for id, updated in zip(ids, times):
+                if updated is None or float(updated) < before:  # idle, or expired (then only unindexed)
+                    gone += self._delete(id)
+            after = f"({ids[-1]}"
 
     def close(self) -> None:
         """Close the connections to Redis."""

@@ -179,6 +179,11 @@ class SQLiteConversationStore(StoreBase):
             ids = [r[0] for r in db.execute("SELECT id FROM convo_conversations WHERE owner = ?", (user,))]
             return self._delete_ids(db, ids)
 
+    def _delete_idle(self, before: float) -> int:
+        with self._db(write=True) as db:
+            ids = [r[0] for r in db.execute("SELECT id FROM convo_conversations WHERE updated < ?", (before,))]
+            return self._delete_ids(db, ids)
+
     @staticmethod
     def _delete_ids(db: sqlite3.Connection, ids: list[str]) -> int:
         gone = 0
