@@ -92,7 +92,6 @@ class Journal:
         write = Write(
             version=self.version,
             keep=start,
-            stored=n,
             kept_chunks=kept_chunks,
             stored_chunks=len(self._starts),
             chunks=chunks,

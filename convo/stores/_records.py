@@ -52,7 +52,6 @@ class Write:
 
     version: int
     keep: int  # messages kept: the start of the first chunk not kept (a cut rewrites from there)
-    stored: int  # how many messages the store held at ``version``
     kept_chunks: int  # stored chunks kept (fewer than stored: an undo or reset happened)
     stored_chunks: int  # how many chunks the store held at ``version``
     chunks: list[str]  # the messages after ``keep``, in chunks: their JSON joined by commas
