@@ -589,3 +589,20 @@ def test_delete_idle_removes_what_was_not_written_for_that_long(store, fresh):
     with pytest.raises(ConflictError, match="deleted"):
         idle.add_user("too late")
     assert asyncio.run(store.adelete_idle(0)) == 3 and store.list() == []
+
+
+def test_a_redis_page_skips_expired_conversations_and_is_still_full(redis_url):
+    import time
+
+    prefix = f"ttl{uuid.uuid4().hex[:8]}:"
+    short = convo.RedisConversationStore(redis_url, prefix=prefix, ttl=0.3)
+    lasting = convo.RedisConversationStore(redis_url, prefix=prefix)  # same keys, no ttl
+    kept = [lasting.create(model=MODEL, user="ada").id for _ in range(3)]
+    expiring = [short.create(model=MODEL, user="ada").id for _ in range(4)]  # newer: listed first
+    time.sleep(0.5)
+    page = lasting.list(user="ada", limit=2)
+    assert [i.id for i in page] == kept[::-1][:2]  # two live ones, past the four expired
+    assert [i.id for i in lasting.list(user="ada", limit=2, after=page[-1].id)] == kept[:1]
+    assert not set(expiring) & {i.id for i in lasting.list(limit=100)}
+    short.close()
+    lasting.close()

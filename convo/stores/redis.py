@@ -238,20 +238,25 @@ class RedisConversationStore(StoreBase):
         return Stored(info, h["head"], h["pins"], h.get("summary"), chunks, receipts, counts)
 
     def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
-        index = self._index(user)
+        index, out = self._index(user), list[ConversationInfo]()
+        while len(out) < limit:  # ids whose conversation expired are dropped: read on to fill the page
+            want = limit - len(out)
+            ids, rows = self._call("list", functools.partial(self._page, index, after, want))
+            gone = [id for id, h in zip(ids, rows) if h[-1] is None]  # expired (or deleted meanwhile)
+            if gone:
+                self._call("list", functools.partial(_unindex, index, gone))
+            out += [_info(id, h) for id, h in zip(ids, rows) if h[-1] is not None]
+            if len(ids) < want:  # the index has no more
+                break
+            after = ids[-1]
+        return out
 
-        def page(r: Any) -> Any:
-            ids = r.zrevrangebylex(index, "+" if after is None else f"({after}", "-", start=0, num=limit)
-            pipe = r.pipeline(transaction=False)
-            for id in ids:
-                pipe.hmget(self._keys(id)[0], _FIELDS)
-            return ids, pipe.execute()
-
-        ids, rows = self._call("list", page)
-        gone = [id for id, h in zip(ids, rows) if h[-1] is None]  # expired (or deleted meanwhile)
-        if gone:
-            self._call("list", functools.partial(_unindex, index, gone))
-        return [_info(id, h) for id, h in zip(ids, rows) if h[-1] is not None]
+    def _page(self, index: str, after: str | None, limit: int, r: Any) -> Any:
+        ids = r.zrevrangebylex(index, "+" if after is None else f"({after}", "-", start=0, num=limit)
+        pipe = r.pipeline(transaction=False)
+        for id in ids:
+            pipe.hmget(self._keys(id)[0], _FIELDS)
+        return ids, pipe.execute()
 
     def _delete(self, id: str) -> bool:
         keys = [*self._keys(id), self._index(None)]
