@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import functools
-import itertools
 import json
-import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, Self, runtime_checkable
@@ -17,7 +15,8 @@ from typing import Any, Protocol, Self, runtime_checkable
 from pydantic import TypeAdapter
 
 from .. import _persist
-from .._exceptions import ConversationFileError, InvalidInputError
+from .._exceptions import ConversationFileError, InvalidConfigError, InvalidInputError
+from .._numbers import number
 from ..conversation import Conversation
 from ..messages import Message
 from ..models import DEFAULT_MODEL
@@ -32,6 +31,8 @@ from ._records import (
     check_id,
     check_limit,
     check_user,
+    chunk_sizes,
+    chunk_starts,
     counter_key,
     dumps,
     head_of,
@@ -245,7 +246,7 @@ class StoreBase:
             data = json.loads(stored.head)
             messages = _MESSAGES.validate_json(_array(stored.chunks))  # the to_api() JSON, one parse
             counts = _COUNTS.validate_json(_array(stored.counts))
-            sizes = [c.count(",") + 1 for c in stored.counts]
+            sizes = chunk_sizes(stored.counts)
             if len(sizes) != len(stored.chunks) or not sum(sizes) == len(messages) == stored.info.messages:
                 raise ValueError(f"{len(messages)} messages read back, {stored.info.messages} written")
             data["messages"] = messages
@@ -264,7 +265,7 @@ class StoreBase:
             )
         except ConversationFileError as exc:
             raise ConversationFileError(f"conversation {id!r} in the {self.kind}: {exc}") from None
-        starts = list(itertools.accumulate(sizes[:-1], initial=0)) if sizes else []
+        starts = chunk_starts(sizes)
         conv.client, conv.redactor = client, redactor
         conv.receipts = receipts
         conv._journal = Journal(self, id, stored.info.version, conv, stored_key, starts)
@@ -305,8 +306,10 @@ class StoreBase:
         """Delete every conversation not written for ``seconds`` (a retention period: a turn, an
         edit or new metadata is a write), with its messages and receipts; how many went. Open
         handles on them get :class:`~convo.ConflictError` at their next write."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
-            raise InvalidInputError(f"seconds must be a finite number >= 0 (how long unwritten), got {seconds!r}")
+        try:
+            number("seconds", seconds, minimum=0, hint=" (how long unwritten)")
+        except InvalidConfigError as exc:  # a call's argument: the input's error type
+            raise InvalidInputError(str(exc)) from None
         return self._delete_idle(time.time() - float(seconds))
 
     # -- async twins: the same calls in a worker thread (every store here is thread-safe), so an

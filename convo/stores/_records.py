@@ -12,6 +12,7 @@ turn rather than per message; a cut (undo, reset) rewrites at most the one chunk
 
 from __future__ import annotations
 
+import itertools
 import json
 import secrets
 import threading
@@ -25,7 +26,7 @@ from .._exceptions import ConflictError, ConversationFileError, InvalidConfigErr
 from ..conversation import Conversation
 from ..tokens import CachedCounter, OfflineCounter
 
-__all__ = ["CHUNK", "ConversationInfo", "Stored", "Write", "chunked", "conflict", "counter_key", "head_of", "new_id"]
+__all__ = ["CHUNK", "ConversationInfo", "Stored", "Write", "chunk_sizes", "chunk_starts", "chunked", "conflict", "counter_key", "head_of", "new_id"]
 
 _HEAD_OMITS = ("messages", "pinned", "summary")
 
@@ -72,11 +73,7 @@ class Write:
 
     def starts(self) -> list[int]:
         """The first message index of each new chunk (its key in the SQL stores)."""
-        out, at = [], self.keep
-        for counts in self.counts:
-            out.append(at)
-            at += counts.count(",") + 1
-        return out
+        return chunk_starts(chunk_sizes(self.counts), self.keep)
 
 
 @dataclass(slots=True)
@@ -90,6 +87,16 @@ class Stored:
     chunks: list[str]  # as in Write.chunks, in order
     receipts: list[str]
     counts: list[str] = field(default_factory=list)  # as in Write.counts, one per chunk
+
+
+def chunk_sizes(counts: list[str]) -> list[int]:
+    """How many messages each chunk holds (one token count each, joined by commas)."""
+    return [c.count(",") + 1 for c in counts]
+
+
+def chunk_starts(sizes: list[int], first: int = 0) -> list[int]:
+    """The first message index of each chunk of these sizes, the first one at ``first``."""
+    return list(itertools.accumulate(sizes[:-1], initial=first)) if sizes else []
 
 
 def chunked(bodies: list[str], counts: list[int]) -> tuple[list[str], list[str]]:

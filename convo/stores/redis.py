@@ -1,21 +1,21 @@
 """Conversations in Redis, shared by every process that uses the same URL and prefix.
 
 Per conversation: a hash (owner, metadata, times, version, header, pins, summary) and three
-lists (message chunks, one per write; their token counts; receipts); per owner, and for all, a sorted set of ids (equal scores, so ``list``
-pages by id with ``ZREVRANGEBYLEX``). A turn is one Lua script, which checks the version and
-appends (``RPUSH``); opening is one ``MULTI`` of ``HGETALL`` and three ``LRANGE`` — one round trip
-each.
+lists (message chunks, one per write; their token counts; receipts); per owner, and for all, a
+sorted set of ids (equal scores, so ``list`` pages by id with ``ZREVRANGEBYLEX``). A turn is one
+Lua script, which checks the version and appends (``RPUSH``); opening is one ``MULTI`` of
+``HGETALL`` and three ``LRANGE`` — one round trip each.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import math
 from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import InvalidConfigError, StoreError
+from .._numbers import number
 from .._redis_url import hide_password, scrub, secrets_in
 from ._base import StoreBase
 from ._records import ConversationInfo, Stored, Write, conflict, when
@@ -131,10 +131,8 @@ class RedisConversationStore(StoreBase):
             raise InvalidConfigError("RedisConversationStore needs the redis package: pip install 'convo[redis]'") from None
         if not isinstance(url, str):
             raise InvalidConfigError(f"url must be a str such as 'redis://localhost:6379/0', got {type(url).__name__}")
-        if ttl is not None and (
-            isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl) or ttl <= 0
-        ):
-            raise InvalidConfigError(f"ttl must be a positive number of seconds (or None: never expire), got {ttl!r}")
+        if ttl is not None:
+            number("ttl", ttl, positive=True, hint=" (seconds; None: never expire)")
         self.url = hide_password(url)
         self.prefix = prefix
         self.ttl = None if ttl is None else float(ttl)
