@@ -20,6 +20,7 @@ from typing import Any
 from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError
 from ._files import make_private
 from ._redis_url import hide_password, scrub, secrets_in
+from ._sqlite import connect_wal
 
 __all__ = ["CacheError", "MemoryCache", "RedisCache", "SQLiteCache"]
 
@@ -198,10 +199,7 @@ class SQLiteCache(_Closing):
             return self._conn
         if self._conn is not None:
             self._inherited.append(self._conn)  # never closed here: it belongs to the parent
-        conn = sqlite3.connect(self.path, timeout=self._busy, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
+        conn = connect_wal(self.path, timeout=self._busy, schema=_SCHEMA)
         try:
             make_private(Path(self.path))  # the -wal and -shm SQLite just opened, if an old one was wider
         except OSError:

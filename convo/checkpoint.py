@@ -27,6 +27,7 @@ from typing import Any, Self
 
 from ._exceptions import InvalidConfigError
 from ._files import make_private
+from ._sqlite import connect_wal
 
 __all__ = ["Checkpoint", "digest"]
 
@@ -63,10 +64,7 @@ class Checkpoint:
         except OSError as exc:
             raise InvalidConfigError(f"cannot create the checkpoint file {str(self.path)!r}: {exc}") from exc
         try:
-            self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
+            self._db = connect_wal(str(self.path), timeout=30, synchronous="FULL", schema=_SCHEMA)
             make_private(self.path)  # and the -wal / -shm just opened
             found = self._db.execute("SELECT value FROM meta WHERE name = 'format'").fetchone()
             if found is None:
@@ -76,6 +74,11 @@ class Checkpoint:
                     f"{str(self.path)!r} is a checkpoint of another format ({found[0]}); "
                     "pass a new path, or delete the file to start over"
                 )
+        except sqlite3.OperationalError as exc:
+            raise InvalidConfigError(
+                f"cannot open the checkpoint {str(self.path)!r} ({exc}); if another process is using it, wait for it "
+                "or pass a new path"
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise InvalidConfigError(
                 f"{str(self.path)!r} is not a convo checkpoint ({exc}); pass a new path, or delete the file"

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .._exceptions import ConversationFileError, StoreError
+from .._sqlite import connect_wal
 from ._base import StoreBase
 from ._records import ConversationInfo, Stored, Write, check_path_config, conflict
 from ._sql import INFO, info_of, list_query, read_query, stored_of
@@ -88,10 +89,7 @@ class SQLiteConversationStore(StoreBase):
         """This process's connection (a forked child opens its own)."""
         if self._conn is not None and self._pid == os.getpid():
             return self._conn
-        conn = sqlite3.connect(self.path, timeout=self._busy, check_same_thread=False, isolation_level=None)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
+        conn = connect_wal(self.path, timeout=self._busy, schema=_SCHEMA)
         self._conn, self._pid = conn, os.getpid()
         return conn
 
