@@ -23,6 +23,11 @@ pair: a stored chunk per turn), LangChain's bulk-inserted in LangChain's own sch
 - *open one conversation*: a 100-message probe, each of 40 opened in turn, 3 rounds. convo:
   ``store.open(id)`` (a whole Conversation: messages validated, token counts, pins, summary,
   receipts); LangChain: the history object made for that session, then ``.messages``.
+- *one request* (not a target; what a stateless chatbot worker pays the store per message it
+  serves): open the conversation, then append the turn. convo: ``store.open(id)`` then
+  ``conv.extend``; LangChain, as ``RunnableWithMessageHistory`` does per call: a history object
+  for the session, ``.messages`` for the prompt, then ``add_messages``. Each 100-message probe
+  3 times, growing by a turn per request on both sides.
 
 Medians of per-call times (``time.perf_counter``, gc off), the two sides taking turns in blocks of 10 calls. Run: ``.venv/bin/python bench/stores.py``
 (``--quick`` for a small smoke run that writes nothing). Writes ``bench/results/stores.md``.
@@ -218,6 +223,12 @@ def _paired_ms(*sides: list[Callable[[], Any]], block: int = 10) -> list[float]:
     return [statistics.median(t) * 1000 for t in times]
 
 
+def _lc_request(history: Any, turn: list[Any]) -> None:
+    """What RunnableWithMessageHistory asks of a history per call: the messages, then the new turn."""
+    assert history.messages
+    history.add_messages(turn)
+
+
 def _by_turns(conv: Any, history: list[dict[str, str]]) -> None:
     """Write a history as a chatbot does, one turn (a user and an assistant message) per write."""
     for i in range(0, len(history), 2):
@@ -256,6 +267,15 @@ def run_backend(kind: str, where: dict[str, str], sizes: list[int], reps: int, p
         assert [m.text for m in got.messages] == [m.content for m in lc.make(open_ids[0][1]).messages]
         mine, theirs = _paired_ms(calls_c, calls_l)
         rows.append({"kind": kind, "stored": stored, "op": "open", "history": 100, "convo": mine, "lc": theirs})
+        turns = [_history(rng, 2, 20, 120) for _ in range(3 * len(open_ids))]
+        lc_turns = [_lc_messages(t) for t in turns]
+        mine, theirs = _paired_ms(
+            [(lambda i=i, t=t: store.open(i).extend(t)) for (i, _), t in zip(open_ids * 3, turns, strict=True)],
+            [(lambda s=s, t=t: _lc_request(lc.make(s), t)) for (_, s), t in zip(open_ids * 3, lc_turns, strict=True)],
+        )
+        rows.append({"kind": kind, "stored": stored, "op": "request", "history": 100, "convo": mine, "lc": theirs})
+        i, s = open_ids[0]
+        assert [m.text for m in store.open(i).messages] == [m.content for m in lc.make(s).messages]
         for length in (100, 1000):
             h = _history(rng, length, 20, 120)
             conv = store.create(model=MODEL, user="probe")
@@ -286,7 +306,8 @@ def run_backend(kind: str, where: dict[str, str], sizes: list[int], reps: int, p
 def report(rows: list[dict], header: str, sizes: list[int]) -> str:
     names = {"sqlite": ("SQLite", "SQLChatMessageHistory"), "redis": ("Redis", "RedisChatMessageHistory"),
              "postgres": ("PostgreSQL", "PostgresChatMessageHistory")}
-    intro = ("Append one turn (a user and an assistant message) and open one 100-message conversation, with "
+    intro = ("Append one turn (a user and an assistant message), open one 100-message conversation, and the two "
+             "as one request (open, then append), with "
              f"{sizes[0]:,} and then {sizes[-1]:,} conversations stored; same messages on both sides, each backend "
              "on its own local server (see bench/stores.py). Medians per call.")
     columns = ("| backend | LangChain class | operation | history | stored | convo ms | of which in memory "
@@ -346,6 +367,13 @@ def report(rows: list[dict], header: str, sizes: list[int]) -> str:
          "whatever the history length or the stored count, and no lost or silently overwritten turn under "
          "concurrent writers (LangChain's histories have no version and interleave them)."),
     ]
+    requests = [r for r in rows if r["op"] == "request"]
+    if requests:
+        out += ["", "One request (open, then append a turn; not a target, see the docstring):", ""]
+        for kind in names:
+            ratios = [r["lc"] / r["convo"] for r in requests if r["kind"] == kind]
+            if ratios:
+                out.append(f"- {names[kind][0]}: {min(ratios):.1f}x to {max(ratios):.1f}x")
     out += ["", "Against the target (>= 5x faster than each LangChain history):", ""]
     for kind in names:
         for op in ("open", "append"):
