@@ -432,7 +432,7 @@ def main() -> None:
                 rows += run_backend(kind, where[kind], sizes, reps, probes, seed=15)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    header += f" (load average at the end: {os.getloadavg()[0]:.1f})"
+    header += f" (at the end: load average {os.getloadavg()[0]:.1f}, reference loop {_machine.reference_ms():.2f} ms)"
     text = report(rows, header, sizes)
     print(text)
     if not args.quick:
