@@ -94,6 +94,7 @@ from .prices import UnknownModelError as UnknownModelError
 from .ratelimit import MemoryStore as MemoryStore
 from .ratelimit import RateLimits as RateLimits
 from .ratelimit import RedisStore as RedisStore
+from .ratelimit import SQLiteStore as SQLiteStore
 from .receipts import Receipt as Receipt
 from .redact import Finding as Finding
 from .redact import Redaction as Redaction

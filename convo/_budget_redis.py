@@ -22,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, Period, Refusal, log
+from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, Period, Refusal, log, user_key, user_of
 from ._exceptions import ConvoError, InvalidConfigError
 
 __all__ = ["RedisLedger"]
@@ -162,14 +162,6 @@ return out
 """
 
 
-def _user_key(user: str | None) -> str:
-    return "n" if user is None else "u" + user
-
-
-def _user_of(key: str) -> str | None:
-    return None if key == "n" else key[1:]
-
-
 class RedisLedger:
     """The books of a budget in Redis, shared by every process with the same store and ``name``."""
 
@@ -251,7 +243,7 @@ class RedisLedger:
         id = secrets.token_hex(8)  # chosen here, so a reserve whose answer was lost can be given back
         try:
             out = self._run(
-                "reserve", repr(float(usd)), _user_key(user), repr(float(cap)),
+                "reserve", repr(float(usd)), user_key(user), repr(float(cap)),
                 "-1" if per_user is None else repr(float(per_user)), repr(self.hold_ttl), id,
             )
         except BudgetStoreError:
@@ -264,7 +256,7 @@ class RedisLedger:
 
     def _settle(self, hold: Hold, actual: float, cap: float, alerts: Sequence[float]) -> tuple[list[float], float]:
         out = self._run(
-            "settle", hold.id or "", repr(float(actual)), repr(float(cap)), hold.period or "", _user_key(hold.user),
+            "settle", hold.id or "", repr(float(actual)), repr(float(cap)), hold.period or "", user_key(hold.user),
             *(repr(float(a)) for a in alerts),
         )
         with self._lock:
@@ -272,7 +264,7 @@ class RedisLedger:
                 if len(self._mine) >= 3:  # only the latest periods can matter
                     self._mine.pop(next(iter(self._mine)))
                 self._mine[out[0]] = defaultdict(float)
-            self._mine[out[0]][_user_key(hold.user)] += actual
+            self._mine[out[0]][user_key(hold.user)] += actual
         return [float(f) for f in out[2:]], float(out[1])
 
     def settle(self, hold: Hold, actual: float, cap: float, alerts: Sequence[float]) -> tuple[list[float], float]:
@@ -294,7 +286,7 @@ class RedisLedger:
         return {
             "spent": float(fields.get("spent", 0.0)),
             "held": max(0.0, float(fields.get("held", 0.0))),
-            "by_user": {_user_of(k[2:]): float(v) for k, v in fields.items() if k.startswith("s:") and float(v)},
+            "by_user": {user_of(k[2:]): float(v) for k, v in fields.items() if k.startswith("s:") and float(v)},
             "period": out[0],
             "resets_at": None if ends < 0 else ends,
         }

@@ -6,7 +6,7 @@ requests in flight, the same per user, and which alert fractions have fired. ``r
 atomic: a hold is taken only if it fits under the cap and the user's cap, so concurrent callers
 can never together pass either.
 
-The Redis ledger is in :mod:`convo._budget_redis`.
+The shared ledgers are in :mod:`convo._budget_redis` and :mod:`convo._budget_sqlite`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from ._exceptions import ConvoError, InvalidConfigError
 
-__all__ = ["HOLD_TTL", "BudgetStoreError", "Hold", "MemoryLedger", "Period", "Refusal"]
+__all__ = ["HOLD_TTL", "BudgetStoreError", "Hold", "MemoryLedger", "Period", "Refusal", "user_key", "user_of"]
 
 log = logging.getLogger("convo.budget")
 
@@ -88,6 +88,15 @@ class Period:
         moment = EPOCH + timedelta(days=int(now // 86_400))  # whole days, as the Lua script counts
         year, month = (moment.year + 1, 1) if moment.month == 12 else (moment.year, moment.month + 1)
         return f"m{moment.year:04d}-{moment.month:02d}", datetime(year, month, 1, tzinfo=UTC).timestamp()
+
+
+def user_key(user: str | None) -> str:
+    """A user as a shared store keys it: ``"n"`` for none, else ``"u"`` + the name."""
+    return "n" if user is None else "u" + user
+
+
+def user_of(key: str) -> str | None:
+    return None if key == "n" else key[1:]
 
 
 class MemoryLedger:

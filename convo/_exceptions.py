@@ -216,8 +216,9 @@ class SummaryError(ConvoError):
 
 
 class RateLimitStoreError(ConvoError):
-    """The shared rate-limit store (:class:`~convo.RedisStore`) failed: unreachable, refused,
-    timed out, or its script errored. Nothing was reserved; check the Redis server and URL.
+    """The shared rate-limit store failed: a :class:`~convo.RedisStore` unreachable, refused, timed
+    out or its script errored, or a :class:`~convo.SQLiteStore` file locked past its timeout or not
+    writable. Nothing was reserved; check the server and URL, or the file.
     """
 
 

@@ -11,7 +11,8 @@ fraction crossed. ``per_user_usd`` caps each user (``Client(user=...)``) as well
 ``period="day"`` or ``"month"`` (UTC; or a number of seconds) starts the spend, the user caps and
 the alerts over at each period's start. ``store=RedisStore(url)`` keeps the books in Redis, shared
 by every process and machine with the same store and ``name`` and kept across restarts (the
-reserve is one atomic Lua script; periods follow the Redis server's clock). A shared budget fails
+reserve is one atomic Lua script; periods follow the Redis server's clock); ``store=SQLiteStore(path)``
+does the same for the processes of one machine, in a file, with no server. A shared budget fails
 closed: when its store cannot be reached, requests raise :class:`BudgetStoreError` and are not sent.
 """
 
@@ -22,10 +23,12 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._budget_redis import RedisLedger
+from ._budget_sqlite import SQLiteLedger
 from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, MemoryLedger, Period, Refusal
 from ._exceptions import ConvoError, InvalidConfigError
 from ._numbers import number
 from ._numbers import usd as _usd
+from .shared_sqlite import SQLiteStore
 
 __all__ = ["Budget", "BudgetExceededError", "BudgetStoreError", "Hold"]
 
@@ -81,14 +84,17 @@ class Budget:
         self.period = Period(period)
         self.store = store
         self.name = name
-        self._ledger: MemoryLedger | RedisLedger
+        self._ledger: MemoryLedger | RedisLedger | SQLiteLedger
         if store is None:
             self._ledger = MemoryLedger(self.period, clock)
+        elif isinstance(store, SQLiteStore):
+            self._ledger = SQLiteLedger(store, name, self.period, hold_ttl)
         elif callable(getattr(store, "register", None)) and callable(getattr(store, "run_script", None)):
             self._ledger = RedisLedger(store, name, self.period, hold_ttl)
         else:
             raise InvalidConfigError(
-                f"Budget(store=...) must be a convo.RedisStore (shared by processes), got {type(store).__name__}; "
+                f"Budget(store=...) must be a convo.RedisStore or convo.SQLiteStore (shared by processes), got "
+                f"{type(store).__name__}; "
                 "leave it out for a budget in this process"
             )
 

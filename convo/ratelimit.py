@@ -22,6 +22,8 @@ a correctly configured client never sees a 429::
   fail closed (:class:`~convo.RateLimitStoreError`, nothing sent) unless ``on_store_error="local"``:
   then this process falls back to its own buckets (each process then enforces the whole limit by
   itself) and goes back to the store once it answers again (tried every ``STORE_RETRY`` seconds).
+- ``store=SQLiteStore(path)`` shares them between the processes of one machine through a file (one
+  transaction per step, on the machine's clock), with no server.
 """
 
 from __future__ import annotations
@@ -37,8 +39,9 @@ from typing import Any
 from ._exceptions import InvalidConfigError, RateLimitStoreError
 from ._numbers import number
 from .buckets import Bucket, BucketStore, MemoryStore, RedisStore
+from .shared_sqlite import SQLiteStore
 
-__all__ = ["Bucket", "BucketStore", "MemoryStore", "RateLimiter", "RateLimits", "RedisStore", "Reservation"]
+__all__ = ["Bucket", "BucketStore", "MemoryStore", "RateLimiter", "RateLimits", "RedisStore", "Reservation", "SQLiteStore"]
 
 MINUTE = 60.0
 DAY = 86_400.0
@@ -95,7 +98,8 @@ class RateLimits:
                 number(name, value, positive=True, hint=" (a positive number, or None to learn it from the API)")
         if self.store is not None and not all(callable(getattr(self.store, m, None)) for m in ("reserve", "recheck", "adjust")):
             raise InvalidConfigError(
-                f"store must be a bucket store (MemoryStore(), RedisStore(url)), got {type(self.store).__name__}"
+                f"store must be a bucket store (MemoryStore(), RedisStore(url), SQLiteStore(path)), got "
+                f"{type(self.store).__name__}"
             )
 
 

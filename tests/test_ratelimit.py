@@ -3,12 +3,13 @@
 import subprocess
 import sys
 import textwrap
+from typing import Any
 
 import pytest
 
 import convo
 from convo import Client, RateLimits
-from convo.ratelimit import Bucket, MemoryStore, RateLimiter, RedisStore
+from convo.ratelimit import Bucket, MemoryStore, RateLimiter, RedisStore, SQLiteStore
 from convo.sim import ManualClock, Simulator
 
 MODEL = "claude-sonnet-4-6"
@@ -66,11 +67,15 @@ def test_cache_reads_do_not_count_but_cache_writes_do():
     assert store.level("default", bucket) == 10_000 - 500
 
 
-@pytest.mark.parametrize("store_kind", ["memory", "redis"])
-def test_refunds_ahead_in_line_shorten_the_wait(store_kind, request):
+@pytest.mark.parametrize("store_kind", ["memory", "redis", "sqlite"])
+def test_refunds_ahead_in_line_shorten_the_wait(store_kind, request, tmp_path):
     clock = ManualClock()
-    store = MemoryStore(clock) if store_kind == "memory" else RedisStore(request.getfixturevalue("redis_url"),
-                                                                         prefix=f"refund-{id(clock)}:")
+    if store_kind == "memory":
+        store: Any = MemoryStore(clock)
+    elif store_kind == "redis":
+        store = RedisStore(request.getfixturevalue("redis_url"), prefix=f"refund-{id(clock)}:")
+    else:
+        store = SQLiteStore(tmp_path / "limits.db", clock=clock)
     limiter = RateLimiter(RateLimits(output_tpm=600, store=store), clock)
     first = limiter.reserve(0, 600)  # takes the whole bucket
     second = limiter.reserve(0, 60)  # queued behind it: 60 tokens at 10/s
@@ -150,12 +155,17 @@ def test_bad_limits(kwargs):
         RateLimits(**kwargs)
 
 
-def test_redis_store_buckets_are_atomic_and_shared(redis_url):
-    a, b = RedisStore(redis_url, prefix="t1:"), RedisStore(redis_url, prefix="t1:")
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_shared_store_buckets_are_atomic_and_shared(kind, request, tmp_path):
+    if kind == "redis":
+        url = request.getfixturevalue("redis_url")
+        a, b = RedisStore(url, prefix="t1:"), RedisStore(url, prefix="t1:")
+        assert "redis://" not in repr(a)
+    else:
+        a, b = SQLiteStore(tmp_path / "l.db"), SQLiteStore(tmp_path / "l.db")
     bucket = Bucket("rpm", 10, 10 / 60)
     waits = [s.reserve("acct", [(bucket, 1)])[0] for s in [a, b] * 6]
     assert waits[:10] == [0.0] * 10 and waits[10] > 0 and waits[11] > waits[10]
-    assert "redis://" not in repr(a)
 
 
 def test_invalid_redis_url():
@@ -173,9 +183,10 @@ WORKER = textwrap.dedent(
     """
     import sys
     from convo import Client, RateLimits, RetryPolicy
-    from convo.ratelimit import RedisStore
-    base_url, redis_url, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    limits = RateLimits(rpm=600, store=RedisStore(redis_url, prefix="shared-test:"), scope="acct")
+    from convo.ratelimit import RedisStore, SQLiteStore
+    base_url, kind, where, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+    store = RedisStore(where, prefix="shared-test:") if kind == "redis" else SQLiteStore(where)
+    limits = RateLimits(rpm=600, store=store, scope="acct")
     client = Client(api_key="k", base_url=base_url, model="claude-sonnet-4-6", limits=limits,
                     retry=RetryPolicy(max_attempts=1))
     for i in range(n):
@@ -184,12 +195,14 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_two_processes_share_one_accounts_limit_through_redis(redis_url, tmp_path):
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_two_processes_share_one_accounts_limit_through_a_store(kind, request, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
+    where = request.getfixturevalue("redis_url") if kind == "redis" else str(tmp_path / "limits.db")
     with Simulator(rpm=600) as sim:
         procs = [
-            subprocess.Popen([sys.executable, str(script), sim.base_url, redis_url, "320"], stderr=subprocess.PIPE)
+            subprocess.Popen([sys.executable, str(script), sim.base_url, kind, where, "320"], stderr=subprocess.PIPE)
             for _ in range(2)
         ]
         for p in procs:

@@ -1,5 +1,5 @@
-"""Budgets and rate limits shared across processes through a real redis-server: one cap for every
-process and restart, periods on the server's clock, and what happens when Redis goes away."""
+"""Budgets and rate limits shared across processes through a real redis-server or an SQLite file: one
+cap for every process and restart, periods on the store's clock, and what happens when Redis goes away."""
 
 from __future__ import annotations
 
@@ -19,7 +19,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import convo
-from convo import AsyncClient, Budget, BudgetExceededError, BudgetStoreError, Client, RateLimits, RedisStore
+from convo import (
+    AsyncClient,
+    Budget,
+    BudgetExceededError,
+    BudgetStoreError,
+    Client,
+    RateLimits,
+    RedisStore,
+    SQLiteStore,
+)
 from convo._budget_redis import RedisLedger
 from convo._budget_store import Period
 from tests.helpers import RedisServer
@@ -30,6 +39,16 @@ HELLO = [{"role": "user", "content": "Hello there"}]
 
 def _prefix() -> str:
     return f"budget-test-{uuid.uuid4().hex[:8]}:"
+
+
+@pytest.fixture(params=["redis", "sqlite"])
+def shared(request, tmp_path):
+    """Makes handles on one set of shared books (each call: another process's store object)."""
+    if request.param == "redis":
+        url, prefix = request.getfixturevalue("redis_url"), _prefix()
+        return lambda: RedisStore(url, prefix=prefix)
+    path = tmp_path / "shared.db"
+    return lambda: SQLiteStore(path)
 
 
 @pytest.fixture
@@ -43,11 +62,11 @@ def own_redis(tmp_path):
 # -- one cap for many processes and restarts -----------------------------------------------------
 
 
-def test_two_processes_worth_of_budgets_share_one_cap_user_caps_and_alerts(redis_url):
-    prefix, fired = _prefix(), []
+def test_two_processes_worth_of_budgets_share_one_cap_user_caps_and_alerts(shared):
+    fired = []
     on_alert = lambda fraction, spent, cap: fired.append(fraction)
-    a = Budget(1.0, per_user_usd=0.6, alerts=(0.5,), on_alert=on_alert, store=RedisStore(redis_url, prefix=prefix))
-    b = Budget(1.0, per_user_usd=0.6, alerts=(0.5,), on_alert=on_alert, store=RedisStore(redis_url, prefix=prefix))
+    a = Budget(1.0, per_user_usd=0.6, alerts=(0.5,), on_alert=on_alert, store=shared())
+    b = Budget(1.0, per_user_usd=0.6, alerts=(0.5,), on_alert=on_alert, store=shared())
     hold = a.reserve(0.4, "alice")
     assert b.left == pytest.approx(0.6)  # the other "process" sees the hold
     with pytest.raises(BudgetExceededError, match="alice") as info:
@@ -59,23 +78,24 @@ def test_two_processes_worth_of_budgets_share_one_cap_user_caps_and_alerts(redis
     assert fired == [0.5]  # crossed once, in whichever process crossed it
     with pytest.raises(BudgetExceededError, match="shared budget 'default'"):
         a.reserve(0.5, "carol")
-    restarted = Budget(1.0, store=RedisStore(redis_url, prefix=prefix))  # a new process, same books
+    restarted = Budget(1.0, store=shared())  # a new process, same books
     assert restarted.as_dict() | {"store": "-"} == {
         "usd": 1.0, "spent": pytest.approx(0.55), "held": pytest.approx(0.0), "left": pytest.approx(0.45),
         "by_user": {"alice": pytest.approx(0.3), "bob": pytest.approx(0.25)}, "store": "-", "name": "default",
     }
-    other = Budget(1.0, store=RedisStore(redis_url, prefix=prefix), name="team-b")  # another name: other books
+    other = Budget(1.0, store=shared(), name="team-b")  # another name: other books
     assert other.spent == 0.0
 
 
 WORKER = textwrap.dedent(
     """
     import asyncio, json, sys
-    from convo import AsyncClient, Budget, BudgetExceededError, RedisStore
-    base_url, redis_url, prefix, cap = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+    from convo import AsyncClient, Budget, BudgetExceededError, RedisStore, SQLiteStore
+    base_url, kind, where, prefix, cap = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], float(sys.argv[5])
 
     async def main():
-        budget = Budget(cap, store=RedisStore(redis_url, prefix=prefix), period="day")
+        store = RedisStore(where, prefix=prefix) if kind == "redis" else SQLiteStore(where)
+        budget = Budget(cap, store=store, period="day")
         client = AsyncClient(api_key="k", base_url=base_url, model="claude-sonnet-4-6", budget=budget,
                              max_concurrency=16)
         refused = 0
@@ -98,12 +118,14 @@ WORKER = textwrap.dedent(
 )
 
 
-def test_eight_processes_of_sixteen_tasks_never_pass_the_cap(redis_url, sim, tmp_path):
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_eight_processes_of_sixteen_tasks_never_pass_the_cap(kind, request, sim, tmp_path):
     script = tmp_path / "worker.py"
     script.write_text(WORKER)
     prefix, cap = _prefix(), 0.12
+    where = request.getfixturevalue("redis_url") if kind == "redis" else str(tmp_path / "shared.db")
     procs = [
-        subprocess.Popen([sys.executable, str(script), sim.base_url, redis_url, prefix, str(cap)],
+        subprocess.Popen([sys.executable, str(script), sim.base_url, kind, where, prefix, str(cap)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for _ in range(8)
     ]
@@ -113,7 +135,8 @@ def test_eight_processes_of_sixteen_tasks_never_pass_the_cap(redis_url, sim, tmp
         assert p.returncode == 0, err.decode()[-3000:]
         reports.append(json.loads(out))
     spent = sum(r["cost"] for r in reports)
-    books = Budget(cap, store=RedisStore(redis_url, prefix=prefix), period="day").as_dict()
+    store = RedisStore(where, prefix=prefix) if kind == "redis" else SQLiteStore(where)
+    books = Budget(cap, store=store, period="day").as_dict()
     assert spent <= cap  # what the API charged, by every process together
     assert books["spent"] == pytest.approx(spent) and books["held"] == pytest.approx(0.0, abs=1e-9)
     assert spent > 0.8 * cap  # the cap was used up, not refused early
@@ -124,8 +147,8 @@ def test_eight_processes_of_sixteen_tasks_never_pass_the_cap(redis_url, sim, tmp
 # -- periods --------------------------------------------------------------------------------------
 
 
-def test_a_period_starts_the_spend_over_on_the_servers_clock(redis_url):
-    budget = Budget(0.1, period=1.5, store=RedisStore(redis_url, prefix=_prefix()))
+def test_a_period_starts_the_spend_over_on_the_stores_clock(shared):
+    budget = Budget(0.1, period=1.5, store=shared())
     first = budget.as_dict()["period"]
     budget.settle(budget.reserve(0.08), 0.08)
     with pytest.raises(BudgetExceededError):
@@ -158,11 +181,10 @@ def test_the_servers_calendar_agrees_with_pythons(redis_url, ts):
         assert RedisLedger(store, "cal", period).period_at(ts) == period.at(ts)
 
 
-def test_the_hold_of_a_process_that_died_is_given_back(redis_url):
-    prefix = _prefix()
-    dying = Budget(1.0, store=RedisStore(redis_url, prefix=prefix), hold_ttl=0.5)
+def test_the_hold_of_a_process_that_died_is_given_back(shared):
+    dying = Budget(1.0, store=shared(), hold_ttl=0.5)
     dying.reserve(0.9)  # never settled
-    survivor = Budget(1.0, store=RedisStore(redis_url, prefix=prefix))
+    survivor = Budget(1.0, store=shared())
     assert survivor.left == pytest.approx(0.1)
     time.sleep(0.7)
     assert survivor.left == pytest.approx(1.0)
@@ -317,10 +339,10 @@ def test_a_rate_limiter_fails_closed_by_default_or_falls_back_to_local_buckets(o
     assert keys  # the shared buckets are in use again
 
 
-def test_an_async_client_on_a_shared_budget(redis_url, fresh):
+def test_an_async_client_on_a_shared_budget(shared, fresh):
     import asyncio
 
-    budget = Budget(1.0, store=RedisStore(redis_url, prefix=_prefix()))
+    budget = Budget(1.0, store=shared())
 
     async def go() -> None:
         client = AsyncClient(api_key="k", base_url=fresh.base_url, model=MODEL, budget=budget)

@@ -48,7 +48,7 @@ def _open_at(opener: Callable[[Path, int], Any], path: Path, n: int, at: float, 
         pass
     try:
         out.put((n, "ok", opener(path, n)))
-    except Exception as exc:  # reported to the parent, which fails the test with it
+    except (convo.ConvoError, sqlite3.Error, OSError) as exc:  # reported to the parent, which fails the test with it
         out.put((n, "error", f"{type(exc).__name__}: {exc}"))
 
 
