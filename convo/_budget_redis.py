@@ -17,12 +17,11 @@ is given back with the next call; a settle sent again after a lost answer is cou
 from __future__ import annotations
 
 import secrets
-import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, Period, Refusal, log, user_key, user_of
+from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, Period, Refusal, SharedLedger, log, user_key, user_of
 from ._exceptions import ConvoError, InvalidConfigError
 
 __all__ = ["RedisLedger"]
@@ -162,7 +161,7 @@ return out
 """
 
 
-class RedisLedger:
+class RedisLedger(SharedLedger):
     """The books of a budget in Redis, shared by every process with the same store and ``name``."""
 
     def __init__(self, store: Any, name: str, period: Period, hold_ttl: float = HOLD_TTL) -> None:
@@ -170,14 +169,13 @@ class RedisLedger:
             raise InvalidConfigError(f"a shared budget's name must be a non-empty string without '|', got {name!r}")
         if isinstance(hold_ttl, bool) or not isinstance(hold_ttl, (int, float)) or hold_ttl <= 0:
             raise InvalidConfigError(f"hold_ttl must be a positive number of seconds, got {hold_ttl!r}")
+        super().__init__()
         self.store = store
         self.name = name
         self.period = period
         self.hold_ttl = float(hold_ttl)
         self.prefix = f"{store.prefix}budget:{name}:"
         self._script = store.register(_SCRIPT)
-        self._lock = threading.Lock()
-        self._pending: list[tuple[Hold, float, float, tuple[float, ...]]] = []
         self._orphans: list[str] = []  # ids of holds a failed reserve may have taken
         # What this process has settled, by period and user, to put back should the books be lost.
         self._mine: dict[str, defaultdict[str, float]] = {}
@@ -228,15 +226,7 @@ class RedisLedger:
             self._run("release", *orphans)
             with self._lock:
                 del self._orphans[: len(orphans)]
-        while self._pending:
-            with self._lock:
-                if not self._pending:
-                    return
-                hold, actual, cap, alerts = self._pending[0]
-            self._settle(hold, actual, cap, alerts)
-            with self._lock:
-                if self._pending and self._pending[0][0] is hold:
-                    self._pending.pop(0)
+        super()._flush()
 
     def reserve(self, usd: float, user: str | None, cap: float, per_user: float | None) -> Hold | Refusal:
         self._flush()
@@ -267,17 +257,6 @@ class RedisLedger:
             self._mine[out[0]][user_key(hold.user)] += actual
         return [float(f) for f in out[2:]], float(out[1])
 
-    def settle(self, hold: Hold, actual: float, cap: float, alerts: Sequence[float]) -> tuple[list[float], float]:
-        try:
-            self._flush()
-            return self._settle(hold, actual, cap, alerts)
-        except BudgetStoreError as exc:
-            with self._lock:
-                self._pending.append((hold, actual, cap, tuple(alerts)))
-            log.warning("convo: could not record a spend of $%.6f in the shared budget (%s); it is kept and "
-                        "sent with the next call", actual, exc)
-            return [], float("nan")
-
     def snapshot(self) -> dict[str, Any]:
         self._flush()
         out = self._run("read")
@@ -290,10 +269,6 @@ class RedisLedger:
             "period": out[0],
             "resets_at": None if ends < 0 else ends,
         }
-
-    def user_total(self, user: str | None) -> float:
-        by_user: dict[str | None, float] = self.snapshot()["by_user"]
-        return by_user.get(user, 0.0)
 
     def period_at(self, now: float) -> tuple[str, float | None]:
         """The period id and end the Lua script computes for ``now`` (to check it against Python's)."""

@@ -14,19 +14,18 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, Period, Refusal, log, user_key, user_of
+from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, Period, Refusal, SharedLedger, user_key, user_of
 from ._exceptions import InvalidConfigError, RateLimitStoreError
 from .shared_sqlite import SQLiteStore
 
 __all__ = ["SQLiteLedger"]
 
 
-class SQLiteLedger:
+class SQLiteLedger(SharedLedger):
     """The books of the budget ``name`` in ``store``'s file."""
 
     def __init__(self, store: SQLiteStore, name: str, period: Period, hold_ttl: float = HOLD_TTL) -> None:
@@ -34,9 +33,8 @@ class SQLiteLedger:
             raise InvalidConfigError(f"a shared budget's name must be a non-empty string, got {name!r}")
         if isinstance(hold_ttl, bool) or not isinstance(hold_ttl, (int, float)) or hold_ttl <= 0:
             raise InvalidConfigError(f"hold_ttl must be a positive number of seconds, got {hold_ttl!r}")
+        super().__init__()
         self.store, self.name, self.period, self.hold_ttl = store, name, period, float(hold_ttl)
-        self._lock = threading.Lock()
-        self._pending: list[tuple[Hold, float, float, tuple[float, ...]]] = []
         self._pruned: str | None = None  # the period whose older books this process last removed
 
     def __repr__(self) -> str:
@@ -115,29 +113,6 @@ class SQLiteLedger:
                     fired.append(fraction)
         return fired, spent
 
-    def _flush(self) -> None:
-        """Write the settlements a store failure held back (oldest first; stop at a failure)."""
-        while self._pending:
-            with self._lock:
-                if not self._pending:
-                    return
-                hold, actual, cap, alerts = self._pending[0]
-            self._settle(hold, actual, cap, alerts)
-            with self._lock:
-                if self._pending and self._pending[0][0] is hold:
-                    self._pending.pop(0)
-
-    def settle(self, hold: Hold, actual: float, cap: float, alerts: Sequence[float]) -> tuple[list[float], float]:
-        try:
-            self._flush()
-            return self._settle(hold, actual, cap, alerts)
-        except BudgetStoreError as exc:
-            with self._lock:
-                self._pending.append((hold, actual, cap, tuple(alerts)))
-            log.warning("convo: could not record a spend of $%.6f in the shared budget (%s); it is kept and "
-                        "written with the next call", actual, exc)
-            return [], float("nan")
-
     def snapshot(self) -> dict[str, Any]:
         self._flush()
         with self._books("read") as (conn, pid, ends, _now):
@@ -152,8 +127,4 @@ class SQLiteLedger:
             "period": pid,
             "resets_at": ends,
         }
-
-    def user_total(self, user: str | None) -> float:
-        by_user: dict[str | None, float] = self.snapshot()["by_user"]
-        return by_user.get(user, 0.0)
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ._exceptions import ConvoError, InvalidConfigError
 
-__all__ = ["HOLD_TTL", "BudgetStoreError", "Hold", "MemoryLedger", "Period", "Refusal", "user_key", "user_of"]
+__all__ = ["HOLD_TTL", "BudgetStoreError", "Hold", "MemoryLedger", "Period", "Refusal", "SharedLedger", "user_key", "user_of"]
 
 log = logging.getLogger("convo.budget")
 
@@ -97,6 +97,48 @@ def user_key(user: str | None) -> str:
 
 def user_of(key: str) -> str | None:
     return None if key == "n" else key[1:]
+
+
+class SharedLedger:
+    """What the shared ledgers (Redis, SQLite) have in common: a settlement their store could not
+    take is kept and recorded before the next call, so a spend is never lost to an outage."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Hold, float, float, tuple[float, ...]]] = []
+
+    def _settle(self, hold: Hold, actual: float, cap: float, alerts: Sequence[float]) -> tuple[list[float], float]:
+        raise NotImplementedError
+
+    def snapshot(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _flush(self) -> None:
+        """Record the settlements an outage held back (oldest first; stop at the first failure)."""
+        while self._pending:
+            with self._lock:
+                if not self._pending:
+                    return
+                hold, actual, cap, alerts = self._pending[0]
+            self._settle(hold, actual, cap, alerts)
+            with self._lock:
+                if self._pending and self._pending[0][0] is hold:
+                    self._pending.pop(0)
+
+    def settle(self, hold: Hold, actual: float, cap: float, alerts: Sequence[float]) -> tuple[list[float], float]:
+        try:
+            self._flush()
+            return self._settle(hold, actual, cap, alerts)
+        except BudgetStoreError as exc:
+            with self._lock:
+                self._pending.append((hold, actual, cap, tuple(alerts)))
+            log.warning("convo: could not record a spend of $%.6f in the shared budget (%s); it is kept and "
+                        "recorded with the next call", actual, exc)
+            return [], float("nan")
+
+    def user_total(self, user: str | None) -> float:
+        by_user: dict[str | None, float] = self.snapshot()["by_user"]
+        return by_user.get(user, 0.0)
 
 
 class MemoryLedger:

@@ -13,8 +13,10 @@ from __future__ import annotations
 import random
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-__all__ = ["connect_wal"]
+__all__ = ["connect_wal", "immediate"]
 
 
 def _busy(exc: sqlite3.OperationalError) -> bool:
@@ -48,3 +50,16 @@ def connect_wal(path: str, *, timeout: float, synchronous: str = "NORMAL", schem
         conn.close()
         raise
     return conn
+
+
+@contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT`` on an autocommit connection, rolled back on any error:
+    the write lock is taken first, so two writers never deadlock upgrading a read."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")

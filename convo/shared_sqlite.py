@@ -27,7 +27,7 @@ from pathlib import Path
 from ._exceptions import InvalidConfigError, RateLimitStoreError
 from ._files import make_private
 from ._numbers import number
-from ._sqlite import connect_wal
+from ._sqlite import connect_wal, immediate
 from .buckets import Bucket
 
 __all__ = ["SQLiteStore"]
@@ -87,14 +87,8 @@ class SQLiteStore:
         naming the file and ``what`` was being done, when SQLite fails."""
         with self._lock:
             try:
-                conn = self._connection()
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with immediate(self._connection()) as conn:
                     yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise RateLimitStoreError(
                     f"the SQLite store {self.path!r} failed ({what}): {exc}; check the file is writable and "

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .._exceptions import ConversationFileError, StoreError
-from .._sqlite import connect_wal
+from .._sqlite import connect_wal, immediate
 from ._base import StoreBase
 from ._records import ConversationInfo, Stored, Write, check_path_config, conflict
 from ._sql import INFO, info_of, list_query, read_query, stored_of
@@ -104,13 +104,8 @@ class SQLiteConversationStore(StoreBase):
                 if not write:
                     yield conn
                     return
-                conn.execute("BEGIN IMMEDIATE")
-                try:
+                with immediate(conn):
                     yield conn
-                except BaseException:
-                    conn.execute("ROLLBACK")
-                    raise
-                conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreError(
                     f"{self.kind} {self.path!r} failed: {exc}; is it a file convo created?", store=self._where
