@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import difflib
 import gc
 import re
@@ -246,7 +247,7 @@ def load(streams: int = 500, rounds: int = 3, *, token_latency: float = 0.01, tr
             open_now = 0
             expected = "".join([t async for t in client.stream(story(0), max_tokens=300)])
 
-            async def one() -> None:
+            async def one(all_open: asyncio.Event) -> None:
                 nonlocal open_now
                 try:
                     async with client.stream(story(0), max_tokens=300) as s:
@@ -255,6 +256,13 @@ def load(streams: int = 500, rounds: int = 3, *, token_latency: float = 0.01, tr
                             if not parts:
                                 open_now += 1
                                 report.peak_open = max(report.peak_open, open_now)
+                                if open_now == streams:
+                                    all_open.set()
+                                # Hold this stream open until every one is (on a slow machine the
+                                # first could otherwise end before the last starts); a client that
+                                # cannot hold them all shows as a peak below ``streams``.
+                                with contextlib.suppress(TimeoutError):
+                                    await asyncio.wait_for(all_open.wait(), 30)
                             parts.append(text)
                         open_now -= 1
                     report.wrong_text += "".join(parts) != expected
@@ -262,7 +270,8 @@ def load(streams: int = 500, rounds: int = 3, *, token_latency: float = 0.01, tr
                     report.errors += 1
 
             for _ in range(rounds):
-                await asyncio.gather(*(one() for _ in range(streams)))
+                all_open = asyncio.Event()
+                await asyncio.gather(*(one(all_open) for _ in range(streams)))
                 gc.collect()
                 if trace:
                     report.held_kb.append(tracemalloc.get_traced_memory()[0] / 1024)
