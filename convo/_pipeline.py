@@ -184,10 +184,11 @@ def _settle(
 
 def _settle_cancelled(ctx: CallContext, op: Operation, call: CallState, ticket: Ticket) -> None:
     """The flow was closed mid-attempt (the caller left, a timeout, a cancelled task): settle
-    what the attempt reserved with the usage it had so far, and count the call as ended."""
+    what the attempt reserved with the usage it had so far, and count the call as ended (the
+    attempt's error is :class:`Cancelled`: it produced no answer)."""
     usage, headers = op.failure(None)
     for guard in reversed(_having(tuple(op.guards), "settle")):
-        settle_now(guard.settle(ctx, call, ticket, usage, headers, None), ctx)
+        settle_now(guard.settle(ctx, call, ticket, usage, headers, Cancelled()), ctx)
 
 
 def _abandon(ctx: CallContext, guards: tuple[Guard, ...], call: CallState, error: BaseException, now: float) -> None:

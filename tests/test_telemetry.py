@@ -99,6 +99,27 @@ def test_a_failed_call_ends_its_span_with_the_error_type(spans, fresh):
     assert root.attributes["error.type"] == "400" and root.status.status_code == trace.StatusCode.ERROR
 
 
+def test_a_cancelled_call_ends_its_span_and_its_attempt_as_cancelled(spans, fresh):
+    fresh.faults = Faults(["hang@0"], stall_seconds=5.0)
+
+    async def main():
+        client = quick_aclient(fresh)
+        task = asyncio.create_task(client.create(HELLO, max_tokens=30))
+        while not fresh.requests:  # the request is in flight
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    finished = spans.get_finished_spans()
+    (root,) = _roots(finished)
+    attempts = [s for s in _children(finished, root) if s.name.startswith("attempt")]
+    assert root.status.status_code == trace.StatusCode.ERROR and root.attributes["error.type"] == "Cancelled"
+    assert [a.status.status_code for a in attempts] == [trace.StatusCode.ERROR]
+    assert attempts[0].attributes["error.type"] == "Cancelled"
+
+
 def test_a_call_the_budget_refuses_still_ends_its_span(spans, fresh):
     client = quick_client(fresh, budget=Budget(usd=0.000001))
     with pytest.raises(BudgetExceededError):
