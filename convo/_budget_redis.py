@@ -21,7 +21,18 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, Period, Refusal, SharedLedger, log, user_key, user_of
+from ._budget_store import (
+    HOLD_TTL,
+    BudgetStoreError,
+    Hold,
+    Period,
+    Refusal,
+    SharedLedger,
+    log,
+    outage,
+    user_key,
+    user_of,
+)
 from ._exceptions import ConvoError, InvalidConfigError
 
 __all__ = ["RedisLedger"]
@@ -190,8 +201,8 @@ class RedisLedger(SharedLedger):
             out = self.store.run_script(self._script, argv)
         except ConvoError as exc:  # the store's own typed error: say it was the budget's books
             raise BudgetStoreError(
-                f"the budget {self.name!r} could not reach its store {self.store!r} ({exc}); the request was "
-                "not sent (a shared budget fails closed): check that redis-server is running",
+                f"the budget {self.name!r} could not reach its store {self.store!r} ({exc}); {outage(what)}: "
+                "check that redis-server is running",
                 store=repr(self.store),
             ) from None
         return [v.decode() if isinstance(v, bytes) else str(v) for v in out]

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, Period, Refusal, SharedLedger, user_key, user_of
+from ._budget_store import HOLD_TTL, BudgetStoreError, Hold, Period, Refusal, SharedLedger, outage, user_key, user_of
 from ._exceptions import InvalidConfigError, RateLimitStoreError
 from .shared_sqlite import SQLiteStore
 
@@ -52,8 +52,8 @@ class SQLiteLedger(SharedLedger):
                 yield conn, pid, ends, now
         except RateLimitStoreError as exc:  # the store's error, said as the budget's
             raise BudgetStoreError(
-                f"the budget {self.name!r} could not use its store {self.store!r} ({exc}); the request was not sent "
-                "(a shared budget fails closed)", store=repr(self.store),
+                f"the budget {self.name!r} could not use its store {self.store!r} ({exc}); {outage(what)}",
+                store=repr(self.store),
             ) from None
 
     def _get(self, conn: sqlite3.Connection, pid: str, field: str) -> float:

@@ -99,6 +99,20 @@ def user_of(key: str) -> str | None:
     return None if key == "n" else key[1:]
 
 
+_OUTAGE = {  # what a store's failure meant, by the ledger's operation
+    "reserve": "the request was not sent (a shared budget fails closed)",
+    "settle": "the spend is not in the books yet",
+    "read": "its books could not be read",
+    "release": "unused holds are not given back yet",
+    "restore": "its books could not be restored",
+}
+
+
+def outage(what: str) -> str:
+    """What a shared budget's store failing during ``what`` means for the caller."""
+    return _OUTAGE.get(what, f"{what} failed")
+
+
 class SharedLedger:
     """What the shared ledgers (Redis, SQLite) have in common: a settlement their store could not
     take is kept and recorded before the next call, so a spend is never lost to an outage."""
