@@ -5,7 +5,8 @@ from __future__ import annotations
 import types
 from typing import Any
 
-from ._exceptions import APIError, InvalidConfigError, api_error
+from ._exceptions import APIError, InvalidConfigError
+from ._sdk_errors import api_error
 from .batch import Result
 
 __all__ = ["from_batch", "index_of", "missing", "passing"]

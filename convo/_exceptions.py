@@ -46,10 +46,11 @@ and so do :class:`StreamError` and :class:`TokenCountError` when the failing res
 
 from __future__ import annotations
 
-import copy
 import sys
 from collections.abc import Sequence
 from typing import Any
+
+from ._credentials import scrub_credentials
 
 __all__ = [
     "APIConnectionError",
@@ -382,83 +383,7 @@ class StreamRestartedError(StreamError):
     """
 
 
-_BY_STATUS: dict[int, type[APIError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    413: RequestTooLargeError,
-    422: BadRequestError,
-    429: RateLimitError,
-    529: OverloadedError,
-}
-
-
 def request_id_of(exc: BaseException | None) -> str | None:
     """The ``request-id`` an SDK error carries (``APIStatusError.request_id``), or None."""
     request_id = getattr(exc, "request_id", None)
     return request_id if isinstance(request_id, str) else None
-
-
-#: Request headers that hold credentials; blanked in an SDK error convo keeps as ``__cause__``.
-CREDENTIAL_HEADERS = ("x-api-key", "authorization", "proxy-authorization")
-
-
-def scrub_credentials(exc: BaseException | None) -> None:
-    """Point an SDK error (and the httpx2 errors chained to it) at a copy of its request with the
-    credentials blanked: their repr hides ``authorization``, but ``dict(exc.request.headers)``
-    shows it. The request that was sent is left as it is (a transport may still hold it)."""
-    seen: set[int] = set()
-    copies: dict[int, Any] = {}
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        own = vars(exc)  # not getattr: httpx2's ``request`` property raises when it is unset
-        response = own.get("response")
-        holders = [(own, "request"), (own, "_request")]
-        if response is not None and hasattr(response, "__dict__"):
-            holders.append((vars(response), "_request"))
-        for holder, name in holders:
-            request = holder.get(name)
-            if request is not None:
-                if id(request) not in copies:
-                    copies[id(request)] = _without_credentials(request)
-                holder[name] = copies[id(request)]
-        exc = exc.__cause__ or exc.__context__
-
-
-def _without_credentials(request: Any) -> Any:
-    headers = getattr(request, "headers", None)
-    if headers is None or not any(name in headers for name in CREDENTIAL_HEADERS):
-        return request
-    clean = copy.copy(request)  # shallow: the same method, url and body
-    clean.headers = headers.copy()
-    for name in CREDENTIAL_HEADERS:
-        if name in clean.headers:
-            clean.headers[name] = "[redacted]"
-    return clean
-
-
-def api_error(exc: Any, *, attempts: int = 1, spend_limit: bool = False) -> ConvoError:
-    """Translate an SDK exception into convo's tree, with a message that says what to do; the
-    credentials in the request it holds are blanked, since it becomes the ``__cause__``."""
-    if isinstance(exc, BaseException):  # a batch item's error is a plain record, never sent
-        scrub_credentials(exc)
-    status = getattr(exc, "status_code", None)
-    if status is None:
-        what = type(exc).__name__
-        return APIConnectionError(
-            f"could not complete the request after {attempts} attempt(s): {what}: {str(exc).rstrip('.')}. "
-            "Check the network and base_url; a timeout can be raised with Client(timeout=...)",
-            attempts=attempts,
-        )
-    cls = SpendLimitError if spend_limit else _BY_STATUS.get(status, ServerError if status >= 500 else APIError)
-    error_type = getattr(exc, "type", None)
-    api_message = getattr(exc, "api_message", None) or str(exc)
-    tries = f" after {attempts} attempts" if attempts > 1 else ""
-    return cls(
-        f"{status} {error_type or 'error'}{tries}: {api_message} — {cls.hint}",
-        status_code=status,
-        error_type=error_type,
-        request_id=request_id_of(exc),
-        attempts=attempts,
-    )
