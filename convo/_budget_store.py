@@ -34,7 +34,9 @@ EPOCH = date(1970, 1, 1)
 
 class BudgetStoreError(ConvoError):
     """The store that a shared :class:`~convo.Budget` keeps its books in failed (Redis down,
-    timed out, refused). Nothing was reserved and the request was not sent; ``store`` names it."""
+    timed out, refused; an SQLite file locked). Raised by a call: nothing was reserved and the
+    request was not sent; by ``as_dict`` and the totals: the books could not be read. A spend
+    settled meanwhile is not lost: it is kept and written with the next call. ``store`` names it."""
 
     def __init__(self, message: str, *, store: str) -> None:
         super().__init__(message)

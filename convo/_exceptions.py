@@ -17,9 +17,9 @@
     ├── ConflictError                          a stored conversation changed since this handle read it
     ├── TokenCountError                        counting tokens failed (e.g. the API was unreachable)
     ├── SummaryError                           a summary came back empty or not shorter: turns kept
-    ├── RateLimitStoreError                    the shared rate-limit store (Redis) failed
+    ├── RateLimitStoreError                    the shared rate-limit store (Redis, SQLite) failed
     ├── BudgetExceededError                    a request could pass the spending cap: not sent
-    ├── BudgetStoreError                       a shared budget's store (Redis) failed: nothing sent
+    ├── BudgetStoreError                       a shared budget's store (Redis, SQLite) failed
     ├── CacheError                             a response cache cannot be opened, read or written
     ├── BatchTimeoutError                      Message Batches still running after max_wait: results() again
     ├── MaxStepsError                          a tool loop reached max_steps model calls (convo.reply)
