@@ -14,8 +14,9 @@ a correctly configured client never sees a 429::
   part of ``max_tokens``.
 - Limits not configured are learned from the ``anthropic-ratelimit-*-limit`` headers, and a
   bucket is pulled down to the ``-remaining`` the server reports (other clients share the
-  account). On 429 and 529 an adaptive request rate backs off (x0.7) and recovers slowly, as
-  in the AWS SDKs' adaptive retry mode.
+  account). On 429 and 529 an adaptive request rate backs off (x0.7 of the rate being sent)
+  and, while no more come, grows back along a cubic curve in time (the AWS SDKs' adaptive retry
+  mode): a lone 429 costs seconds, sustained throttling keeps the rate down.
 - ``tokens_per_day`` adds a day-long bucket of input + output tokens.
 - ``store=RedisStore(url)`` shares the buckets between processes and machines (one Lua script,
   atomic, on the Redis server's clock); in-memory is the default. When the store fails, requests
@@ -45,11 +46,14 @@ __all__ = ["Bucket", "BucketStore", "MemoryStore", "RateLimiter", "RateLimits", 
 
 MINUTE = 60.0
 DAY = 86_400.0
-#: Adaptive mode: multiply the request rate by BETA on a 429/529; grow by RECOVERY of the
-#: current rate per success; never below MIN_RATE requests per second.
+#: Adaptive mode: on a 429/529 the request rate drops to BETA x the rate being sent (w); with no
+#: further throttling it follows CUBIC's curve, rate(t) = CUBIC_C (t - K)^3 + w, back to w after
+#: K seconds and past it, until the known rpm makes the cap moot; never below MIN_RATE per second.
 BETA = 0.7
-RECOVERY = 0.02
+CUBIC_C = 0.4
 MIN_RATE = 0.5
+#: The window over which the rate being sent is measured, in seconds.
+MEASURE_WINDOW = 10.0
 
 #: The API rounds token ``-remaining`` headers to the nearest thousand; trusting the rounded
 #: figure as exact would leave up to half of that unused for the whole run.
@@ -117,9 +121,20 @@ class Reservation:
 
 @dataclass
 class _Adaptive:
-    rate: float | None = None  # requests per second, None = no cap
+    """The adaptive cap: the rate at the last cut (None: no cap) and when it was cut."""
+
+    peak: float | None = None  # requests per second being sent when the last 429/529 came
     sent: deque[float] = field(default_factory=lambda: deque(maxlen=200))
     last_cut: float = float("-inf")
+
+    def rate(self, now: float) -> float | None:
+        """Requests per second allowed at ``now`` (None: no cap): BETA x peak at the cut, peak
+        again K seconds later, and growing faster from there."""
+        if self.peak is None:
+            return None
+        k: float = (self.peak * (1 - BETA) / CUBIC_C) ** (1 / 3)
+        t = now - self.last_cut - k
+        return max(MIN_RATE, CUBIC_C * t * t * t + self.peak)
 
 
 class RateLimiter:
@@ -173,8 +188,7 @@ class RateLimiter:
         if self.limits.tokens_per_day:
             day = self.limits.tokens_per_day
             out.append((Bucket("tokens_per_day", day, day / DAY), input_tokens + output_tokens))
-        with self._lock:
-            rate = self._adaptive.rate
+        rate = self.adaptive_rate
         if rate is not None:
             out.append((Bucket("adaptive", max(1.0, rate), rate), 1.0))
         return out
@@ -286,7 +300,6 @@ class RateLimiter:
         self._give("input_tpm", reservation.input - counted_input, store)
         self._give("output_tpm", reservation.output - used_output, store)
         self._give("tokens_per_day", reservation.input + reservation.output - counted_input - used_output, store)
-        self._recover()
 
     def _give(self, name: str, delta: float, store: Any = None) -> None:
         if not delta:
@@ -347,22 +360,18 @@ class RateLimiter:
             now = self.clock()
             if now - self._adaptive.last_cut < 1.0:
                 return  # one burst of 429s is one signal, not one cut per request
+            recent = sum(1 for t in self._adaptive.sent if now - t <= MEASURE_WINDOW)
+            sending = max(MIN_RATE, recent / MEASURE_WINDOW)
+            allowed = self._adaptive.rate(now)
+            self._adaptive.peak = sending if allowed is None else min(sending, allowed)
             self._adaptive.last_cut = now
-            recent = [t for t in self._adaptive.sent if now - t <= 10.0]
-            measured = len(recent) / 10.0 if recent else MIN_RATE
-            base = self._adaptive.rate if self._adaptive.rate is not None else max(measured, MIN_RATE)
-            self._adaptive.rate = max(MIN_RATE, base * BETA)
-
-    def _recover(self) -> None:
-        with self._lock:
-            rate = self._adaptive.rate
-            if rate is None:
-                return
-            rate *= 1 + RECOVERY
-            known = self._configured.get("rpm") or self._learned.get("rpm") or 10_000.0
-            # Once back above what the known limit allows, the adaptive cap is not needed.
-            self._adaptive.rate = None if rate * MINUTE >= known else rate
 
     @property
     def adaptive_rate(self) -> float | None:
-        return self._adaptive.rate
+        """The adaptive cap in requests per second now, or None when there is none."""
+        with self._lock:
+            rate = self._adaptive.rate(self.clock())
+            known = self._configured.get("rpm") or self._learned.get("rpm") or 10_000.0
+            if rate is not None and rate * MINUTE >= known:  # back past the known limit: not needed
+                self._adaptive.peak = rate = None
+            return rate

@@ -125,11 +125,45 @@ def test_adaptive_slows_down_on_429_and_529():
     first = limiter.adaptive_rate
     limiter.throttled()  # the same burst of 429s: one cut, not one per request
     assert first is not None and limiter.adaptive_rate == first
+    assert first == pytest.approx(2.0 * 0.7)  # 20 requests in the last 10 s, cut by BETA
     clock.advance(1.0)
     limiter.throttled()
-    assert limiter.adaptive_rate == pytest.approx(first * 0.7)
+    assert limiter.adaptive_rate < first  # a second burst cuts again
     waits = [limiter.reserve(0, 0).wait for _ in range(5)]
     assert waits[-1] > 0  # requests are now spaced out
+
+
+def test_one_429_slows_a_client_for_seconds_not_minutes():
+    """A lone 429 (its retry-after is 1 s) is a dip: the rate grows back in time, not per success."""
+    clock = ManualClock()
+    with Simulator(faults=["429"], clock=clock) as sim:
+        client = virtual_client(sim, clock, limits=RateLimits(rpm=3000))
+        start = clock()
+        for i in range(40):
+            client.create(ask(i), max_tokens=20)
+        elapsed = clock() - start
+        rate = client.limiter.adaptive_rate
+        clock.advance(10.0)
+        assert client.limiter.adaptive_rate is None  # back past 3,000 rpm: no cap left
+    assert statuses(sim).count(429) == 1
+    assert elapsed < 8, elapsed  # before: ~2 s a request, and ~230 requests to recover
+    assert rate is None or rate > 10, rate  # before: 1.1 requests a second after these 40
+
+
+def test_sustained_throttling_keeps_the_rate_down_and_quiet_time_lifts_it():
+    clock = ManualClock()
+    limiter = RateLimiter(RateLimits(rpm=600), clock)
+    for _ in range(50):  # 5 requests a second
+        limiter.reserve(0, 0)
+        clock.advance(0.2)
+    rates = []
+    for _ in range(5):  # a 429 every 2 s
+        limiter.throttled()
+        rates.append(limiter.adaptive_rate)
+        clock.advance(2.0)
+    assert all(r is not None and r < 5 for r in rates), rates
+    clock.advance(30.0)  # no 429 for 30 s: the cap is past 600 rpm, so gone
+    assert limiter.adaptive_rate is None
 
 
 def test_client_backs_off_after_server_429s():
