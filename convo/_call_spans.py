@@ -173,6 +173,9 @@ def end_call(ctx: CallContext, call: CallState, value: Any, error: BaseException
         attributes.update(_usage_attributes(usage))
     if error is not None:
         attributes["error.type"] = _error_type(error)
+    tally = _t.TALLY.get()
+    if tally is not None:
+        tally.add(attributes, spent=not hit)
     if trace.span is not None:
         if _t.SETTINGS.capture_content and value is not None:
             try:

@@ -24,10 +24,11 @@ import functools
 import inspect
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 from . import __version__
@@ -76,7 +77,7 @@ def idle() -> bool:
             and getattr(_metrics_state, "_METER_PROVIDER", 0) is None)
 
 __all__ = [
-    "CONVERSATION", "PARENT", "PROVIDER", "SETTINGS", "Settings", "attach", "carry", "conversation_id", "detach", "idle",
+    "CONVERSATION", "PARENT", "PROVIDER", "SETTINGS", "TALLY", "Settings", "Tally", "attach", "carry", "conversation_id", "detach", "idle",
     "instruments", "load_api", "observe_stats", "span", "traced_turn", "tracer", "turn",
 ]
 
@@ -107,6 +108,53 @@ SETTINGS = Settings()
 PARENT: ContextVar[Any] = ContextVar("convo_otel_parent", default=None)
 #: The conversation whose turn is running, for ``gen_ai.conversation.id`` on its calls.
 CONVERSATION: ContextVar[str | None] = ContextVar("convo_conversation_id", default=None)
+
+
+@dataclass
+class Tally:
+    """What the calls under one parent span (a turn, a batch, a map-reduce) spent, summed as they
+    end (from any thread) and passed on to the enclosing parent's tally."""
+
+    parent: Tally | None = None
+    usage: dict[str, int] = field(default_factory=dict)
+    cost: float = 0.0
+    calls: int = 0
+    response_model: str | None = None
+    finish_reasons: list[str] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, attributes: dict[str, Any], *, spent: bool) -> None:
+        """One call's end attributes; ``spent``: its usage was paid for (not a cached answer)."""
+        with self.lock:
+            self.calls += 1
+            if isinstance(attributes.get("gen_ai.response.model"), str):
+                self.response_model = attributes["gen_ai.response.model"]
+            if attributes.get("gen_ai.response.finish_reasons"):
+                self.finish_reasons = list(attributes["gen_ai.response.finish_reasons"])
+            self.cost += float(attributes.get("convo.cost_usd") or 0.0)
+            if spent:
+                for key, value in attributes.items():
+                    if key.startswith("gen_ai.usage."):
+                        self.usage[key] = self.usage.get(key, 0) + int(value)
+        if self.parent is not None:
+            self.parent.add(attributes, spent=spent)
+
+    def attributes(self, *, answer: bool) -> dict[str, Any]:
+        """Summed usage, cost and calls; ``answer``: also the last call's model and finish reason
+        (a turn's answer; a batch's last call to end answers nothing of the whole)."""
+        with self.lock:
+            if not self.calls:  # e.g. a Batches API job's span: its results come from no call here
+                return {}
+            out: dict[str, Any] = {**self.usage, "convo.calls": self.calls, "convo.cost_usd": self.cost}
+            if answer and self.response_model is not None:
+                out["gen_ai.response.model"] = self.response_model
+            if answer and self.finish_reasons:
+                out["gen_ai.response.finish_reasons"] = self.finish_reasons
+        return out
+
+
+#: The tally of the parent span whose calls are running (None outside one).
+TALLY: ContextVar[Tally | None] = ContextVar("convo_tally", default=None)
 
 _tracers: dict[int, tuple[Any, Any]] = {}
 _meters: dict[int, tuple[Any, Any, Any]] = {}
@@ -212,9 +260,12 @@ def detach(token: Any, ctx: Any) -> None:
 
 
 @contextmanager
-def span(name: str, attributes: dict[str, Any] | None = None, *, conversation: str | None = None) -> Iterator[Any]:
+def span(
+    name: str, attributes: dict[str, Any] | None = None, *, conversation: str | None = None, answer: bool = False
+) -> Iterator[Any]:
     """A parent span (a turn, a batch, a map-reduce), current while the block runs; yields it
-    (None when tracing is off). ``conversation``: the id the calls inside are tagged with."""
+    (None when tracing is off). ``conversation``: the id the calls inside are tagged with. When it
+    ends it gets its calls' summed usage and cost (see :class:`Tally`; ``answer`` as there)."""
     tracer_ = None if idle() else tracer()
     marker = CONVERSATION.set(conversation) if conversation is not None else None
     if tracer_ is None:
@@ -227,6 +278,8 @@ def span(name: str, attributes: dict[str, Any] | None = None, *, conversation: s
     parent = PARENT.get()
     current = tracer_.start_span(name, context=parent, kind=SpanKind.INTERNAL, attributes=attributes or {})
     token, ctx = attach(current)
+    tally = Tally(parent=TALLY.get())
+    counting = TALLY.set(tally)
     try:
         yield current
     except BaseException as exc:
@@ -236,12 +289,18 @@ def span(name: str, attributes: dict[str, Any] | None = None, *, conversation: s
         raise
     finally:
         detach(token, ctx)
+        _reset(TALLY, counting)
         if marker is not None:
-            try:
-                CONVERSATION.reset(marker)
-            except ValueError:  # closed in another context
-                pass
+            _reset(CONVERSATION, marker)
+        current.set_attributes(tally.attributes(answer=answer))
         current.end()
+
+
+def _reset(var: ContextVar[Any], mark: Any) -> None:
+    try:
+        var.reset(mark)
+    except ValueError:  # set in another context (a generator closed elsewhere)
+        pass
 
 
 def carry(flow: Flow) -> Flow:
@@ -249,14 +308,14 @@ def carry(flow: Flow) -> Flow:
     (a batch's worker threads do not inherit the context)."""
     if idle() or tracer() is None:
         return flow
-    return _carried(flow, otel_context.get_current(), CONVERSATION.get())
+    return _carried(flow, otel_context.get_current(), CONVERSATION.get(), TALLY.get())
 
 
-def _carried(flow: Flow, parent: Any, conversation: str | None) -> Flow:
+def _carried(flow: Flow, parent: Any, conversation: str | None, tally: Tally | None) -> Flow:
     send: Any = None
     error: BaseException | None = None
     while True:
-        marks = PARENT.set(parent), CONVERSATION.set(conversation)
+        marks = PARENT.set(parent), CONVERSATION.set(conversation), TALLY.set(tally)
         try:
             effect = flow.throw(error) if error is not None else flow.send(send)
         except StopIteration as stop:
@@ -264,6 +323,7 @@ def _carried(flow: Flow, parent: Any, conversation: str | None) -> Flow:
         finally:
             PARENT.reset(marks[0])
             CONVERSATION.reset(marks[1])
+            TALLY.reset(marks[2])
         try:
             send, error = (yield effect), None
         except GeneratorExit:
@@ -294,8 +354,9 @@ def conversation_id(conv: Any) -> str:
 @contextmanager
 def turn(conv: Any) -> Iterator[Any]:
     """A Conversation turn as a span (``chat {model}``, with ``gen_ai.conversation.id``); the
-    calls it makes (the reply, a summary) are its children. What the turn trimmed to fit, from
-    the receipts it added, goes on the span when it ends."""
+    calls it makes (the reply, tool steps, a summary) are its children. When it ends, the span
+    gets what the turn trimmed to fit (from the receipts it added), its calls' summed token usage
+    (cached answers not counted) and the last call's response model and finish reason."""
     if idle() or tracer() is None:
         yield None
         return
@@ -305,7 +366,7 @@ def turn(conv: Any) -> Iterator[Any]:
                   "gen_ai.conversation.id": cid}
     receipts = getattr(conv, "receipts", [])
     before = len(receipts)
-    with span(f"chat {model}".strip(), attributes, conversation=cid) as current:
+    with span(f"chat {model}".strip(), attributes, conversation=cid, answer=True) as current:
         yield current
         new = receipts[before:]
         if current is not None and new:

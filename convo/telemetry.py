@@ -14,8 +14,10 @@ with its attempts as child spans (``attempt 1``, ``attempt 2`` ... with ``error.
 ``gen_ai.usage.input_tokens`` (cached input included, as the conventions count it),
 ``gen_ai.usage.output_tokens``, ``gen_ai.usage.cache_read.input_tokens``,
 ``gen_ai.usage.cache_creation.input_tokens``, ``error.type`` on failure, and ``convo.cost_usd``,
-``convo.attempts``, ``convo.retries`` and ``convo.cache_hit``; a turn adds
-``convo.trimmed_tokens`` and ``convo.trimmed_messages``. With a meter provider, the
+``convo.attempts``, ``convo.retries`` and ``convo.cache_hit``. A turn's span has the token usage
+of all its calls summed (tool steps and a summary included, cached answers not), the last call's
+response model and finish reason, and ``convo.trimmed_tokens``, ``convo.trimmed_messages``,
+``convo.summarized_messages`` and ``convo.cost_usd``. With a meter provider, the
 ``gen_ai.client.operation.duration`` (s) and ``gen_ai.client.token.usage`` histograms are
 recorded per call.
 

@@ -166,6 +166,31 @@ def test_a_conversation_turn_is_the_parent_of_its_call(spans, fresh):
     assert last.attributes["convo.cost_usd"] == pytest.approx(conv.receipts[-1].cost)
 
 
+def _usage(span):
+    keys = ("input_tokens", "output_tokens", "cache_read.input_tokens", "cache_creation.input_tokens")
+    return [span.attributes[f"gen_ai.usage.{k}"] for k in keys]
+
+
+def test_a_turn_root_carries_its_calls_usage_response_model_and_finish_reason(spans, fresh):
+    @convo.tool
+    def weather(city: str) -> str:
+        """The weather in a city."""
+        return f"sunny in {city}"
+
+    conv = Conversation("Use tools.", model=MODEL, client=quick_client(fresh), tools=[weather])
+    conv.send("What is the weather in Paris? Use the tool.")
+    finished = spans.get_finished_spans()
+    (root,) = _roots(finished)
+    calls = _children(finished, root)
+    assert len(calls) == 2  # the tool call, then the answer
+    totals = [sum(column) for column in zip(*(_usage(c) for c in calls), strict=True)]
+    assert _usage(root) == totals and totals[0] > 0 and totals[1] > 0
+    last = max(calls, key=lambda s: s.start_time)
+    assert root.attributes["gen_ai.response.model"] == last.attributes["gen_ai.response.model"]
+    assert root.attributes["gen_ai.response.finish_reasons"] == ("end_turn",)
+    assert [c.attributes["gen_ai.response.finish_reasons"] for c in calls].count(("tool_use",)) == 1
+
+
 def test_an_async_stream_turn_is_one_trace(spans, fresh):
     async def go():
         conv = Conversation(model=MODEL, budget=4000, client=quick_aclient(fresh))
@@ -176,6 +201,7 @@ def test_an_async_stream_turn_is_one_trace(spans, fresh):
     (root,) = _roots(finished)
     (call,) = _children(finished, root)
     assert [s.name for s in _children(finished, call)] == ["attempt 1"]
+    assert _usage(root) == _usage(call) and root.attributes["gen_ai.response.model"] == MODEL
 
 
 def test_a_batch_is_the_parent_of_its_calls(spans, fresh):
@@ -188,6 +214,10 @@ def test_a_batch_is_the_parent_of_its_calls(spans, fresh):
     assert root.name == "batch" and root.attributes["convo.batch.size"] == 5
     calls = _children(finished, root)
     assert len(calls) == 5 and all(c.name == f"chat {MODEL}" for c in calls)
+    assert _usage(root) == [sum(column) for column in zip(*(_usage(c) for c in calls), strict=True)]
+    assert root.attributes["convo.calls"] == 5
+    assert root.attributes["convo.cost_usd"] == pytest.approx(sum(c.attributes["convo.cost_usd"] for c in calls))
+    assert root.attributes["convo.cost_usd"] == pytest.approx(client.stats.cost_usd) and client.stats.cost_usd > 0
 
 
 def test_a_batches_api_job_is_one_root_to_submit_and_one_to_collect(spans):
@@ -209,6 +239,7 @@ def test_a_batches_api_job_is_one_root_to_submit_and_one_to_collect(spans):
         (collect,) = _roots(finished)  # every poll and result read under it
         assert collect.name == "batch" and list(collect.attributes["convo.batch.ids"]) == job.ids
         assert len(_children(finished, collect)) >= 2
+        assert "convo.calls" not in collect.attributes  # no call of its own: nothing to sum
 
 
 def test_map_reduce_is_the_parent_of_its_batch_and_reduce(spans, fresh):
@@ -219,6 +250,9 @@ def test_map_reduce_is_the_parent_of_its_batch_and_reduce(spans, fresh):
     (root,) = _roots(finished)
     assert root.name == "map_reduce" and root.attributes["convo.chunks"] > 1
     assert "batch" in {s.name for s in _children(finished, root)}
+    calls = [s for s in finished if s.name == f"chat {MODEL}"]  # the maps (under the batch) and the reduce
+    assert root.attributes["convo.calls"] == len(calls) == root.attributes["convo.chunks"] + 1
+    assert _usage(root) == [sum(column) for column in zip(*(_usage(c) for c in calls), strict=True)]
 
 
 def test_content_is_off_by_default_and_redacted_when_on(spans, fresh):
