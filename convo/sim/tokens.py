@@ -8,7 +8,8 @@ Each pre-token then costs what a vocabulary of common pieces would give it:
 * a lower-case word of up to 7 letters is one token; longer words split into pieces of ~5
   letters; capitalised words cost a little more, all-caps ones a piece per 3 letters;
 * digits go in groups of three (``2026`` is two tokens);
-* punctuation is a token per mark, repeated marks (``----``) a token per four;
+* punctuation is a token per mark, repeated marks (``----``) a token per four (also inside a
+  mixed run such as ``----:``); CJK punctuation (``、``) a token;
 * whitespace rides on the next word; other runs cost a token per four spaces or per newline;
 * a Han character costs 1 or 2 tokens (about 1.3 on average, fixed per character), kana and
   hangul 1; other scripts (accented, Cyrillic, Greek ...) a token per ~3 letters; emoji 2.
@@ -45,9 +46,10 @@ _PRE = re.compile(
     r"| ?[^\W\d_A-Za-z]+"
     r"|\d+"
     r"|\n+|[ \t]+"
-    r"|[^\w\s]+"
+    rf"|[^\w\s{_HAN}{_KANA_HANGUL}]+"  # CJK punctuation is a piece of its own, as above
     r"|_+"
 )
+_SAME_MARKS = re.compile(r"(.)\1*", re.DOTALL)
 _HAN_RE = re.compile(f"[{_HAN}]")
 _KANA_RE = re.compile(f"[{_KANA_HANGUL}]")
 #: Factors per tokenizer label: (alphabetic text and code, CJK).
@@ -93,10 +95,15 @@ def _piece(piece: str) -> tuple[int, int]:
         return math.ceil(len(piece) / 4), 0
     if piece.lstrip(" ")[:1].isalnum():  # letters, and numerals that are not digits (¼, ²)
         return _word(piece), 0
-    # punctuation and symbols
-    if len(set(piece)) == 1 and len(piece) > 1:
-        return math.ceil(len(piece) / 4), 0
-    return sum(2 if ord(c) > 0x2000 else 1 for c in piece), 0
+    # punctuation and symbols: a repeated mark a token per four, a lone one a token (2 past U+2000)
+    return sum(_marks(m.group()) for m in _SAME_MARKS.finditer(piece)), 0
+
+
+def _marks(run: str) -> int:
+    """One mark, or the same mark repeated (so joining two runs never costs more than both)."""
+    if len(run) > 1:
+        return math.ceil(len(run) / 4)
+    return 2 if ord(run) > 0x2000 else 1
 
 
 def _scaled(n: int, factor: float) -> int:
