@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._batch_lines import from_batch, index_of, missing, passing
+from ._call_spans import tally_result
 from ._calls import BatchResults, api_call
 from ._context import CallContext, user_of
 from ._exceptions import BatchTimeoutError, ConvoError, InvalidConfigError, NotFoundError
@@ -373,7 +374,9 @@ def _settle(job: Job, s: Sent, options: Options, bar: Any) -> Flow:
         if item.tries > 1:  # sent in more than one batch: count them all
             result = dataclasses.replace(result, attempts=item.tries)
         usage = getattr(result.message, "usage", None) if result.ok else None
-        COSTS.settle_item(ctx, item.ticket, usage)
+        cost = COSTS.settle_item(ctx, item.ticket, usage)
+        if result.ok:
+            tally_result(result.message, cost)
         ACCOUNTING.item_finished(ctx, item.ticket, usage, result.error, latency)
         if not result.ok and item.sent is not None and item.tries <= options.retries and passing(result.error):
             again.append(index)

@@ -127,6 +127,22 @@ def _usage_attributes(usage: Any) -> dict[str, Any]:
     }
 
 
+def tally_result(message: Any, cost: float | None) -> None:
+    """A Batches API result arrived (no call of this process made it): count its usage and cost
+    in the enclosing span's tally, as a call's end would be."""
+    tally = _t.TALLY.get()
+    usage = getattr(message, "usage", None)
+    if tally is None or usage is None:
+        return
+    attributes: dict[str, Any] = {**_usage_attributes(usage), "convo.cost_usd": cost or 0.0}
+    stop = getattr(message, "stop_reason", None)
+    if isinstance(stop, str):
+        attributes["gen_ai.response.finish_reasons"] = [stop]
+    if isinstance(getattr(message, "model", None), str):
+        attributes["gen_ai.response.model"] = message.model
+    tally.add(attributes, spent=True)
+
+
 def enter_call(operation: str, ctx: CallContext, call: CallState) -> None:
     """A call begins: start its span (under the current one) when anything would record it."""
     if _t.idle():

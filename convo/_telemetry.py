@@ -143,7 +143,7 @@ class Tally:
         """Summed usage, cost and calls; ``answer``: also the last call's model and finish reason
         (a turn's answer; a batch's last call to end answers nothing of the whole)."""
         with self.lock:
-            if not self.calls:  # e.g. a Batches API job's span: its results come from no call here
+            if not self.calls:  # nothing ran under it (a Batches API job's submission)
                 return {}
             out: dict[str, Any] = {**self.usage, "convo.calls": self.calls, "convo.cost_usd": self.cost}
             if answer and self.response_model is not None:

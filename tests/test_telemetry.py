@@ -239,7 +239,11 @@ def test_a_batches_api_job_is_one_root_to_submit_and_one_to_collect(spans):
         (collect,) = _roots(finished)  # every poll and result read under it
         assert collect.name == "batch" and list(collect.attributes["convo.batch.ids"]) == job.ids
         assert len(_children(finished, collect)) >= 2
-        assert "convo.calls" not in collect.attributes  # no call of its own: nothing to sum
+        assert collect.attributes["convo.calls"] == 3  # the three results, at batch prices
+        results = job.results()
+        assert collect.attributes["gen_ai.usage.output_tokens"] == sum(r.message.usage.output_tokens for r in results)
+        assert collect.attributes["convo.cost_usd"] == pytest.approx(client.stats.cost_usd) and client.stats.cost_usd > 0
+        assert "convo.calls" not in submit.attributes  # submitting costs nothing yet
 
 
 def test_map_reduce_is_the_parent_of_its_batch_and_reduce(spans, fresh):
