@@ -53,6 +53,17 @@ def connect_wal(path: str, *, timeout: float, synchronous: str = "NORMAL", schem
 
 
 @contextmanager
+def snapshot(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A read-only ``BEGIN`` ... ``COMMIT``: one consistent view of the file (WAL), taking no write
+    lock, so it neither waits for writers nor holds them up."""
+    conn.execute("BEGIN")
+    try:
+        yield conn
+    finally:
+        conn.execute("COMMIT")
+
+
+@contextmanager
 def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     """``BEGIN IMMEDIATE`` ... ``COMMIT`` on an autocommit connection, rolled back on any error:
     the write lock is taken first, so two writers never deadlock upgrading a read."""

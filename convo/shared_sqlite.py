@@ -7,8 +7,9 @@ Eight gunicorn workers on one host share one cap and one account's limits throug
     budget = Budget(50.0, store=store, period="day", per_user_usd=2.0)
     client = Client(budget=budget, limits=RateLimits(input_tpm=30_000, store=store))
 
-Each operation is one ``BEGIN IMMEDIATE`` transaction, so concurrent processes take turns and a
-reservation is atomic over all its buckets. Times are the machine's wall clock (``clock``),
+Each change is one ``BEGIN IMMEDIATE`` transaction, so concurrent processes take turns and a
+reservation is atomic over all its buckets; a queued request's recheck only reads (a WAL
+snapshot), so it neither waits for a writer nor holds one up. Times are the machine's wall clock (``clock``),
 which every process on it shares and which survives restarts. When the file cannot be used (a
 lock held past ``timeout``, a full disk) the store raises :class:`~convo.RateLimitStoreError`
 and a shared budget :class:`~convo.BudgetStoreError`: both fail closed, as with Redis.
@@ -27,7 +28,7 @@ from pathlib import Path
 from ._exceptions import InvalidConfigError, RateLimitStoreError
 from ._files import make_private
 from ._numbers import number
-from ._sqlite import connect_wal, immediate
+from ._sqlite import connect_wal, immediate, snapshot
 from .buckets import Bucket
 
 __all__ = ["SQLiteStore"]
@@ -82,12 +83,13 @@ class SQLiteStore:
         return self._conn
 
     @contextmanager
-    def transaction(self, what: str) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error); RateLimitStoreError,
-        naming the file and ``what`` was being done, when SQLite fails."""
+    def transaction(self, what: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+        """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error), or with ``write=False``
+        a read-only snapshot that takes no lock; RateLimitStoreError, naming the file and ``what``
+        was being done, when SQLite fails."""
         with self._lock:
             try:
-                with immediate(self._connection()) as conn:
+                with (immediate if write else snapshot)(self._connection()) as conn:
                     yield conn
             except sqlite3.Error as exc:
                 raise RateLimitStoreError(
@@ -136,7 +138,7 @@ class SQLiteStore:
     def recheck(self, scope: str, demands: list[tuple[Bucket, float]], marks: tuple[float, ...]) -> float:
         """Seconds the reservation that got ``marks`` must still wait, counting refunds made since."""
         wait = 0.0
-        with self.transaction("recheck") as conn:
+        with self.transaction("recheck", write=False) as conn:
             now = self.clock()
             for (bucket, _), mark in zip(demands, marks, strict=True):
                 level, taken = self._level(conn, scope, bucket, now)

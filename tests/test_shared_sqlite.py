@@ -93,6 +93,28 @@ def test_a_file_held_by_another_process_fails_closed_then_recovers(tmp_path, fre
     assert budget.spent == pytest.approx(client.stats.cost_usd)
 
 
+def test_a_queued_request_rechecks_without_waiting_for_a_writer(tmp_path):
+    """A recheck only reads: while another process holds the write lock it still answers (from
+    the last committed state) instead of failing after the timeout."""
+    store = SQLiteStore(tmp_path / "shared.db", timeout=0.3)
+    bucket = Bucket("rpm", 2, 2 / 60)
+    demands = [(bucket, 1.0)]
+    store.reserve("s", demands)
+    store.reserve("s", demands)
+    wait, marks = store.reserve("s", demands)  # the third of 2 per minute: ~30 s to wait
+    holder = sqlite3.connect(tmp_path / "shared.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing (not yet committed)
+    holder.execute("UPDATE convo_buckets SET level = 100")
+    try:
+        assert store.recheck("s", demands, marks) == pytest.approx(wait, abs=0.5)  # the committed state
+        with pytest.raises(RateLimitStoreError, match="shared.db"):
+            store.reserve("s", demands)  # a write still waits its turn, then fails closed
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert store.recheck("s", demands, marks) == pytest.approx(wait, abs=0.5)
+
+
 def test_spend_settled_while_the_file_is_locked_is_written_with_the_next_call(tmp_path):
     path = tmp_path / "shared.db"
     budget = Budget(1.0, store=SQLiteStore(path, timeout=0.2))
