@@ -29,9 +29,10 @@ import httpx2
 import tenacity
 
 from ._context import CallContext, headers_of, user_of
+from ._credentials import scrub_credentials
 from ._flow import Flow, Sleep
 from ._guards import CallState, Guard, Ticket, settle_now
-from ._sdk_errors import api_error, scrub_credentials
+from ._sdk_errors import api_error
 from .retry import is_spend_limit
 
 __all__ = ["Attempted", "Attempts", "Cancelled", "Operation", "run"]

@@ -23,7 +23,7 @@ from ._exceptions import (
     request_id_of,
 )
 
-__all__ = ["api_error", "scrub_credentials"]
+__all__ = ["api_error"]
 
 _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequestError,
