@@ -194,7 +194,8 @@ class Talking:
     def _need_client(self) -> Any:
         if self.client is None:
             raise InvalidConfigError(
-                "this conversation has no client: pass Conversation(..., client=convo.Client(...))"
+                "this conversation has no client: pass client=convo.Client(...) to Conversation(...), "
+                "Conversation.load(...) or store.open(...)/store.create(...), or set conv.client"
             )
         return self.client
 
