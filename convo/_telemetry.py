@@ -374,8 +374,7 @@ def turn(conv: Any) -> Iterator[Any]:
                 "convo.trimmed_tokens": sum(r.dropped_tokens for r in new),
                 "convo.trimmed_messages": sum(r.dropped_messages for r in new),
                 "convo.summarized_messages": sum(r.summarized_messages for r in new),
-                "convo.cost_usd": sum(r.cost or 0.0 for r in new),
-            })
+            })  # its cost, like its usage, is its calls' (a summary's too): see span()
 
 
 F = TypeVar("F", bound=Callable[..., Any])

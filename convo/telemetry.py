@@ -16,8 +16,9 @@ with its attempts as child spans (``attempt 1``, ``attempt 2`` ... with ``error.
 ``gen_ai.usage.cache_creation.input_tokens``, ``error.type`` on failure, and ``convo.cost_usd``,
 ``convo.attempts``, ``convo.retries`` and ``convo.cache_hit``. A turn's span has the token usage
 of all its calls summed (tool steps and a summary included, cached answers not), the last call's
-response model and finish reason, and ``convo.trimmed_tokens``, ``convo.trimmed_messages``,
-``convo.summarized_messages`` and ``convo.cost_usd``. With a meter provider, the
+response model and finish reason, ``convo.calls``, ``convo.cost_usd`` (its calls' cost), and
+``convo.trimmed_tokens``, ``convo.trimmed_messages`` and ``convo.summarized_messages``; a
+``batch`` or ``map_reduce`` span sums its calls the same way. With a meter provider, the
 ``gen_ai.client.operation.duration`` (s) and ``gen_ai.client.token.usage`` histograms are
 recorded per call.
 

@@ -191,6 +191,24 @@ def test_a_turn_root_carries_its_calls_usage_response_model_and_finish_reason(sp
     assert [c.attributes["gen_ai.response.finish_reasons"] for c in calls].count(("tool_use",)) == 1
 
 
+def test_a_summarizing_turn_counts_the_summary_call_in_its_usage_and_cost(spans, fresh):
+    client = quick_client(fresh)
+    conv = Conversation("Be brief.", model=MODEL, budget=1500, client=client,
+                        strategy=convo.Summarize(trigger=0.6, keep_last=1, max_summary_tokens=200))
+    for i in range(6):
+        conv.send(f"Fact {i}: room {i} is on floor {i % 3}. " * 5)
+    finished = spans.get_finished_spans()
+    roots = _roots(finished)
+    summarized = [r for r in roots if r.attributes["convo.summarized_messages"] > 0]
+    assert summarized and all(len(_children(finished, r)) == 2 for r in summarized)  # the summary, the reply
+    for root in roots:
+        calls = _children(finished, root)
+        assert root.attributes["convo.calls"] == len(calls)
+        assert root.attributes["convo.cost_usd"] == pytest.approx(sum(c.attributes["convo.cost_usd"] for c in calls))
+        assert _usage(root) == [sum(column) for column in zip(*(_usage(c) for c in calls), strict=True)]
+    assert sum(r.attributes["convo.cost_usd"] for r in roots) == pytest.approx(client.stats.cost_usd)
+
+
 def test_an_async_stream_turn_is_one_trace(spans, fresh):
     async def go():
         conv = Conversation(model=MODEL, budget=4000, client=quick_aclient(fresh))
