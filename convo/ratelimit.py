@@ -17,6 +17,8 @@ a correctly configured client never sees a 429::
   account). On 429 and 529 an adaptive request rate backs off (x0.7 of the rate being sent)
   and, while no more come, grows back along a cubic curve in time (the AWS SDKs' adaptive retry
   mode): a lone 429 costs seconds, sustained throttling keeps the rate down.
+  The adaptive cap is each process's own (its sending rate), paced in-process even with a
+  shared store.
 - ``tokens_per_day`` adds a day-long bucket of input + output tokens.
 - ``store=RedisStore(url)`` shares the buckets between processes and machines (one Lua script,
   atomic, on the Redis server's clock); in-memory is the default. When the store fails, requests
@@ -117,6 +119,7 @@ class Reservation:
     demands: list[tuple[Bucket, float]] = field(default_factory=list)
     marks: tuple[float, ...] = ()
     store: Any = None  # the store that took it (the shared one, or the local fallback)
+    not_before: float = float("-inf")  # on the limiter's clock: the adaptive cap's pacing
 
 
 @dataclass
@@ -152,6 +155,7 @@ class RateLimiter:
         }
         self._learned: dict[str, float] = {}
         self._adaptive = _Adaptive()
+        self._pacer = MemoryStore(clock)  # the adaptive cap's bucket: this process's alone
         self._local: MemoryStore | None = None  # the fallback of on_store_error="local"
         self._retry_store_at = float("-inf")  # on self.clock: when to try a failed store again
         self._owed: deque[tuple[Bucket, float]] = deque()  # corrections the store failed to take
@@ -188,9 +192,6 @@ class RateLimiter:
         if self.limits.tokens_per_day:
             day = self.limits.tokens_per_day
             out.append((Bucket("tokens_per_day", day, day / DAY), input_tokens + output_tokens))
-        rate = self.adaptive_rate
-        if rate is not None:
-            out.append((Bucket("adaptive", max(1.0, rate), rate), 1.0))
         return out
 
     def reserve(self, input_tokens: float, output_tokens: float) -> Reservation:
@@ -218,9 +219,20 @@ class RateLimiter:
                     raise
                 store = self._fall_back(exc)
                 wait, marks = store.reserve(self.limits.scope, demands)
+        paced = self._pace()
         with self._lock:
-            self._adaptive.sent.append(self.clock() + wait)
-        return Reservation(input=input_tokens, output=output_tokens, wait=wait, demands=demands, marks=marks, store=store)
+            self._adaptive.sent.append(self.clock() + max(wait, paced))
+        return Reservation(input=input_tokens, output=output_tokens, wait=max(wait, paced), demands=demands, marks=marks,
+                           store=store, not_before=self.clock() + paced)
+
+    def _pace(self) -> float:
+        """Seconds this process's adaptive cap makes the next request wait. The cap is this
+        process's own (its sending rate at a 429), so its bucket is too, never the shared store's."""
+        rate = self.adaptive_rate
+        if rate is None:
+            return 0.0
+        wait, _ = self._pacer.reserve("adaptive", [(Bucket("adaptive", max(1.0, rate), rate), 1.0)])
+        return wait
 
     def _pick(self) -> Any:
         """The store for a new reservation: the shared one, unless it failed and is not due a retry."""
@@ -248,16 +260,17 @@ class RateLimiter:
 
     def recheck(self, reservation: Reservation) -> float:
         """Seconds a reservation must still wait, after refunds made since it was taken."""
+        paced = max(0.0, reservation.not_before - self.clock())
         if not reservation.demands:
-            return 0.0
+            return paced
         store = reservation.store if reservation.store is not None else self.store
         try:
             wait: float = store.recheck(self.limits.scope, reservation.demands, reservation.marks)
         except RateLimitStoreError:
             if self.limits.on_store_error != "local":
                 raise
-            return 0.0  # the store went away while this request queued: it goes now (a 429 is retried)
-        return wait
+            return paced  # the store went away while this request queued: it goes now (a 429 is retried)
+        return max(wait, paced)
 
     @property
     def owed(self) -> int:

@@ -166,6 +166,27 @@ def test_sustained_throttling_keeps_the_rate_down_and_quiet_time_lifts_it():
     assert limiter.adaptive_rate is None
 
 
+def test_each_process_paces_its_own_adaptive_cut_on_a_shared_store():
+    """The cut is this process's sending rate x 0.7: two processes on one shared store each keep
+    theirs (before, one shared bucket held both to one process's rate)."""
+    clock = ManualClock()
+    shared = MemoryStore(clock)
+    a, b = (RateLimiter(RateLimits(rpm=6000, store=shared), clock) for _ in range(2))
+    for _ in range(50):  # each sends 5 requests a second
+        a.reserve(0, 0)
+        b.reserve(0, 0)
+        clock.advance(0.2)
+    a.throttled()
+    b.throttled()
+    rate = a.adaptive_rate
+    assert rate == pytest.approx(5 * 0.7, rel=0.05) and b.adaptive_rate == rate
+    waits = []
+    for _ in range(10):
+        waits.append(a.reserve(0, 0).wait)
+        b.reserve(0, 0)
+    assert waits[-1] == pytest.approx((10 - rate) / rate, rel=0.01)  # a's own 10 requests, not 20
+
+
 def test_client_backs_off_after_server_429s():
     clock = ManualClock()
     with Simulator(faults=["429@1", "529"], clock=clock) as sim:
