@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _telemetry as _t
+from ._tally import TALLY
 
 if TYPE_CHECKING:
     from ._context import CallContext
@@ -130,7 +131,7 @@ def _usage_attributes(usage: Any) -> dict[str, Any]:
 def tally_result(message: Any, cost: float | None) -> None:
     """A Batches API result arrived (no call of this process made it): count its usage and cost
     in the enclosing span's tally, as a call's end would be."""
-    tally = _t.TALLY.get()
+    tally = TALLY.get()
     usage = getattr(message, "usage", None)
     if tally is None or usage is None:
         return
@@ -189,7 +190,7 @@ def end_call(ctx: CallContext, call: CallState, value: Any, error: BaseException
         attributes.update(_usage_attributes(usage))
     if error is not None:
         attributes["error.type"] = _error_type(error)
-    tally = _t.TALLY.get()
+    tally = TALLY.get()
     if tally is not None:
         tally.add(attributes, spent=not hit)
     if trace.span is not None:

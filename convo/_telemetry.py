@@ -24,15 +24,15 @@ import functools
 import inspect
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from . import __version__
 from ._flow import Flow
+from ._tally import TALLY, Tally
 
 # The optional extra (convo[otel]), imported at the first call that could be traced, so that
 # importing convo does not load it.
@@ -77,7 +77,7 @@ def idle() -> bool:
             and getattr(_metrics_state, "_METER_PROVIDER", 0) is None)
 
 __all__ = [
-    "CONVERSATION", "PARENT", "PROVIDER", "SETTINGS", "TALLY", "Settings", "Tally", "attach", "carry", "conversation_id", "detach", "idle",
+    "CONVERSATION", "PARENT", "PROVIDER", "SETTINGS", "Settings", "attach", "carry", "conversation_id", "detach", "idle",
     "instruments", "load_api", "observe_stats", "span", "traced_turn", "tracer", "turn",
 ]
 
@@ -109,52 +109,6 @@ PARENT: ContextVar[Any] = ContextVar("convo_otel_parent", default=None)
 #: The conversation whose turn is running, for ``gen_ai.conversation.id`` on its calls.
 CONVERSATION: ContextVar[str | None] = ContextVar("convo_conversation_id", default=None)
 
-
-@dataclass
-class Tally:
-    """What the calls under one parent span (a turn, a batch, a map-reduce) spent, summed as they
-    end (from any thread) and passed on to the enclosing parent's tally."""
-
-    parent: Tally | None = None
-    usage: dict[str, int] = field(default_factory=dict)
-    cost: float = 0.0
-    calls: int = 0
-    response_model: str | None = None
-    finish_reasons: list[str] | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, attributes: dict[str, Any], *, spent: bool) -> None:
-        """One call's end attributes; ``spent``: its usage was paid for (not a cached answer)."""
-        with self.lock:
-            self.calls += 1
-            if isinstance(attributes.get("gen_ai.response.model"), str):
-                self.response_model = attributes["gen_ai.response.model"]
-            if attributes.get("gen_ai.response.finish_reasons"):
-                self.finish_reasons = list(attributes["gen_ai.response.finish_reasons"])
-            self.cost += float(attributes.get("convo.cost_usd") or 0.0)
-            if spent:
-                for key, value in attributes.items():
-                    if key.startswith("gen_ai.usage."):
-                        self.usage[key] = self.usage.get(key, 0) + int(value)
-        if self.parent is not None:
-            self.parent.add(attributes, spent=spent)
-
-    def attributes(self, *, answer: bool) -> dict[str, Any]:
-        """Summed usage, cost and calls; ``answer``: also the last call's model and finish reason
-        (a turn's answer; a batch's last call to end answers nothing of the whole)."""
-        with self.lock:
-            if not self.calls:  # nothing ran under it (a Batches API job's submission)
-                return {}
-            out: dict[str, Any] = {**self.usage, "convo.calls": self.calls, "convo.cost_usd": self.cost}
-            if answer and self.response_model is not None:
-                out["gen_ai.response.model"] = self.response_model
-            if answer and self.finish_reasons:
-                out["gen_ai.response.finish_reasons"] = self.finish_reasons
-        return out
-
-
-#: The tally of the parent span whose calls are running (None outside one).
-TALLY: ContextVar[Tally | None] = ContextVar("convo_tally", default=None)
 
 _tracers: dict[int, tuple[Any, Any]] = {}
 _meters: dict[int, tuple[Any, Any, Any]] = {}
