@@ -128,20 +128,27 @@ def _usage_attributes(usage: Any) -> dict[str, Any]:
     }
 
 
+def _answer_attributes(message: Any) -> dict[str, Any]:
+    """What a reply says of itself: response model and id, finish reason, token usage."""
+    out: dict[str, Any] = {}
+    for name, key in (("model", "gen_ai.response.model"), ("id", "gen_ai.response.id")):
+        if isinstance(getattr(message, name, None), str):
+            out[key] = getattr(message, name)
+    stop = getattr(message, "stop_reason", None)
+    if isinstance(stop, str):
+        out["gen_ai.response.finish_reasons"] = [stop]
+    usage = getattr(message, "usage", None)
+    if usage is not None:
+        out.update(_usage_attributes(usage))
+    return out
+
+
 def tally_result(message: Any, cost: float | None) -> None:
     """A Batches API result arrived (no call of this process made it): count its usage and cost
     in the enclosing span's tally, as a call's end would be."""
     tally = TALLY.get()
-    usage = getattr(message, "usage", None)
-    if tally is None or usage is None:
-        return
-    attributes: dict[str, Any] = {**_usage_attributes(usage), "convo.cost_usd": cost or 0.0}
-    stop = getattr(message, "stop_reason", None)
-    if isinstance(stop, str):
-        attributes["gen_ai.response.finish_reasons"] = [stop]
-    if isinstance(getattr(message, "model", None), str):
-        attributes["gen_ai.response.model"] = message.model
-    tally.add(attributes, spent=True)
+    if tally is not None and getattr(message, "usage", None) is not None:
+        tally.add({**_answer_attributes(message), "convo.cost_usd": cost or 0.0}, spent=True)
 
 
 def enter_call(operation: str, ctx: CallContext, call: CallState) -> None:
@@ -177,17 +184,7 @@ def end_call(ctx: CallContext, call: CallState, value: Any, error: BaseException
         "convo.retries": max(0, trace.attempts - 1),
         "convo.cost_usd": trace.cost,
     }
-    response_model = getattr(value, "model", None)
-    if isinstance(response_model, str):
-        attributes["gen_ai.response.model"] = response_model
-    response_id = getattr(value, "id", None)
-    if isinstance(response_id, str):
-        attributes["gen_ai.response.id"] = response_id
-    stop = getattr(value, "stop_reason", None)
-    if isinstance(stop, str):
-        attributes["gen_ai.response.finish_reasons"] = [stop]
-    if usage is not None:
-        attributes.update(_usage_attributes(usage))
+    attributes.update(_answer_attributes(value))
     if error is not None:
         attributes["error.type"] = _error_type(error)
     tally = TALLY.get()

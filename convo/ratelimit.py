@@ -219,11 +219,12 @@ class RateLimiter:
                     raise
                 store = self._fall_back(exc)
                 wait, marks = store.reserve(self.limits.scope, demands)
-        paced = self._pace()
+        paced, now = self._pace(), self.clock()
+        wait = max(wait, paced)
         with self._lock:
-            self._adaptive.sent.append(self.clock() + max(wait, paced))
-        return Reservation(input=input_tokens, output=output_tokens, wait=max(wait, paced), demands=demands, marks=marks,
-                           store=store, not_before=self.clock() + paced)
+            self._adaptive.sent.append(now + wait)
+        return Reservation(input=input_tokens, output=output_tokens, wait=wait, demands=demands, marks=marks,
+                           store=store, not_before=now + paced)
 
     def _pace(self) -> float:
         """Seconds this process's adaptive cap makes the next request wait. The cap is this

@@ -9,8 +9,8 @@ Eight gunicorn workers on one host share one cap and one account's limits throug
 
 Each change is one ``BEGIN IMMEDIATE`` transaction, so concurrent processes take turns and a
 reservation is atomic over all its buckets; a queued request's recheck only reads (a WAL
-snapshot), so it neither waits for a writer nor holds one up. Times are the machine's wall clock (``clock``),
-which every process on it shares and which survives restarts. When the file cannot be used (a
+snapshot), so it neither waits for a writer nor holds one up. Times are the machine's wall
+clock (``clock``), which every process on it shares and which survives restarts. When the file cannot be used (a
 lock held past ``timeout``, a full disk) the store raises :class:`~convo.RateLimitStoreError`
 and a shared budget :class:`~convo.BudgetStoreError`: both fail closed, as with Redis.
 """
