@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ._exceptions import ConvoError, InvalidConfigError, RateLimitStoreError
+from ._numbers import number
 
 __all__ = ["Bucket", "BucketStore", "MemoryStore", "RedisStore"]
 
@@ -179,8 +180,7 @@ class RedisStore:
             from redis.retry import Retry
         except ImportError:  # pragma: no cover - redis is a declared extra
             raise InvalidConfigError("RedisStore needs the redis package: pip install 'convo[redis]'") from None
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise InvalidConfigError(f"RedisStore(timeout=...) must be a positive number of seconds, got {timeout!r}")
+        number("RedisStore(timeout=...)", timeout, positive=True, hint=" (seconds)")
         try:
             self.redis = redis.Redis.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)

@@ -143,3 +143,38 @@ def test_a_postgres_write_stuck_behind_a_lock_times_out_and_is_written_by_flush(
     conv.flush()
     assert [m.text for m in store.open(conv.id).messages] == ["before", "while it is locked"]
     store.close()
+
+
+def test_a_postgres_server_that_stops_answering_fails_within_the_timeout(postgres_dsn):
+    """A server-side statement timeout cannot end a wait on a backend that answers nothing: the
+    store cuts the connection, the turn stays in the handle, and flush writes it exactly once."""
+    import os
+    import signal
+
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    prefix = f"s{uuid.uuid4().hex[:6]}_"
+    store = convo.PostgresConversationStore(postgres_dsn, prefix=prefix, timeout=0.5)
+    conv = store.create(model=MODEL)
+    conv.add_user("before")
+    with psycopg.connect(postgres_dsn, autocommit=True) as other:
+        (pid,) = other.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = 'convo' AND query LIKE %s",
+            (f"%{prefix}%",),
+        ).fetchone()
+    os.kill(pid, signal.SIGSTOP)  # the backend serving the store: the kernel still takes its bytes
+    safety = threading.Timer(15, os.kill, (pid, signal.SIGCONT))  # without the cut, the call ends here
+    safety.start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=r"no answer within 0\.55 s") as info:
+            conv.add_assistant("while it hangs")
+        assert time.monotonic() - started < 3
+        assert info.value.unsaved[0].text == "while it hangs"
+    finally:
+        safety.cancel()
+        os.kill(pid, signal.SIGCONT)
+    conv.flush()  # a new connection; the write in doubt is looked up, then written or not resent
+    assert [m.text for m in store.open(conv.id).messages] == ["before", "while it hangs"]
+    conv.add_user("after")
+    assert len(store.open(conv.id).messages) == 3
+    store.close()

@@ -5,6 +5,7 @@ over HTTP by the official SDK."""
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import json
 import os
 import stat
@@ -606,3 +607,22 @@ def test_a_redis_page_skips_expired_conversations_and_is_still_full(redis_url):
     assert not set(expiring) & {i.id for i in lasting.list(limit=100)}
     short.close()
     lasting.close()
+
+
+@pytest.mark.parametrize("bad", [0, -1, float("nan"), float("inf"), "5", True, None])
+def test_every_store_checks_its_timeout_before_it_connects(bad, tmp_path):
+    """A timeout that is not a positive finite number of seconds is refused up front, by name,
+    with nothing created (no file, no connection: these addresses would fail to connect)."""
+    path = tmp_path / "c.db"
+    cases = [
+        ("busy_timeout", lambda: convo.SQLiteConversationStore(path, busy_timeout=bad)),
+        ("timeout", lambda: convo.SQLiteStore(tmp_path / "s.db", timeout=bad)),
+        ("timeout", lambda: convo.RedisConversationStore("redis://127.0.0.1:1/0", timeout=bad)),
+        ("timeout", lambda: convo.RedisStore("redis://127.0.0.1:1/0", timeout=bad)),
+    ]
+    if importlib.util.find_spec("psycopg") is not None:
+        cases.append(("timeout", lambda: convo.PostgresConversationStore("postgresql://x@127.0.0.1:1/db", timeout=bad)))
+    for name, make in cases:
+        with pytest.raises(convo.InvalidConfigError, match=rf"{name}.*seconds"):
+            make()
+    assert list(tmp_path.iterdir()) == []

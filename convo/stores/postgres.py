@@ -15,9 +15,11 @@ from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import InvalidConfigError, StoreError
+from .._numbers import number
 from ._base import StoreBase
 from ._records import ConversationInfo, Stored, Write, conflict
 from ._sql import INFO, info_of, list_query, read_query, stored_of
+from ._watchdog import Watchdog
 
 __all__ = ["PostgresConversationStore"]
 
@@ -95,7 +97,10 @@ class PostgresConversationStore(StoreBase):
     """Conversations in PostgreSQL at ``dsn`` (``postgresql://user:password@host:port/db`` or
     ``"host=... dbname=..."``), in tables named ``{prefix}conversations``, ``{prefix}chunks`` and
     ``{prefix}receipts`` (created if missing). Needs psycopg 3: ``pip install 'convo[postgres]'``.
-    The password never appears in an error or repr."""
+    The password never appears in an error or repr. ``timeout`` (seconds) bounds every call: the
+    server ends a statement at ``timeout``, and a server that stops answering altogether (a stopped
+    process, a lost network) is cut off a moment later, so a call raises :class:`~convo.StoreError`
+    instead of hanging."""
 
     kind = "PostgreSQL conversation store"
 
@@ -118,8 +123,12 @@ class PostgresConversationStore(StoreBase):
         secret = params.pop("password", None)
         self._secret = None if secret is None else str(secret)
         self.dsn = conninfo.make_conninfo("", **{k: v for k, v in params.items() if v is not None})
+        number("timeout", timeout, positive=True, hint=" (seconds)")
         self._psycopg = psycopg
-        self._dsn, self._timeout = dsn, timeout
+        self._dsn, self._timeout = dsn, float(timeout)
+        # The server ends a statement at `timeout`; a server that does not answer at all is cut
+        # a moment later, so no call waits much past `timeout`.
+        self._watchdog = Watchdog(self._timeout + min(1.0, self._timeout / 10), "convo-postgres-watchdog")
         self._sql = {name: text.replace("{p}", prefix) for name, text in (("schema", _SCHEMA),)}
         self._sql["read"] = read_query(prefix, "%(id)s")
         counts = ("none", "one", "many")
@@ -149,7 +158,7 @@ class PostgresConversationStore(StoreBase):
         # A statement that outlasts the timeout fails instead of hanging. Every statement here looks
         # rows up by key, so each is prepared once and planned once (a generic plan), not per call.
         self._conn = self._psycopg.connect(
-            self._dsn, autocommit=True, connect_timeout=max(1, round(self._timeout)),
+            self._dsn, autocommit=True, connect_timeout=max(1, round(self._timeout)), fallback_application_name="convo",
             options=f"-c statement_timeout={round(self._timeout * 1000)} -c plan_cache_mode=force_generic_plan",
         )
         self._pid = os.getpid()
@@ -159,11 +168,22 @@ class PostgresConversationStore(StoreBase):
         with self._lock:
             if self._closed:
                 raise StoreError(f"the {self.kind} is closed; open a new one", store=f"{self.kind} at {self.dsn!r}")
+            cut = False
             try:
-                return fn(self._connection())
+                conn = self._connection()
+                self._watchdog.arm(conn.fileno())
+                try:
+                    return fn(conn)
+                finally:
+                    cut = self._watchdog.disarm()
             except self._psycopg.Error as exc:
-                text = str(exc)
-                problem = f"{type(exc).__name__}: {text.replace(self._secret, '***') if self._secret else text}"
+                if cut:  # the connection is dead: the next call opens a new one
+                    self._conn.close()
+                    problem = (f"no answer within {self._watchdog.after:g} s (timeout={self._timeout:g}), "
+                               "so the connection was closed")
+                else:
+                    text = str(exc)
+                    problem = f"{type(exc).__name__}: {text.replace(self._secret, '***') if self._secret else text}"
         raise StoreError(
             f"{self.kind} at {self.dsn!r} failed ({what}): {problem.strip()}; check that the server is up and the dsn is right",
             store=f"{self.kind} at {self.dsn!r}",
@@ -243,3 +263,4 @@ class PostgresConversationStore(StoreBase):
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
             self._conn, self._closed = None, True
+            self._watchdog.stop()

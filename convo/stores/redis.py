@@ -131,6 +131,7 @@ class RedisConversationStore(StoreBase):
             raise InvalidConfigError("RedisConversationStore needs the redis package: pip install 'convo[redis]'") from None
         if not isinstance(url, str):
             raise InvalidConfigError(f"url must be a str such as 'redis://localhost:6379/0', got {type(url).__name__}")
+        number("timeout", timeout, positive=True, hint=" (seconds)")
         if ttl is not None:
             number("ttl", ttl, positive=True, hint=" (seconds; None: never expire)")
         self.url = hide_password(url)

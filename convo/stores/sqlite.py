@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from .._exceptions import ConversationFileError, StoreError
+from .._numbers import number
 from .._sqlite import connect_wal, immediate
 from ._base import StoreBase
 from ._records import ConversationInfo, Stored, Write, check_path_config, conflict
@@ -57,6 +58,7 @@ class SQLiteConversationStore(StoreBase):
 
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout: float = 30.0) -> None:
         check_path_config(path)
+        number("busy_timeout", busy_timeout, positive=True, hint=" (seconds)")
         self.path = os.fspath(path)
         self._where = f"{self.kind} {self.path!r}"
         self._busy = busy_timeout
