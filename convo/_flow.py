@@ -8,6 +8,8 @@ clients share every decision and differ only in how they wait.
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Callable, Generator, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +30,7 @@ __all__ = [
     "Raw",
     "Relay",
     "Sleep",
+    "finishing",
 ]
 
 
@@ -153,3 +156,41 @@ class Done:
 
 
 Flow = Generator[Any, Any, Any]
+
+
+log = logging.getLogger("convo")
+
+
+def finishing(fn: Callable[..., Any], args: tuple[Any, ...] = (), *, io: bool = True, what: str) -> Flow:
+    """``yield Do(fn, args, io=io)`` for a step that must happen even when the caller leaves
+    there (a cancelled task, a timeout): closed at that step, the flow runs ``fn`` itself, unless
+    a driver's thread has started it already; then it finishes in that thread, and the caller is
+    not kept waiting for it. What fails after the caller left is logged (``what`` failed ...),
+    since nobody else would see it."""
+    started = left = False
+
+    @functools.wraps(fn)  # drivers and logs show fn's name
+    def run(*a: Any) -> Any:
+        nonlocal started
+        started = True
+        try:
+            return fn(*a)
+        except Exception as exc:
+            if left:
+                _left_failed(what, exc)
+            raise
+
+    try:
+        return (yield Do(run, args, io=io))
+    except GeneratorExit:
+        left = True
+        if not started:
+            try:
+                fn(*args)
+            except Exception as exc:  # noqa: BLE001 -- being closed: say so, and go on closing
+                _left_failed(what, exc)
+        raise
+
+
+def _left_failed(what: str, exc: Exception) -> None:
+    log.warning("convo: %s failed after its caller left (%s: %s)", what, type(exc).__name__, exc)

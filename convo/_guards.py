@@ -33,7 +33,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._context import CallContext
-from ._flow import Do, Emit, Flow, Sleep
+from ._flow import Do, Emit, Flow, Sleep, finishing
 from ._guard_base import CACHED_STOPS, ESTIMATE_MARGIN, CallState, Guard, Ticket, estimate
 from ._guard_spans import AttemptSpans, Tracing
 from .budget import Budget, Hold
@@ -237,7 +237,7 @@ class Spending(Guard):
     ) -> Flow:
         cost = ctx.cost(usage, ticket.model)
         if ticket.hold is not None and ticket.spend is not None and ticket.spend.io:
-            yield Do(self.charge, (ctx, ticket, cost), io=True)
+            yield from finishing(self.charge, (ctx, ticket, cost), what="settling a budget")  # answered: pay
         else:
             self.charge(ctx, ticket, cost)
 
@@ -279,24 +279,9 @@ class RateLimiting(Guard):
             return
         if ticket.reservation is not None:
             reservation, ticket.reservation = ticket.reservation, None
-            started: list[bool] = []
-
-            def settle() -> None:  # named as the limiter's method: what drivers and logs show
-                started.append(True)
-                limiter.settle(reservation, usage, headers)
-
             try:
-                yield Do(settle, (), io=limiter.io)
-            except GeneratorExit:
-                # The caller left (a timeout, a cancelled task) while the limiter was being corrected:
-                # the flow runs no further, so finish here (unless a driver's thread already runs
-                # it); the pipeline settles the guards after this one (the budget hold).
-                if not started:
-                    try:
-                        limiter.settle(reservation, usage, headers)
-                    except Exception as exc:  # noqa: BLE001 -- being cancelled: say so, go on
-                        log.warning("convo: the rate limiter failed settling a cancelled request (%s)", exc)
-                raise
+                yield from finishing(limiter.settle, (reservation, usage, headers), io=limiter.io,
+                                     what="correcting the rate limiter")
             except Exception as exc:  # noqa: BLE001 -- a custom store: the API answered, the reply must not be lost
                 log.warning("convo: the rate limiter failed settling a request (%s: %s)", type(exc).__name__, exc)
         if error is not None and getattr(error, "status_code", None) in (429, 529):

@@ -15,7 +15,7 @@ from collections.abc import Generator
 from typing import Any, Protocol
 
 from ._exceptions import InvalidConfigError
-from ._flow import Do
+from ._flow import finishing
 from ._talk import Talking
 
 __all__ = ["Journal", "Journaled"]
@@ -89,9 +89,5 @@ class Journaled(Talking):
         finally:
             self._held -= 1
         if self._journal is not None and not self._held:
-            try:
-                yield Do(self._changed, io=True)
-            except GeneratorExit:  # closed on its last step: the completed turn is still written
-                self._changed()
-                raise
+            yield from finishing(self._changed, what="writing the turn to the store")
         return result

@@ -178,3 +178,45 @@ def test_a_postgres_server_that_stops_answering_fails_within_the_timeout(postgre
     conv.add_user("after")
     assert len(store.open(conv.id).messages) == 3
     store.close()
+
+
+def test_a_cancelled_async_turn_leaves_at_once_and_its_write_goes_on_in_its_thread(own_redis, fresh, caplog):
+    """Cancelled while its store write hangs, an async turn raises CancelledError at once: the
+    event loop is not held up repeating the write the worker thread is already making. That write
+    fails after the timeout, says so in the log, and the handle keeps the turn for flush."""
+    import logging
+    import signal
+
+    store = convo.RedisConversationStore(own_redis.url, prefix=f"x{uuid.uuid4().hex[:6]}:", timeout=1.0)
+
+    async def run() -> tuple[float, list[str]]:
+        conv = await store.acreate(model=MODEL, client=quick_aclient(fresh))
+        await conv.asend("one")
+        own_redis.proc.send_signal(signal.SIGSTOP)
+        try:
+            task = asyncio.create_task(conv.asend("two"))
+            while len(fresh.requests) < 2:  # the reply is in; the write is what waits
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            started = time.monotonic()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            left_after = time.monotonic() - started
+            for _ in range(100):  # the thread's write times out after 1 s and logs it
+                if "writing the turn to the store failed after its caller left" in caplog.text:
+                    break
+                await asyncio.sleep(0.05)
+        finally:
+            own_redis.proc.send_signal(signal.SIGCONT)
+        await conv.aflush()
+        stored = await store.aopen(conv.id)
+        assert stored.to_dict() == conv.to_dict()
+        return left_after, [m.text for m in stored.messages if m.role == "user"]
+
+    with caplog.at_level(logging.WARNING, logger="convo"):
+        left_after, users = asyncio.run(run())
+    assert left_after < 0.5  # not the write's 1 s timeout (it was twice that: the write, done again)
+    assert "writing the turn to the store failed after its caller left" in caplog.text and "conv.flush()" in caplog.text
+    assert users == ["one", "two"]  # written once, by flush
+    store.close()
