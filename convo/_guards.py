@@ -38,7 +38,7 @@ from ._guard_base import CACHED_STOPS, ESTIMATE_MARGIN, CallState, Guard, Ticket
 from ._guard_spans import AttemptSpans, Tracing
 from .budget import Budget, Hold
 from .cache import CacheError, cache_key, from_entry, is_cacheable, to_entry
-from .ratelimit import RECHECK
+from .ratelimit import RECHECK, Reservation
 from .redact import restore_message
 from .tokens import calibration_of, total_input
 
@@ -212,9 +212,10 @@ class Spending(Guard):
             ctx.stats.charge(cost, ticket.user)
 
     def _settle_hold(self, ticket: Ticket, cost: float) -> None:
-        if ticket.hold is None or ticket.spend is None:
+        with self._lock:  # taken once, though a cancelled call's thread may race the pipeline for it
+            hold, ticket.hold = ticket.hold, None
+        if hold is None or ticket.spend is None:
             return
-        hold, ticket.hold = ticket.hold, None
         try:
             ticket.spend.settle(hold, cost)
         except Exception as exc:  # noqa: BLE001 -- any store failure: the reply must not be lost
@@ -228,7 +229,18 @@ class Spending(Guard):
     def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
         spend = ctx.spend
         if spend is not None and spend.io:  # a shared budget: a network call, off the event loop
-            yield Do(self.hold, (ctx, ticket), io=True)
+            left = False
+
+            def hold(ctx: CallContext, ticket: Ticket) -> None:  # named as the method: what drivers show
+                self.hold(ctx, ticket)
+                if left:  # the caller left while the thread took it (a cancelled task): give it back
+                    self._settle_hold(ticket, 0.0)
+
+            try:
+                yield Do(hold, (ctx, ticket), io=True)
+            except GeneratorExit:  # what the thread holds from now on, it gives back itself
+                left = True
+                raise
         else:
             self.hold(ctx, ticket)
 
@@ -261,7 +273,19 @@ class RateLimiting(Guard):
         if limiter is None:
             return
         request = ticket.request or {}
-        ticket.reservation = yield Do(limiter.reserve, (estimate(ctx, ticket), request.get("max_tokens", 0)), io=limiter.io)
+        left = False
+
+        def reserve(input_tokens: float, output_tokens: float) -> Reservation:  # named as the limiter's method
+            taken = limiter.reserve(input_tokens, output_tokens)
+            if left:  # the caller left while a thread reserved (a cancelled task): nothing will settle it
+                limiter.settle(taken, None, None)
+            return taken
+
+        try:
+            ticket.reservation = yield Do(reserve, (estimate(ctx, ticket), request.get("max_tokens", 0)), io=limiter.io)
+        except GeneratorExit:
+            left = True
+            raise
         wait = ticket.reservation.wait
         if wait > 0:
             limit_log.debug("waiting %.3fs for the rate limiter before sending to %s", wait, ticket.model)

@@ -6,13 +6,16 @@ the requests go to the simulator over HTTP."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 
 import convo
+from convo.ratelimit import RateLimiter
 from convo.sim import Faults
 from tests.helpers import MODEL, quick_aclient
 
@@ -87,3 +90,59 @@ def test_a_completed_turn_is_written_when_cancelled_before_its_write_starts(tmp_
     conv.add_user("and then")  # the handle and the store agree: the next write is no conflict
     assert len(store.open(conv.id).messages) == 3
     store.close()
+
+
+def test_a_hold_taken_after_its_call_was_cancelled_is_given_back(tmp_path, fresh):
+    """Cancelled while its worker thread waits for the budget file (another process's write
+    lock), the call leaves at once; the thread takes the hold when the lock goes, and gives it
+    back, rather than leaving it held until ``hold_ttl``."""
+    path = tmp_path / "budget.db"
+    budget = convo.Budget(1.0, store=convo.SQLiteStore(path), hold_ttl=600)
+    client = quick_aclient(fresh, budget=budget)
+    assert budget.left == pytest.approx(1.0)  # the file and its tables exist
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+
+    async def run() -> None:
+        task = asyncio.create_task(client.create(messages=[{"role": "user", "content": "hello"}], max_tokens=64))
+        await asyncio.sleep(0.3)  # the hold waits for the lock in its thread
+        started = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - started < 1  # the caller did not wait for the lock
+        other.execute("ROLLBACK")  # now the thread gets the file, takes the hold and gives it back
+
+    started = time.monotonic()
+    asyncio.run(run())  # returns once the loop's worker threads are done
+    assert time.monotonic() - started < 5  # well inside the store's 10 s timeout: the hold was taken
+    other.close()
+    assert budget.as_dict()["held"] == 0 and budget.left == pytest.approx(1.0)
+    assert fresh.requests == [] and budget.spent == 0  # nothing was sent or charged
+
+
+def test_a_rate_limit_reservation_taken_after_its_call_was_cancelled_is_given_back(tmp_path, fresh):
+    """The rate limiter's twin of the hold above: a reservation its thread takes after the
+    caller left returns the output tokens it reserved, so the next request does not wait for
+    them (here a whole minute: max_tokens is the minute's output limit)."""
+
+    path = tmp_path / "limits.db"
+    limits = convo.RateLimits(output_tpm=1000, store=convo.SQLiteStore(path))
+    client = quick_aclient(fresh, limits=limits)
+    probe = RateLimiter(convo.RateLimits(output_tpm=1000, store=convo.SQLiteStore(path)))
+    probe.settle(probe.reserve(0, 0), None, None)  # the file and its tables exist
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+
+    async def run() -> None:
+        task = asyncio.create_task(client.create(messages=[{"role": "user", "content": "hi"}], max_tokens=1000))
+        await asyncio.sleep(0.3)  # the reservation waits for the lock in its thread
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        other.execute("ROLLBACK")
+
+    asyncio.run(run())  # returns once the worker thread has reserved (and given back)
+    other.close()
+    assert fresh.requests == []
+    assert probe.reserve(0, 1000).wait < 5  # not ~60 s: the cancelled call's 1,000 tokens came back
