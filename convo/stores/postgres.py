@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -129,6 +130,7 @@ class PostgresConversationStore(StoreBase):
         # The server ends a statement at `timeout`; a server that does not answer at all is cut
         # a moment later, so no call waits much past `timeout`.
         self._watchdog = Watchdog(self._timeout + min(1.0, self._timeout / 10), "convo-postgres-watchdog")
+        weakref.finalize(self, self._watchdog.stop)  # a store dropped without close() ends its thread too
         self._sql = {name: text.replace("{p}", prefix) for name, text in (("schema", _SCHEMA),)}
         self._sql["read"] = read_query(prefix, "%(id)s")
         counts = ("none", "one", "many")
