@@ -20,6 +20,8 @@ import time
 
 __all__ = ["Watchdog"]
 
+_STARTING = threading.Lock()  # one thread per watchdog and process, however many threads arm it first
+
 
 class Watchdog:
     """Cuts the socket of a call that outlasts ``after`` seconds. ``arm(fd)`` before the call,
@@ -38,14 +40,22 @@ class Watchdog:
         self._pid = 0
 
     def arm(self, fd: int) -> None:
+        if self._pid != os.getpid():  # no thread yet, or the parent's (threads do not fork)
+            self._start()
         with self._cond:
-            if self._pid != os.getpid():  # no thread yet, or the parent's (threads do not fork)
-                self._pid, self._idle, self._stopped = os.getpid(), False, False
-                self._thread = threading.Thread(target=self._watch, name=self._name, daemon=True)
-                self._thread.start()
             self._fd, self._deadline, self._cut = fd, time.monotonic() + self.after, False
             if self._idle:
                 self._cond.notify()
+
+    def _start(self) -> None:
+        with _STARTING:
+            if self._pid == os.getpid():
+                return
+            self._cond = threading.Condition(threading.Lock())  # after a fork the parent's copy may be held
+            self._fd, self._idle, self._stopped = -1, False, False
+            self._thread = threading.Thread(target=self._watch, name=self._name, daemon=True)
+            self._thread.start()
+            self._pid = os.getpid()
 
     def disarm(self) -> bool:
         """End the watch; True if the call was cut (its connection is then unusable)."""
@@ -54,6 +64,9 @@ class Watchdog:
             return self._cut
 
     def stop(self) -> None:
+        if self._pid != os.getpid():  # no thread of this process to stop
+            self._stopped = True
+            return
         with self._cond:
             self._stopped, self._fd = True, -1
             self._cond.notify()
