@@ -12,6 +12,7 @@ The shared ledgers are in :mod:`convo._budget_redis` and :mod:`convo._budget_sql
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import defaultdict
@@ -69,11 +70,11 @@ class Period:
     def __init__(self, spec: str | float | None) -> None:
         if spec is None or spec in ("day", "month"):
             self.kind, self.length = ("all" if spec is None else str(spec)), 0.0
-        elif isinstance(spec, (int, float)) and not isinstance(spec, bool) and spec > 0:
+        elif isinstance(spec, (int, float)) and not isinstance(spec, bool) and 0 < spec < math.inf:
             self.kind, self.length = "seconds", float(spec)
         else:
             raise InvalidConfigError(
-                f"period must be None, 'day', 'month' or a positive number of seconds, got {spec!r}"
+                f"period must be None, 'day', 'month' or a positive finite number of seconds, got {spec!r}"
             )
         self.spec = spec
 

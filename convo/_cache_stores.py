@@ -19,6 +19,7 @@ from typing import Any
 
 from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError
 from ._files import make_private
+from ._numbers import number
 from ._redis_url import hide_password, scrub, secrets_in
 from ._sqlite import connect_wal
 
@@ -281,6 +282,7 @@ class RedisCache(_Closing):
     """
 
     def __init__(self, url: str, ttl: float | None = None, prefix: str = "convo:", *, timeout: float = 5.0) -> None:
+        number("RedisCache(timeout=...)", timeout, positive=True, hint=" (seconds)")
         self.url = hide_password(url)
         self.ttl = _check_ttl(ttl)
         self.prefix = prefix

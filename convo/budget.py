@@ -75,6 +75,9 @@ class Budget:
                 raise InvalidConfigError(f"alerts are fractions of the budget in (0, 1], got {alerts}")
         if per_user_usd is not None:
             number("per_user_usd", per_user_usd, positive=True, hint=" (a positive amount in USD, or None)")
+        number("hold_ttl", hold_ttl, positive=True, hint=" (seconds a hold outlives a process that died)")
+        if not callable(clock):
+            raise InvalidConfigError(f"clock must be a callable returning Unix seconds (like time.time), got {clock!r}")
         if on_alert is not None and not callable(on_alert):
             raise InvalidConfigError(f"on_alert must be callable (fraction, spent, usd), got {type(on_alert).__name__}")
         self.usd = float(usd)

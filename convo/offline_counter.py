@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._calibration import Calibration
-from ._exceptions import InvalidConfigError
 from ._images import MAX_IMAGE_TOKENS, image_size, image_tokens
+from ._numbers import number
 from .messages import (
     Block,
     DocumentBlock,
@@ -107,8 +107,8 @@ class OfflineCounter:
         cjk_factor: float = CJK_FACTOR,
         calibration: Calibration | None = None,
     ) -> None:
-        if text_factor <= 0:
-            raise InvalidConfigError(f"text_factor must be positive, got {text_factor}")
+        number("text_factor", text_factor, positive=True, hint=" (tokens per tokenizer token)")
+        number("cjk_factor", cjk_factor, hint=" (tokens added per CJK character; may be negative)")
         self.text_factor = text_factor
         self.cjk_factor = cjk_factor
         self.calibration = calibration if calibration is not None else Calibration()

@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._calibration import Calibration, calibration_of, total_input
 from ._exceptions import InvalidConfigError, InvalidInputError, TokenCountError
+from ._numbers import number
 from .messages import Message, TextBlock, to_message, to_system
 
 # CJK and encoding are imported from here by the benches and tests.
@@ -98,6 +99,7 @@ class CachedCounter:
     """
 
     def __init__(self, inner: TokenCounter | None = None, *, max_entries: int = 100_000) -> None:
+        number("max_entries", max_entries, integer=True, minimum=1, hint=" (counts kept in the LRU)")
         self.inner: TokenCounter = inner if inner is not None else OfflineCounter()
         self.max_entries = max_entries
         self._by_id: dict[int, tuple[Message, int]] = {}  # recent messages, by identity

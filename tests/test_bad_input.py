@@ -325,3 +325,28 @@ def test_an_unreachable_redis_store_is_a_typed_error():
 def test_bad_cache_settings():
     refuses(lambda: MemoryCache(max_items=0), convo.InvalidConfigError, "max_items")
     refuses(lambda: MemoryCache(ttl=-1), convo.InvalidConfigError, "ttl")
+
+
+_NOT_FINITE = [float("nan"), float("inf"), True, "3"]
+_SETTINGS = {  # setting: (its name in the error, make it, the values it refuses)
+    "Budget(hold_ttl=)": ("hold_ttl", lambda v: convo.Budget(1.0, hold_ttl=v), [*_NOT_FINITE, -1, 0]),
+    "Budget(period=)": ("period", lambda v: convo.Budget(1.0, period=v), [*_NOT_FINITE, -1, 0]),
+    "CachedCounter(max_entries=)": ("max_entries", lambda v: convo.CachedCounter(max_entries=v), [*_NOT_FINITE, 0, 2.5]),
+    "OfflineCounter(text_factor=)": ("text_factor", lambda v: convo.OfflineCounter(text_factor=v), [*_NOT_FINITE, 0]),
+    # a correction per CJK character: negative is allowed (the default is)
+    "OfflineCounter(cjk_factor=)": ("cjk_factor", lambda v: convo.OfflineCounter(cjk_factor=v), _NOT_FINITE),
+    "RedisCache(timeout=)": ("timeout", lambda v: convo.RedisCache("redis://127.0.0.1:1/0", timeout=v), [*_NOT_FINITE, 0]),
+}
+
+
+@pytest.mark.parametrize(("setting", "bad"), [(k, v) for k, (_, _, bads) in _SETTINGS.items() for v in bads])
+def test_numeric_settings_refuse_what_is_not_a_number_in_range_by_name(setting, bad):
+    """Each setting names itself; none takes NaN, infinity, a bool, a string or a value out of range."""
+    name, make, _ = _SETTINGS[setting]
+    with pytest.raises(convo.InvalidConfigError, match=name):
+        make(bad)
+
+
+def test_a_budget_clock_must_be_callable():
+    with pytest.raises(convo.InvalidConfigError, match="clock must be a callable"):
+        convo.Budget(1.0, clock=12.0)
