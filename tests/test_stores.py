@@ -276,8 +276,14 @@ def test_list_pages_newest_first_per_user(store):
     assert [c.id for c in rest] == ids["ada"][::-1][2:]
     assert [c.metadata["n"] for c in rest] == [2, 1, 0]
     assert len(store.list()) == 11 and len(store.list(limit=3)) == 3
-    with pytest.raises(InvalidInputError):
-        store.list(limit=0)
+    for bad in (0, -1, True, 2.0, 10_001, 10**30):  # 10**30 reached the database (OverflowError)
+        with pytest.raises(InvalidInputError, match="limit must be an int from 1 to 10,000"):
+            store.list(limit=bad)
+    assert len(store.list(limit=10_000)) == 11
+    for bad in (0, "", [], False):  # falsy, but not a JSON object: refused, nothing created
+        with pytest.raises(InvalidInputError, match="metadata must be a JSON object"):
+            store.create(model=MODEL, metadata=bad)
+    assert len(store.list()) == 11
 
 
 def test_delete_user_removes_every_conversation_and_receipt_of_that_user(store, fresh):

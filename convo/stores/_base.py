@@ -211,7 +211,7 @@ class StoreBase:
         returned by :meth:`info` and :meth:`list`.
         """
         user = check_user(user)
-        meta_json = _metadata_json(metadata or {})
+        meta_json = _metadata_json({} if metadata is None else metadata)
         conv = Conversation(
             system, model=model, budget=budget, strategy=strategy, max_tokens=max_tokens, counter=counter,
             client=client, redactor=redactor, prompt_cache=prompt_cache, tools=tools, max_steps=max_steps,
@@ -279,8 +279,8 @@ class StoreBase:
         return stored.info
 
     def list(self, *, user: str | None = None, limit: int = 100, after: str | None = None) -> list[ConversationInfo]:
-        """Conversations newest first (all, or ``user``'s), at most ``limit``; for the next page
-        pass the last one's id as ``after``."""
+        """Conversations newest first (all, or ``user``'s), at most ``limit`` (1 to 10,000); for
+        the next page pass the last one's id as ``after``."""
         return self._list(check_user(user), check_limit(limit), None if after is None else check_id(after))
 
     def set_metadata(self, id: str, metadata: Mapping[str, Any]) -> ConversationInfo:

@@ -145,9 +145,15 @@ def check_user(user: Any, *, required: bool = False) -> str | None:
     return user
 
 
+#: The most conversations one page of ``store.list`` returns; page on with ``after=``.
+MAX_PAGE = 10_000
+
+
 def check_limit(limit: Any) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise InvalidInputError(f"limit must be a positive int, got {limit!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidInputError(
+            f"limit must be an int from 1 to {MAX_PAGE:,}, got {limit!r}; for more, page on with after=<the last id>"
+        )
     return limit
 
 
