@@ -4,6 +4,10 @@ An operation (a retried call, a resumable stream, a batch, a map-reduce) is a ge
 *yields effects* — "call the API", "open a stream", "sleep" — and receives their results. The
 two drivers in ``_drivers`` carry them out with the sync or the async SDK, so the sync and async
 clients share every decision and differ only in how they wait.
+
+Two small flows wrap a step for the moment a caller leaves (a cancelled task, a timeout), when a
+driver's thread may still be running it: :func:`finishing` (a step that must happen, once) and
+:func:`taking` (a step whose take the rest of the flow would have given back).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ __all__ = [
     "Relay",
     "Sleep",
     "finishing",
+    "taking",
 ]
 
 
@@ -189,6 +194,27 @@ def finishing(fn: Callable[..., Any], args: tuple[Any, ...] = (), *, io: bool = 
                 fn(*args)
             except Exception as exc:  # noqa: BLE001 -- being closed: say so, and go on closing
                 _left_failed(what, exc)
+        raise
+
+
+def taking(fn: Callable[..., Any], args: tuple[Any, ...], give_back: Callable[[Any], Any], *, io: bool = True) -> Flow:
+    """``yield Do(fn, args, io=io)`` for a step that takes what only the rest of the flow gives
+    back (a budget hold, a rate-limit reservation): if the caller leaves while a driver's thread
+    is taking it, the flow will not run again, so the thread gives it back (``give_back(what
+    fn returned)``) as soon as it has it."""
+    left = False
+
+    @functools.wraps(fn)
+    def run(*a: Any) -> Any:
+        taken = fn(*a)
+        if left:
+            give_back(taken)
+        return taken
+
+    try:
+        return (yield Do(run, args, io=io))
+    except GeneratorExit:
+        left = True
         raise
 
 

@@ -33,12 +33,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ._context import CallContext
-from ._flow import Do, Emit, Flow, Sleep, finishing
+from ._flow import Do, Emit, Flow, Sleep, finishing, taking
 from ._guard_base import CACHED_STOPS, ESTIMATE_MARGIN, CallState, Guard, Ticket, estimate
 from ._guard_spans import AttemptSpans, Tracing
 from .budget import Budget, Hold
 from .cache import CacheError, cache_key, from_entry, is_cacheable, to_entry
-from .ratelimit import RECHECK, Reservation
+from .ratelimit import RECHECK
 from .redact import restore_message
 from .tokens import calibration_of, total_input
 
@@ -229,18 +229,7 @@ class Spending(Guard):
     def admit(self, ctx: CallContext, call: CallState, ticket: Ticket) -> Flow:
         spend = ctx.spend
         if spend is not None and spend.io:  # a shared budget: a network call, off the event loop
-            left = False
-
-            def hold(ctx: CallContext, ticket: Ticket) -> None:  # named as the method: what drivers show
-                self.hold(ctx, ticket)
-                if left:  # the caller left while the thread took it (a cancelled task): give it back
-                    self._settle_hold(ticket, 0.0)
-
-            try:
-                yield Do(hold, (ctx, ticket), io=True)
-            except GeneratorExit:  # what the thread holds from now on, it gives back itself
-                left = True
-                raise
+            yield from taking(self.hold, (ctx, ticket), lambda _: self._settle_hold(ticket, 0.0))
         else:
             self.hold(ctx, ticket)
 
@@ -273,19 +262,10 @@ class RateLimiting(Guard):
         if limiter is None:
             return
         request = ticket.request or {}
-        left = False
-
-        def reserve(input_tokens: float, output_tokens: float) -> Reservation:  # named as the limiter's method
-            taken = limiter.reserve(input_tokens, output_tokens)
-            if left:  # the caller left while a thread reserved (a cancelled task): nothing will settle it
-                limiter.settle(taken, None, None)
-            return taken
-
-        try:
-            ticket.reservation = yield Do(reserve, (estimate(ctx, ticket), request.get("max_tokens", 0)), io=limiter.io)
-        except GeneratorExit:
-            left = True
-            raise
+        ticket.reservation = yield from taking(
+            limiter.reserve, (estimate(ctx, ticket), request.get("max_tokens", 0)),
+            lambda taken: limiter.settle(taken, None, None), io=limiter.io,
+        )
         wait = ticket.reservation.wait
         if wait > 0:
             limit_log.debug("waiting %.3fs for the rate limiter before sending to %s", wait, ticket.model)
