@@ -178,9 +178,10 @@ class PostgresConversationStore(StoreBase):
                     return fn(conn)
                 finally:
                     cut = self._watchdog.disarm()
+                    if cut:  # its socket is shut (even if the answer came just in time): the next call reconnects
+                        conn.close()
             except self._psycopg.Error as exc:
-                if cut:  # the connection is dead: the next call opens a new one
-                    self._conn.close()
+                if cut:
                     problem = (f"no answer within {self._watchdog.after:g} s (timeout={self._timeout:g}), "
                                "so the connection was closed")
                 else:
