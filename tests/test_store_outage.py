@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 import convo
-from convo import ConversationFileError, InvalidConfigError, StoreError
+from convo import ConflictError, ConversationFileError, InvalidConfigError, StoreError
 from tests.helpers import MODEL, RedisServer, quick_aclient, quick_client
 
 
@@ -220,3 +220,58 @@ def test_a_cancelled_async_turn_leaves_at_once_and_its_write_goes_on_in_its_thre
     assert "writing the turn to the store failed after its caller left" in caplog.text and "conv.flush()" in caplog.text
     assert users == ["one", "two"]  # written once, by flush
     store.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+def test_a_write_the_server_applied_after_its_timeout_is_not_written_again_after_others_wrote(
+    kind, request, tmp_path
+):
+    """Handle A's write times out, the server applies it once it runs again, and handle B writes
+    after it: A's flush still recognises its write (the store keeps the tokens of the last writes,
+    not only the last one's), so A never stores the turn twice; A's next write is a conflict whose
+    unsaved part is only what came after."""
+    import os
+    import signal
+
+    prefix = f"d{uuid.uuid4().hex[:6]}"
+    if kind == "redis":
+        server = RedisServer(str(tmp_path), persist=True)
+        server.start()
+        request.addfinalizer(server.stop)
+        store_a = convo.RedisConversationStore(server.url, prefix=prefix + ":", timeout=0.5)
+        store_b = convo.RedisConversationStore(server.url, prefix=prefix + ":", timeout=0.5)
+        pid = server.proc.pid
+    else:
+        psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+        dsn = request.getfixturevalue("postgres_dsn")
+        store_a = convo.PostgresConversationStore(f"{dsn}?application_name={prefix}", prefix=prefix + "_", timeout=0.5)
+        store_b = convo.PostgresConversationStore(dsn, prefix=prefix + "_", timeout=0.5)
+        store_a.list()
+        with psycopg.connect(dsn, autocommit=True) as other:
+            (pid,) = other.execute("SELECT pid FROM pg_stat_activity WHERE application_name = %s", (prefix,)).fetchone()
+    a = store_a.create(model=MODEL)
+    a.add_user("q")  # a first append: Redis has its script from now on
+    b = store_b.open(a.id)
+    os.kill(pid, signal.SIGSTOP)  # A's server (Redis) or backend (PostgreSQL) takes the write but does not answer
+    try:
+        with pytest.raises(StoreError):
+            a.add_assistant("a")
+    finally:
+        os.kill(pid, signal.SIGCONT)  # ... and applies it now
+    for _ in range(100):
+        if len(store_b.open(a.id).messages) == 2:
+            break
+        time.sleep(0.05)
+    assert [m.text for m in store_b.open(a.id).messages] == ["q", "a"]
+    b.reload()
+    b.add_user("b")  # another write after A's: the last token is B's now
+    a.flush()  # A's write is found among the recent ones: nothing is sent again, no conflict
+    assert [m.text for m in store_b.open(a.id).messages] == ["q", "a", "b"]
+    with pytest.raises(ConflictError) as info:
+        a.add_assistant("c")  # A has not seen B's write
+    assert [m.text for m in info.value.unsaved] == ["c"]
+    a.reload()
+    a.extend(info.value.unsaved)
+    assert [m.text for m in store_b.open(a.id).messages] == ["q", "a", "b", "c"]
+    store_a.close()
+    store_b.close()

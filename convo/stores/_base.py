@@ -159,8 +159,9 @@ class StoreBase:
         raise NotImplementedError
 
     def _last_write(self, id: str) -> tuple[int, str] | None:
-        """The stored version and the token of the write that made it, for a backend where a
-        write can fail after the server applied it (a timeout); None where it cannot."""
+        """The stored version and the tokens of the last writes (newest first, comma-joined; see
+        :data:`RECENT_CHARS`), for a backend where a write can fail after the server applied it (a
+        timeout); None where it cannot."""
         return None
 
     def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:

@@ -133,7 +133,9 @@ class Journal:
         token, version, state = self._doubt
         last = self.store._last_write(self.id)  # a StoreError here leaves the doubt for next time
         self._doubt = None
-        if last == (version + 1, token):
+        # Applied, even if other handles have written since: then the next write is a conflict
+        # (whose unsaved part is only what came after this one), never this write twice.
+        if last is not None and last[0] > version and token in last[1].split(","):
             self._wrote(version + 1, state)
 
     def reload(self, conv: Conversation) -> None:

@@ -26,9 +26,14 @@ from .._exceptions import ConflictError, ConversationFileError, InvalidConfigErr
 from ..conversation import Conversation
 from ..tokens import CachedCounter, OfflineCounter
 
-__all__ = ["CHUNK", "ConversationInfo", "Stored", "Write", "chunk_sizes", "chunk_starts", "chunked", "conflict", "counter_key", "head_of", "new_id"]
+__all__ = ["CHUNK", "RECENT_CHARS", "ConversationInfo", "Stored", "Write", "chunk_sizes", "chunk_starts", "chunked", "conflict", "counter_key", "head_of", "new_id"]
 
 _HEAD_OMITS = ("messages", "pinned", "summary")
+
+#: A conversation keeps the tokens of its last 32 writes, newest first, joined by commas (this
+#: many characters: each token is 16 hex digits), so a handle whose write timed out can tell
+#: whether the store applied it even after other handles have written since.
+RECENT_CHARS = 32 * 17 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +69,7 @@ class Write:
     receipts: list[str]
     head: str | None  # a new header, when model/budget/strategy changed; else None
     updated: float = field(default_factory=time.time)
-    token: str = field(default_factory=lambda: secrets.token_hex(8))  # names this write (see Journal)
+    token: str = field(default_factory=lambda: secrets.token_hex(8))  # 16 hex digits: names this write (see Journal)
 
     @property
     def cut(self) -> bool:

@@ -18,7 +18,7 @@ from typing import Any
 from .._exceptions import InvalidConfigError, StoreError
 from .._numbers import number
 from ._base import StoreBase
-from ._records import ConversationInfo, Stored, Write, conflict
+from ._records import RECENT_CHARS, ConversationInfo, Stored, Write, conflict
 from ._sql import INFO, info_of, list_query, read_query, stored_of
 from ._watchdog import Watchdog
 
@@ -50,7 +50,8 @@ CREATE TABLE IF NOT EXISTS {p}receipts (
 _UPDATE = """
 WITH up AS (
     UPDATE {p}conversations SET version = version + 1, updated = %(updated)s, length = %(length)s,
-        pins = %(pins)s, summary = %(summary)s, head = coalesce(%(head)s, head), last_write = %(token)s
+        pins = %(pins)s, summary = %(summary)s, head = coalesce(%(head)s, head),
+        last_write = left(%(token)s || ',' || coalesce(last_write, ''), {recent})
     WHERE id = %(id)s AND version = %(version)s RETURNING version
 )"""
 _CUT = """, cut AS (
@@ -135,7 +136,7 @@ class PostgresConversationStore(StoreBase):
         self._sql["read"] = read_query(prefix, "%(id)s")
         counts = ("none", "one", "many")
         self._appends = {
-            (cut, chunks, recs): _append_sql(cut, chunks, recs).replace("{p}", prefix)
+            (cut, chunks, recs): _append_sql(cut, chunks, recs).replace("{p}", prefix).replace("{recent}", str(RECENT_CHARS))
             for cut in (False, True) for chunks in counts for recs in counts
         }
         self._prefix = prefix

@@ -18,7 +18,7 @@ from .._exceptions import InvalidConfigError, StoreError
 from .._numbers import number
 from .._redis_url import hide_password, scrub, secrets_in
 from ._base import StoreBase
-from ._records import ConversationInfo, Stored, Write, conflict, when
+from ._records import RECENT_CHARS, ConversationInfo, Stored, Write, conflict, when
 
 __all__ = ["RedisConversationStore"]
 
@@ -26,7 +26,7 @@ _FIELDS = ("owner", "metadata", "created", "updated", "length", "version")
 
 # KEYS: hash, chunks, receipts, chunks' token counts. ARGV: version, chunks kept, chunks stored,
 # updated, pins, summary ('' = none), head ('' = unchanged), receipt_start, chunk count n, the
-# write's token, the length after it, the time to live in ms (0: none), then n chunks, n counts,
+# write's token (kept in 'last' with the tokens of the writes before it), the length after it, the time to live in ms (0: none), then n chunks, n counts,
 # and the receipts.
 _APPEND = """
 local v = redis.call('HGET', KEYS[1], 'version')
@@ -60,13 +60,15 @@ if #ARGV > 12 + 2 * n then
   end
   push(KEYS[3], 13 + 2 * n, #ARGV)
 end
-redis.call('HSET', KEYS[1], 'version', v + 1, 'updated', ARGV[4], 'length', ARGV[11], 'pins', ARGV[5], 'last', ARGV[10])
+local recent = redis.call('HGET', KEYS[1], 'last')
+recent = (recent and recent ~= '') and string.sub(ARGV[10] .. ',' .. recent, 1, RECENT_CHARS) or ARGV[10]
+redis.call('HSET', KEYS[1], 'version', v + 1, 'updated', ARGV[4], 'length', ARGV[11], 'pins', ARGV[5], 'last', recent)
 if ARGV[6] == '' then redis.call('HDEL', KEYS[1], 'summary') else redis.call('HSET', KEYS[1], 'summary', ARGV[6]) end
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'head', ARGV[7]) end
 local ttl = tonumber(ARGV[12])
 if ttl > 0 then for i = 1, 4 do redis.call('PEXPIRE', KEYS[i], ttl) end end
 return {0, v + 1}
-"""
+""".replace("RECENT_CHARS", str(RECENT_CHARS))
 
 # KEYS: hash, chunks, receipts, token counts. ARGV: metadata, updated, time to live in ms (0: none).
 # Only an existing conversation (HSET would create a stub).
