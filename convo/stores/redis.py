@@ -26,8 +26,8 @@ _FIELDS = ("owner", "metadata", "created", "updated", "length", "version")
 
 # KEYS: hash, chunks, receipts, chunks' token counts. ARGV: version, chunks kept, chunks stored,
 # updated, pins, summary ('' = none), head ('' = unchanged), receipt_start, chunk count n, the
-# write's token (kept in 'last' with the tokens of the writes before it), the length after it, the time to live in ms (0: none), then n chunks, n counts,
-# and the receipts.
+# write's token (kept in 'last' before the tokens of the writes before it), the length after it,
+# the time to live in ms (0: none), then n chunks, n counts, and the receipts.
 _APPEND = """
 local v = redis.call('HGET', KEYS[1], 'version')
 if not v then return {2, 0} end
