@@ -41,14 +41,16 @@ class SQLiteLedger(SharedLedger):
         return f"SQLiteLedger({self.store!r}, name={self.name!r})"
 
     @contextmanager
-    def _books(self, what: str) -> Iterator[tuple[sqlite3.Connection, str, float | None, float]]:
+    def _books(self, what: str, write: bool = True) -> Iterator[tuple[sqlite3.Connection, str, float | None, float]]:
         """One transaction on the books: the connection, the current period, its end, and now;
-        expired holds are given back first."""
+        expired holds are given back first. ``write=False``: a snapshot that takes no lock (a
+        reader leaves expired holds in place and does not count them)."""
         try:
-            with self.store.transaction(what) as conn:
+            with self.store.transaction(what, write=write) as conn:
                 now = self.store.clock()
                 pid, ends = self.period.at(now)
-                conn.execute("DELETE FROM convo_budget_holds WHERE budget = ? AND deadline < ?", (self.name, now))
+                if write:
+                    conn.execute("DELETE FROM convo_budget_holds WHERE budget = ? AND deadline < ?", (self.name, now))
                 yield conn, pid, ends, now
         except RateLimitStoreError as exc:  # the store's error, said as the budget's
             raise BudgetStoreError(
@@ -67,9 +69,12 @@ class SQLiteLedger(SharedLedger):
             "DO UPDATE SET value = value + excluded.value", (self.name, pid, field, amount),
         )
 
-    def _held(self, conn: sqlite3.Connection, pid: str, user: str | None = None) -> float:
+    def _held(self, conn: sqlite3.Connection, pid: str, user: str | None = None, now: float | None = None) -> float:
+        """USD held in ``pid`` (by ``user``); with ``now``, only the holds not expired by then."""
         sql = "SELECT coalesce(sum(usd), 0) FROM convo_budget_holds WHERE budget = ? AND period = ?"
         args: tuple[Any, ...] = (self.name, pid)
+        if now is not None:
+            sql, args = sql + " AND deadline >= ?", (*args, now)
         if user is not None:
             sql, args = sql + " AND user = ?", (*args, user)
         return float(conn.execute(sql, args).fetchone()[0])
@@ -115,10 +120,10 @@ class SQLiteLedger(SharedLedger):
 
     def snapshot(self) -> dict[str, Any]:
         self._flush()
-        with self._books("read") as (conn, pid, ends, _now):
+        with self._books("read", write=False) as (conn, pid, ends, now):  # no lock: a dashboard waits for no writer
             rows = conn.execute("SELECT field, value FROM convo_budget_books WHERE budget = ? AND period = ?",
                                 (self.name, pid)).fetchall()
-            held = self._held(conn, pid)
+            held = self._held(conn, pid, now=now)
         fields = dict(rows)
         return {
             "spent": float(fields.get("spent", 0.0)),

@@ -115,6 +115,32 @@ def test_a_queued_request_rechecks_without_waiting_for_a_writer(tmp_path):
     assert store.recheck("s", demands, marks) == pytest.approx(wait, abs=0.5)
 
 
+def test_reading_a_budget_takes_no_lock_and_leaves_out_expired_holds(tmp_path):
+    """``spent``, ``left`` and ``as_dict()`` (a dashboard, a metrics exporter) read a snapshot: they
+    answer while another process holds the write lock, and count no hold past its deadline, even
+    one no writer has cleared yet."""
+    now = [1_000_000.0]
+    path = tmp_path / "shared.db"
+    budget = Budget(1.0, store=SQLiteStore(path, timeout=0.3, clock=lambda: now[0]), hold_ttl=10)
+    budget.settle(budget.reserve(0.3), 0.2)
+    budget.reserve(0.5)  # held by a request that never comes back
+    assert budget.left == pytest.approx(0.3)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing (not yet committed)
+    holder.execute("UPDATE convo_budget_books SET value = 0.9")
+    try:
+        assert budget.spent == pytest.approx(0.2) and budget.left == pytest.approx(0.3)  # the committed state
+        now[0] += 11  # the hold's deadline passes; no writer has run since
+        snap = budget.as_dict()
+        assert snap["held"] == 0 and snap["spent"] == pytest.approx(0.2) and snap["left"] == pytest.approx(0.8)
+        with pytest.raises(BudgetStoreError, match="shared.db"):
+            budget.reserve(0.1)  # a write still waits its turn, then fails closed
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert budget.reserve(0.8) is not None  # the next writer gives the expired hold back for good
+
+
 def test_spend_settled_while_the_file_is_locked_is_written_with_the_next_call(tmp_path):
     path = tmp_path / "shared.db"
     budget = Budget(1.0, store=SQLiteStore(path, timeout=0.2))
