@@ -103,8 +103,8 @@ class Journal:
             receipts=[r.model_dump_json() for r in receipts[self._receipts :]],
             head=head_of(conv) if head_key != self._head else None,
         )
-        starts = self._starts[:kept_chunks] + write.starts()
-        state = (start, list(messages[start:]), starts, pins, summary, len(receipts), head_key)
+        # What the store holds once this is written, as changes (O(new), whatever the history).
+        state = (start, list(messages[start:]), kept_chunks, write.starts(), pins, summary, len(receipts), head_key)
         try:
             version = self.store._append(self.id, write)
         except ConflictError as exc:
@@ -119,11 +119,12 @@ class Journal:
         self._wrote(version, state)
 
     def _wrote(self, version: int, state: tuple[Any, ...]) -> None:
-        keep, new, starts, pins, summary, receipts, head_key = state
+        keep, new, kept_chunks, new_starts, pins, summary, receipts, head_key = state
         self.version = version
         del self._saved[keep:]
         self._saved.extend(new)
-        self._starts = starts
+        del self._starts[kept_chunks:]
+        self._starts.extend(new_starts)
         self._pins, self._summary, self._receipts, self._head = pins, summary, receipts, head_key
 
     def _settle_doubt(self) -> None:
