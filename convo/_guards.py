@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -96,10 +97,34 @@ class Redacting(Guard):
         return self.restore(value, call.mapping)
 
 
+#: Seconds a cache that failed is left alone: a hung server costs one timeout, not two per call.
+CACHE_PAUSE = 5.0
+
+
 class Caching(Guard):
     """Answers a repeated deterministic request from the cache; stores replies as the server
     wrote them (placeholders, never restored values). A failing cache is skipped with a warning:
-    it only saves calls."""
+    it only saves calls. After a failure it is left alone for :data:`CACHE_PAUSE` seconds (on the
+    client's clock), so a cache server that hangs does not add its timeout to every call."""
+
+    def __init__(self) -> None:
+        self._paused: weakref.WeakKeyDictionary[Any, float] = weakref.WeakKeyDictionary()  # cache: until when
+        self._lock = threading.Lock()
+
+    def _usable(self, ctx: CallContext, cache: Any) -> bool:
+        with self._lock:
+            until = self._paused.get(cache) if _weakable(cache) else None
+            if until is None:
+                return True
+            if ctx.clock() < until:
+                return False
+            del self._paused[cache]  # try it again
+            return True
+
+    def _failed(self, ctx: CallContext, cache: Any) -> None:
+        if _weakable(cache):
+            with self._lock:
+                self._paused[cache] = ctx.clock() + CACHE_PAUSE
 
     def key(self, ctx: CallContext, request: dict[str, Any], user: str | None) -> str | None:
         """The cache key of a (redacted) request, or None when it must not be cached."""
@@ -110,13 +135,14 @@ class Caching(Guard):
     def lookup(self, ctx: CallContext, key: str | None) -> Flow:
         """The cached reply for ``key``, or None."""
         cache = ctx.cache
-        if key is None or cache is None:
+        if key is None or cache is None or not self._usable(ctx, cache):
             return None
         try:
             entry = yield Do(cache.get, (key,), io=True)
             message = from_entry(entry) if entry is not None else None
         except CacheError as exc:
-            log.warning("response cache unavailable, skipping it: %s", exc)
+            self._failed(ctx, cache)
+            log.warning("response cache unavailable, skipping it for %g s: %s", CACHE_PAUSE, exc)
             return None
         except Exception as exc:  # noqa: BLE001 -- a custom cache's bug, a bad entry: the call goes on without it
             log.warning("response cache failed, skipping it (%s: %s)", type(exc).__name__, exc)
@@ -130,10 +156,13 @@ class Caching(Guard):
         cache = ctx.cache
         if key is None or cache is None or getattr(message, "stop_reason", None) not in CACHED_STOPS:
             return
+        if not self._usable(ctx, cache):
+            return
         try:
             yield Do(cache.set, (key, to_entry(message), ctx.cache_ttl), io=True)
         except CacheError as exc:
-            log.warning("response cache unavailable, not storing: %s", exc)
+            self._failed(ctx, cache)
+            log.warning("response cache unavailable, not storing (skipping it for %g s): %s", CACHE_PAUSE, exc)
         except Exception as exc:  # noqa: BLE001 -- the reply is paid for: a cache that fails must not lose it
             log.warning("response cache failed, not storing (%s: %s)", type(exc).__name__, exc)
 
@@ -337,6 +366,10 @@ class Accounting(Guard):
 
 TRACING = Tracing("chat")
 COUNT_TRACING = Tracing("count_tokens")
+def _weakable(cache: Any) -> bool:
+    return hasattr(type(cache), "__weakref__")
+
+
 ATTEMPTS = AttemptSpans()
 REDACTION = Redacting()
 CACHE = Caching()

@@ -492,3 +492,41 @@ def test_a_password_in_the_url_works_and_is_never_shown(redis_url):
     finally:
         raw.acl_deluser(user)
         raw.close()
+
+
+def test_a_hung_redis_cache_costs_one_timeout_then_is_left_alone_for_a_while(tmp_path, fresh):
+    """A cache server that stops answering: the first call waits out the cache's timeout once
+    (its lookup; it does not then wait again to store), the calls after it skip the cache at
+    once, and after CACHE_PAUSE seconds on the client's clock the cache is tried again and used."""
+    import signal
+
+    from convo._guards import CACHE_PAUSE
+    from convo.sim import ManualClock
+    from tests.helpers import RedisServer, quick_client
+
+    server = RedisServer(str(tmp_path))
+    server.start()
+    clock = ManualClock()
+    try:
+        cache = RedisCache(server.url, prefix=f"p{uuid.uuid4().hex[:6]}:", timeout=0.5)
+        client = quick_client(fresh, cache=cache, clock=clock)
+        ask = {"messages": [{"role": "user", "content": "the capital of France?"}], "max_tokens": 64, "temperature": 0}
+        server.proc.send_signal(signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            client.create(**ask)
+            first = time.monotonic() - started
+            started = time.monotonic()
+            client.create(**ask)
+            second = time.monotonic() - started
+        finally:
+            server.proc.send_signal(signal.SIGCONT)
+        assert 0.5 <= first < 0.9  # one timeout (the lookup), not two (lookup and store)
+        assert second < 0.3  # the cache is left alone: no timeout at all
+        assert len(fresh.requests) == 2 and client.stats.cache_hits == 0
+        clock.advance(CACHE_PAUSE)  # the pause is over: the cache is used again
+        client.create(**ask)  # a miss, stored
+        client.create(**ask)  # a hit
+        assert len(fresh.requests) == 3 and client.stats.cache_hits == 1
+    finally:
+        server.stop()
