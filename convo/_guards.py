@@ -112,8 +112,10 @@ class Caching(Guard):
         self._lock = threading.Lock()
 
     def _usable(self, ctx: CallContext, cache: Any) -> bool:
+        if not self._paused:  # the usual case: no lock, no lookup
+            return True
         with self._lock:
-            until = self._paused.get(cache) if _weakable(cache) else None
+            until = self._paused.get(cache) if _weakable(cache) else None  # get() raises on one that is not
             if until is None:
                 return True
             if ctx.clock() < until:
