@@ -145,6 +145,152 @@ def test_a_postgres_write_stuck_behind_a_lock_times_out_and_is_written_by_flush(
     store.close()
 
 
+def _convo_backends(psycopg, dsn: str, name: str) -> list[tuple[int, str]]:
+    """(pid, wait event type) of each backend of connections named ``name``."""
+    with psycopg.connect(dsn, autocommit=True) as other:
+        return other.execute(
+            "SELECT pid, coalesce(wait_event_type, '') FROM pg_stat_activity WHERE application_name = %s", (name,)
+        ).fetchall()
+
+
+def test_a_postgres_call_stuck_behind_a_lock_does_not_hold_up_the_other_threads(postgres_dsn):
+    """Each call in flight has a connection of its own: while one thread's write waits for a row
+    another client holds, other threads open and write other conversations, and the stuck write
+    goes through once the row is free."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    prefix = f"p{uuid.uuid4().hex[:6]}"
+    store = convo.PostgresConversationStore(f"{postgres_dsn}?application_name={prefix}", prefix=prefix + "_", timeout=5.0)
+    stuck, free = store.create(model=MODEL), store.create(model=MODEL)
+    errors: list[BaseException] = []
+
+    def write_stuck() -> None:
+        try:
+            stuck.add_user("waits for the row")
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    with psycopg.connect(postgres_dsn) as other:
+        other.execute(f"SELECT 1 FROM {prefix}_conversations WHERE id = %s FOR UPDATE", (stuck.id,))
+        writer = threading.Thread(target=write_stuck)
+        writer.start()
+        for _ in range(200):  # until its UPDATE waits for the row lock
+            if any(event == "Lock" for _, event in _convo_backends(psycopg, postgres_dsn, prefix)):
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail("the stuck write never reached the server")
+        reopened = store.open(free.id)  # with one shared connection, this waited for the stuck write
+        reopened.add_user("goes through")
+        assert writer.is_alive(), "the other thread's calls waited for the stuck one"
+        assert len(_convo_backends(psycopg, postgres_dsn, prefix)) == 2
+        other.rollback()
+    writer.join(10)
+    assert errors == []
+    assert [m.text for m in store.open(stuck.id).messages] == ["waits for the row"]
+    assert [m.text for m in store.open(free.id).messages] == ["goes through"]
+    store.close()
+    assert _convo_backends(psycopg, postgres_dsn, prefix) == []  # close() closed every connection
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_a_process_opens_at_most_max_connections_and_every_call_gets_one(postgres_dsn, limit):
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    prefix = f"m{uuid.uuid4().hex[:6]}"
+    store = convo.PostgresConversationStore(
+        f"{postgres_dsn}?application_name={prefix}", prefix=prefix + "_", max_connections=limit
+    )
+    convs = [store.create(model=MODEL) for _ in range(8)]
+    seen: list[int] = []
+
+    def chat(conv: convo.Conversation) -> None:
+        for i in range(10):
+            conv.add_user(f"q{i}")
+            conv.add_assistant(f"a{i}")
+            seen.append(len(_convo_backends(psycopg, postgres_dsn, prefix)))
+            assert len(store.open(conv.id)) == 2 * i + 2
+
+    threads = [threading.Thread(target=chat, args=(c,)) for c in convs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(seen) == 80  # every thread's every turn was written and read back
+    assert 1 <= max(seen) <= limit
+    assert [len(store.open(c.id)) for c in convs] == [20] * 8
+    store.close()
+
+
+def _child_turn(store: convo.PostgresConversationStore, dsn: str, prefix: str, id: str, done) -> None:
+    conv = store.open(id)  # the parent's pool, inherited: the child must open its own connection
+    conv.add_assistant("from the child")
+    store.close()  # closes the child's connections only
+    done.put(len(convo.PostgresConversationStore(dsn, prefix=prefix).open(id)))
+
+
+def test_a_forked_child_opens_its_own_connections_and_leaves_the_parents_alone(postgres_dsn):
+    import multiprocessing
+
+    pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    prefix = f"f{uuid.uuid4().hex[:6]}_"
+    store = convo.PostgresConversationStore(postgres_dsn, prefix=prefix)
+    conv = store.create(model=MODEL)
+    conv.add_user("from the parent")  # the parent's connection is idle in the pool at the fork
+    ctx = multiprocessing.get_context("fork")
+    done = ctx.Queue()
+    child = ctx.Process(target=_child_turn, args=(store, postgres_dsn, prefix, conv.id, done))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0 and done.get(timeout=5) == 2
+    conv.reload()  # on the parent's own connection, still good
+    conv.add_user("parent again")
+    assert [m.text for m in store.open(conv.id).messages] == ["from the parent", "from the child", "parent again"]
+    store.close()
+
+
+def test_a_call_that_finds_every_connection_busy_fails_after_the_timeout(postgres_dsn):
+    """With max_connections=1 and that connection's server stopped, a second thread's call waits
+    ``timeout`` for it, then fails by name (and says what to raise) instead of waiting on."""
+    import os
+    import signal
+
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    prefix = f"b{uuid.uuid4().hex[:6]}"
+    store = convo.PostgresConversationStore(
+        f"{postgres_dsn}?application_name={prefix}", prefix=prefix + "_", timeout=3.0, max_connections=1
+    )
+    hung, other = store.create(model=MODEL), store.create(model=MODEL)
+    ((pid, _),) = _convo_backends(psycopg, postgres_dsn, prefix)
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            hung.add_user("hangs")
+        except StoreError as exc:
+            errors.append(exc)
+
+    os.kill(pid, signal.SIGSTOP)
+    safety = threading.Timer(15, os.kill, (pid, signal.SIGCONT))
+    safety.start()
+    try:
+        writer = threading.Thread(target=write)
+        writer.start()
+        time.sleep(0.05)  # the writer holds the one connection; its watchdog cuts it at 3.3 s
+        started = time.monotonic()
+        with pytest.raises(StoreError, match=r"all 1 connections stayed busy for 3 s.*max_connections=1"):
+            other.add_user("waits for a connection")
+        assert 2.9 < time.monotonic() - started < 3.3
+        writer.join(5)
+        assert "no answer within 3.3 s" in str(errors[0])
+    finally:
+        safety.cancel()
+        os.kill(pid, signal.SIGCONT)
+    other.flush()
+    hung.flush()
+    assert [m.text for m in store.open(other.id).messages] == ["waits for a connection"]
+    assert [m.text for m in store.open(hung.id).messages] == ["hangs"]
+    store.close()
+
+
 def test_a_postgres_server_that_stops_answering_fails_within_the_timeout(postgres_dsn):
     """A server-side statement timeout cannot end a wait on a backend that answers nothing: the
     store cuts the connection, the turn stays in the handle, and flush writes it exactly once."""

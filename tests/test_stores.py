@@ -632,3 +632,10 @@ def test_every_store_checks_its_timeout_before_it_connects(bad, tmp_path):
         with pytest.raises(convo.InvalidConfigError, match=rf"{name}.*seconds"):
             make()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1001, 2.0, "4", True, None])
+def test_a_postgres_store_checks_max_connections_before_it_connects(bad):
+    pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    with pytest.raises(convo.InvalidConfigError, match=r"max_connections must be an int from 1 to 1000"):
+        convo.PostgresConversationStore("postgresql://x@127.0.0.1:1/db", max_connections=bad)  # would not connect

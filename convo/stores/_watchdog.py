@@ -7,12 +7,14 @@ and the caller hangs. The watchdog shuts the connection's socket down once a cal
 deadline; the client's wait then ends at once with a connection error, which the store reports
 as a :class:`~convo.StoreError`, and the next call reconnects.
 
-One daemon thread per watchdog, started on first use (again after a fork). Arming and disarming
-is a lock and two assignments; the thread is woken only when it sleeps with nothing armed.
+One daemon thread per watchdog, started on first use (again after a fork), watching every call in
+flight (one per pooled connection). Arming and disarming is a lock and a dict entry; the thread
+is woken only when it sleeps with nothing armed.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import threading
@@ -24,67 +26,74 @@ _STARTING = threading.Lock()  # one thread per watchdog and process, however man
 
 
 class Watchdog:
-    """Cuts the socket of a call that outlasts ``after`` seconds. ``arm(fd)`` before the call,
-    ``disarm()`` after it (True when the call was cut)."""
+    """Cuts the socket of a call that outlasts ``after`` seconds. ``ticket = arm(fd)`` before the
+    call, ``disarm(ticket)`` after it (True when the call was cut)."""
 
     def __init__(self, after: float, name: str) -> None:
         self.after = after
         self._name = name
         self._cond = threading.Condition(threading.Lock())
-        self._fd = -1  # the armed call's socket (-1: none)
-        self._deadline = 0.0
-        self._cut = False
+        self._armed: dict[int, tuple[int, float]] = {}  # ticket -> (socket, deadline)
+        self._cut: set[int] = set()  # tickets whose call was cut, until disarmed
+        self._tickets = itertools.count()
         self._idle = False  # the thread waits with no deadline: arming must wake it
         self._stopped = False
-        self._thread: threading.Thread | None = None
         self._pid = 0
 
-    def arm(self, fd: int) -> None:
+    def arm(self, fd: int) -> int:
+        """Watch a call on socket ``fd``; the ticket to pass to :meth:`disarm`."""
         if self._pid != os.getpid():  # no thread yet, or the parent's (threads do not fork)
             self._start()
         with self._cond:
-            self._fd, self._deadline, self._cut = fd, time.monotonic() + self.after, False
+            ticket = next(self._tickets)
+            self._armed[ticket] = (fd, time.monotonic() + self.after)
             if self._idle:
                 self._cond.notify()
+        return ticket
 
     def _start(self) -> None:
         with _STARTING:
             if self._pid == os.getpid():
                 return
             self._cond = threading.Condition(threading.Lock())  # after a fork the parent's copy may be held
-            self._fd, self._idle, self._stopped = -1, False, False
-            self._thread = threading.Thread(target=self._watch, name=self._name, daemon=True)
-            self._thread.start()
+            self._armed, self._cut, self._idle, self._stopped = {}, set(), False, False
+            threading.Thread(target=self._watch, name=self._name, daemon=True).start()
             self._pid = os.getpid()
 
-    def disarm(self) -> bool:
+    def disarm(self, ticket: int) -> bool:
         """End the watch; True if the call was cut (its connection is then unusable)."""
         with self._cond:
-            self._fd = -1
-            return self._cut
+            self._armed.pop(ticket, None)
+            if ticket in self._cut:
+                self._cut.discard(ticket)
+                return True
+            return False
 
     def stop(self) -> None:
         if self._pid != os.getpid():  # no thread of this process to stop
             self._stopped = True
             return
         with self._cond:
-            self._stopped, self._fd = True, -1
+            self._stopped = True
+            self._armed.clear()
             self._cond.notify()
 
     def _watch(self) -> None:
         with self._cond:
             while not self._stopped:
-                if self._fd < 0:
+                if not self._armed:
                     self._idle = True
                     self._cond.wait()
                     self._idle = False
                     continue
-                left = self._deadline - time.monotonic()
-                if left > 0:  # a later arm only moves the deadline on: waking early is harmless
-                    self._cond.wait(left)
-                    continue
-                _shut(self._fd)  # under the lock: a disarmed call is never cut afterwards
-                self._fd, self._cut = -1, True
+                now = time.monotonic()
+                due = [t for t, (_, deadline) in self._armed.items() if deadline <= now]
+                for ticket in due:  # under the lock: a disarmed call is never cut afterwards
+                    fd, _ = self._armed.pop(ticket)
+                    _shut(fd)
+                    self._cut.add(ticket)
+                if self._armed:  # a later arm only adds a later deadline: waking early is harmless
+                    self._cond.wait(min(deadline for _, deadline in self._armed.values()) - now)
 
 
 def _shut(fd: int) -> None:

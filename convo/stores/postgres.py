@@ -9,8 +9,6 @@ opening is one ``SELECT`` over the three primary keys. One round trip each.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -18,6 +16,7 @@ from typing import Any
 from .._exceptions import InvalidConfigError, StoreError
 from .._numbers import number
 from ._base import StoreBase
+from ._pool import Busy, Pool
 from ._records import RECENT_CHARS, ConversationInfo, Stored, Write, conflict
 from ._sql import INFO, info_of, list_query, read_query, stored_of
 from ._watchdog import Watchdog
@@ -95,6 +94,20 @@ SELECT count(*) FROM c
 """
 
 
+def _connector(psycopg: Any, dsn: str, timeout: float) -> Callable[[], Any]:
+    """How the pool opens a connection (no reference to the store: a dropped store is freed at once)."""
+
+    def connect() -> Any:
+        # A statement that outlasts the timeout fails instead of hanging. Every statement here looks
+        # rows up by key, so each is prepared once and planned once (a generic plan), not per call.
+        return psycopg.connect(
+            dsn, autocommit=True, connect_timeout=max(1, round(timeout)), fallback_application_name="convo",
+            options=f"-c statement_timeout={round(timeout * 1000)} -c plan_cache_mode=force_generic_plan",
+        )
+
+    return connect
+
+
 class PostgresConversationStore(StoreBase):
     """Conversations in PostgreSQL at ``dsn`` (``postgresql://user:password@host:port/db`` or
     ``"host=... dbname=..."``), in tables named ``{prefix}conversations``, ``{prefix}chunks`` and
@@ -102,11 +115,13 @@ class PostgresConversationStore(StoreBase):
     The password never appears in an error or repr. ``timeout`` (seconds) bounds every call: the
     server ends a statement at ``timeout``, and a server that stops answering altogether (a stopped
     process, a lost network) is cut off a moment later, so a call raises :class:`~convo.StoreError`
-    instead of hanging."""
+    instead of hanging. ``max_connections``: connections per process, opened as calls overlap
+    (threads, an async server's worker threads), so one slow call does not hold up the others;
+    a call that finds them all busy waits up to ``timeout`` for one."""
 
     kind = "PostgreSQL conversation store"
 
-    def __init__(self, dsn: str, *, prefix: str = "convo_", timeout: float = 10.0) -> None:
+    def __init__(self, dsn: str, *, prefix: str = "convo_", timeout: float = 10.0, max_connections: int = 4) -> None:
         try:
             import psycopg
             from psycopg import conninfo
@@ -126,6 +141,10 @@ class PostgresConversationStore(StoreBase):
         self._secret = None if secret is None else str(secret)
         self.dsn = conninfo.make_conninfo("", **{k: v for k, v in params.items() if v is not None})
         number("timeout", timeout, positive=True, hint=" (seconds)")
+        if isinstance(max_connections, bool) or not isinstance(max_connections, int) or not 1 <= max_connections <= 1000:
+            raise InvalidConfigError(
+                f"max_connections must be an int from 1 to 1000 (connections per process), got {max_connections!r}"
+            )
         self._psycopg = psycopg
         self._dsn, self._timeout = dsn, float(timeout)
         # The server ends a statement at `timeout`; a server that does not answer at all is cut
@@ -140,9 +159,7 @@ class PostgresConversationStore(StoreBase):
             for cut in (False, True) for chunks in counts for recs in counts
         }
         self._prefix = prefix
-        self._lock = threading.RLock()
-        self._conn: Any = None
-        self._pid = 0
+        self._pool: Pool[Any] = Pool(_connector(psycopg, dsn, self._timeout), lambda conn: conn.close(), max_connections)
         self._closed = False
 
         def schema(conn: Any) -> None:
@@ -155,41 +172,39 @@ class PostgresConversationStore(StoreBase):
     def __repr__(self) -> str:
         return f"PostgresConversationStore({self.dsn!r})"
 
-    def _connection(self) -> Any:
-        if self._conn is not None and self._pid == os.getpid() and not self._conn.closed:
-            return self._conn
-        # A statement that outlasts the timeout fails instead of hanging. Every statement here looks
-        # rows up by key, so each is prepared once and planned once (a generic plan), not per call.
-        self._conn = self._psycopg.connect(
-            self._dsn, autocommit=True, connect_timeout=max(1, round(self._timeout)), fallback_application_name="convo",
-            options=f"-c statement_timeout={round(self._timeout * 1000)} -c plan_cache_mode=force_generic_plan",
-        )
-        self._pid = os.getpid()
-        return self._conn
+    def _reusable(self, conn: Any) -> bool:
+        """Whether a connection given back can serve the next call (not broken, no transaction left open)."""
+        return not conn.closed and not conn.broken and conn.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE
 
     def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        with self._lock:
-            if self._closed:
-                raise StoreError(f"the {self.kind} is closed; open a new one", store=f"{self.kind} at {self.dsn!r}")
-            cut = False
+        """``fn`` on a connection of this call's own (see :class:`Pool`), watched by the watchdog;
+        StoreError if it fails, saying why."""
+        if self._closed:
+            raise StoreError(f"the {self.kind} is closed; open a new one", store=f"{self.kind} at {self.dsn!r}")
+        cut = False
+        hint = "check that the server is up and the dsn is right"
+        try:
+            conn = self._pool.take(self._timeout)
+            ticket = self._watchdog.arm(conn.fileno())
             try:
-                conn = self._connection()
-                self._watchdog.arm(conn.fileno())
-                try:
-                    return fn(conn)
-                finally:
-                    cut = self._watchdog.disarm()
-                    if cut:  # its socket is shut (even if the answer came just in time): the next call reconnects
-                        conn.close()
-            except self._psycopg.Error as exc:
-                if cut:
-                    problem = (f"no answer within {self._watchdog.after:g} s (timeout={self._timeout:g}), "
-                               "so the connection was closed")
-                else:
-                    text = str(exc)
-                    problem = f"{type(exc).__name__}: {text.replace(self._secret, '***') if self._secret else text}"
+                return fn(conn)
+            finally:
+                cut = self._watchdog.disarm(ticket)
+                # Cut (even if the answer came just in time), broken or mid-transaction: closed, so
+                # the next call gets a fresh connection.
+                self._pool.give(conn, not cut and self._reusable(conn))
+        except Busy as exc:
+            problem = str(exc)
+            hint = f"this process makes more calls at once than max_connections={self._pool.size}; raise it"
+        except self._psycopg.Error as exc:
+            if cut:
+                problem = (f"no answer within {self._watchdog.after:g} s (timeout={self._timeout:g}), "
+                           "so the connection was closed")
+            else:
+                text = str(exc)
+                problem = f"{type(exc).__name__}: {text.replace(self._secret, '***') if self._secret else text}"
         raise StoreError(
-            f"{self.kind} at {self.dsn!r} failed ({what}): {problem.strip()}; check that the server is up and the dsn is right",
+            f"{self.kind} at {self.dsn!r} failed ({what}): {problem.strip()}; {hint}",
             store=f"{self.kind} at {self.dsn!r}",
         )
 
@@ -262,9 +277,8 @@ class PostgresConversationStore(StoreBase):
         return int(self._call("delete_idle", lambda c: c.execute(sql, (before,)).fetchone()[0]))
 
     def close(self) -> None:
-        """Close this process's connection; any later call raises StoreError."""
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn, self._closed = None, True
-            self._watchdog.stop()
+        """Close this process's connections (one in use closes when its call ends); any later
+        call raises StoreError."""
+        self._closed = True
+        self._pool.close()
+        self._watchdog.stop()

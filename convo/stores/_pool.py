@@ -1,0 +1,123 @@
+"""A process's connections to one server, shared by its threads: one connection per call in
+flight, up to a limit, reused afterwards.
+
+A server store whose one connection is shared under a lock makes every thread of a process (an
+async server's worker threads included) wait behind the slowest call in flight; the pool gives
+each call a connection of its own. Connections are opened on demand, so a single-threaded script
+holds one. After a fork the parent's connections are forgotten, never used or closed by the
+child (they share the parent's sockets); a connection that failed is closed, not reused.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+__all__ = ["Busy", "Pool"]
+
+C = TypeVar("C")
+
+_FORKED = threading.Lock()  # a child resets a pool once, however many of its threads find it first
+
+
+class Busy(Exception):
+    """Every connection stayed in use for the whole wait."""
+
+
+class _Waiter(Generic[C]):
+    """A call waiting for a connection: handed one (``conn``), or a free place to open one in."""
+
+    __slots__ = ("conn", "ready")
+
+    def __init__(self) -> None:
+        self.ready = threading.Event()
+        self.conn: C | None = None
+
+
+class Pool(Generic[C]):
+    """Up to ``size`` connections made by ``connect``, closed by ``close``. Calls that find them
+    all busy are served first come, first served (a thread that gives one back and asks again
+    queues behind them), so no call waits much longer than the others."""
+
+    def __init__(self, connect: Callable[[], C], close: Callable[[C], None], size: int) -> None:
+        self.size = size
+        self._connect, self._close = connect, close
+        self._lock = threading.Lock()
+        self._idle: list[C] = []  # newest last: a burst's extra connections are the ones left idle
+        self._waiters: deque[_Waiter[C]] = deque()  # only while nothing is idle
+        self._open = 0  # connections made or being made (idle or in use), or places handed to waiters
+        self._pid = os.getpid()
+        self._closed = False
+
+    def take(self, wait: float) -> C:
+        """An idle connection, else a new one below ``size``, else the next one given back within
+        ``wait`` seconds (:class:`Busy` if none). ``connect``'s error if it fails."""
+        if self._pid != os.getpid():
+            self._forked()
+        waiter: _Waiter[C] | None = None
+        with self._lock:
+            if self._idle:
+                return self._idle.pop()
+            if self._open < self.size:
+                self._open += 1
+            else:
+                waiter = _Waiter()
+                self._waiters.append(waiter)
+        if waiter is not None:
+            if not waiter.ready.wait(wait):
+                with self._lock:
+                    if not waiter.ready.is_set():  # else served just as the wait ended
+                        self._waiters.remove(waiter)
+                        raise Busy(f"all {self.size} connections stayed busy for {wait:g} s")
+            if waiter.conn is not None:
+                return waiter.conn
+        try:
+            return self._connect()  # outside the lock: other threads go on meanwhile
+        except BaseException:
+            self._lost()
+            raise
+
+    def _forked(self) -> None:
+        """In a forked child: forget the parent's connections (their sockets are the parent's)
+        and its lock (which a parent thread may have held at the fork)."""
+        with _FORKED:
+            if self._pid != os.getpid():
+                self._lock = threading.Lock()
+                self._idle, self._waiters, self._open, self._pid = [], deque(), 0, os.getpid()
+
+    def give(self, conn: C, reusable: bool) -> None:
+        """Give back a connection taken by :meth:`take`: handed to the first waiting call, or kept
+        for the next, if ``reusable`` (and the pool is open); else closed."""
+        with self._lock:
+            if reusable and not self._closed:
+                if self._waiters:
+                    waiter = self._waiters.popleft()
+                    waiter.conn = conn
+                    waiter.ready.set()
+                else:
+                    self._idle.append(conn)
+                return
+        self._lost()
+        self._close(conn)
+
+    def _lost(self) -> None:
+        """A connection is gone (closed, or never made): its place goes to the first waiting call."""
+        with self._lock:
+            if self._waiters:
+                self._waiters.popleft().ready.set()  # no connection: it opens one in this place
+            else:
+                self._open -= 1
+
+    def close(self) -> None:
+        """Close the idle connections now and the ones in use when they are given back."""
+        if self._pid != os.getpid():
+            self._forked()
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+            self._open -= len(idle)
+        for conn in idle:
+            self._close(conn)
