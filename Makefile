@@ -88,6 +88,7 @@ bench: $(VENV)/.bench-installed
 	$(PY) bench/mapreduce.py
 	$(PY) bench/redaction.py
 	$(PY) bench/stores.py
+	$(PY) bench/store_threads.py
 
 ## Execute the notebooks (as the tests do), and strip their outputs before a commit.
 notebooks: $(VENV)/.installed
