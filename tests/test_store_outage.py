@@ -77,6 +77,48 @@ def test_a_closed_sqlite_store_is_a_store_error(tmp_path):
     assert str(tmp_path / "chats.db") in info.value.store and info.value.unsaved[0].text == "too late"
 
 
+def test_a_sqlite_write_waiting_for_another_process_does_not_hold_up_reads(tmp_path):
+    """While one thread's write waits for the file's lock (another process holds it), other
+    threads of this process read on (WAL readers never wait); the write goes through once the lock
+    is free, and a second writer of this process fails by name after busy_timeout, not later."""
+    import sqlite3
+
+    path = tmp_path / "chats.db"
+    store = convo.SQLiteConversationStore(path, busy_timeout=2.0)
+    waiting, other = store.create(model=MODEL), store.create(model=MODEL)
+    other.add_user("stored before")
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            waiting.add_user("waits for the file")
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    blocker = sqlite3.connect(path, isolation_level=None)  # as another process: the write lock
+    blocker.execute("BEGIN IMMEDIATE")
+    writer = threading.Thread(target=write)
+    writer.start()
+    time.sleep(0.2)  # the writer is in SQLite's busy wait
+    assert [m.text for m in store.open(other.id).messages] == ["stored before"]
+    assert [i.id for i in store.list(limit=5)] == [other.id, waiting.id]
+    assert writer.is_alive(), "reads waited for the write"
+    blocker.execute("COMMIT")
+    writer.join(5)
+    assert errors == []
+    assert [m.text for m in store.open(waiting.id).messages] == ["waits for the file"]
+    blocker.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="locked"):
+        other.add_assistant("cannot get in")
+    assert time.monotonic() - started < 3.5
+    blocker.execute("ROLLBACK")
+    other.flush()
+    assert len(store.open(other.id)) == 2
+    blocker.close()
+    store.close()
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])
 def test_an_async_turn_writes_off_the_event_loop_and_a_sync_one_in_place(kind, tmp_path, redis_url, fresh):
     store = (convo.SQLiteConversationStore(tmp_path / "chats.db") if kind == "sqlite"

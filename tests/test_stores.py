@@ -350,7 +350,10 @@ def test_the_sqlite_file_is_private_and_opening_is_one_indexed_read(tmp_path):
 
     statements: list[str] = []
     db = sqlite3.connect(path)
-    store._connection().set_trace_callback(statements.append)  # white-box: what the store runs
+    for pool in (store._reads, store._writes):  # white-box: what the store runs on its two connections
+        conn = pool.take(1)
+        conn.set_trace_callback(statements.append)
+        pool.give(conn, True)
     opened = store.open(conv.id)
     assert len(opened) == 100
     assert len(statements) == 1 and statements[0].startswith("SELECT")

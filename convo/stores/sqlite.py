@@ -9,10 +9,10 @@ over the three primary keys.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -20,6 +20,7 @@ from .._exceptions import ConversationFileError, StoreError
 from .._numbers import number
 from .._sqlite import connect_wal, immediate
 from ._base import StoreBase
+from ._pool import Busy, Pool
 from ._records import ConversationInfo, Stored, Write, check_path_config, conflict
 from ._sql import INFO, info_of, list_query, read_query, stored_of
 
@@ -62,9 +63,11 @@ class SQLiteConversationStore(StoreBase):
         self.path = os.fspath(path)
         self._where = f"{self.kind} {self.path!r}"
         self._busy = busy_timeout
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
+        # One connection for reads, one for writes: more would not write faster (SQLite has one
+        # writer per file) and would read slower here (threads contending for the GIL and the file).
+        connect = functools.partial(connect_wal, self.path, timeout=busy_timeout, schema=_SCHEMA)
+        self._reads: Pool[sqlite3.Connection] = Pool(connect, sqlite3.Connection.close, 1)
+        self._writes: Pool[sqlite3.Connection] = Pool(connect, sqlite3.Connection.close, 1)
         self._closed = False
         self._create_private()
         with self._db():
@@ -87,37 +90,38 @@ class SQLiteConversationStore(StoreBase):
         finally:
             os.close(fd)
 
-    def _connection(self) -> sqlite3.Connection:
-        """This process's connection (a forked child opens its own)."""
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
-        conn = connect_wal(self.path, timeout=self._busy, schema=_SCHEMA)
-        self._conn, self._pid = conn, os.getpid()
-        return conn
-
     @contextmanager
     def _db(self, write: bool = False) -> Iterator[sqlite3.Connection]:
-        """The connection, under this store's lock; ``write``: inside BEGIN IMMEDIATE ... COMMIT."""
-        with self._lock:
-            if self._closed:
-                raise StoreError(f"the conversation store {self.path!r} is closed; open a new one", store=self._where)
+        """The connection for reads or the one for writes (``write``: inside BEGIN IMMEDIATE ...
+        COMMIT), each used by one call at a time, in turn: a read never waits for a write, not even
+        one waiting for another process to let go of the file (WAL readers need no lock)."""
+        if self._closed:
+            raise StoreError(f"the conversation store {self.path!r} is closed; open a new one", store=self._where)
+        pool = self._writes if write else self._reads
+        try:
+            conn = pool.take(self._busy)
+            ok = False
             try:
-                conn = self._connection()
-                if not write:
+                if write:
+                    with immediate(conn):
+                        yield conn
+                else:
                     yield conn
-                    return
-                with immediate(conn):
-                    yield conn
-            except sqlite3.Error as exc:
-                raise StoreError(
-                    f"{self.kind} {self.path!r} failed: {exc}; is it a file convo created?", store=self._where
-                ) from None
+                ok = True
+            finally:
+                pool.give(conn, ok or not conn.in_transaction)
+        except Busy as exc:
+            raise StoreError(f"{self.kind} {self.path!r}: {exc}; is another process holding it?", store=self._where) from None
+        except sqlite3.Error as exc:
+            raise StoreError(
+                f"{self.kind} {self.path!r} failed: {exc}; is it a file convo created?", store=self._where
+            ) from None
 
     # -- the backend primitives ------------------------------------------------------------------
 
     def _insert(self, info: ConversationInfo, head: str, pins: str) -> None:
         created = info.created.timestamp()
-        with self._db() as db:
+        with self._db(write=True) as db:
             db.execute(
                 "INSERT INTO convo_conversations VALUES (?, ?, ?, ?, ?, 1, 0, ?, ?, NULL)",
                 (info.id, info.user, json.dumps(info.metadata), created, created, head, pins),
@@ -189,8 +193,8 @@ class SQLiteConversationStore(StoreBase):
         return gone
 
     def close(self) -> None:
-        """Close this process's connection; any later call raises StoreError."""
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn, self._closed = None, True
+        """Close this process's connections (one in use closes when its call ends); any later
+        call raises StoreError."""
+        self._closed = True
+        self._reads.close()
+        self._writes.close()
