@@ -17,9 +17,9 @@ and a shared budget :class:`~convo.BudgetStoreError`: both fail closed, as with 
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,6 +28,7 @@ from pathlib import Path
 from ._exceptions import InvalidConfigError, RateLimitStoreError
 from ._files import make_private
 from ._numbers import number
+from ._pool import Busy, Pool
 from ._sqlite import connect_wal, immediate, snapshot
 from .buckets import Bucket
 
@@ -64,9 +65,7 @@ class SQLiteStore:
         self.path = os.fspath(path)
         self.timeout = float(timeout)
         self.clock = clock
-        self._lock = threading.RLock()
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
+        self._reads, self._writes = self._pools()
         try:
             make_private(Path(self.path))
         except OSError as exc:
@@ -77,32 +76,39 @@ class SQLiteStore:
     def __repr__(self) -> str:
         return f"SQLiteStore({self.path!r})"
 
-    def _connection(self) -> sqlite3.Connection:
-        if self._conn is None or self._pid != os.getpid():  # a forked child opens its own
-            self._conn, self._pid = connect_wal(self.path, timeout=self.timeout, schema=_SCHEMA), os.getpid()
-        return self._conn
+    def _pools(self) -> tuple[Pool[sqlite3.Connection], Pool[sqlite3.Connection]]:
+        """A connection for snapshots and one for writes: a queued request's recheck or a budget
+        read never waits for a write of this process, not even one waiting for the file."""
+        connect = functools.partial(connect_wal, self.path, timeout=self.timeout, schema=_SCHEMA)
+        return Pool(connect, sqlite3.Connection.close, 1), Pool(connect, sqlite3.Connection.close, 1)
 
     @contextmanager
     def transaction(self, what: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
         """One ``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on any error), or with ``write=False``
         a read-only snapshot that takes no lock; RateLimitStoreError, naming the file and ``what``
         was being done, when SQLite fails."""
-        with self._lock:
+        pool = self._writes if write else self._reads
+        try:
+            conn = pool.take(self.timeout)
+            ok = False
             try:
-                with (immediate if write else snapshot)(self._connection()) as conn:
+                with (immediate if write else snapshot)(conn):
                     yield conn
-            except sqlite3.Error as exc:
-                raise RateLimitStoreError(
-                    f"the SQLite store {self.path!r} failed ({what}): {exc}; check the file is writable and "
-                    "not held by a stuck process"
-                ) from None
+                ok = True
+            finally:
+                pool.give(conn, ok or not conn.in_transaction)
+        except (sqlite3.Error, Busy) as exc:
+            raise RateLimitStoreError(
+                f"the SQLite store {self.path!r} failed ({what}): {exc}; check the file is writable and "
+                "not held by a stuck process"
+            ) from None
 
     def close(self) -> None:
-        """Close this process's connection (a later call opens a new one)."""
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
-                self._conn.close()
-            self._conn = None
+        """Close this process's connections (a later call opens new ones)."""
+        reads, writes = self._reads, self._writes
+        self._reads, self._writes = self._pools()
+        reads.close()
+        writes.close()
 
     # -- buckets (the BucketStore protocol) ------------------------------------------------------
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import stat
+import time
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -139,6 +140,35 @@ def test_reading_a_budget_takes_no_lock_and_leaves_out_expired_holds(tmp_path):
         holder.execute("ROLLBACK")
         holder.close()
     assert budget.reserve(0.8) is not None  # the next writer gives the expired hold back for good
+
+
+def test_a_budget_read_does_not_wait_for_a_write_of_this_process_that_waits_for_the_file(tmp_path):
+    """Reads have a connection of their own: while one thread's reserve waits for the file (another
+    process holds it), a dashboard thread's ``spent`` answers at once; the reserve then goes through."""
+    import threading
+
+    path = tmp_path / "shared.db"
+    budget = Budget(1.0, store=SQLiteStore(path, timeout=3.0))
+    budget.settle(budget.reserve(0.3), 0.2)
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process writing
+    errors: list[BaseException] = []
+
+    def reserve() -> None:
+        try:
+            budget.reserve(0.1)
+        except BaseException as exc:  # noqa: BLE001 - reported by the test
+            errors.append(exc)
+
+    writer = threading.Thread(target=reserve)
+    writer.start()
+    time.sleep(0.2)  # the reserve is in SQLite's busy wait
+    assert budget.spent == pytest.approx(0.2)
+    assert writer.is_alive(), "the read waited for the write"
+    holder.execute("ROLLBACK")
+    holder.close()
+    writer.join(5)
+    assert errors == [] and budget.as_dict()["held"] == pytest.approx(0.1)
 
 
 def test_spend_settled_while_the_file_is_locked_is_written_with_the_next_call(tmp_path):

@@ -15,8 +15,8 @@ from typing import Any
 
 from .._exceptions import InvalidConfigError, StoreError
 from .._numbers import number
+from .._pool import Busy, Pool
 from ._base import StoreBase
-from ._pool import Busy, Pool
 from ._records import RECENT_CHARS, ConversationInfo, Stored, Write, conflict
 from ._sql import INFO, info_of, list_query, read_query, stored_of
 from ._watchdog import Watchdog

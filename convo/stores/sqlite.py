@@ -18,9 +18,9 @@ from contextlib import contextmanager
 
 from .._exceptions import ConversationFileError, StoreError
 from .._numbers import number
+from .._pool import Busy, Pool
 from .._sqlite import connect_wal, immediate
 from ._base import StoreBase
-from ._pool import Busy, Pool
 from ._records import ConversationInfo, Stored, Write, check_path_config, conflict
 from ._sql import INFO, info_of, list_query, read_query, stored_of
 

@@ -1,11 +1,12 @@
-"""A process's connections to one server, shared by its threads: one connection per call in
-flight, up to a limit, reused afterwards.
+"""A process's connections to one database, shared by its threads: one per call in flight, up to
+a limit, reused afterwards, handed out first come, first served.
 
-A server store whose one connection is shared under a lock makes every thread of a process (an
-async server's worker threads included) wait behind the slowest call in flight; the pool gives
-each call a connection of its own. Connections are opened on demand, so a single-threaded script
-holds one. After a fork the parent's connections are forgotten, never used or closed by the
-child (they share the parent's sockets); a connection that failed is closed, not reused.
+Behind one connection shared under a lock, every thread of a process (an async server's worker
+threads included) waits for the slowest call in flight: a PostgreSQL write stuck behind another
+client's row lock, a SQLite write waiting for another process to let go of the file. The stores
+take their connections from here instead. Connections are opened on demand, so a single-threaded
+script holds one. After a fork the parent's connections are forgotten, never used or closed by
+the child (they share the parent's sockets); a connection that failed is closed, not reused.
 """
 
 from __future__ import annotations
