@@ -4,6 +4,7 @@ a real redis-server stopped and started again, turns sent to the simulator over 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -316,7 +317,10 @@ def test_a_call_that_finds_every_connection_busy_fails_after_the_timeout(postgre
     try:
         writer = threading.Thread(target=write)
         writer.start()
-        time.sleep(0.05)  # the writer holds the one connection; its watchdog cuts it at 3.3 s
+        for _ in range(500):  # until the writer holds the one connection (white-box); cut at 3.3 s
+            if not store._pool._idle:
+                break
+            time.sleep(0.002)
         started = time.monotonic()
         with pytest.raises(StoreError, match=r"all 1 connections stayed busy for 3 s.*max_connections=1"):
             other.add_user("waits for a connection")
@@ -366,6 +370,46 @@ def test_a_postgres_server_that_stops_answering_fails_within_the_timeout(postgre
     conv.add_user("after")
     assert len(store.open(conv.id).messages) == 3
     store.close()
+
+
+def test_closing_a_postgres_store_leaves_a_hung_call_bounded_by_its_timeout(postgres_dsn):
+    """``close()`` does not wait for calls in flight, and they stay watched: a call hung on a
+    stopped server still fails after ``timeout`` instead of waiting for the server."""
+    import os
+    import signal
+
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    prefix = f"c{uuid.uuid4().hex[:6]}"
+    store = convo.PostgresConversationStore(f"{postgres_dsn}?application_name={prefix}", prefix=prefix + "_", timeout=0.5)
+    conv = store.create(model=MODEL)
+    ((pid, _),) = _convo_backends(psycopg, postgres_dsn, prefix)
+    ended: list[float] = []
+
+    def write() -> None:
+        started = time.monotonic()
+        with pytest.raises(StoreError, match="no answer within 0.55 s"):
+            conv.add_user("hangs")
+        ended.append(time.monotonic() - started)
+
+    os.kill(pid, signal.SIGSTOP)
+    safety = threading.Timer(15, os.kill, (pid, signal.SIGCONT))
+    safety.start()
+    try:
+        writer = threading.Thread(target=write)
+        writer.start()
+        for _ in range(500):  # until the writer holds the connection (white-box)
+            if not store._pool._idle:
+                break
+            time.sleep(0.002)
+        store.close()  # at once, with the call in flight
+        writer.join(20)
+        assert ended and ended[0] < 3
+    finally:
+        safety.cancel()
+        with contextlib.suppress(ProcessLookupError):  # its connection is closed: the backend may be gone
+            os.kill(pid, signal.SIGCONT)
+    with pytest.raises(StoreError, match="closed"):
+        store.open(conv.id)
 
 
 def test_a_cancelled_async_turn_leaves_at_once_and_its_write_goes_on_in_its_thread(own_redis, fresh, caplog):

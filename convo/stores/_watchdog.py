@@ -38,6 +38,7 @@ class Watchdog:
         self._tickets = itertools.count()
         self._idle = False  # the thread waits with no deadline: arming must wake it
         self._stopped = False
+        self._running = False  # this process's thread is watching (it ends after stop, once nothing is armed)
         self._pid = 0
 
     def arm(self, fd: int) -> int:
@@ -49,14 +50,19 @@ class Watchdog:
             self._armed[ticket] = (fd, time.monotonic() + self.after)
             if self._idle:
                 self._cond.notify()
+            running = self._running
+        if not running:  # stopped and ended before this call armed (a call racing close): watch it anyway
+            self._start()
         return ticket
 
     def _start(self) -> None:
         with _STARTING:
-            if self._pid == os.getpid():
+            if self._pid == os.getpid() and self._running:
                 return
-            self._cond = threading.Condition(threading.Lock())  # after a fork the parent's copy may be held
-            self._armed, self._cut, self._idle, self._stopped = {}, set(), False, False
+            if self._pid != os.getpid():
+                self._cond = threading.Condition(threading.Lock())  # after a fork the parent's copy may be held
+                self._armed, self._cut, self._idle, self._stopped = {}, set(), False, False
+            self._running = True
             threading.Thread(target=self._watch, name=self._name, daemon=True).start()
             self._pid = os.getpid()
 
@@ -70,18 +76,21 @@ class Watchdog:
             return False
 
     def stop(self) -> None:
+        """End the thread once no call is armed: a call still in flight stays bounded."""
         if self._pid != os.getpid():  # no thread of this process to stop
             self._stopped = True
             return
         with self._cond:
             self._stopped = True
-            self._armed.clear()
             self._cond.notify()
 
     def _watch(self) -> None:
         with self._cond:
-            while not self._stopped:
+            while True:
                 if not self._armed:
+                    if self._stopped:
+                        self._running = False
+                        return
                     self._idle = True
                     self._cond.wait()
                     self._idle = False
