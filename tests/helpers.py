@@ -7,6 +7,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import threading
 import time
 import zlib
 
@@ -98,3 +99,18 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(timeout=5)
             self.proc = None
+
+
+def in_background(fn, *args) -> tuple[threading.Thread, list[BaseException]]:
+    """``fn(*args)`` started in a thread: the thread, and the list its exception lands in (if any)."""
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - the test reads it
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, errors

@@ -29,7 +29,7 @@ from convo import (
 from convo.ratelimit import Bucket, MemoryStore
 from convo.sim import ManualClock
 
-from .helpers import MODEL
+from .helpers import MODEL, in_background
 
 HELLO = [{"role": "user", "content": "Hello there"}]
 BUCKETS = [Bucket("rpm", 50, 50 / 60), Bucket("input_tpm", 10_000, 10_000 / 60)]
@@ -145,23 +145,12 @@ def test_reading_a_budget_takes_no_lock_and_leaves_out_expired_holds(tmp_path):
 def test_a_budget_read_does_not_wait_for_a_write_of_this_process_that_waits_for_the_file(tmp_path):
     """Reads have a connection of their own: while one thread's reserve waits for the file (another
     process holds it), a dashboard thread's ``spent`` answers at once; the reserve then goes through."""
-    import threading
-
     path = tmp_path / "shared.db"
     budget = Budget(1.0, store=SQLiteStore(path, timeout=3.0))
     budget.settle(budget.reserve(0.3), 0.2)
     holder = sqlite3.connect(path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process writing
-    errors: list[BaseException] = []
-
-    def reserve() -> None:
-        try:
-            budget.reserve(0.1)
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-
-    writer = threading.Thread(target=reserve)
-    writer.start()
+    writer, errors = in_background(budget.reserve, 0.1)
     time.sleep(0.2)  # the reserve is in SQLite's busy wait
     assert budget.spent == pytest.approx(0.2)
     assert writer.is_alive(), "the read waited for the write"

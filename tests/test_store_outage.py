@@ -13,7 +13,7 @@ import pytest
 
 import convo
 from convo import ConflictError, ConversationFileError, InvalidConfigError, StoreError
-from tests.helpers import MODEL, RedisServer, quick_aclient, quick_client
+from tests.helpers import MODEL, RedisServer, in_background, quick_aclient, quick_client
 
 
 @pytest.fixture
@@ -88,18 +88,9 @@ def test_a_sqlite_write_waiting_for_another_process_does_not_hold_up_reads(tmp_p
     store = convo.SQLiteConversationStore(path, busy_timeout=2.0)
     waiting, other = store.create(model=MODEL), store.create(model=MODEL)
     other.add_user("stored before")
-    errors: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            waiting.add_user("waits for the file")
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-
     blocker = sqlite3.connect(path, isolation_level=None)  # as another process: the write lock
     blocker.execute("BEGIN IMMEDIATE")
-    writer = threading.Thread(target=write)
-    writer.start()
+    writer, errors = in_background(waiting.add_user, "waits for the file")
     time.sleep(0.2)  # the writer is in SQLite's busy wait
     assert [m.text for m in store.open(other.id).messages] == ["stored before"]
     assert [i.id for i in store.list(limit=5)] == [other.id, waiting.id]
@@ -204,18 +195,9 @@ def test_a_postgres_call_stuck_behind_a_lock_does_not_hold_up_the_other_threads(
     prefix = f"p{uuid.uuid4().hex[:6]}"
     store = convo.PostgresConversationStore(f"{postgres_dsn}?application_name={prefix}", prefix=prefix + "_", timeout=5.0)
     stuck, free = store.create(model=MODEL), store.create(model=MODEL)
-    errors: list[BaseException] = []
-
-    def write_stuck() -> None:
-        try:
-            stuck.add_user("waits for the row")
-        except BaseException as exc:  # noqa: BLE001 - reported by the test
-            errors.append(exc)
-
     with psycopg.connect(postgres_dsn) as other:
         other.execute(f"SELECT 1 FROM {prefix}_conversations WHERE id = %s FOR UPDATE", (stuck.id,))
-        writer = threading.Thread(target=write_stuck)
-        writer.start()
+        writer, errors = in_background(stuck.add_user, "waits for the row")
         for _ in range(200):  # until its UPDATE waits for the row lock
             if any(event == "Lock" for _, event in _convo_backends(psycopg, postgres_dsn, prefix)):
                 break
@@ -303,20 +285,11 @@ def test_a_call_that_finds_every_connection_busy_fails_after_the_timeout(postgre
     )
     hung, other = store.create(model=MODEL), store.create(model=MODEL)
     ((pid, _),) = _convo_backends(psycopg, postgres_dsn, prefix)
-    errors: list[BaseException] = []
-
-    def write() -> None:
-        try:
-            hung.add_user("hangs")
-        except StoreError as exc:
-            errors.append(exc)
-
     os.kill(pid, signal.SIGSTOP)
     safety = threading.Timer(15, os.kill, (pid, signal.SIGCONT))
     safety.start()
     try:
-        writer = threading.Thread(target=write)
-        writer.start()
+        writer, errors = in_background(hung.add_user, "hangs")
         for _ in range(500):  # until the writer holds the one connection (white-box); cut at 3.3 s
             if not store._pool._idle:
                 break
@@ -326,7 +299,7 @@ def test_a_call_that_finds_every_connection_busy_fails_after_the_timeout(postgre
             other.add_user("waits for a connection")
         assert 2.9 < time.monotonic() - started < 3.3
         writer.join(5)
-        assert "no answer within 3.3 s" in str(errors[0])
+        assert isinstance(errors[0], StoreError) and "no answer within 3.3 s" in str(errors[0])
     finally:
         safety.cancel()
         os.kill(pid, signal.SIGCONT)
