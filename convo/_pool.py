@@ -6,7 +6,8 @@ threads included) waits for the slowest call in flight: a PostgreSQL write stuck
 client's row lock, a SQLite write waiting for another process to let go of the file. The stores
 take their connections from here instead. Connections are opened on demand, so a single-threaded
 script holds one. After a fork the parent's connections are forgotten, never used or closed by
-the child (they share the parent's sockets); a connection that failed is closed, not reused.
+the child (they share the parent's sockets); a connection that failed is closed, not reused, and
+so is an idle one the server has let go of meanwhile (a restart, a failover, an idle timeout).
 """
 
 from __future__ import annotations
@@ -43,9 +44,12 @@ class Pool(Generic[C]):
     all busy are served first come, first served (a thread that gives one back and asks again
     queues behind them), so no call waits much longer than the others."""
 
-    def __init__(self, connect: Callable[[], C], close: Callable[[C], None], size: int) -> None:
+    def __init__(
+        self, connect: Callable[[], C], close: Callable[[C], None], size: int,
+        alive: Callable[[C], bool] | None = None,
+    ) -> None:
         self.size = size
-        self._connect, self._close = connect, close
+        self._connect, self._close, self._alive = connect, close, alive
         self._lock = threading.Lock()
         self._idle: list[C] = []  # newest last: a burst's extra connections are the ones left idle
         self._waiters: deque[_Waiter[C]] = deque()  # only while nothing is idle
@@ -54,19 +58,30 @@ class Pool(Generic[C]):
         self._closed = False
 
     def take(self, wait: float) -> C:
-        """An idle connection, else a new one below ``size``, else the next one given back within
-        ``wait`` seconds (:class:`Busy` if none). ``connect``'s error if it fails."""
+        """An idle connection (that ``alive`` passes), else a new one below ``size``, else the next
+        one given back within ``wait`` seconds (:class:`Busy` if none). ``connect``'s error if it fails."""
         if self._pid != os.getpid():
             self._forked()
         waiter: _Waiter[C] | None = None
-        with self._lock:
-            if self._idle:
-                return self._idle.pop()
-            if self._open < self.size:
-                self._open += 1
-            else:
-                waiter = _Waiter()
-                self._waiters.append(waiter)
+        dead: list[C] = []
+        try:
+            with self._lock:
+                while self._idle:
+                    conn = self._idle.pop()
+                    if self._alive is None or self._alive(conn):
+                        return conn
+                    # The server let it go while it sat here (a restart, an idle timeout): its
+                    # place goes to the next idle one, or to a new connection.
+                    self._open -= 1
+                    dead.append(conn)
+                if self._open < self.size:
+                    self._open += 1
+                else:
+                    waiter = _Waiter()
+                    self._waiters.append(waiter)
+        finally:
+            for conn in dead:  # outside the lock
+                self._close(conn)
         if waiter is not None:
             if not waiter.ready.wait(wait):
                 with self._lock:

@@ -6,15 +6,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 from convo.sim import Simulator
+from tests.helpers import PostgresServer
 
 
 @pytest.fixture(scope="module")
@@ -87,10 +86,10 @@ def _postgres_binaries() -> str | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_dsn():
-    """A private PostgreSQL server for the session: initdb into a temporary folder, a free loopback
-    port, trust auth, no fsync; stopped and removed at the end. Run as the ``postgres`` user when
-    the tests run as root (PostgreSQL refuses root)."""
+def postgres_server():
+    """A private PostgreSQL server for the session (see :class:`tests.helpers.PostgresServer`);
+    stopped and removed at the end. Run as the ``postgres`` user when the tests run as root
+    (PostgreSQL refuses root)."""
     folder = _postgres_binaries()
     if folder is None and os.geteuid() == 0 and shutil.which("apt-get"):
         subprocess.run("apt-get update -qq && apt-get install -y -qq postgresql", shell=True,
@@ -108,41 +107,22 @@ def postgres_dsn():
         except KeyError:
             pytest.skip("running as root with no 'postgres' user to run PostgreSQL as (initdb refuses root)")
         as_user = {"user": "postgres", "group": "postgres"}
-    workdir = tempfile.mkdtemp(prefix="convo-pg-")
-    data = os.path.join(workdir, "data")
-    if as_user:
-        shutil.chown(workdir, "postgres", "postgres")
-    port = _free_port()
     try:
-        subprocess.run([os.path.join(folder, "initdb"), "-D", data, "-U", "convo", "--auth=trust", "-E", "UTF8",
-                        "--no-sync", "--no-instructions"], check=True, capture_output=True, **as_user)
-        proc = subprocess.Popen(
-            [os.path.join(folder, "postgres"), "-D", data, "-p", str(port), "-k", workdir,
-             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
-             "-c", "full_page_writes=off", "-c", "max_connections=200"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **as_user,
-        )
+        server = PostgresServer(folder, as_user)
     except (OSError, subprocess.CalledProcessError) as exc:
-        shutil.rmtree(workdir, ignore_errors=True)
         detail = getattr(exc, "stderr", b"") or b""
-        pytest.fail(f"PostgreSQL did not start: {exc} {detail.decode(errors='replace')[-500:]}")
-    deadline = time.monotonic() + 30
-    ready = os.path.join(folder, "pg_isready")
-    while subprocess.run([ready, "-q", "-h", "127.0.0.1", "-p", str(port)], check=False).returncode != 0:
-        if time.monotonic() > deadline or proc.poll() is not None:
-            proc.kill()
-            shutil.rmtree(workdir, ignore_errors=True)
-            pytest.fail("PostgreSQL did not start")
-        time.sleep(0.1)
+        pytest.fail(f"PostgreSQL did not initialize: {exc} {detail.decode(errors='replace')[-500:]}")
     try:
-        yield f"postgresql://convo@127.0.0.1:{port}/postgres"
+        server.start()
+        yield server
     finally:
-        proc.send_signal(signal.SIGINT)  # fast shutdown
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(workdir, ignore_errors=True)
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn(postgres_server):
+    """The DSN of the session's PostgreSQL server."""
+    return postgres_server.dsn
 
 
 @pytest.fixture(autouse=True)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 import zlib
@@ -99,6 +102,56 @@ class RedisServer:
             self.proc.kill()
             self.proc.wait(timeout=5)
             self.proc = None
+
+
+class PostgresServer:
+    """A private PostgreSQL server in a temporary folder (initdb, trust auth, no fsync) on a free
+    loopback port, that a test may stop and start again on the same port and data. ``folder``:
+    where initdb and postgres are; ``as_user``: Popen's user and group when running as root
+    (PostgreSQL refuses root)."""
+
+    def __init__(self, folder: str, as_user: dict[str, str]) -> None:
+        self.folder, self.as_user = folder, as_user
+        self.workdir = tempfile.mkdtemp(prefix="convo-pg-")
+        self.data = os.path.join(self.workdir, "data")
+        if as_user:
+            shutil.chown(self.workdir, as_user["user"], as_user["group"])
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.dsn = f"postgresql://convo@127.0.0.1:{self.port}/postgres"
+        subprocess.run([os.path.join(folder, "initdb"), "-D", self.data, "-U", "convo", "--auth=trust", "-E", "UTF8",
+                        "--no-sync", "--no-instructions"], check=True, capture_output=True, **as_user)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [os.path.join(self.folder, "postgres"), "-D", self.data, "-p", str(self.port), "-k", self.workdir,
+             "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "synchronous_commit=off",
+             "-c", "full_page_writes=off", "-c", "max_connections=200"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **self.as_user,
+        )
+        deadline = time.monotonic() + 30
+        ready = os.path.join(self.folder, "pg_isready")
+        while subprocess.run([ready, "-q", "-h", "127.0.0.1", "-p", str(self.port)], check=False).returncode != 0:
+            if time.monotonic() > deadline or self.proc.poll() is not None:
+                self.proc.kill()
+                raise AssertionError("PostgreSQL did not start")
+            time.sleep(0.1)
+
+    def stop(self) -> None:
+        """A fast shutdown (SIGINT), as an operator's restart or a failover makes: each backend
+        tells its client it is terminating, then goes."""
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+            self.proc = None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def in_background(fn, *args) -> tuple[threading.Thread, list[BaseException]]:

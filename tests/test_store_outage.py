@@ -13,7 +13,7 @@ import pytest
 
 import convo
 from convo import ConflictError, ConversationFileError, InvalidConfigError, StoreError
-from tests.helpers import MODEL, RedisServer, in_background, quick_aclient, quick_client
+from tests.helpers import MODEL, PostgresServer, RedisServer, in_background, quick_aclient, quick_client
 
 
 @pytest.fixture
@@ -308,6 +308,74 @@ def test_a_call_that_finds_every_connection_busy_fails_after_the_timeout(postgre
     assert [m.text for m in store.open(other.id).messages] == ["waits for a connection"]
     assert [m.text for m in store.open(hung.id).messages] == ["hangs"]
     store.close()
+
+
+def _idle_connections(store: convo.PostgresConversationStore, psycopg, dsn: str, prefix: str, n: int):
+    """n conversations, and n connections left idle in the store's pool: a write to each, all held
+    at once behind row locks another client takes, then let through."""
+    convs = [store.create(model=MODEL) for _ in range(n)]
+    with psycopg.connect(dsn) as other:
+        other.execute(f"SELECT 1 FROM {prefix}_conversations WHERE id = ANY(%s) FOR UPDATE", ([c.id for c in convs],))
+        runs = [in_background(c.add_user, "held") for c in convs]
+        for _ in range(300):
+            if sum(event == "Lock" for _, event in _convo_backends(psycopg, dsn, prefix)) == n:
+                break
+            time.sleep(0.01)
+        else:
+            pytest.fail(f"the {n} writes never waited at once")
+        other.rollback()
+    for thread, errors in runs:
+        thread.join(10)
+        assert errors == []
+    assert len(_convo_backends(psycopg, dsn, prefix)) == n
+    return convs
+
+
+def test_connections_the_server_ended_while_idle_are_replaced_without_a_failed_call(postgres_dsn):
+    """A connection the server let go while it sat in the pool (``pg_terminate_backend``, as an
+    operator or ``idle_session_timeout`` does) is not handed to a call: the next calls open fresh
+    ones and succeed, instead of failing once per pooled connection."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    store = convo.PostgresConversationStore(f"{postgres_dsn}?application_name={prefix}", prefix=prefix + "_",
+                                            max_connections=3, timeout=5.0)
+    convs = _idle_connections(store, psycopg, postgres_dsn, prefix, 3)
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", (prefix,)
+        ).fetchall()
+    assert ended == [(True,)] * 3
+    for _ in range(300):
+        if not _convo_backends(psycopg, postgres_dsn, prefix):
+            break
+        time.sleep(0.01)
+    for conv in convs:  # each of these used to fail on a connection the server had ended
+        assert [m.text for m in store.open(conv.id).messages] == ["held"]
+        conv.add_assistant("after")
+    assert [[m.text for m in store.open(c.id).messages] for c in convs] == [["held", "after"]] * 3
+    assert len(_convo_backends(psycopg, postgres_dsn, prefix)) == 1  # one call at a time: one new connection
+    store.close()
+
+
+def test_a_postgres_restart_costs_no_failed_call_once_the_server_is_back(postgres_server):
+    """A restart (fast shutdown, then start) while the pool holds idle connections: every call after
+    it succeeds, on fresh connections; the turns written before are all there."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    server = PostgresServer(postgres_server.folder, postgres_server.as_user)
+    try:
+        server.start()
+        prefix = f"r{uuid.uuid4().hex[:6]}"
+        store = convo.PostgresConversationStore(f"{server.dsn}?application_name={prefix}", prefix=prefix + "_",
+                                                max_connections=2, timeout=5.0)
+        convs = _idle_connections(store, psycopg, server.dsn, prefix, 2)
+        server.stop()
+        server.start()
+        for conv in convs:
+            conv.add_assistant("after the restart")
+            assert [m.text for m in store.open(conv.id).messages] == ["held", "after the restart"]
+        store.close()
+    finally:
+        server.remove()
 
 
 def test_a_postgres_server_that_stops_answering_fails_within_the_timeout(postgres_dsn):

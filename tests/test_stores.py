@@ -642,3 +642,35 @@ def test_a_postgres_store_checks_max_connections_before_it_connects(bad):
     pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
     with pytest.raises(convo.InvalidConfigError, match=r"max_connections must be an int from 1 to 1000"):
         convo.PostgresConversationStore("postgresql://x@127.0.0.1:1/db", max_connections=bad)  # would not connect
+
+
+@pytest.mark.parametrize("where", ["dsn", "PGOPTIONS"])
+def test_a_postgres_store_keeps_the_server_settings_the_dsn_asks_for(postgres_dsn, where, monkeypatch):
+    """A dsn's ``options`` (or, with none, ``PGOPTIONS``) reach the server beside the store's own
+    settings: the tables go to the schema its ``search_path`` names, and ``timeout`` still ends a
+    statement stuck behind a lock."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    schema = f"tenant_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+    if where == "dsn":
+        dsn = f"{postgres_dsn}?options=-c%20search_path%3D{schema}"
+    else:
+        monkeypatch.setenv("PGOPTIONS", f"-c search_path={schema}")
+        dsn = postgres_dsn
+    prefix = f"k{uuid.uuid4().hex[:6]}_"
+    store = convo.PostgresConversationStore(dsn, prefix=prefix, timeout=1.0)
+    conv = store.create(model=MODEL)
+    conv.add_user("hello")
+    with psycopg.connect(postgres_dsn, autocommit=True) as admin:
+        where_found = admin.execute(
+            "SELECT table_schema FROM information_schema.tables WHERE table_name = %s", (f"{prefix}conversations",)
+        ).fetchall()
+        assert where_found == [(schema,)]
+        with admin.transaction():
+            admin.execute(f"SELECT 1 FROM {schema}.{prefix}conversations WHERE id = %s FOR UPDATE", (conv.id,))
+            with pytest.raises(convo.StoreError, match="statement timeout"):
+                conv.add_assistant("waits for the row")
+    conv.flush()
+    assert [m.text for m in store.open(conv.id).messages] == ["hello", "waits for the row"]
+    store.close()

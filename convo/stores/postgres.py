@@ -9,6 +9,8 @@ opening is one ``SELECT`` over the three primary keys. One round trip each.
 from __future__ import annotations
 
 import json
+import os
+import select
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -94,18 +96,43 @@ SELECT count(*) FROM c
 """
 
 
-def _connector(psycopg: Any, dsn: str, timeout: float) -> Callable[[], Any]:
-    """How the pool opens a connection (no reference to the store: a dropped store is freed at once)."""
+def _connector(psycopg: Any, dsn: str, timeout: float, options: str) -> Callable[[], Any]:
+    """How the pool opens a connection (no reference to the store: a dropped store is freed at once).
+    ``options``: the server settings the dsn (or ``PGOPTIONS``) asked for, kept ahead of the store's."""
+    # A statement that outlasts the timeout fails instead of hanging. Every statement here looks
+    # rows up by key, so each is prepared once and planned once (a generic plan), not per call.
+    ours = f"-c statement_timeout={round(timeout * 1000)} -c plan_cache_mode=force_generic_plan"
+    merged = f"{options} {ours}" if options.strip() else ours
 
     def connect() -> Any:
-        # A statement that outlasts the timeout fails instead of hanging. Every statement here looks
-        # rows up by key, so each is prepared once and planned once (a generic plan), not per call.
         return psycopg.connect(
             dsn, autocommit=True, connect_timeout=max(1, round(timeout)), fallback_application_name="convo",
-            options=f"-c statement_timeout={round(timeout * 1000)} -c plan_cache_mode=force_generic_plan",
+            options=merged,
         )
 
     return connect
+
+
+def _readable(fd: int) -> bool:
+    """Whether a socket has something to read (or has been closed) right now, without waiting."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - Windows
+
+
+def _alive(conn: Any) -> bool:
+    """Whether an idle connection still has its server. An idle connection gets nothing unasked,
+    so anything to read means the server let it go meanwhile (a restart, a failover,
+    ``pg_terminate_backend``, ``idle_session_timeout``): it sent its goodbye, or closed the socket.
+    One system call, no round trip."""
+    if conn.closed or conn.broken:
+        return False
+    try:
+        return not _readable(conn.fileno())
+    except (OSError, ValueError, conn.OperationalError):
+        return False
 
 
 class PostgresConversationStore(StoreBase):
@@ -159,7 +186,12 @@ class PostgresConversationStore(StoreBase):
             for cut in (False, True) for chunks in counts for recs in counts
         }
         self._prefix = prefix
-        self._pool: Pool[Any] = Pool(_connector(psycopg, dsn, self._timeout), lambda conn: conn.close(), max_connections)
+        # The dsn's own server settings (a search_path, say), else PGOPTIONS's, which libpq reads
+        # only when a connection names none, as this store's do.
+        options = str(params.get("options") or os.environ.get("PGOPTIONS", ""))
+        self._pool: Pool[Any] = Pool(
+            _connector(psycopg, dsn, self._timeout, options), lambda conn: conn.close(), max_connections, alive=_alive,
+        )
         self._closed = False
 
         def schema(conn: Any) -> None:
