@@ -40,12 +40,14 @@ redis-server:
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 
-# The tests start their own PostgreSQL (initdb into a temporary folder, a free loopback port);
-# install it if neither PATH nor Debian's /usr/lib/postgresql/N/bin has initdb.
+# The tests start their own PostgreSQL (initdb into a temporary folder, a free loopback port)
+# and PgBouncers in front of it; install them if neither PATH nor Debian's /usr/lib/postgresql/N/bin
+# has initdb, or no pgbouncer is found.
 postgres:
-	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	@{ command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; } && \
+	  { command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ]; } || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq postgresql pgbouncer >/dev/null; }
 
 ## The demo: summarize a long sample document (Python's own docs) on the embedded simulator,
 ## offline and free even when ANTHROPIC_API_KEY is set.

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from convo.sim import Simulator
-from tests.helpers import PostgresServer
+from tests.helpers import PgBouncer, PostgresServer
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +123,30 @@ def postgres_server():
 def postgres_dsn(postgres_server):
     """The DSN of the session's PostgreSQL server."""
     return postgres_server.dsn
+
+
+@pytest.fixture
+def pgbouncer(postgres_server):
+    """Start a PgBouncer in front of the session's PostgreSQL: ``pgbouncer("transaction")`` (or
+    "session"); each is stopped at the end of the test. Installed with apt when missing (as root)."""
+    binary = shutil.which("pgbouncer") or next(iter(glob.glob("/usr/sbin/pgbouncer")), None)
+    if binary is None and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run("apt-get install -y -qq pgbouncer || (apt-get update -qq && apt-get install -y -qq pgbouncer)",
+                       shell=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        binary = shutil.which("pgbouncer") or next(iter(glob.glob("/usr/sbin/pgbouncer")), None)
+    if binary is None:
+        pytest.skip("PgBouncer is not installed (apt-get install pgbouncer); `make test` installs it")
+    started: list[PgBouncer] = []
+
+    def start(mode: str, pool_size: int = 2) -> PgBouncer:
+        bouncer = PgBouncer(binary, postgres_server, mode, pool_size)
+        started.append(bouncer)
+        bouncer.start()
+        return bouncer
+
+    yield start
+    for bouncer in started:
+        bouncer.remove()
 
 
 @pytest.fixture(autouse=True)

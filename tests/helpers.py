@@ -154,6 +154,58 @@ class PostgresServer:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
+class PgBouncer:
+    """A private PgBouncer in front of ``server`` on a free loopback port, pooling ``mode``
+    ("transaction" or "session") onto at most ``pool_size`` server connections, so clients share
+    them. Runs as ``server.as_user`` (PgBouncer refuses root)."""
+
+    def __init__(self, binary: str, server: PostgresServer, mode: str, pool_size: int = 2) -> None:
+        self.binary, self.as_user = binary, server.as_user
+        self.workdir = tempfile.mkdtemp(prefix="convo-pgbouncer-")
+        self.port = free_port()
+        self.dsn = f"postgresql://convo@127.0.0.1:{self.port}/postgres"
+        self.ini = os.path.join(self.workdir, "pgbouncer.ini")
+        with open(os.path.join(self.workdir, "users.txt"), "w") as f:
+            f.write('"convo" ""\n')
+        with open(self.ini, "w") as f:
+            f.write(f"[databases]\npostgres = host=127.0.0.1 port={server.port} dbname=postgres user=convo\n"
+                    f"[pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {self.port}\nauth_type = trust\n"
+                    f"auth_file = {self.workdir}/users.txt\npool_mode = {mode}\ndefault_pool_size = {pool_size}\n"
+                    f"unix_socket_dir =\nlogfile = {self.workdir}/pgbouncer.log\n")
+        if self.as_user:
+            for path in (self.workdir, self.ini, os.path.join(self.workdir, "users.txt")):
+                shutil.chown(path, self.as_user["user"], self.as_user["group"])
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([self.binary, self.ini], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     **self.as_user)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        raise AssertionError(f"PgBouncer did not start: {self.log()[-1000:]}")
+
+    def log(self) -> str:
+        try:
+            with open(os.path.join(self.workdir, "pgbouncer.log")) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def remove(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            self.proc.wait(timeout=10)
+            self.proc = None
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
 def in_background(fn, *args) -> tuple[threading.Thread, list[BaseException]]:
     """``fn(*args)`` started in a thread: the thread, and the list its exception lands in (if any)."""
     errors: list[BaseException] = []

@@ -669,8 +669,31 @@ def test_a_postgres_store_keeps_the_server_settings_the_dsn_asks_for(postgres_ds
         assert where_found == [(schema,)]
         with admin.transaction():
             admin.execute(f"SELECT 1 FROM {schema}.{prefix}conversations WHERE id = %s FOR UPDATE", (conv.id,))
-            with pytest.raises(convo.StoreError, match="statement timeout"):
+            with pytest.raises(convo.StoreError, match=r"no answer within timeout=1 s, so the statement was cancelled"):
                 conv.add_assistant("waits for the row")
     conv.flush()
     assert [m.text for m in store.open(conv.id).messages] == ["hello", "waits for the row"]
     store.close()
+
+
+@pytest.mark.parametrize(("prepare", "prepared"), [(None, True), (False, False), (True, True)])
+def test_a_direct_postgres_store_prepares_its_statements_unless_told_not_to(postgres_dsn, prepare, prepared):
+    """On a direct connection (no pooler between) the store's statements are prepared once per
+    connection; ``prepare=False`` leaves them unprepared (white-box: the session's prepared
+    statements, read on the store's own connection)."""
+    pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    store = convo.PostgresConversationStore(postgres_dsn, prefix=f"d{uuid.uuid4().hex[:6]}_", prepare=prepare)
+    conv = store.create(model=MODEL)
+    for i in range(6):  # past psycopg's own threshold (5 uses) too
+        conv.add_user(f"q{i}")
+        assert len(store.open(conv.id).messages) == i + 1
+    count = store._call("count", lambda c: c.execute("SELECT count(*) FROM pg_prepared_statements", prepare=False).fetchone()[0])
+    assert (count > 0) is prepared
+    store.close()
+
+
+@pytest.mark.parametrize("bad", [0, 1, "yes", "false"])
+def test_a_postgres_store_checks_prepare_before_it_connects(bad):
+    pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    with pytest.raises(convo.InvalidConfigError, match=r"prepare must be True, False or None"):
+        convo.PostgresConversationStore("postgresql://x@127.0.0.1:1/db", prepare=bad)  # would not connect

@@ -9,7 +9,6 @@ opening is one ``SELECT`` over the three primary keys. One round trip each.
 from __future__ import annotations
 
 import json
-import os
 import select
 import weakref
 from collections.abc import Callable
@@ -96,18 +95,14 @@ SELECT count(*) FROM c
 """
 
 
-def _connector(psycopg: Any, dsn: str, timeout: float, options: str) -> Callable[[], Any]:
+def _connector(psycopg: Any, dsn: str, timeout: float) -> Callable[[], Any]:
     """How the pool opens a connection (no reference to the store: a dropped store is freed at once).
-    ``options``: the server settings the dsn (or ``PGOPTIONS``) asked for, kept ahead of the store's."""
-    # A statement that outlasts the timeout fails instead of hanging. Every statement here looks
-    # rows up by key, so each is prepared once and planned once (a generic plan), not per call.
-    ours = f"-c statement_timeout={round(timeout * 1000)} -c plan_cache_mode=force_generic_plan"
-    merged = f"{options} {ours}" if options.strip() else ours
+    It sends no server settings of its own (a pooler such as PgBouncer refuses ``options``), so
+    the dsn's own ``options`` (or ``PGOPTIONS``) reach the server as they are."""
 
     def connect() -> Any:
         return psycopg.connect(
             dsn, autocommit=True, connect_timeout=max(1, round(timeout)), fallback_application_name="convo",
-            options=merged,
         )
 
     return connect
@@ -144,11 +139,21 @@ class PostgresConversationStore(StoreBase):
     process, a lost network) is cut off a moment later, so a call raises :class:`~convo.StoreError`
     instead of hanging. ``max_connections``: connections per process, opened as calls overlap
     (threads, an async server's worker threads), so one slow call does not hold up the others;
-    a call that finds them all busy waits up to ``timeout`` for one."""
+    a call that finds them all busy waits up to ``timeout`` for one. ``prepare``: whether the
+    store's statements are prepared on the server (parsed and planned once per connection).
+    ``None`` (the default) prepares them only on a direct connection to PostgreSQL: behind a
+    connection pooler (PgBouncer, in transaction mode especially) one server connection serves
+    many clients, so a statement prepared by one is missing, or another's, for the next; the
+    store tells the two apart when it connects (the backend behind the connection is not the
+    one it reached). ``True`` forces it (a pooler that keeps prepared statements per client, such as
+    PgBouncer 1.21+ with ``max_prepared_statements``); ``False`` turns it off."""
 
     kind = "PostgreSQL conversation store"
 
-    def __init__(self, dsn: str, *, prefix: str = "convo_", timeout: float = 10.0, max_connections: int = 4) -> None:
+    def __init__(
+        self, dsn: str, *, prefix: str = "convo_", timeout: float = 10.0, max_connections: int = 4,
+        prepare: bool | None = None,
+    ) -> None:
         try:
             import psycopg
             from psycopg import conninfo
@@ -172,11 +177,14 @@ class PostgresConversationStore(StoreBase):
             raise InvalidConfigError(
                 f"max_connections must be an int from 1 to 1000 (connections per process), got {max_connections!r}"
             )
+        if prepare is not None and not isinstance(prepare, bool):
+            raise InvalidConfigError(f"prepare must be True, False or None (decided on connecting), got {prepare!r}")
         self._psycopg = psycopg
         self._dsn, self._timeout = dsn, float(timeout)
-        # The server ends a statement at `timeout`; a server that does not answer at all is cut
-        # a moment later, so no call waits much past `timeout`.
-        self._watchdog = Watchdog(self._timeout + min(1.0, self._timeout / 10), "convo-postgres-watchdog")
+        # A call still waiting at `timeout` is cancelled on the server; one whose server does not
+        # answer at all is cut a moment later, so no call waits much past `timeout`.
+        self._margin = min(1.0, self._timeout / 10)
+        self._watchdog = Watchdog(self._timeout + self._margin, "convo-postgres-watchdog", cancel_after=self._timeout)
         weakref.finalize(self, self._watchdog.stop)  # a store dropped without close() ends its thread too
         self._sql = {name: text.replace("{p}", prefix) for name, text in (("schema", _SCHEMA),)}
         self._sql["read"] = read_query(prefix, "%(id)s")
@@ -186,11 +194,9 @@ class PostgresConversationStore(StoreBase):
             for cut in (False, True) for chunks in counts for recs in counts
         }
         self._prefix = prefix
-        # The dsn's own server settings (a search_path, say), else PGOPTIONS's, which libpq reads
-        # only when a connection names none, as this store's do.
-        options = str(params.get("options") or os.environ.get("PGOPTIONS", ""))
+        self._prepare = prepare  # None until the first connection tells whether it is direct
         self._pool: Pool[Any] = Pool(
-            _connector(psycopg, dsn, self._timeout, options), lambda conn: conn.close(), max_connections, alive=_alive,
+            _connector(psycopg, dsn, self._timeout), lambda conn: conn.close(), max_connections, alive=_alive,
         )
         self._closed = False
 
@@ -208,30 +214,54 @@ class PostgresConversationStore(StoreBase):
         """Whether a connection given back can serve the next call (not broken, no transaction left open)."""
         return not conn.closed and not conn.broken and conn.info.transaction_status == self._psycopg.pq.TransactionStatus.IDLE
 
+    def _canceller(self, conn: Any) -> Callable[[], object]:
+        """How the watchdog asks the server to end this connection's statement (psycopg 3.2+ has a
+        cancel with a deadline of its own)."""
+        if hasattr(conn, "cancel_safe"):
+            margin = max(0.1, self._margin)
+            return lambda: conn.cancel_safe(timeout=margin)
+        cancel: Callable[[], object] = conn.cancel  # pragma: no cover - psycopg 3.1
+        return cancel  # pragma: no cover
+
+    def _direct(self, conn: Any) -> bool:
+        """Whether ``conn`` reaches PostgreSQL itself: the backend answering is the one whose
+        process id the connection got when it started. A pooler hands out its own key (it
+        forwards cancels itself), so behind one they differ."""
+        (pid,) = conn.execute("SELECT pg_backend_pid()", prepare=False).fetchone()
+        return bool(pid == conn.info.backend_pid)
+
     def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
         """``fn`` on a connection of this call's own (see :class:`Pool`), watched by the watchdog;
         StoreError if it fails, saying why."""
         if self._closed:
             raise StoreError(f"the {self.kind} is closed; open a new one", store=f"{self.kind} at {self.dsn!r}")
-        cut = False
+        acted = ""
         hint = "check that the server is up and the dsn is right"
         try:
             conn = self._pool.take(self._timeout)
-            ticket = self._watchdog.arm(conn.fileno())
+            ticket = self._watchdog.arm(conn.fileno(), self._canceller(conn))
             try:
+                if self._prepare is None:
+                    self._prepare = self._direct(conn)
+                if not self._prepare:
+                    conn.prepare_threshold = None  # psycopg would prepare a statement on its 5th use
                 return fn(conn)
             finally:
-                cut = self._watchdog.disarm(ticket)
-                # Cut (even if the answer came just in time), broken or mid-transaction: closed, so
-                # the next call gets a fresh connection.
-                self._pool.give(conn, not cut and self._reusable(conn))
+                acted = self._watchdog.disarm(ticket)
+                # Cut or cancelled (even if the answer came just in time: a cancel still on its way
+                # would end the next call's statement), broken or mid-transaction: closed, so the
+                # next call gets a fresh connection.
+                self._pool.give(conn, not acted and self._reusable(conn))
         except Busy as exc:
             problem = str(exc)
             hint = f"this process makes more calls at once than max_connections={self._pool.size}; raise it"
         except self._psycopg.Error as exc:
-            if cut:
+            if acted == "cut":
                 problem = (f"no answer within {self._watchdog.after:g} s (timeout={self._timeout:g}), "
                            "so the connection was closed")
+            elif acted == "cancelled" and isinstance(exc, self._psycopg.errors.QueryCanceled):
+                problem = f"no answer within timeout={self._timeout:g} s, so the statement was cancelled"
+                hint = "the server is slow or the rows are locked by another client; retry, or raise timeout"
             else:
                 text = str(exc)
                 problem = f"{type(exc).__name__}: {text.replace(self._secret, '***') if self._secret else text}"
@@ -265,7 +295,7 @@ class PostgresConversationStore(StoreBase):
         sql = self._appends[write.cut, _how_many(write.chunks), _how_many(write.receipts)]
 
         def append(c: Any) -> Any:
-            row = c.execute(sql, args, prepare=True).fetchone()
+            row = c.execute(sql, args, prepare=self._prepare).fetchone()
             if row is not None:
                 return row[0]
             now = c.execute(f"SELECT version FROM {self._prefix}conversations WHERE id = %s", (id,)).fetchone()
@@ -290,7 +320,7 @@ class PostgresConversationStore(StoreBase):
             sql = f"SELECT {INFO} FROM {self._prefix}conversations WHERE id = %s"
             row = self._call("info", lambda c: c.execute(sql, (id,)).fetchone())
             return None if row is None else Stored(info_of(row), "", "[]", None, [], [])
-        return stored_of(self._call("open", lambda c: c.execute(self._sql["read"], {"id": id}, prepare=True).fetchall()))
+        return stored_of(self._call("open", lambda c: c.execute(self._sql["read"], {"id": id}, prepare=self._prepare).fetchall()))
 
     def _list(self, user: str | None, limit: int, after: str | None) -> list[ConversationInfo]:
         sql, args = list_query(self._prefix, "%s", user, after, limit)
