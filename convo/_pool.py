@@ -7,13 +7,16 @@ client's row lock, a SQLite write waiting for another process to let go of the f
 take their connections from here instead. Connections are opened on demand, so a single-threaded
 script holds one. After a fork the parent's connections are forgotten, never used or closed by
 the child (they share the parent's sockets); a connection that failed is closed, not reused, and
-so is an idle one the server has let go of meanwhile (a restart, a failover, an idle timeout).
+so is an idle one the server has let go of meanwhile (a restart, a failover, an idle timeout),
+and one left idle past ``max_idle`` (a burst's extra connections do not hold server resources,
+or a pooler's server connections, for good).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from typing import Generic, TypeVar
@@ -46,12 +49,14 @@ class Pool(Generic[C]):
 
     def __init__(
         self, connect: Callable[[], C], close: Callable[[C], None], size: int,
-        alive: Callable[[C], bool] | None = None,
+        alive: Callable[[C], bool] | None = None, max_idle: float | None = None,
     ) -> None:
-        self.size = size
+        self.size, self.max_idle = size, max_idle
         self._connect, self._close, self._alive = connect, close, alive
         self._lock = threading.Lock()
-        self._idle: list[C] = []  # newest last: a burst's extra connections are the ones left idle
+        # (connection, when it was given back), newest last: the newest is taken first, so a
+        # burst's extra connections are the ones left idle, and expire.
+        self._idle: list[tuple[C, float]] = []
         self._waiters: deque[_Waiter[C]] = deque()  # only while nothing is idle
         self._open = 0  # connections made or being made (idle or in use), or places handed to waiters
         self._pid = os.getpid()
@@ -66,8 +71,9 @@ class Pool(Generic[C]):
         dead: list[C] = []
         try:
             with self._lock:
+                dead.extend(self._expired())
                 while self._idle:
-                    conn = self._idle.pop()
+                    conn, _ = self._idle.pop()
                     if self._alive is None or self._alive(conn):
                         return conn
                     # The server let it go while it sat here (a restart, an idle timeout): its
@@ -96,6 +102,19 @@ class Pool(Generic[C]):
             self._lost()
             raise
 
+    def _expired(self) -> list[C]:
+        """Take the connections idle past ``max_idle`` out of the pool (under the lock), to close."""
+        if self.max_idle is None or not self._idle:
+            return []
+        horizon = time.monotonic() - self.max_idle
+        n = 0
+        while n < len(self._idle) and self._idle[n][1] < horizon:
+            n += 1
+        gone = [conn for conn, _ in self._idle[:n]]
+        del self._idle[:n]
+        self._open -= n
+        return gone
+
     def _forked(self) -> None:
         """In a forked child: forget the parent's connections (their sockets are the parent's)
         and its lock (which a parent thread may have held at the fork)."""
@@ -107,17 +126,21 @@ class Pool(Generic[C]):
     def give(self, conn: C, reusable: bool) -> None:
         """Give back a connection taken by :meth:`take`: handed to the first waiting call, or kept
         for the next, if ``reusable`` (and the pool is open); else closed."""
+        expired: list[C] = []
         with self._lock:
-            if reusable and not self._closed:
-                if self._waiters:
-                    waiter = self._waiters.popleft()
-                    waiter.conn = conn
-                    waiter.ready.set()
-                else:
-                    self._idle.append(conn)
-                return
-        self._lost()
-        self._close(conn)
+            kept = reusable and not self._closed
+            if kept and self._waiters:
+                waiter = self._waiters.popleft()
+                waiter.conn = conn
+                waiter.ready.set()
+            elif kept:
+                self._idle.append((conn, time.monotonic()))
+                expired = self._expired()
+        for old in expired:  # outside the lock
+            self._close(old)
+        if not kept:
+            self._lost()
+            self._close(conn)
 
     def _lost(self) -> None:
         """A connection is gone (closed, or never made): its place goes to the first waiting call."""
@@ -135,5 +158,5 @@ class Pool(Generic[C]):
             self._closed = True
             idle, self._idle = self._idle, []
             self._open -= len(idle)
-        for conn in idle:
+        for conn, _ in idle:
             self._close(conn)

@@ -357,6 +357,26 @@ def test_connections_the_server_ended_while_idle_are_replaced_without_a_failed_c
     store.close()
 
 
+def test_connections_unused_for_max_idle_are_closed(postgres_dsn):
+    """A burst's extra connections do not stay open for good: past ``max_idle`` the next call
+    closes them and opens one fresh (the server ends the others' backends)."""
+    psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    prefix = f"i{uuid.uuid4().hex[:6]}"
+    store = convo.PostgresConversationStore(f"{postgres_dsn}?application_name={prefix}", prefix=prefix + "_",
+                                            max_connections=3, max_idle=0.5)
+    convs = _idle_connections(store, psycopg, postgres_dsn, prefix, 3)
+    assert [m.text for m in store.open(convs[0].id).messages] == ["held"]  # within max_idle: reused
+    assert len(_convo_backends(psycopg, postgres_dsn, prefix)) == 3
+    time.sleep(0.7)
+    assert [m.text for m in store.open(convs[1].id).messages] == ["held"]
+    for _ in range(200):
+        if len(_convo_backends(psycopg, postgres_dsn, prefix)) == 1:
+            break
+        time.sleep(0.01)
+    assert len(_convo_backends(psycopg, postgres_dsn, prefix)) == 1
+    store.close()
+
+
 def test_a_postgres_restart_costs_no_failed_call_once_the_server_is_back(postgres_server):
     """A restart (fast shutdown, then start) while the pool holds idle connections: every call after
     it succeeds, on fresh connections; the turns written before are all there."""

@@ -631,6 +631,7 @@ def test_every_store_checks_its_timeout_before_it_connects(bad, tmp_path):
     ]
     if importlib.util.find_spec("psycopg") is not None:
         cases.append(("timeout", lambda: convo.PostgresConversationStore("postgresql://x@127.0.0.1:1/db", timeout=bad)))
+        cases.append(("max_idle", lambda: convo.PostgresConversationStore("postgresql://x@127.0.0.1:1/db", max_idle=bad)))
     for name, make in cases:
         with pytest.raises(convo.InvalidConfigError, match=rf"{name}.*seconds"):
             make()
@@ -697,3 +698,19 @@ def test_a_postgres_store_checks_prepare_before_it_connects(bad):
     pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
     with pytest.raises(convo.InvalidConfigError, match=r"prepare must be True, False or None"):
         convo.PostgresConversationStore("postgresql://x@127.0.0.1:1/db", prepare=bad)  # would not connect
+
+
+def test_a_postgres_store_probes_idle_connections_unless_the_dsn_says_how(postgres_dsn):
+    """TCP keepalives after a minute idle (a NAT that forgets quiet flows keeps them; a peer gone
+    silently is found out), unless the dsn sets its own (white-box: the store's own socket)."""
+    import socket
+
+    pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+    if not hasattr(socket, "TCP_KEEPIDLE"):
+        pytest.skip("no TCP_KEEPIDLE on this platform")
+    for dsn, idle in ((postgres_dsn, 60), (f"{postgres_dsn}?keepalives_idle=30", 30)):
+        store = convo.PostgresConversationStore(dsn, prefix=f"k{uuid.uuid4().hex[:6]}_")
+        with socket.socket(fileno=os.dup(store._call("fd", lambda c: c.fileno()))) as sock:
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == idle
+        store.close()

@@ -95,14 +95,23 @@ SELECT count(*) FROM c
 """
 
 
-def _connector(psycopg: Any, dsn: str, timeout: float) -> Callable[[], Any]:
+# TCP keepalives on every connection, unless the dsn sets its own: an idle connection is probed
+# after a minute, so a NAT or load balancer that forgets idle flows (some after 4-6 minutes) keeps
+# it, and a peer gone silently is found out instead of answering a call with a hang.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 3}
+
+
+def _connector(psycopg: Any, dsn: str, timeout: float, given: dict[str, Any]) -> Callable[[], Any]:
     """How the pool opens a connection (no reference to the store: a dropped store is freed at once).
     It sends no server settings of its own (a pooler such as PgBouncer refuses ``options``), so
-    the dsn's own ``options`` (or ``PGOPTIONS``) reach the server as they are."""
+    the dsn's own ``options`` (or ``PGOPTIONS``) reach the server as they are; ``given``: the
+    dsn's parameters, whose keepalive settings win over the store's."""
+    extra = {} if any(key.startswith("keepalives") for key in given) else dict(_KEEPALIVES)
 
     def connect() -> Any:
         return psycopg.connect(
             dsn, autocommit=True, connect_timeout=max(1, round(timeout)), fallback_application_name="convo",
+            **extra,
         )
 
     return connect
@@ -139,7 +148,8 @@ class PostgresConversationStore(StoreBase):
     process, a lost network) is cut off a moment later, so a call raises :class:`~convo.StoreError`
     instead of hanging. ``max_connections``: connections per process, opened as calls overlap
     (threads, an async server's worker threads), so one slow call does not hold up the others;
-    a call that finds them all busy waits up to ``timeout`` for one. ``prepare``: whether the
+    a call that finds them all busy waits up to ``timeout`` for one; one unused for ``max_idle``
+    seconds is closed (a burst's extra connections are not held for good). ``prepare``: whether the
     store's statements are prepared on the server (parsed and planned once per connection).
     ``None`` (the default) prepares them only on a direct connection to PostgreSQL: behind a
     connection pooler (PgBouncer, in transaction mode especially) one server connection serves
@@ -152,7 +162,7 @@ class PostgresConversationStore(StoreBase):
 
     def __init__(
         self, dsn: str, *, prefix: str = "convo_", timeout: float = 10.0, max_connections: int = 4,
-        prepare: bool | None = None,
+        max_idle: float = 300.0, prepare: bool | None = None,
     ) -> None:
         try:
             import psycopg
@@ -177,6 +187,7 @@ class PostgresConversationStore(StoreBase):
             raise InvalidConfigError(
                 f"max_connections must be an int from 1 to 1000 (connections per process), got {max_connections!r}"
             )
+        number("max_idle", max_idle, positive=True, hint=" (seconds a connection may sit unused before it is closed)")
         if prepare is not None and not isinstance(prepare, bool):
             raise InvalidConfigError(f"prepare must be True, False or None (decided on connecting), got {prepare!r}")
         self._psycopg = psycopg
@@ -196,7 +207,8 @@ class PostgresConversationStore(StoreBase):
         self._prefix = prefix
         self._prepare = prepare  # None until the first connection tells whether it is direct
         self._pool: Pool[Any] = Pool(
-            _connector(psycopg, dsn, self._timeout), lambda conn: conn.close(), max_connections, alive=_alive,
+            _connector(psycopg, dsn, self._timeout, params), lambda conn: conn.close(), max_connections,
+            alive=_alive, max_idle=float(max_idle),
         )
         self._closed = False
 
