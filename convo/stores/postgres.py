@@ -96,7 +96,7 @@ SELECT count(*) FROM c
 
 
 # TCP keepalives on every connection, unless the dsn sets its own: an idle connection is probed
-# after a minute, so a NAT or load balancer that forgets idle flows (some after 4-6 minutes) keeps
+# after a minute, so a NAT or firewall that forgets idle flows (AWS's default: after 350 s) keeps
 # it, and a peer gone silently is found out instead of answering a call with a hang.
 _KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 3}
 
