@@ -714,3 +714,33 @@ def test_a_postgres_store_probes_idle_connections_unless_the_dsn_says_how(postgr
             assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
             assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) == idle
         store.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres"])
+def test_a_write_sent_twice_is_applied_once_and_is_no_conflict(kind, request, monkeypatch):
+    """A client library that resends a write whose reply it lost (a retry on a dropped connection)
+    sends the same write twice: the second finds its own token and answers "applied", so the turn
+    is stored once and no ConflictError invites the caller to write it again."""
+    if kind == "redis":
+        store = convo.RedisConversationStore(request.getfixturevalue("redis_url"), prefix=f"w{uuid.uuid4().hex[:6]}:")
+    else:
+        pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
+        store = convo.PostgresConversationStore(request.getfixturevalue("postgres_dsn"), prefix=f"w{uuid.uuid4().hex[:6]}_")
+    conv = store.create(model=MODEL)
+    conv.add_user("first")
+    once = store._append
+
+    def resent(id, write):
+        once(id, write)  # applied; its reply lost
+        return once(id, write)  # the same write again, as a retrying client library sends it
+
+    monkeypatch.setattr(store, "_append", resent)
+    conv.add_assistant("sent twice")
+    monkeypatch.undo()
+    conv.add_user("after")
+    assert [m.text for m in store.open(conv.id).messages] == ["first", "sent twice", "after"]
+    other = store.open(conv.id)
+    other.add_assistant("from another handle")
+    with pytest.raises(ConflictError):  # a real conflict is still one
+        conv.add_assistant("stale")
+    store.close()

@@ -310,7 +310,9 @@ class PostgresConversationStore(StoreBase):
             row = c.execute(sql, args, prepare=self._prepare).fetchone()
             if row is not None:
                 return row[0]
-            now = c.execute(f"SELECT version FROM {self._prefix}conversations WHERE id = %s", (id,)).fetchone()
+            now = c.execute(f"SELECT version, last_write FROM {self._prefix}conversations WHERE id = %s", (id,)).fetchone()
+            if now is not None and write.token in (now[1] or "").split(","):
+                return write.version + 1  # this very write, sent again: applied, not a conflict
             return conflict(self.kind, id, write.version, None if now is None else now[0])
 
         version = self._call("append", append)

@@ -32,7 +32,12 @@ _APPEND = """
 local v = redis.call('HGET', KEYS[1], 'version')
 if not v then return {2, 0} end
 v = tonumber(v)
-if v ~= tonumber(ARGV[1]) then return {1, v} end
+if v ~= tonumber(ARGV[1]) then
+  -- This very write, sent again (a reply lost, then a resend): applied, not a conflict.
+  local last = redis.call('HGET', KEYS[1], 'last') or ''
+  if string.find(',' .. last .. ',', ',' .. ARGV[10] .. ',', 1, true) then return {0, tonumber(ARGV[1]) + 1} end
+  return {1, v}
+end
 local keep, stored, n = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[9])
 if keep < stored then
   if keep == 0 then
@@ -129,6 +134,8 @@ class RedisConversationStore(StoreBase):
     def __init__(self, url: str, *, prefix: str = "convo:", timeout: float = 5.0, ttl: float | None = None) -> None:
         try:
             import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
         except ImportError:  # pragma: no cover - redis is a declared extra
             raise InvalidConfigError("RedisConversationStore needs the redis package: pip install 'convo[redis]'") from None
         if not isinstance(url, str):
@@ -144,8 +151,11 @@ class RedisConversationStore(StoreBase):
         self._secrets = secrets_in(url)
         problem = None
         try:
+            # No retries of the client's own: a call is bounded by one timeout, and a write is
+            # never sent twice behind the journal's back (it settles a write in doubt itself).
             self._redis = redis.Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
+                retry=Retry(NoBackoff(), 0),
             )
         except (ValueError, TypeError) as exc:
             problem = self._scrub(str(exc))
