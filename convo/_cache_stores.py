@@ -21,6 +21,7 @@ from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError
 from ._files import make_private
 from ._numbers import number
 from ._redis_url import hide_password, scrub, secrets_in
+from ._sockets import redis_keepalive
 from ._sqlite import connect_wal
 
 __all__ = ["CacheError", "MemoryCache", "RedisCache", "SQLiteCache"]
@@ -297,7 +298,8 @@ class RedisCache(_Closing):
         problem = None
         try:
             self._redis = redis.Redis.from_url(  # no retries of its own: a lookup costs one timeout at most
-                url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
+                **redis_keepalive(),
             )
         except (ValueError, TypeError) as exc:
             problem = self._scrub(str(exc))

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from ._exceptions import ConvoError, InvalidConfigError, RateLimitStoreError
 from ._numbers import number
+from ._sockets import redis_keepalive
 
 __all__ = ["Bucket", "BucketStore", "MemoryStore", "RedisStore"]
 
@@ -183,7 +184,8 @@ class RedisStore:
         number("RedisStore(timeout=...)", timeout, positive=True, hint=" (seconds)")
         try:
             self.redis = redis.Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0)
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
+                **redis_keepalive(),
             )
         except ValueError as exc:
             raise InvalidConfigError(f"invalid Redis URL ({exc}); use redis://host:port/db") from None

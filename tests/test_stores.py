@@ -744,3 +744,28 @@ def test_a_write_sent_twice_is_applied_once_and_is_no_conflict(kind, request, mo
     with pytest.raises(ConflictError):  # a real conflict is still one
         conv.add_assistant("stale")
     store.close()
+
+
+def test_every_redis_client_probes_idle_connections_after_a_minute(redis_url, tmp_path):
+    """The conversation store, the shared limits and budgets, and the response cache: each Redis
+    connection sends TCP keepalives within a minute idle, not after the system's two hours, on
+    every supported redis-py (8 does by itself; 5 to 7 leave it off) (white-box: a connection
+    each client's pool makes)."""
+    import socket
+
+    if not hasattr(socket, "TCP_KEEPIDLE"):
+        pytest.skip("no TCP_KEEPIDLE on this platform")
+    clients = {
+        "conversation store": convo.RedisConversationStore(redis_url, prefix=f"k{uuid.uuid4().hex[:6]}:")._redis,
+        "shared store": convo.RedisStore(redis_url).redis,
+        "cache": convo.RedisCache(redis_url)._redis,
+    }
+    for name, client in clients.items():
+        conn = client.connection_pool.make_connection()
+        conn.connect()
+        try:
+            sock = conn._sock
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1, name
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) <= 60, name
+        finally:
+            conn.disconnect()

@@ -17,6 +17,7 @@ from typing import Any
 from .._exceptions import InvalidConfigError, StoreError
 from .._numbers import number
 from .._pool import Busy, Pool
+from .._sockets import KEEPALIVE_COUNT, KEEPALIVE_IDLE, KEEPALIVE_INTERVAL
 from ._base import StoreBase
 from ._records import RECENT_CHARS, ConversationInfo, Stored, Write, conflict
 from ._sql import INFO, info_of, list_query, read_query, stored_of
@@ -95,10 +96,9 @@ SELECT count(*) FROM c
 """
 
 
-# TCP keepalives on every connection, unless the dsn sets its own: an idle connection is probed
-# after a minute, so a NAT or firewall that forgets idle flows (AWS's default: after 350 s) keeps
-# it, and a peer gone silently is found out instead of answering a call with a hang.
-_KEEPALIVES = {"keepalives": 1, "keepalives_idle": 60, "keepalives_interval": 10, "keepalives_count": 3}
+# TCP keepalives on every connection (see convo._sockets), unless the dsn sets its own.
+_KEEPALIVES = {"keepalives": 1, "keepalives_idle": KEEPALIVE_IDLE, "keepalives_interval": KEEPALIVE_INTERVAL,
+               "keepalives_count": KEEPALIVE_COUNT}
 
 
 def _connector(psycopg: Any, dsn: str, timeout: float, given: dict[str, Any]) -> Callable[[], Any]:

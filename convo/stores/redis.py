@@ -17,6 +17,7 @@ from typing import Any
 from .._exceptions import InvalidConfigError, StoreError
 from .._numbers import number
 from .._redis_url import hide_password, scrub, secrets_in
+from .._sockets import redis_keepalive
 from ._base import StoreBase
 from ._records import RECENT_CHARS, ConversationInfo, Stored, Write, conflict, when
 
@@ -155,7 +156,7 @@ class RedisConversationStore(StoreBase):
             # never sent twice behind the journal's back (it settles a write in doubt itself).
             self._redis = redis.Redis.from_url(
                 url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
-                retry=Retry(NoBackoff(), 0),
+                retry=Retry(NoBackoff(), 0), **redis_keepalive(),
             )
         except (ValueError, TypeError) as exc:
             problem = self._scrub(str(exc))
