@@ -143,8 +143,9 @@ class PostgresConversationStore(StoreBase):
     """Conversations in PostgreSQL at ``dsn`` (``postgresql://user:password@host:port/db`` or
     ``"host=... dbname=..."``), in tables named ``{prefix}conversations``, ``{prefix}chunks`` and
     ``{prefix}receipts`` (created if missing). Needs psycopg 3: ``pip install 'convo[postgres]'``.
-    The password never appears in an error or repr. ``timeout`` (seconds) bounds every call: the
-    server ends a statement at ``timeout``, and a server that stops answering altogether (a stopped
+    The password never appears in an error or repr. ``timeout`` (seconds) bounds every call: a
+    statement still running at ``timeout`` is cancelled on the server (a cancel request, which
+    poolers such as PgBouncer forward), and a server that stops answering altogether (a stopped
     process, a lost network) is cut off a moment later, so a call raises :class:`~convo.StoreError`
     instead of hanging. ``max_connections``: connections per process, opened as calls overlap
     (threads, an async server's worker threads), so one slow call does not hold up the others;
