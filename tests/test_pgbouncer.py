@@ -14,6 +14,7 @@ import pytest
 import convo
 from convo import ConflictError, StoreError
 from tests.helpers import MODEL
+from tests.test_stores import hammer
 
 psycopg = pytest.importorskip("psycopg", reason="psycopg (convo[postgres]) is not installed in this environment")
 
@@ -85,4 +86,14 @@ def test_a_write_stuck_behind_a_lock_through_pgbouncer_is_cancelled_at_the_timeo
         other.rollback()
     conv.flush()
     assert [m.text for m in store.open(conv.id).messages] == ["before", "while it is locked"]
+    store.close()
+
+
+def test_many_processes_through_pgbouncer_lose_no_turn_and_surface_every_conflict(pgbouncer, tmp_path):
+    """The store test's 4 processes on one conversation, each through a transaction-mode
+    PgBouncer with 2 server connections."""
+    bouncer = pgbouncer("transaction", pool_size=2)
+    backend = ("postgres", bouncer.dsn, uuid.uuid4().hex[:10])
+    store = convo.PostgresConversationStore(bouncer.dsn, prefix=f"t{backend[2]}_")
+    hammer(store, backend, tmp_path)
     store.close()

@@ -236,6 +236,12 @@ WORKER = textwrap.dedent("""
 
 
 def test_many_processes_on_one_conversation_lose_no_turn_and_surface_every_conflict(store, backend, tmp_path):
+    hammer(store, backend, tmp_path)
+
+
+def hammer(store, backend, tmp_path) -> None:
+    """4 processes x 15 turns on one conversation of ``store`` (``backend``: how each process
+    opens it): every turn stored once, in each process's order, and every lost write raised."""
     conv = store.create(model=MODEL, user="shared")
     procs, turns = 4, 15
     barrier = tmp_path / "barrier"
