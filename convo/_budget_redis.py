@@ -7,8 +7,8 @@ passes. The books carry an epoch: should Redis lose them (a restart without pers
 live process notices at its next call and puts back what it spent in the current periods, so the
 cap holds for the processes still running; what processes that have exited spent is gone, so
 run Redis with persistence (``appendonly yes``) for a cap that must outlive that. A store failure while reserving raises :class:`BudgetStoreError` (the request is not
-sent: the budget fails closed); while settling, the settlement is kept and sent again with the
-next call, so a spend is never lost to an outage.
+sent: the budget fails closed); while settling, the settlement is kept and sent again as soon as
+Redis answers (see :class:`~convo._budget_store.SharedLedger`), so a spend is never lost to an outage.
 
 A reserve names its hold with an id chosen here, so a reserve whose answer was lost (a timeout)
 is given back with the next call; a settle sent again after a lost answer is counted once.

@@ -7,7 +7,7 @@ at once never pass either. Holds carry a deadline (``hold_ttl``): the hold of a 
 mid-request is given back once it passes. A hold is charged to the period it was taken in, as in
 Redis. Periods follow the machine's wall clock. A failure while reserving raises
 :class:`BudgetStoreError` (nothing is sent); while settling, the settlement is kept and written
-with the next call, so a spend is never lost.
+as soon as the file is free (in the background, before the next call, and at exit), so a spend is never lost.
 """
 
 from __future__ import annotations

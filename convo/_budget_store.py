@@ -11,15 +11,20 @@ The shared ledgers are in :mod:`convo._budget_redis` and :mod:`convo._budget_sql
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
+import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
+
+import tenacity
 
 from ._exceptions import ConvoError, InvalidConfigError
 
@@ -37,7 +42,8 @@ class BudgetStoreError(ConvoError):
     """The store that a shared :class:`~convo.Budget` keeps its books in failed (Redis down,
     timed out, refused; an SQLite file locked). Raised by a call: nothing was reserved and the
     request was not sent; by ``as_dict`` and the totals: the books could not be read. A spend
-    settled meanwhile is not lost: it is kept and written with the next call. ``store`` names it."""
+    settled meanwhile is not lost: it is kept and written once the store answers again (retried
+    in the background, sent before the next call, and at exit). ``store`` names it."""
 
     def __init__(self, message: str, *, store: str) -> None:
         super().__init__(message)
@@ -116,13 +122,23 @@ def outage(what: str) -> str:
     return _OUTAGE.get(what, f"{what} failed")
 
 
+#: Between attempts to record settlements an outage held back: half a second, doubling, at most 30 s.
+RETRY_WAIT = tenacity.wait_exponential(multiplier=0.5, min=0.5, max=30)
+
+
 class SharedLedger:
     """What the shared ledgers (Redis, SQLite) have in common: a settlement their store could not
-    take is kept and recorded before the next call, so a spend is never lost to an outage."""
+    take is kept and recorded as soon as the store answers again. A thread retries it in the
+    background (an idle worker may make its next call much later, and the cap counts it only
+    then), each call sends it first, and the process sends it before it exits (its last call's
+    spend has no next call), so a spend is never lost to an outage."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._flushing = threading.Lock()  # one flush at a time: a held-back settlement is sent once
         self._pending: list[tuple[Hold, float, float, tuple[float, ...]]] = []
+        self._retrying = False
+        self._pid = os.getpid()
 
     def _settle(self, hold: Hold, actual: float, cap: float, alerts: Sequence[float]) -> tuple[list[float], float]:
         raise NotImplementedError
@@ -132,15 +148,23 @@ class SharedLedger:
 
     def _flush(self) -> None:
         """Record the settlements an outage held back (oldest first; stop at the first failure)."""
-        while self._pending:
+        if self._pid != os.getpid():  # a forked child: what the parent held back is the parent's to send
             with self._lock:
-                if not self._pending:
-                    return
-                hold, actual, cap, alerts = self._pending[0]
-            self._settle(hold, actual, cap, alerts)
-            with self._lock:
-                if self._pending and self._pending[0][0] is hold:
-                    self._pending.pop(0)
+                if self._pid != os.getpid():
+                    self._pending, self._retrying, self._pid = [], False, os.getpid()
+                    self._flushing = threading.Lock()
+        if not self._pending:
+            return
+        with self._flushing:
+            while self._pending:
+                with self._lock:
+                    if not self._pending:
+                        return
+                    hold, actual, cap, alerts = self._pending[0]
+                self._settle(hold, actual, cap, alerts)
+                with self._lock:
+                    if self._pending and self._pending[0][0] is hold:
+                        self._pending.pop(0)
 
     def settle(self, hold: Hold, actual: float, cap: float, alerts: Sequence[float]) -> tuple[list[float], float]:
         try:
@@ -150,12 +174,53 @@ class SharedLedger:
             with self._lock:
                 self._pending.append((hold, actual, cap, tuple(alerts)))
             log.warning("convo: could not record a spend of $%.6f in the shared budget (%s); it is kept and "
-                        "recorded with the next call", actual, exc)
+                        "recorded once the store answers again", actual, exc)
+            self._retry_soon()
             return [], float("nan")
+
+    def _retry_soon(self) -> None:
+        """Start the background retry, unless one is running."""
+        _HELD_BACK.add(self)
+        with self._lock:
+            if self._retrying:
+                return
+            self._retrying = True
+        threading.Thread(target=self._retry, name="convo-budget-retry", daemon=True).start()
+
+    def _retry(self) -> None:
+        try:
+            for attempt in tenacity.Retrying(wait=RETRY_WAIT, retry=tenacity.retry_if_exception_type(BudgetStoreError)):
+                with attempt:
+                    self._flush()
+            log.debug("convo: recorded the spend an outage held back in the shared budget")
+        finally:
+            with self._lock:
+                self._retrying = False
+                again = bool(self._pending)  # held back after the last attempt looked
+            if again:
+                self._retry_soon()
 
     def user_total(self, user: str | None) -> float:
         by_user: dict[str | None, float] = self.snapshot()["by_user"]
         return by_user.get(user, 0.0)
+
+
+_HELD_BACK: weakref.WeakSet[SharedLedger] = weakref.WeakSet()  # ledgers that held a settlement back
+
+
+@atexit.register
+def _record_before_exit() -> None:
+    """A process's last spend has no next call to carry it: send what is still held back (one
+    attempt each, bounded by the store's timeout), and say what could not be recorded."""
+    for ledger in list(_HELD_BACK):
+        if not ledger._pending or ledger._pid != os.getpid():
+            continue
+        try:
+            ledger._flush()
+        except BudgetStoreError as exc:
+            left = sum(actual for _, actual, _, _ in ledger._pending)
+            log.error("convo: %d spend(s) of $%.6f in all were not recorded in the shared budget before exit (%s)",
+                      len(ledger._pending), left, exc)
 
 
 class MemoryLedger:

@@ -158,7 +158,8 @@ class Budget:
 
     def settle(self, hold: Hold, actual: float) -> None:
         """Replace a hold by what the request really cost. A shared budget whose store is down
-        keeps the settlement and records it with the next call that reaches the store."""
+        keeps the settlement and records it as soon as the store answers again (a background retry,
+        the next call, or the process's exit, whichever comes first)."""
         fired, spent = self._ledger.settle(hold, max(actual, 0.0), self.usd, self.alerts)
         for fraction in fired:  # outside any lock: a callback may read the budget
             if self.on_alert is not None:

@@ -233,6 +233,88 @@ def test_a_spend_settled_during_an_outage_is_recorded_when_redis_returns(own_red
     assert budget.spent == pytest.approx(0.15)  # sent with the next call
 
 
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_a_spend_held_back_by_an_outage_is_recorded_without_another_call(kind, tmp_path):
+    """An idle process (a worker waiting for its next user) records a spend its store refused as
+    soon as the store answers again, in the background: the cap that other processes see counts
+    it then, not at this process's next call (which may never come)."""
+    import sqlite3
+
+    prefix = _prefix()
+    if kind == "redis":
+        server = RedisServer(str(tmp_path), persist=True)
+        server.start()
+        budget = Budget(1.0, store=RedisStore(server.url, prefix=prefix, timeout=0.5))
+        books = Budget(1.0, store=RedisStore(server.url, prefix=prefix))
+    else:
+        path = tmp_path / "shared.db"
+        budget = Budget(1.0, store=SQLiteStore(path, timeout=0.3))
+        books = Budget(1.0, store=SQLiteStore(path))
+    hold = budget.reserve(0.2)
+    if kind == "redis":
+        server.stop()
+    else:
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the file
+    budget.settle(hold, 0.15)  # held back
+    if kind == "redis":
+        server.start()
+    else:
+        other.execute("ROLLBACK")
+        other.close()
+    deadline = time.monotonic() + 10
+    while books.spent < 0.15 and time.monotonic() < deadline:  # no call on `budget` meanwhile
+        time.sleep(0.05)
+    assert books.spent == pytest.approx(0.15) and books.as_dict()["held"] == pytest.approx(0.0)
+    assert budget.spent == pytest.approx(0.15)  # and counted once
+    if kind == "redis":
+        server.stop()
+
+
+_SETTLE_AND_EXIT = textwrap.dedent("""
+    import sys
+    import convo
+    budget = convo.Budget(1.0, store=convo.RedisStore(sys.argv[1], prefix=sys.argv[2], timeout=0.5))
+    hold = budget.reserve(0.2)
+    print("reserved", flush=True)
+    sys.stdin.readline()
+    budget.settle(hold, 0.15)  # the store is down: held back
+    print("settled", flush=True)
+    sys.stdin.readline()  # then exit at once, with no call after the last one
+""")
+
+
+@pytest.mark.parametrize("back", [True, False])
+def test_a_process_records_its_last_held_back_spend_as_it_exits(back, tmp_path):
+    """The last call's spend has no next call to carry it: the process sends it as it exits if
+    the store is back (``back``), and otherwise says on stderr what it could not record."""
+    server = RedisServer(str(tmp_path), persist=True)
+    server.start()
+    prefix = _prefix()
+    proc = subprocess.Popen([sys.executable, "-c", _SETTLE_AND_EXIT, server.url, prefix], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "reserved"
+        server.stop()
+        proc.stdin.write("settle\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "settled"
+        if back:
+            server.start()
+        proc.stdin.write("exit\n")
+        proc.stdin.flush()
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        if back:
+            assert Budget(1.0, store=RedisStore(server.url, prefix=prefix)).spent == pytest.approx(0.15)
+        else:
+            assert "1 spend(s) of $0.150000 in all were not recorded in the shared budget before exit" in err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.stop()
+
+
 def _answer_lost(server: RedisServer, call) -> None:
     """Run ``call`` against a frozen Redis (SIGSTOP) so it times out, then thaw the server: it
     applies the command, and the answer goes to a socket the client has closed."""
