@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import tenacity
-
 from ._exceptions import ConvoError, InvalidConfigError
 
 __all__ = ["HOLD_TTL", "BudgetStoreError", "Hold", "MemoryLedger", "Period", "Refusal", "SharedLedger", "user_key", "user_of"]
@@ -123,7 +121,7 @@ def outage(what: str) -> str:
 
 
 #: Between attempts to record settlements an outage held back: half a second, doubling, at most 30 s.
-RETRY_WAIT = tenacity.wait_exponential(multiplier=0.5, min=0.5, max=30)
+RETRY_WAIT = {"multiplier": 0.5, "min": 0.5, "max": 30.0}
 
 
 class SharedLedger:
@@ -188,8 +186,11 @@ class SharedLedger:
         threading.Thread(target=self._retry, name="convo-budget-retry", daemon=True).start()
 
     def _retry(self) -> None:
+        import tenacity  # here: importing convo loads nothing heavy
+
         try:
-            for attempt in tenacity.Retrying(wait=RETRY_WAIT, retry=tenacity.retry_if_exception_type(BudgetStoreError)):
+            wait = tenacity.wait_exponential(**RETRY_WAIT)
+            for attempt in tenacity.Retrying(wait=wait, retry=tenacity.retry_if_exception_type(BudgetStoreError)):
                 with attempt:
                     self._flush()
             log.debug("convo: recorded the spend an outage held back in the shared budget")
