@@ -188,16 +188,20 @@ class SharedLedger:
     def _retry(self) -> None:
         import tenacity  # here: importing convo loads nothing heavy
 
+        again = True
         try:
             wait = tenacity.wait_exponential(**RETRY_WAIT)
             for attempt in tenacity.Retrying(wait=wait, retry=tenacity.retry_if_exception_type(BudgetStoreError)):
                 with attempt:
                     self._flush()
             log.debug("convo: recorded the spend an outage held back in the shared budget")
+        except Exception:  # not an outage: left to the next call, whose error the caller sees
+            log.exception("convo: recording the spend an outage held back failed; the next call tries again")
+            again = False
         finally:
             with self._lock:
                 self._retrying = False
-                again = bool(self._pending)  # held back after the last attempt looked
+                again = again and bool(self._pending)  # held back after the last attempt looked
             if again:
                 self._retry_soon()
 
