@@ -234,7 +234,7 @@ def test_a_spend_settled_during_an_outage_is_recorded_when_redis_returns(own_red
 
 
 @pytest.mark.parametrize("kind", ["redis", "sqlite"])
-def test_a_spend_held_back_by_an_outage_is_recorded_without_another_call(kind, tmp_path):
+def test_a_spend_held_back_by_an_outage_is_recorded_without_another_call(kind, tmp_path, request):
     """An idle process (a worker waiting for its next user) records a spend its store refused as
     soon as the store answers again, in the background: the cap that other processes see counts
     it then, not at this process's next call (which may never come)."""
@@ -244,6 +244,7 @@ def test_a_spend_held_back_by_an_outage_is_recorded_without_another_call(kind, t
     if kind == "redis":
         server = RedisServer(str(tmp_path), persist=True)
         server.start()
+        request.addfinalizer(server.stop)  # stopped however the test ends
         budget = Budget(1.0, store=RedisStore(server.url, prefix=prefix, timeout=0.5))
         books = Budget(1.0, store=RedisStore(server.url, prefix=prefix))
     else:
@@ -267,8 +268,6 @@ def test_a_spend_held_back_by_an_outage_is_recorded_without_another_call(kind, t
         time.sleep(0.05)
     assert books.spent == pytest.approx(0.15) and books.as_dict()["held"] == pytest.approx(0.0)
     assert budget.spent == pytest.approx(0.15)  # and counted once
-    if kind == "redis":
-        server.stop()
 
 
 _SETTLE_AND_EXIT = textwrap.dedent("""
