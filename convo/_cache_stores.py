@@ -21,7 +21,7 @@ from ._exceptions import ConvoError, InvalidConfigError, InvalidInputError
 from ._files import make_private
 from ._numbers import number
 from ._redis_url import hide_password, scrub, secrets_in
-from ._sockets import redis_keepalive
+from ._sockets import redis_options
 from ._sqlite import connect_wal
 
 __all__ = ["CacheError", "MemoryCache", "RedisCache", "SQLiteCache"]
@@ -289,18 +289,13 @@ class RedisCache(_Closing):
         self.prefix = prefix
         try:
             import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
         except ImportError:  # pragma: no cover - redis is a declared extra
             raise InvalidConfigError("RedisCache needs the redis package: pip install 'convo[redis]'") from None
         self._errors = (redis.RedisError, OSError)
         self._secrets = secrets_in(url)
         problem = None
         try:
-            self._redis = redis.Redis.from_url(  # no retries of its own: a lookup costs one timeout at most
-                url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
-                **redis_keepalive(),
-            )
+            self._redis = redis.Redis.from_url(url, **redis_options(timeout))  # a lookup costs one timeout at most
         except (ValueError, TypeError) as exc:
             problem = self._scrub(str(exc))
         if problem is not None:  # raised out here, so the original error (and URL) is not chained

@@ -1,4 +1,4 @@
-"""TCP keepalives for the connections to Redis and PostgreSQL.
+"""How convo's clients connect to Redis and PostgreSQL: TCP keepalives, and Redis's client options.
 
 An operating system's default waits two hours before it probes an idle connection (Linux:
 ``tcp_keepalive_time`` 7200 s). NATs and firewalls forget idle flows much sooner (AWS's default:
@@ -13,7 +13,7 @@ import importlib.util
 import socket
 from typing import Any
 
-__all__ = ["KEEPALIVE_COUNT", "KEEPALIVE_IDLE", "KEEPALIVE_INTERVAL", "keepalive_options", "redis_keepalive"]
+__all__ = ["KEEPALIVE_COUNT", "KEEPALIVE_IDLE", "KEEPALIVE_INTERVAL", "keepalive_options", "redis_options"]
 
 KEEPALIVE_IDLE = 60  # seconds idle before the first probe
 KEEPALIVE_INTERVAL = 10  # seconds between probes
@@ -29,9 +29,16 @@ def keepalive_options() -> dict[int, int]:
     return {option: value for option, value in wanted if option is not None}
 
 
-def redis_keepalive() -> dict[str, Any]:
-    """redis-py client arguments for keepalives: none where redis-py probes idle connections by
-    itself (8.0 on: after 30 s), these settings where it leaves keepalives off (5.x to 7.x)."""
-    if importlib.util.find_spec("redis._defaults") is not None:
-        return {}
-    return {"socket_keepalive": True, "socket_keepalive_options": keepalive_options()}
+def redis_options(timeout: float) -> dict[str, Any]:
+    """``redis.Redis.from_url`` arguments shared by convo's Redis clients (conversation store,
+    ``RedisStore``, ``RedisCache``): every call bounded by one ``timeout``, no retries of the
+    client's own (a write is never sent twice behind the caller's back, and a call costs one
+    timeout at most), and keepalives where redis-py leaves them off (5.x to 7.x; 8.0 on probes
+    idle connections after 30 s by itself)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    options: dict[str, Any] = {"socket_timeout": timeout, "socket_connect_timeout": timeout, "retry": Retry(NoBackoff(), 0)}
+    if importlib.util.find_spec("redis._defaults") is None:
+        options.update(socket_keepalive=True, socket_keepalive_options=keepalive_options())
+    return options

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from ._exceptions import ConvoError, InvalidConfigError, RateLimitStoreError
 from ._numbers import number
-from ._sockets import redis_keepalive
+from ._sockets import redis_options
 
 __all__ = ["Bucket", "BucketStore", "MemoryStore", "RedisStore"]
 
@@ -177,16 +177,11 @@ class RedisStore:
     def __init__(self, url: str, *, prefix: str = "convo:", timeout: float = 5.0) -> None:
         try:
             import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
         except ImportError:  # pragma: no cover - redis is a declared extra
             raise InvalidConfigError("RedisStore needs the redis package: pip install 'convo[redis]'") from None
         number("RedisStore(timeout=...)", timeout, positive=True, hint=" (seconds)")
         try:
-            self.redis = redis.Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
-                **redis_keepalive(),
-            )
+            self.redis = redis.Redis.from_url(url, **redis_options(timeout))
         except ValueError as exc:
             raise InvalidConfigError(f"invalid Redis URL ({exc}); use redis://host:port/db") from None
         self.where = _where(url)

@@ -2,7 +2,7 @@
 
 psycopg waits for a server's answer as long as it takes. At the deadline the watchdog asks the
 server to cancel the statement (a slow one, or one stuck behind another client's lock): the
-call then fails with the server's answer and the connection stays usable. It does not rely on a
+call then fails with the server's answer. It does not rely on a
 server-side ``statement_timeout``, which connection poolers such as PgBouncer refuse as a startup
 setting and would leak to other clients as a session one. A server that does not answer at all
 (a stopped process, a host or network gone) answers no cancel either, and the kernel still
@@ -55,7 +55,7 @@ class Watchdog:
         self._name = name
         self._cond = threading.Condition(threading.Lock())
         self._armed: dict[int, _Watch] = {}
-        self._cut: dict[int, str] = {}  # tickets acted on ("cut", "cancelled"), until disarmed
+        self._acted: dict[int, str] = {}  # tickets acted on ("cut", "cancelled"), until disarmed
         self._tickets = itertools.count()
         self._idle = False  # the thread waits with no deadline: arming must wake it
         self._stopped = False
@@ -85,7 +85,7 @@ class Watchdog:
                 return
             if self._pid != os.getpid():
                 self._cond = threading.Condition(threading.Lock())  # after a fork the parent's copy may be held
-                self._armed, self._cut, self._idle, self._stopped = {}, {}, False, False
+                self._armed, self._acted, self._idle, self._stopped = {}, {}, False, False
             self._running = True
             threading.Thread(target=self._watch, name=self._name, daemon=True).start()
             self._pid = os.getpid()
@@ -95,7 +95,7 @@ class Watchdog:
         server was asked to end it) or ``""``."""
         with self._cond:
             self._armed.pop(ticket, None)
-            return self._cut.pop(ticket, "")
+            return self._acted.pop(ticket, "")
 
     def stop(self) -> None:
         """End the thread once no call is armed: a call still in flight stays bounded."""
@@ -123,11 +123,11 @@ class Watchdog:
                         threading.Thread(target=_quietly, args=(watch.cancel,), name=f"{self._name}-cancel",
                                          daemon=True).start()
                         watch.cancel = None
-                        self._cut[ticket] = "cancelled"
+                        self._acted[ticket] = "cancelled"
                     if watch.cut_at <= now:
                         del self._armed[ticket]
                         _shut(watch.fd)
-                        self._cut[ticket] = "cut"
+                        self._acted[ticket] = "cut"
                 if self._armed:  # a later arm only adds a later deadline: waking early is harmless
                     self._cond.wait(min(watch.due() for watch in self._armed.values()) - now)
 

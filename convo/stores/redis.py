@@ -17,7 +17,7 @@ from typing import Any
 from .._exceptions import InvalidConfigError, StoreError
 from .._numbers import number
 from .._redis_url import hide_password, scrub, secrets_in
-from .._sockets import redis_keepalive
+from .._sockets import redis_options
 from ._base import StoreBase
 from ._records import RECENT_CHARS, ConversationInfo, Stored, Write, conflict, when
 
@@ -135,8 +135,6 @@ class RedisConversationStore(StoreBase):
     def __init__(self, url: str, *, prefix: str = "convo:", timeout: float = 5.0, ttl: float | None = None) -> None:
         try:
             import redis
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
         except ImportError:  # pragma: no cover - redis is a declared extra
             raise InvalidConfigError("RedisConversationStore needs the redis package: pip install 'convo[redis]'") from None
         if not isinstance(url, str):
@@ -152,12 +150,9 @@ class RedisConversationStore(StoreBase):
         self._secrets = secrets_in(url)
         problem = None
         try:
-            # No retries of the client's own: a call is bounded by one timeout, and a write is
-            # never sent twice behind the journal's back (it settles a write in doubt itself).
-            self._redis = redis.Redis.from_url(
-                url, socket_timeout=timeout, socket_connect_timeout=timeout, decode_responses=True,
-                retry=Retry(NoBackoff(), 0), **redis_keepalive(),
-            )
+            # No retries of the client's own: a write is never sent twice behind the journal's
+            # back (it settles a write in doubt itself).
+            self._redis = redis.Redis.from_url(url, decode_responses=True, **redis_options(timeout))
         except (ValueError, TypeError) as exc:
             problem = self._scrub(str(exc))
         if problem is not None:  # raised out here, so the original error (and URL) is not chained
