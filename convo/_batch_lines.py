@@ -6,17 +6,11 @@ import types
 from typing import Any
 
 from ._exceptions import APIError, InvalidConfigError
-from ._sdk_errors import api_error
+from ._sdk_errors import STATUS_OF_TYPE, api_error
 from .batch import Result
 
 __all__ = ["from_batch", "index_of", "missing", "passing"]
 
-#: ``error.type`` of an errored batch item -> the HTTP status it stands for.
-_STATUS_OF = {
-    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
-    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
-    "timeout_error": 504, "overloaded_error": 529,
-}  # fmt: skip
 #: Errored items worth sending again: the API's transient failures.
 _PASSING = frozenset({"rate_limit_error", "api_error", "timeout_error", "overloaded_error"})
 
@@ -54,7 +48,7 @@ def from_batch(index: int, result: Any, latency: float, batch_id: str) -> Result
         err = getattr(body, "error", None)
         error_type = getattr(err, "type", None) or "api_error"
         detail = types.SimpleNamespace(
-            status_code=_STATUS_OF.get(error_type, 500),
+            status_code=STATUS_OF_TYPE.get(error_type, 500),
             type=error_type,
             api_message=f"batch {batch_id}, custom_id {index}: {getattr(err, 'message', '')}",
             request_id=getattr(body, "request_id", None),

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _telemetry as _t
+from ._sdk_errors import STATUS_OF_TYPE
 from ._tally import TALLY
 
 if TYPE_CHECKING:
@@ -45,8 +46,15 @@ class CallTrace:
 
 
 def _error_type(error: BaseException) -> str:
+    """The HTTP status of an API error; for an ``error`` event mid-stream (a 200 response) the
+    status its ``type`` comes with, so an overloaded stream counts as ``529`` like an overloaded call."""
     status = getattr(error, "status_code", None)
-    return f"{status}" if isinstance(status, int) and status >= 400 else type(error).__name__
+    if isinstance(status, int) and status >= 400:
+        return f"{status}"
+    kind = getattr(error, "type", None) or getattr(error, "error_type", None)
+    if isinstance(kind, str) and kind in STATUS_OF_TYPE:
+        return f"{STATUS_OF_TYPE[kind]}"
+    return type(error).__name__
 
 
 def _retry_reason(error: BaseException) -> str:

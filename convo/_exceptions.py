@@ -199,6 +199,12 @@ class _Response:
         """The ``request-id`` of the failing response, or None (e.g. it was never reached)."""
         return self._request_id if self._request_id is not None else request_id_of(self.__cause__)
 
+    @property
+    def error_type(self) -> str | None:
+        """The API's error ``type`` (``overloaded_error`` for an overloaded stream), or None."""
+        kind = getattr(self.__cause__, "type", None)
+        return kind if isinstance(kind, str) else None
+
 
 class TokenCountError(_Response, ConvoError):
     """Counting tokens failed, for example because the count_tokens endpoint was unreachable.
@@ -356,7 +362,8 @@ class StreamError(_Response, ConvoError):
 
     ``status_code`` and ``request_id`` are those of the failing response when it had them (an
     ``error`` event mid-stream arrives on a 200 response that has a ``request-id``); if not
-    given, they are read from the SDK error that is the ``__cause__``.
+    given, they are read from the SDK error that is the ``__cause__``; ``error_type`` is that
+    error's API type (``overloaded_error``), or None.
     """
 
     def __init__(

@@ -381,8 +381,12 @@ def _stream_error(attempts: Attempts, exc: BaseException, progress: _Progress) -
         return attempts.error(exc)
     if isinstance(exc, anthropic.APIStatusError) and exc.status_code != 200:
         return attempts.error(exc)
+    if isinstance(exc, anthropic.APIStatusError):  # an ``error`` event mid-stream, on a 200 response
+        why = f"the API sent an error event: {exc.type or 'error'}: {exc.api_message or exc.message}"
+    else:
+        why = f"{type(exc).__name__}: {exc}"
     return StreamError(
-        f"the stream failed after {attempts.count} attempt(s): {type(exc).__name__}: {exc}",
+        f"the stream failed after {attempts.count} attempt(s): {why}",
         partial=progress.text,
         attempts=attempts.count,
     )

@@ -23,7 +23,15 @@ from ._exceptions import (
     request_id_of,
 )
 
-__all__ = ["api_error"]
+__all__ = ["STATUS_OF_TYPE", "api_error"]
+
+#: The API's error ``type`` -> the HTTP status it comes with: an ``error`` event mid-stream and an
+#: errored batch item carry the type alone (on a 200 response, or none).
+STATUS_OF_TYPE = {
+    "invalid_request_error": 400, "authentication_error": 401, "billing_error": 402, "permission_error": 403,
+    "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429, "api_error": 500,
+    "timeout_error": 504, "overloaded_error": 529,
+}  # fmt: skip
 
 _BY_STATUS: dict[int, type[APIError]] = {
     400: BadRequestError,

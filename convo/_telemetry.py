@@ -20,6 +20,7 @@ it: through the client's redactor.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -236,10 +237,10 @@ def span(
     counting = TALLY.set(tally)
     try:
         yield current
-    except BaseException as exc:
-        if not isinstance(exc, GeneratorExit):
-            current.set_attribute("error.type", type(exc).__name__)
-            current.set_status(StatusCode.ERROR, str(exc)[:200])
+    except BaseException as exc:  # a stream closed early (GeneratorExit) or a task cancelled: "Cancelled", as its call
+        cancelled = isinstance(exc, (GeneratorExit, asyncio.CancelledError))
+        current.set_attribute("error.type", "Cancelled" if cancelled else type(exc).__name__)
+        current.set_status(StatusCode.ERROR, "cancelled before it finished" if cancelled else str(exc)[:200])
         raise
     finally:
         detach(token, ctx)

@@ -377,6 +377,7 @@ class Conversation(Fitting, Journaled):
         twin.tools = list(self.tools)
         twin.strategy = copy.copy(self.strategy)
         twin._journal, twin._held = None, 0  # a fork is not in the store
+        twin.__dict__.pop("_telemetry_id", None)  # nor the same conversation in traces
         return twin
 
     # -- the summarizing step (the rest of the request is convo._fitting's) ---------------------

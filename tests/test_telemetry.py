@@ -222,6 +222,48 @@ def test_an_async_stream_turn_is_one_trace(spans, fresh):
     assert _usage(root) == _usage(call) and root.attributes["gen_ai.response.model"] == MODEL
 
 
+def test_an_error_event_mid_stream_counts_as_its_status_and_names_its_type(spans, fresh):
+    """The API's ``error`` event arrives on a 200 response: the attempt's ``error.type`` is the
+    status its type comes with (529 for ``overloaded_error``, as for an overloaded call), and the
+    StreamError given up with says what the API sent, not the SDK's dict."""
+    fresh.faults = Faults(["sse_error@3", "sse_error@3"])
+    conv = Conversation(model=MODEL, budget=4000, client=quick_client(fresh, retry=convo.RetryPolicy(max_attempts=2)))
+    with pytest.raises(convo.StreamError) as caught:
+        "".join(conv.stream("Hello, say something"))
+    err = caught.value
+    assert err.error_type == "overloaded_error" and err.status_code == 200
+    assert "the API sent an error event: overloaded_error: Overloaded" in str(err) and "{" not in str(err)
+    finished = spans.get_finished_spans()
+    (root,) = _roots(finished)
+    (call,) = _children(finished, root)
+    attempts = _children(finished, call)
+    assert [a.attributes["error.type"] for a in attempts] == ["529", "529"]
+    assert root.status.status_code == trace.StatusCode.ERROR and root.attributes["error.type"] == "StreamError"
+    assert conv.messages == []
+
+
+def test_a_stream_closed_early_ends_its_turn_as_cancelled(spans, fresh):
+    conv = Conversation(model=MODEL, budget=4000, client=quick_client(fresh))
+    reply = conv.stream("Hello, say something long")
+    assert next(iter(reply))
+    reply.close()
+    assert conv.messages == []  # the turn was taken back
+    finished = spans.get_finished_spans()
+    (root,) = _roots(finished)
+    (call,) = _children(finished, root)
+    for span in (root, call):
+        assert span.status.status_code == trace.StatusCode.ERROR and span.attributes["error.type"] == "Cancelled"
+
+
+def test_a_fork_is_another_conversation_in_traces(spans, fresh):
+    conv = Conversation(model=MODEL, budget=4000, client=quick_client(fresh))
+    conv.send("Hello")
+    conv.fork().send("Hello again")
+    conv.send("And again")
+    ids = [r.attributes["gen_ai.conversation.id"] for r in sorted(_roots(spans.get_finished_spans()), key=lambda s: s.start_time)]
+    assert ids[0] == ids[2] != ids[1]
+
+
 def test_a_batch_is_the_parent_of_its_calls(spans, fresh):
     client = quick_client(fresh)
     results = client.batch([{"messages": [{"role": "user", "content": f"item {i}"}], "max_tokens": 20}
