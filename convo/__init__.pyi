@@ -14,6 +14,7 @@ from ._exceptions import BatchTimeoutError as BatchTimeoutError
 from ._exceptions import ClientMismatchError as ClientMismatchError
 from ._exceptions import ConflictError as ConflictError
 from ._exceptions import ContextOverflowError as ContextOverflowError
+from ._exceptions import ConversationBusyError as ConversationBusyError
 from ._exceptions import ConversationFileError as ConversationFileError
 from ._exceptions import ConvoError as ConvoError
 from ._exceptions import InvalidConfigError as InvalidConfigError

@@ -15,6 +15,7 @@
     ├── ConversationFileError                  a saved conversation cannot be read or written
     │   └── StoreError                         a conversation store failed (down, timed out): conv.flush() later
     ├── ConflictError                          a stored conversation changed since this handle read it
+    ├── ConversationBusyError                  a turn is in progress on this conversation object
     ├── TokenCountError                        counting tokens failed (e.g. the API was unreachable)
     ├── SummaryError                           a summary came back empty or not shorter: turns kept
     ├── RateLimitStoreError                    the shared rate-limit store (Redis, SQLite) failed
@@ -61,6 +62,7 @@ __all__ = [
     "ClientMismatchError",
     "ConflictError",
     "ContextOverflowError",
+    "ConversationBusyError",
     "ConversationFileError",
     "ConvoError",
     "InvalidConfigError",
@@ -176,6 +178,16 @@ class ConflictError(ConvoError):
         self.expected = expected  # the version this handle read
         self.actual = actual  # the version in the store now (None: the conversation was deleted)
         self.unsaved: list[Any] = list(unsaved)
+
+
+class ConversationBusyError(ConvoError):
+    """A turn (or an edit) was started on a conversation while one of its turns is in progress.
+
+    One :class:`~convo.Conversation` object holds one history: two turns at once (an
+    ``asyncio.gather`` of two ``asend``, two threads, a ``send`` from inside a tool, a stream not
+    yet read to its end) would interleave their messages. The second is refused before it changes
+    anything; the running turn goes on. Wait for it, or use ``conv.fork()`` for a turn of its own.
+    """
 
 
 class _Response:

@@ -47,6 +47,7 @@ class Journaled(Talking):
 
         After a :class:`~convo.ConflictError`: ``conv.reload()``, then send again.
         """
+        self._idle("reload")
         if self._journal is None:
             raise InvalidConfigError("this conversation is not in a store; open it with store.open(id)")
         self._journal.reload(self)
@@ -57,29 +58,26 @@ class Journaled(Talking):
         Each change is written as it happens; after a :class:`~convo.StoreError` (the store was
         down) the handle keeps its changes, and ``flush()`` writes them once the store is back.
         """
+        self._idle("flush")
         if self._journal is None:
             raise InvalidConfigError("this conversation is not in a store; open it with store.open(id)")
         self._journal.write(self)
 
     async def aflush(self) -> None:
         """:meth:`flush`, off the event loop."""
+        self._idle("aflush")
         await asyncio.to_thread(self.flush)
 
     async def areload(self) -> None:
         """:meth:`reload`, off the event loop."""
+        self._idle("areload")
         await asyncio.to_thread(self.reload)
 
     def _changed(self) -> None:
         if self._journal is not None and not self._held:
             self._journal.write(self)
 
-    def _flow(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        return self._journaled(super()._flow(*args, **kwargs))
-
-    def _continuation(self, *args: Any, **kwargs: Any) -> Generator[Any, Any, Any]:
-        return self._journaled(super()._continuation(*args, **kwargs))
-
-    def _journaled(self, flow: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    def _with_effects(self, flow: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
         """A turn in flight is held back: a completed one is one write (the user turn, every
         step, the receipts); a failed or abandoned one, taken back by the turn, writes nothing.
         The write is an effect that may block, so an async turn makes it off the event loop."""

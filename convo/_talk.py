@@ -9,11 +9,12 @@ from __future__ import annotations
 import inspect
 import logging
 import sys
+import threading
 from collections.abc import AsyncIterator, Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ._drive import adrive, afinish, atexts, drive, finish, texts
-from ._exceptions import ClientMismatchError, InvalidConfigError, InvalidInputError, SummaryError
+from ._exceptions import ClientMismatchError, ConversationBusyError, InvalidConfigError, InvalidInputError, SummaryError
 from ._tool_loop import DEFAULT_MAX_STEPS, Output, TurnOptions, turn_flow
 from .events import Event
 from .messages import Message, TextBlock
@@ -27,6 +28,8 @@ from .tools import ToolSet
 __all__ = ["Talking", "is_async_client"]
 
 log = logging.getLogger("convo.conversation")
+
+_CLAIM = threading.Lock()  # a turn's check-and-set of ``_turning``, one step across threads
 
 
 class Talking:
@@ -64,6 +67,8 @@ class Talking:
     keep_refusals: bool = False
     #: Model calls one turn may make (tool loop steps, paused turns continued) before MaxStepsError.
     max_steps: int = DEFAULT_MAX_STEPS
+    #: The name of the method whose turn is in progress (from its first step to its end), or None.
+    _turning: str | None = None
 
     def send(
         self, content: Any, *, max_tokens: int | None = None, tools: Any = None, output: Any = None,
@@ -82,8 +87,8 @@ class Talking:
         Other ``params`` (``tool_choice``, ``temperature``, ...) go to the API. If a call fails the
         turn is taken back, so the conversation is as before.
         """
-        self._check_client("send")
-        return finish(drive(self, self._flow(content, max_tokens, tools, output, max_steps, params, False)))
+        self._check_turn("send")
+        return finish(drive(self, self._flow(content, max_tokens, tools, output, max_steps, params, False, "send")))
 
     async def asend(
         self, content: Any, *, max_tokens: int | None = None, tools: Any = None, output: Any = None,
@@ -91,8 +96,8 @@ class Talking:
     ) -> Reply:  # fmt: skip
         """The async twin of :meth:`send` (needs an :class:`~convo.AsyncClient`; tools run with
         ``asyncio.gather``, sync ones in threads)."""
-        self._check_client("asend")
-        flow = self._flow(content, max_tokens, tools, output, max_steps, params, False)
+        self._check_turn("asend")
+        flow = self._flow(content, max_tokens, tools, output, max_steps, params, False, "asend")
         return await afinish(adrive(self, flow))
 
     def stream(
@@ -103,8 +108,8 @@ class Talking:
         loop); the assistant turn is added when the stream ends (or the turn taken back if it
         fails). The client is checked here, at the call; the user turn is added when iteration
         starts. :meth:`events` gives everything else too."""
-        self._check_client("stream")
-        return texts(drive(self, self._flow(content, max_tokens, tools, None, max_steps, params, True)))
+        self._check_turn("stream")
+        return texts(drive(self, self._flow(content, max_tokens, tools, None, max_steps, params, True, "stream")))
 
     def astream(
         self, content: Any, *, max_tokens: int | None = None, tools: Any = None, max_steps: int | None = None,
@@ -112,8 +117,8 @@ class Talking:
     ) -> AsyncIterator[str]:  # fmt: skip
         """The async twin of :meth:`stream` (needs an :class:`~convo.AsyncClient`):
         ``async for text in conv.astream(...)``. The client is checked at the call."""
-        self._check_client("astream")
-        return atexts(adrive(self, self._flow(content, max_tokens, tools, None, max_steps, params, True)))
+        self._check_turn("astream")
+        return atexts(adrive(self, self._flow(content, max_tokens, tools, None, max_steps, params, True, "astream")))
 
     def events(
         self, content: Any, *, max_tokens: int | None = None, tools: Any = None, output: Any = None,
@@ -122,27 +127,27 @@ class Talking:
         """Like :meth:`send`, streaming, as typed events (:mod:`convo.events`): text and thinking,
         tool calls and their results, each step's end, then :class:`~convo.ReplyEnd` with the Reply.
         Each step is a :meth:`convo.Client.stream`, which resumes a broken stream."""
-        self._check_client("events")
-        return drive(self, self._flow(content, max_tokens, tools, output, max_steps, params, True))
+        self._check_turn("events")
+        return drive(self, self._flow(content, max_tokens, tools, output, max_steps, params, True, "events"))
 
     def aevents(
         self, content: Any, *, max_tokens: int | None = None, tools: Any = None, output: Any = None,
         max_steps: int | None = None, **params: Any,
     ) -> AsyncIterator[Event]:  # fmt: skip
         """The async twin of :meth:`events`: ``async for event in conv.aevents(...)``."""
-        self._check_client("aevents")
-        return adrive(self, self._flow(content, max_tokens, tools, output, max_steps, params, True))
+        self._check_turn("aevents")
+        return adrive(self, self._flow(content, max_tokens, tools, output, max_steps, params, True, "aevents"))
 
     def continue_(self, *, max_tokens: int | None = None, tools: Any = None, **params: Any) -> Reply:
         """Ask for the rest of a truncated last reply (``reply.truncated``); it is joined onto that
         reply in the history, and the returned Reply holds the new text."""
-        self._check_client("continue_")
-        return finish(drive(self, self._continuation(max_tokens, tools, params)))
+        self._check_turn("continue_")
+        return finish(drive(self, self._continuation(max_tokens, tools, params, "continue_")))
 
     async def acontinue_(self, *, max_tokens: int | None = None, tools: Any = None, **params: Any) -> Reply:
         """The async twin of :meth:`continue_`."""
-        self._check_client("acontinue_")
-        return await afinish(adrive(self, self._continuation(max_tokens, tools, params)))
+        self._check_turn("acontinue_")
+        return await afinish(adrive(self, self._continuation(max_tokens, tools, params, "acontinue_")))
 
     # -- the turn: one flow (convo._tool_loop), a sync and an async driver ------------------------
 
@@ -162,18 +167,45 @@ class Talking:
 
     def _flow(
         self, content: Any, max_tokens: int | None, tools: Any, output: Any, max_steps: int | None,
-        params: dict[str, Any], stream: bool,
+        params: dict[str, Any], stream: bool, method: str,
     ) -> Generator[Any, Any, Reply]:  # fmt: skip
-        return turn_flow(self, content, self._options(max_tokens, tools, output, max_steps, params, stream))
+        o = self._options(max_tokens, tools, output, max_steps, params, stream)
+        return self._one_turn(self._with_effects(turn_flow(self, content, o)), method)
 
-    def _continuation(self, max_tokens: int | None, tools: Any, params: dict[str, Any]) -> Generator[Any, Any, Reply]:
+    def _continuation(
+        self, max_tokens: int | None, tools: Any, params: dict[str, Any], method: str,
+    ) -> Generator[Any, Any, Reply]:  # fmt: skip
         last = self._messages[-1] if self._messages else None
         if last is None or last.role != "assistant" or not last.text.strip():
             raise InvalidInputError(
                 "there is no reply to continue: the last message is not an assistant reply with text"
             )
         o = self._options(max_tokens, tools, None, None, params, False)
-        return turn_flow(self, None, o, resume=len(self._messages) - 1)
+        return self._one_turn(self._with_effects(turn_flow(self, None, o, resume=len(self._messages) - 1)), method)
+
+    def _with_effects(self, flow: Generator[Any, Any, Reply]) -> Generator[Any, Any, Reply]:
+        """``flow`` with what must happen when a turn ends (a store's write: Journaled); as is here."""
+        return flow
+
+    def _one_turn(self, flow: Generator[Any, Any, Reply], method: str) -> Generator[Any, Any, Reply]:
+        """``flow``, as the conversation's only turn: from its first step (a stream's first read)
+        to its end, another turn or edit is refused (:meth:`_idle`) instead of interleaving."""
+        with _CLAIM:
+            self._idle(method)
+            self._turning = method
+        try:
+            return (yield from flow)
+        finally:
+            self._turning = None
+
+    def _idle(self, method: str) -> None:
+        """ConversationBusyError, before anything changes, while a turn of this object is in progress."""
+        if self._turning is not None:
+            raise ConversationBusyError(
+                f"conv.{method}() was called while a {self._turning}() turn is in progress on this conversation; "
+                "one conversation object runs one turn at a time: wait for it to end (await it, read its "
+                "stream to the end or close it), or use conv.fork() for a turn of its own"
+            )
 
     def _record(self, reply: Any) -> Any:
         """Complete the drafted receipt of the request just answered."""
@@ -199,9 +231,10 @@ class Talking:
             )
         return self.client
 
-    def _check_client(self, method: str) -> None:
-        """Raise ClientMismatchError, before anything changes, when ``method`` (sync or async)
-        does not match the client (Client or AsyncClient)."""
+    def _check_turn(self, method: str) -> None:
+        """Before a turn changes anything: ConversationBusyError while another is in progress,
+        ClientMismatchError when ``method`` (sync or async) does not match the client."""
+        self._idle(method)
         client = self._need_client()
         wants_async = method.startswith("a")
         if is_async_client(client) == wants_async:
@@ -233,10 +266,12 @@ class Talking:
         trigger, unless ``force``; ``tools`` you will send count toward the budget.
         Raises the summarizer's error (also kept in ``summary_error``), changing nothing else.
         """
+        self._idle("compact")
         return self._compact(max_tokens, tools, force, quiet=False)
 
     async def acompact(self, max_tokens: int | None = None, *, force: bool = False, tools: Any = None) -> bool:
         """The async twin of :meth:`compact`."""
+        self._idle("acompact")
         return await self._acompact(max_tokens, tools, force, quiet=False)
 
     def _compact(self, max_tokens: int | None, tools: Any, force: bool, *, quiet: bool) -> bool:

@@ -192,11 +192,12 @@ def turn_flow(conv: Any, content: Any, o: TurnOptions, *, resume: int | None = N
     for the rest of that reply instead of adding ``content``, and joins the two."""
     mark = len(conv._messages)
     if resume is None:
-        conv.add_user(content)
+        conv._append(to_message(content, role="user"))
     elif (
         not accepts_prefill(conv.model, o.params) or conv._messages[resume].text != conv._messages[resume].text.rstrip()
     ):
-        conv.add_user(CONTINUE_PROMPT)  # the model takes no prefill: ask in a user turn (dropped after)
+        # the model takes no prefill: ask in a user turn (dropped after)
+        conv._append(to_message(CONTINUE_PROMPT, role="user"))
     steps: list[Step] = []
     paused = resume  # index of an assistant message the next step goes on from
     text = ""
@@ -291,9 +292,9 @@ def _clear_oldest_result(conv: Any, start: int) -> bool:
             if b["type"] == "tool_result":
                 b["content"] = CLEARED
         rest = conv._truncate(i)[1:]
-        conv.add(to_message({"role": "user", "content": blocks}))
+        conv._append(to_message({"role": "user", "content": blocks}))
         for m in rest:
-            conv.add(m)
+            conv._append(m)
         return True
     return False
 
@@ -323,7 +324,7 @@ def store_step(conv: Any, reply: Any, paused: int | None, *, truncated: bool, as
         content = [*earlier, *content]
     if content:
         at = len(conv._messages)
-        conv.add(to_message({"role": "assistant", "content": content}))
+        conv._append(to_message({"role": "assistant", "content": content}))
     return at if getattr(reply, "stop_reason", None) == "pause_turn" else None
 
 
@@ -337,4 +338,4 @@ def add_results(conv: Any, calls: Sequence[ToolCall]) -> None:
         if call.is_error:
             block["is_error"] = True
         blocks.append(block)
-    conv.add({"role": "user", "content": blocks})
+    conv._append({"role": "user", "content": blocks})

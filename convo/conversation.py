@@ -224,14 +224,22 @@ class Conversation(Fitting, Journaled):
 
     def add_user(self, content: Any, *, pinned: bool = False) -> None:
         """Append a user turn: a string, a list of blocks, or a message dict."""
-        self.add(to_message(content, role="user"), pinned=pinned)
+        self._idle("add_user")
+        self._append(to_message(content, role="user"), pinned=pinned)
 
     def add_assistant(self, content: Any) -> None:
         """Append an assistant turn: a string, a list of blocks, or an SDK response message."""
-        self.add(to_message(content, role="assistant"))
+        self._idle("add_assistant")
+        self._append(to_message(content, role="assistant"))
 
     def add(self, message: Any, *, pinned: bool = False) -> None:
-        """Append any message (dict or Message). Raises before changing anything if it is invalid."""
+        """Append any message (dict or Message). Raises before changing anything if it is invalid
+        (or, :class:`~convo.ConversationBusyError`, while a turn is in progress)."""
+        self._idle("add")
+        self._append(message, pinned=pinned)
+
+    def _append(self, message: Any, *, pinned: bool = False) -> None:
+        """:meth:`add`, for the turn in progress too (its own messages)."""
         msg = to_message(message)
         check_next(self._messages[-1] if self._messages else None, msg, self._tool_ids)
         self._push(msg, self.counter.count_message(msg))
@@ -244,6 +252,7 @@ class Conversation(Fitting, Journaled):
 
     def extend(self, messages: Iterable[Any]) -> None:
         """Append several messages; all are checked (and counted) first, so a bad one adds none."""
+        self._idle("extend")
         new = [to_message(m) for m in messages]
         previous = self._messages[-1] if self._messages else None
         seen = set(self._tool_ids)
@@ -312,6 +321,7 @@ class Conversation(Fitting, Journaled):
 
     def pin(self, index: int) -> None:
         """Always send the turn holding message ``index`` (negative indices count from the end)."""
+        self._idle("pin")
         self._pinned.add(self._turn_of(index))
         self._refresh_pins()
         self._changed()
@@ -320,12 +330,14 @@ class Conversation(Fitting, Journaled):
         """Let the turn holding message ``index`` be dropped again (negative indices count from the
         end); unpinning a turn that is not pinned does nothing.
         """
+        self._idle("unpin")
         self._pinned.discard(self._turn_of(index))
         self._refresh_pins()
         self._changed()
 
     def undo(self) -> list[Message]:
         """Drop the last exchange (the last user turn and its replies) and return it."""
+        self._idle("undo")
         if not self._starts:
             raise InvalidInputError("nothing to undo: the conversation is empty")
         removed = self._truncate(self._starts[-1])
@@ -355,6 +367,7 @@ class Conversation(Fitting, Journaled):
 
     def reset(self) -> None:
         """Forget the history; keep the system prompt, model, budget and strategy."""
+        self._idle("reset")
         for name in ("_messages", "_api", "_marks", "_counts", "_starts", "_pinned_sorted"):
             getattr(self, name).clear()
         self._prefix[:] = [0]
@@ -378,6 +391,7 @@ class Conversation(Fitting, Journaled):
         twin.strategy = copy.copy(self.strategy)
         twin._journal, twin._held = None, 0  # a fork is not in the store
         twin.__dict__.pop("_telemetry_id", None)  # nor the same conversation in traces
+        twin.__dict__.pop("_turning", None)  # nor in the middle of the original's turn
         return twin
 
     # -- the summarizing step (the rest of the request is convo._fitting's) ---------------------

@@ -151,11 +151,15 @@ def test_sse_error_before_any_delta(sim, client):
 def test_dropped_connection_mid_stream(sim, client):
     sim.faults.push("drop@2")
     got = []
+    # The body's read fails as the transport's error; from anthropic 2.17 the SDK raises it as
+    # its APIConnectionError, with the transport's error as the cause (before, it passed it on).
     with (
-        pytest.raises(httpx2.RemoteProtocolError),
+        pytest.raises((httpx2.RemoteProtocolError, anthropic.APIConnectionError)) as info,
         client.messages.stream(model=MODEL, max_tokens=200, messages=HELLO) as stream,
     ):
         got.extend(stream.text_stream)  # keeps the deltas that came before the drop
+    broken = info.value if isinstance(info.value, httpx2.RemoteProtocolError) else info.value.__cause__
+    assert isinstance(broken, httpx2.RemoteProtocolError) and "incomplete chunked read" in str(broken)
     assert len(got) == 2
     assert create(client).content  # the server is fine afterwards
 
