@@ -35,7 +35,6 @@ class Journaled(Talking):
     """The store hook of Conversation: ``id``, ``reload`` and the write after each change."""
 
     _journal: Journal | None = None
-    _held = 0  # > 0 while a turn is in flight or extend() runs: written when it ends
 
     @property
     def id(self) -> str | None:
@@ -73,19 +72,16 @@ class Journaled(Talking):
         self._idle("areload")
         await asyncio.to_thread(self.reload)
 
-    def _changed(self) -> None:
-        if self._journal is not None and not self._held:
+    def _changed(self, turn_end: bool = False) -> None:
+        """Write the change; during a turn (``_turning``) only at its end (``turn_end``)."""
+        if self._journal is not None and (turn_end or self._turning is None):
             self._journal.write(self)
 
     def _with_effects(self, flow: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
         """A turn in flight is held back: a completed one is one write (the user turn, every
         step, the receipts); a failed or abandoned one, taken back by the turn, writes nothing.
         The write is an effect that may block, so an async turn makes it off the event loop."""
-        self._held += 1
-        try:
-            result = yield from flow
-        finally:
-            self._held -= 1
-        if self._journal is not None and not self._held:
-            yield from finishing(self._changed, what="writing the turn to the store")
+        result = yield from flow
+        if self._journal is not None:
+            yield from finishing(self._changed, (True,), what="writing the turn to the store")
         return result

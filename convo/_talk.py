@@ -170,7 +170,7 @@ class Talking:
         params: dict[str, Any], stream: bool, method: str,
     ) -> Generator[Any, Any, Reply]:  # fmt: skip
         o = self._options(max_tokens, tools, output, max_steps, params, stream)
-        return self._one_turn(self._with_effects(turn_flow(self, content, o)), method)
+        return self._one_turn(turn_flow(self, content, o), method)
 
     def _continuation(
         self, max_tokens: int | None, tools: Any, params: dict[str, Any], method: str,
@@ -181,20 +181,21 @@ class Talking:
                 "there is no reply to continue: the last message is not an assistant reply with text"
             )
         o = self._options(max_tokens, tools, None, None, params, False)
-        return self._one_turn(self._with_effects(turn_flow(self, None, o, resume=len(self._messages) - 1)), method)
+        return self._one_turn(turn_flow(self, None, o, resume=len(self._messages) - 1), method)
 
     def _with_effects(self, flow: Generator[Any, Any, Reply]) -> Generator[Any, Any, Reply]:
         """``flow`` with what must happen when a turn ends (a store's write: Journaled); as is here."""
         return flow
 
     def _one_turn(self, flow: Generator[Any, Any, Reply], method: str) -> Generator[Any, Any, Reply]:
-        """``flow``, as the conversation's only turn: from its first step (a stream's first read)
-        to its end, another turn or edit is refused (:meth:`_idle`) instead of interleaving."""
+        """``flow`` and its effects, as the conversation's only turn: from its first step (a
+        stream's first read) to its end, another turn or edit is refused (:meth:`_idle`) instead
+        of interleaving."""
         with _CLAIM:
             self._idle(method)
             self._turning = method
         try:
-            return (yield from flow)
+            return (yield from self._with_effects(flow))
         finally:
             self._turning = None
 

@@ -389,7 +389,7 @@ class Conversation(Fitting, Journaled):
         twin.receipts = list(self.receipts)
         twin.tools = list(self.tools)
         twin.strategy = copy.copy(self.strategy)
-        twin._journal, twin._held = None, 0  # a fork is not in the store
+        twin._journal = None  # a fork is not in the store
         twin.__dict__.pop("_telemetry_id", None)  # nor the same conversation in traces
         twin.__dict__.pop("_turning", None)  # nor in the middle of the original's turn
         return twin

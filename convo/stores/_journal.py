@@ -145,4 +145,3 @@ class Journal:
             tools=conv.tools,
         )
         conv.__dict__.update(fresh.__dict__)
-        conv._held = 0
