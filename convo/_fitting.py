@@ -118,7 +118,9 @@ class Fitting:
     def _unredact(self, reply: Any) -> Any:
         """The reply with the conversation's placeholders restored, in thinking too (its
         requests put them back, so the signed text is sent as it came)."""
-        return restore_message(reply, self._mapping, thinking=True) if self._mapping else reply
+        if not self._mapping or self.redactor is None:  # a client's redactor restores its own
+            return reply
+        return restore_message(reply, self._mapping, thinking=True)
 
     def _sent_tools(self, tools: Any) -> Any:
         """``tools`` as they will be sent: with prompt caching and no system prompt, the last tool

@@ -20,6 +20,7 @@ from ._exceptions import (
     InvalidMessageError,
 )
 from ._files import write_private
+from ._written import written_messages, written_system, written_text
 from .messages import to_message
 from .redact import PLACEHOLDER
 from .strategies import Strategy, StrategyLike, as_strategy, strategy_from_config, unsavable
@@ -29,7 +30,7 @@ from .tokens import TokenCounter
 if TYPE_CHECKING:
     from .conversation import Conversation
 
-__all__ = ["FILE_FORMAT", "FILE_VERSION", "from_dict", "load", "save", "saved_strategy", "to_dict", "write_atomic"]
+__all__ = ["FILE_FORMAT", "FILE_VERSION", "from_dict", "head", "load", "save", "saved_strategy", "to_dict", "write_atomic"]
 
 FILE_FORMAT = "convo.conversation"
 FILE_VERSION = 1
@@ -39,27 +40,35 @@ def to_dict(conv: Conversation, *, strategy: bool = True) -> dict[str, Any]:
     """The saved form: versioned, JSON-able, no secrets.
 
     The strategy's config is checked by rebuilding it, so a strategy that could not be loaded
-    raises ConversationFileError now; ``strategy=False`` marks it as not saved instead.
+    raises ConversationFileError now; ``strategy=False`` marks it as not saved instead. With a
+    redactor, the text is written as the API saw it (see ``convo._written``).
     """
-    system = conv.system
     summary = conv.summary
+    return {
+        **head(conv, strategy=strategy),
+        "messages": written_messages(conv, [m.to_api() for m in conv.messages]),
+        "pinned": conv.pinned,
+        **({"summary": {"text": written_text(conv, summary.text), "turns": summary.turns}} if summary else {}),
+    }
+
+
+def head(conv: Conversation, *, strategy: bool = True) -> dict[str, Any]:
+    """The saved form without the messages, pins and summary (a store's header)."""
+    system = conv.system
     return {
         "format": FILE_FORMAT,
         "version": FILE_VERSION,
         "model": conv.model,
         "budget": conv.budget,
         "max_tokens": conv.max_tokens,
-        "system": system if system is None or isinstance(system, str) else [b.model_dump(mode="json") for b in system],
+        "system": written_system(
+            conv, system if system is None or isinstance(system, str) else [b.model_dump(mode="json") for b in system]
+        ),
         "strategy": saved_strategy(conv.strategy) if strategy else {"type": "custom"},
-        "messages": [m.to_api() for m in conv.messages],
-        "pinned": conv.pinned,
         "prompt_cache": conv.prompt_cache,
         # The tool loop's settings; the tools themselves are code: pass tools= again to load().
         "max_steps": conv.max_steps,
         "keep_refusals": conv.keep_refusals,
-        **({"summary": {"text": summary.text, "turns": summary.turns}} if summary else {}),
-        # The redactor's placeholders, so they keep their meaning after loading (the values are in the history too).
-        **({"redaction": {"mapping": dict(conv._mapping)}} if conv._mapping else {}),
     }
 
 
@@ -211,7 +220,8 @@ def _load_summary(data: Any, turns: int) -> Summary | None:
 
 
 def _load_mapping(data: Any) -> dict[str, str]:
-    """The saved placeholder mapping (files without a redactor's placeholders have none)."""
+    """The placeholder mapping of a file written before mappings stopped being written (they
+    hold the values; see ``convo._written``): read so such a file keeps its meaning."""
     if data is None:
         return {}
     mapping = data.get("mapping") if isinstance(data, Mapping) else None

@@ -219,10 +219,10 @@ class Talking:
 
     def _unredact(self, reply: Any) -> Any:
         """Put back what the conversation's redactor replaced in the request (placeholder mode)."""
-        return restore_message(reply, self._mapping) if self._mapping else reply
+        return restore_message(reply, self._mapping) if self._mapping and self.redactor is not None else reply
 
     def _restorer(self) -> Any:
-        return self.redactor.restorer(self._mapping) if self._mapping else None
+        return self.redactor.restorer(self._mapping) if self._mapping and self.redactor is not None else None
 
     def _need_client(self) -> Any:
         if self.client is None:

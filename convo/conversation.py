@@ -426,7 +426,8 @@ class Conversation(Fitting, Journaled):
     # -- files (see convo._persist) ------------------------------------------------------------
 
     def to_dict(self, *, strategy: bool = True) -> dict[str, Any]:
-        """The saved form: versioned, JSON-able, no secrets. See :meth:`save` for ``strategy``."""
+        """The saved form: versioned, JSON-able, no secrets; with a redactor (the conversation's or
+        its client's) the text as the API saw it, never the values. See :meth:`save` for ``strategy``."""
         return _persist.to_dict(self, strategy=strategy)
 
     def save(self, path: str | os.PathLike[str], *, strategy: bool = True) -> None:

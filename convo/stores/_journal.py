@@ -13,6 +13,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .._exceptions import ConflictError, StoreError
+from .._written import written_messages, written_text
 from ..conversation import Conversation
 from ..messages import Message
 from ._records import Write, chunked, counter_key, dumps, head_of
@@ -88,7 +89,11 @@ class Journal:
             self._counted_by = conv.counter
             self._same = self.counter is not None and counter_key(conv.counter) == self.counter
         counts = conv._counts[start:] if self._same else [-1] * (len(messages) - start)
-        chunks, chunk_counts = chunked([dumps(api) for api in conv._api[start:]], counts)
+        api = conv._api[start:]
+        written = written_messages(conv, api)
+        if written is not api:  # redacted: a message written other than it is counted on opening
+            counts = [n if w == a else -1 for n, w, a in zip(counts, written, api, strict=True)]
+        chunks, chunk_counts = chunked([dumps(m) for m in written], counts)
         write = Write(
             version=self.version,
             keep=start,
@@ -98,7 +103,7 @@ class Journal:
             counts=chunk_counts,
             length=len(messages),
             pins=dumps(pins),
-            summary=None if summary is None else dumps({"text": summary.text, "turns": summary.turns}),
+            summary=None if summary is None else dumps({"text": written_text(conv, summary.text), "turns": summary.turns}),
             receipt_start=self._receipts,
             receipts=[r.model_dump_json() for r in receipts[self._receipts :]],
             head=head_of(conv) if head_key != self._head else None,

@@ -28,8 +28,6 @@ from ..tokens import CachedCounter, OfflineCounter
 
 __all__ = ["CHUNK", "RECENT_CHARS", "ConversationInfo", "Stored", "Write", "chunk_sizes", "chunk_starts", "chunked", "conflict", "counter_key", "head_of", "new_id"]
 
-_HEAD_OMITS = ("messages", "pinned", "summary")
-
 #: A conversation keeps the tokens of its last 32 writes, newest first, joined by commas (this
 #: many characters: each token is 16 hex digits), so a handle whose write timed out can tell
 #: whether the store applied it even after other handles have written since.
@@ -173,10 +171,9 @@ def head_of(conv: Conversation) -> str:
     """The saved form without messages, pins and summary, plus whose token counts are stored; a
     strategy that cannot be saved is stored as custom (``open`` then needs ``strategy=``)."""
     try:
-        data = _persist.to_dict(conv)
+        head = _persist.head(conv)
     except ConversationFileError:
-        data = _persist.to_dict(conv, strategy=False)
-    head = {k: v for k, v in data.items() if k not in _HEAD_OMITS}
+        head = _persist.head(conv, strategy=False)
     head["counter"] = counter_key(conv.counter)
     return dumps(head)
 
