@@ -140,17 +140,23 @@ class Budget:
 
     def _refused(self, refusal: Refusal, usd: float, user: str | None) -> BudgetExceededError:
         where = f" (shared budget {self.name!r})" if self.store is not None else ""
+        cap = (self.per_user_usd or 0.0) if refusal.kind == "user" else self.usd
+        # What is neither spent nor left is held by requests in flight: under concurrency that
+        # can be most of the cap, and a refusal that left it out would read as money gone.
+        held = cap - refusal.spent - refusal.left
+        books = f"spent ${refusal.spent:.6f}" + (f", held by requests in flight ${held:.6f}" if held > 1e-9 else "")
         if refusal.kind == "user":
             return BudgetExceededError(
                 f"user {user!r} could spend up to ${usd:.6f} more but only ${max(refusal.left, 0):.6f} of "
-                f"their {_usd(self.per_user_usd or 0.0)} cap is left{where}",
+                f"their {_usd(cap)} cap is left{where} ({books})",
                 needed=usd,
                 left=refusal.left,
                 user=user,
             )
         return BudgetExceededError(
             f"this request could cost up to ${usd:.6f} but only ${max(refusal.left, 0):.6f} of the "
-            f"{_usd(self.usd)} budget{where} is left (spent ${refusal.spent:.6f}); raise the budget or lower max_tokens",
+            f"{_usd(cap)} budget{where} is left ({books}); raise the budget or lower max_tokens"
+            + ("; or retry when requests in flight have settled" if held > 1e-9 else ""),
             needed=usd,
             left=refusal.left,
             user=user,

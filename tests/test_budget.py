@@ -92,6 +92,26 @@ def test_per_user_cap():
     assert budget.user_spent("alice") == pytest.approx(0.9)
 
 
+def test_a_refusal_says_what_requests_in_flight_hold():
+    """Under concurrency most of a cap can be held, not spent: the refusal says so, or it reads
+    as a budget that lost money ("only $0.05 of the $1.00 budget is left (spent $0.00)")."""
+    budget = Budget(usd=1.0, per_user_usd=0.5)
+    budget.settle(budget.reserve(0.1, "ann"), 0.1)
+    holds = [budget.reserve(0.2, "ann"), budget.reserve(0.3, "bob"), budget.reserve(0.35, "carl")]
+    with pytest.raises(BudgetExceededError) as info:
+        budget.reserve(0.1, "dan")
+    message = str(info.value)
+    assert "$0.050000 of the $1.00 budget is left" in message
+    assert "spent $0.100000" in message and "held by requests in flight $0.850000" in message
+    with pytest.raises(BudgetExceededError) as info:
+        budget.settle(holds.pop(2), 0.0) or budget.reserve(0.25, "ann")
+    assert "$0.200000 of their $0.50 cap is left" in str(info.value)
+    assert "spent $0.100000, held by requests in flight $0.200000" in str(info.value)
+    with pytest.raises(BudgetExceededError) as info:
+        Budget(usd=1.0).reserve(2.0)
+    assert "held" not in str(info.value)  # nothing in flight: nothing to say about it
+
+
 @pytest.mark.parametrize("kwargs", [{"usd": 0}, {"usd": -1}, {"usd": 1, "alerts": (1.5,)}, {"usd": 1, "per_user_usd": 0}])
 def test_bad_budgets(kwargs):
     with pytest.raises(convo.InvalidConfigError):

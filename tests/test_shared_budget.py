@@ -72,6 +72,7 @@ def test_two_processes_worth_of_budgets_share_one_cap_user_caps_and_alerts(share
     with pytest.raises(BudgetExceededError, match="alice") as info:
         b.reserve(0.3, "alice")  # over alice's cap, counted across both
     assert info.value.user == "alice" and info.value.left == pytest.approx(0.2)
+    assert "held by requests in flight $0.400000" in str(info.value)  # the other process's hold
     a.settle(hold, 0.3)
     b.settle(b.reserve(0.3, "bob"), 0.25)
     assert a.spent == pytest.approx(0.55) and b.user_spent("alice") == pytest.approx(0.3)
