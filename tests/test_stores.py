@@ -395,6 +395,13 @@ def test_bad_input_is_refused_before_anything_is_written(store):
         store.create(model=MODEL, metadata={"f": object()})
     with pytest.raises(InvalidInputError):
         store.open("")
+    # PostgreSQL text cannot hold a NUL (it failed there as a StoreError); UTF-8 no lone surrogate
+    with pytest.raises(InvalidInputError, match="NUL"):
+        store.create(model=MODEL, user="ada\x00")
+    with pytest.raises(InvalidInputError, match="NUL"):
+        store.list(user="\x00")
+    with pytest.raises(InvalidInputError, match="surrogate"):
+        store.create(model=MODEL, user="ada\ud800")
     assert store.list() == []
     with pytest.raises(ConversationFileError, match="no conversation"):
         store.open("0" * 28)

@@ -145,6 +145,14 @@ def check_user(user: Any, *, required: bool = False) -> str | None:
         return None
     if not isinstance(user, str) or not user:
         raise InvalidInputError(f"user must be a non-empty str (the conversation's owner), got {user!r}")
+    if "\x00" in user:  # PostgreSQL text cannot hold it: refused alike by every backend
+        raise InvalidInputError(f"user must not contain a NUL character ('\\x00' at {user.index(chr(0))}), got {user!r}")
+    try:
+        user.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidInputError(
+            f"user holds a lone surrogate ({user[exc.start]!r} at {exc.start}), which UTF-8 cannot encode, got {user!r}"
+        ) from None
     return user
 
 
