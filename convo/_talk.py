@@ -18,7 +18,6 @@ from ._exceptions import ClientMismatchError, ConversationBusyError, InvalidConf
 from ._tool_loop import DEFAULT_MAX_STEPS, Output, TurnOptions, turn_flow
 from .events import Event
 from .messages import Message, TextBlock
-from .redact import restore_message
 from .reply import Reply
 from .strategies import TrimState, as_strategy
 from .summarize import Fold, FoldWriter, Summary
@@ -59,6 +58,7 @@ class Talking:
         def add(self, message: Any, *, pinned: bool = False) -> None: ...
         def _truncate(self, length: int) -> list[Message]: ...
         def _state(self, max_tokens: int, fixed: int | None = None) -> TrimState: ...
+        def _unredact(self, reply: Any) -> Any: ...
 
     # -- talking to the model -----------------------------------------------------------------
 
@@ -216,10 +216,6 @@ class Talking:
             self.receipts.append(self._draft.completed(getattr(reply, "usage", None), prices))
             self._draft = None
         return reply
-
-    def _unredact(self, reply: Any) -> Any:
-        """Put back what the conversation's redactor replaced in the request (placeholder mode)."""
-        return restore_message(reply, self._mapping) if self._mapping and self.redactor is not None else reply
 
     def _restorer(self) -> Any:
         return self.redactor.restorer(self._mapping) if self._mapping and self.redactor is not None else None

@@ -28,27 +28,24 @@ def redactor_of(conv: Conversation) -> Any:
 def written_messages(conv: Conversation, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``messages`` (the API's shape) as they are written: the same list without a redactor."""
     redactor = redactor_of(conv)
-    if redactor is None or not messages:
-        return messages
-    redacted, conv._mapping = redactor.redact_request({"messages": messages}, conv._mapping, thinking=True)
-    return list(redacted["messages"])
+    return messages if redactor is None or not messages else list(_written(conv, redactor, {"messages": messages})["messages"])
 
 
 def written_system(conv: Conversation, system: Any) -> Any:
     """The system prompt (None, a string or block dicts) as it is written."""
     redactor = redactor_of(conv)
-    if redactor is None or system is None:
-        return system
-    redacted, conv._mapping = redactor.redact_request({"system": system}, conv._mapping)
-    return redacted["system"]
+    return system if redactor is None or system is None else _written(conv, redactor, {"system": system})["system"]
 
 
 def written_text(conv: Conversation, text: str) -> str:
     """A text of the conversation's own (its summary) as it is written."""
     redactor = redactor_of(conv)
-    if redactor is None:
-        return text
-    done = redactor.redact(text, conv._mapping)
-    if done.mapping:
-        conv._mapping = done.mapping
-    return str(done.text)
+    return text if redactor is None else str(_written(conv, redactor, {"system": text})["system"])
+
+
+def _written(conv: Conversation, redactor: Any, request: dict[str, Any]) -> dict[str, Any]:
+    """``request`` redacted with the conversation's one numbering (which it extends); thinking
+    gets its placeholders back, as the conversation's requests send it."""
+    redacted: dict[str, Any]
+    redacted, conv._mapping = redactor.redact_request(request, conv._mapping, thinking=True)
+    return redacted

@@ -144,7 +144,8 @@ class Budget:
         # What is neither spent nor left is held by requests in flight: under concurrency that
         # can be most of the cap, and a refusal that left it out would read as money gone.
         held = cap - refusal.spent - refusal.left
-        books = f"spent ${refusal.spent:.6f}" + (f", held by requests in flight ${held:.6f}" if held > 1e-9 else "")
+        in_flight = held > 1e-9
+        books = f"spent ${refusal.spent:.6f}" + (f", held by requests in flight ${held:.6f}" if in_flight else "")
         if refusal.kind == "user":
             return BudgetExceededError(
                 f"user {user!r} could spend up to ${usd:.6f} more but only ${max(refusal.left, 0):.6f} of "
@@ -156,7 +157,7 @@ class Budget:
         return BudgetExceededError(
             f"this request could cost up to ${usd:.6f} but only ${max(refusal.left, 0):.6f} of the "
             f"{_usd(cap)} budget{where} is left ({books}); raise the budget or lower max_tokens"
-            + ("; or retry when requests in flight have settled" if held > 1e-9 else ""),
+            + ("; or retry when requests in flight have settled" if in_flight else ""),
             needed=usd,
             left=refusal.left,
             user=user,

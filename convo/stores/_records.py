@@ -23,6 +23,7 @@ from typing import Any
 
 from .. import _persist
 from .._exceptions import ConflictError, ConversationFileError, InvalidConfigError, InvalidInputError
+from .._preflight import check_json
 from ..conversation import Conversation
 from ..tokens import CachedCounter, OfflineCounter
 
@@ -147,12 +148,7 @@ def check_user(user: Any, *, required: bool = False) -> str | None:
         raise InvalidInputError(f"user must be a non-empty str (the conversation's owner), got {user!r}")
     if "\x00" in user:  # PostgreSQL text cannot hold it: refused alike by every backend
         raise InvalidInputError(f"user must not contain a NUL character ('\\x00' at {user.index(chr(0))}), got {user!r}")
-    try:
-        user.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InvalidInputError(
-            f"user holds a lone surrogate ({user[exc.start]!r} at {exc.start}), which UTF-8 cannot encode, got {user!r}"
-        ) from None
+    check_json(user, "user")  # a lone surrogate: no store can hold it
     return user
 
 
